@@ -1,0 +1,11 @@
+"""mskseg: segment-anything foundation models on musculoskeletal MRI.
+
+The library holds every step of the study; the numbered notebooks only call it.
+Sub-packages follow the pipeline: ``data`` (cohort, ingest, prepare), ``plots``, and later
+``models``, ``evaluation``, ``finetuning``, ``biomarkers``, ``statistics``, ``autolabel``.
+"""
+from mskseg_lib.settings import configure_environment
+
+__version__ = "0.1.0"
+
+configure_environment()

@@ -1,0 +1,197 @@
+"""The ``mskseg`` command (also ``python -m mskseg_lib``).
+
+Each subcommand is one entry in ``COMMANDS``: a function adding its arguments and a handler
+returning the exit status. Add one with the ``command`` decorator::
+
+    def _evaluate_args(p): p.add_argument("--profile", required=True)
+
+    @command("evaluate", "evaluate the models", _evaluate_args)
+    def _evaluate(args): ...; return 0
+
+User errors (an invalid profile, bad input data, an unknown notebook number) print one line
+``mskseg: error: ...`` and exit 2 without a traceback; a failing notebook exits 1.
+Modules still under construction (``mskseg_lib.data.*``) are imported inside the handlers so the
+rest of the CLI works without them.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+__all__ = ["COMMANDS", "Command", "command", "build_parser", "main", "USER_ERROR_NAMES"]
+
+# Exception classes (matched by name anywhere in the MRO) that mean "the user's input is wrong".
+USER_ERROR_NAMES = frozenset({"ProfileError", "DataError", "NotebookSelectionError"})
+
+Handler = Callable[[argparse.Namespace], int]
+AddArguments = Callable[[argparse.ArgumentParser], None]
+
+
+@dataclass(frozen=True)
+class Command:
+    """One subcommand: help text, argument setup and handler."""
+
+    help: str
+    add_arguments: AddArguments
+    handler: Handler
+
+
+COMMANDS: dict[str, Command] = {}
+
+
+def command(name: str, help: str, add_arguments: AddArguments) -> Callable[[Handler], Handler]:
+    """Register the decorated function as the handler of subcommand ``name``."""
+
+    def register(handler: Handler) -> Handler:
+        COMMANDS[name] = Command(help, add_arguments, handler)
+        return handler
+
+    return register
+
+
+def _profile_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profile", required=True, metavar="NAME",
+                   help="profile name in params/ (fixture, default, paper) or a YAML path")
+
+
+def _load(name: str) -> dict:
+    from mskseg_lib.config import load_profile
+
+    return load_profile(name)
+
+
+def _report(result: Any) -> None:
+    """Print a short summary of what a step returned (path, table shape, count)."""
+    if result is None:
+        return
+    shape = getattr(result, "shape", None)
+    if shape is not None:
+        print(f"result: {type(result).__name__} {tuple(shape)}")
+    elif isinstance(result, (str, bytes)) or hasattr(result, "__fspath__"):
+        print(f"result: {result}")
+    elif isinstance(result, (list, tuple, dict, set)):
+        print(f"result: {len(result)} item(s)")
+    else:
+        print(f"result: {result}")
+
+
+# --- subcommands -------------------------------------------------------------------------------
+
+def _run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profile", default="default", metavar="NAME",
+                   help="profile name in params/ or a YAML path (default: default)")
+    p.add_argument("--only", metavar="NN[,NN...]", default=None,
+                   help="run only these notebook numbers, e.g. 01,03")
+
+
+@command("run", "execute the numbered notebooks with papermill", _run_args)
+def _run(args: argparse.Namespace) -> int:
+    from mskseg_lib.notebook_runner import NotebookFailed, run_notebooks
+
+    only = [x for x in args.only.split(",") if x.strip()] if args.only else None
+    try:
+        run_dir = run_notebooks(args.profile, only)
+    except NotebookFailed as exc:
+        print(f"mskseg: error: {exc}", file=sys.stderr)
+        return 1
+    print(f"run folder: {run_dir}")
+    return 0
+
+
+def _validate_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("profiles", nargs="+", metavar="NAME", help="profile names or YAML paths")
+
+
+@command("validate-profile", "check profiles against the schema", _validate_args)
+def _validate(args: argparse.Namespace) -> int:
+    from mskseg_lib.config import ProfileError, profile_path
+
+    status = 0
+    for name in args.profiles:
+        try:
+            _load(name)
+        except ProfileError as exc:
+            print(f"mskseg: error: {_one_line(exc)}", file=sys.stderr)
+            status = 2
+        else:
+            print(f"ok: {name} ({profile_path(name)})")
+    return status
+
+
+@command("cohort", "generate the synthetic MSK MRI cohort of a profile", _profile_arg)
+def _cohort(args: argparse.Namespace) -> int:
+    cfg = _load(args.profile)
+    from mskseg_lib.data.cohort import generate_cohort
+
+    _report(generate_cohort(cfg))
+    return 0
+
+
+@command("prepare", "prepare slices, splits and exports of a profile", _profile_arg)
+def _prepare(args: argparse.Namespace) -> int:
+    cfg = _load(args.profile)
+    from mskseg_lib.data.prepare import prepare_all
+
+    _report(prepare_all(cfg))
+    return 0
+
+
+# --- entry point ------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    """Parser with one subparser per entry of ``COMMANDS``."""
+    from mskseg_lib import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="mskseg",
+        description="Segment-anything models on musculoskeletal MRI: run and check the study.",
+    )
+    parser.add_argument("--version", action="version", version=f"mskseg {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, cmd in COMMANDS.items():
+        p = sub.add_parser(name, help=cmd.help, description=cmd.help)
+        cmd.add_arguments(p)
+        p.set_defaults(_handler=cmd.handler)
+    return parser
+
+
+def _one_line(exc: BaseException) -> str:
+    """``"invalid profile:\\n  a\\n  b"`` -> ``"invalid profile: a; b"``."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    head, rest = lines[0], lines[1:]
+    if not rest:
+        return head
+    return f"{head} {'; '.join(rest)}" if head.endswith(":") else "; ".join(lines)
+
+
+def _is_user_error(exc: BaseException) -> bool:
+    return any(cls.__name__ in USER_ERROR_NAMES for cls in type(exc).__mro__)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` and run the subcommand; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args._handler(args) or 0)
+    except KeyboardInterrupt:
+        print("mskseg: interrupted", file=sys.stderr)
+        return 130
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith("mskseg_lib."):
+            print(f"mskseg: error: {exc.name} is not available in this checkout yet", file=sys.stderr)
+            return 2
+        raise
+    except Exception as exc:
+        if _is_user_error(exc):
+            print(f"mskseg: error: {_one_line(exc)}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,167 @@
+"""Profiles: the YAML files in ``params/`` that papermill injects into every notebook.
+
+All profiles share one schema (``SCHEMA`` below). Loading a profile checks it completely:
+an unknown key, a missing key or a value of the wrong type is reported with the file and the
+dotted key, so a typo in ``params/paper.yaml`` fails before hours of GPU time, not after.
+Entries typed ``dict`` (per-dataset overrides, notebook sections) are free-form maps whose
+values are checked by the code that reads them.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from mskseg_lib.settings import project_root
+
+# A leaf is a type or tuple of types; a nested dict is a section. ``None`` in a tuple allows null.
+NUM = (int, float)
+SCHEMA: dict[str, Any] = {
+    "profile": str,
+    "description": str,
+    "seed": int,
+    "paths": {
+        "data_root": str,  # cohort, prepared data; relative paths are relative to the project
+        "figures_dir": str,
+        "tables_dir": str,
+        "runs_dir": str,
+    },
+    "cohort": {
+        "enabled": bool,  # generate the synthetic MSK MRI cohort
+        "datasets": (list, str),  # "all" or a list of dataset names
+        "subjects_per_dataset": int,
+        "subjects_override": dict,  # dataset name -> subject count
+        "matrix_scale": NUM,  # in-plane matrix relative to the protocol's nominal matrix
+        "slice_scale": NUM,  # number of slices relative to nominal (thickness follows)
+        "supersample": int,  # render finer by this factor per axis, then average (partial volume)
+    },
+    "sources": list,  # extra raw data: [{type: real_spine|manifest, ...}]
+    "prepare": {
+        "slice_sizes_px": list,  # model input sizes to store (256 LiteMedSAM, 1024 SAM/SAM2)
+        "clip_percentiles": list,  # [low, high] of non-zero voxels
+        "min_component_px": int,  # per slice, per label
+        "min_component_voxels": int,  # per volume, per label
+        "drop_labels": dict,  # dataset -> [label names]
+        "per_dataset": dict,  # dataset -> {min_component_px, min_component_voxels}
+        "on_bad_input": str,  # "raise" or "skip" (logged in skipped.csv)
+        "split_fractions": list,  # train, val, test
+        "stratify_by": list,  # subject columns
+        "yolo_export": bool,
+        "yolo_image_size_px": int,
+    },
+    "notebooks": dict,  # "01" -> options of that notebook
+}
+
+ALLOWED_VALUES = {
+    "prepare.on_bad_input": {"raise", "skip"},
+}
+
+
+class ProfileError(ValueError):
+    """A profile file is missing, unreadable or does not match the schema."""
+
+
+def params_dir() -> Path:
+    return project_root() / "params"
+
+
+def profile_path(name_or_path: str | Path) -> Path:
+    """``default`` -> ``params/default.yaml``; a path is taken as it is."""
+    p = Path(name_or_path)
+    if p.suffix in {".yaml", ".yml"}:
+        return p
+    return params_dir() / f"{name_or_path}.yaml"
+
+
+def _type_name(t: Any) -> str:
+    if isinstance(t, tuple):
+        return " or ".join(x.__name__ for x in t)
+    return t.__name__
+
+
+def _check(node: Any, schema: Any, where: str, source: str, errors: list[str]) -> None:
+    if isinstance(schema, dict):
+        if not isinstance(node, dict):
+            errors.append(f"{source}: '{where}' must be a mapping, got {type(node).__name__}")
+            return
+        for key in node:
+            if key not in schema:
+                known = ", ".join(sorted(schema))
+                errors.append(f"{source}: unknown key '{_join(where, key)}' (known here: {known})")
+        for key, sub in schema.items():
+            if key not in node:
+                errors.append(f"{source}: missing key '{_join(where, key)}'")
+            else:
+                _check(node[key], sub, _join(where, key), source, errors)
+        return
+    types = schema if isinstance(schema, tuple) else (schema,)
+    ok = isinstance(node, types) and not (isinstance(node, bool) and bool not in types)
+    if not ok:
+        errors.append(
+            f"{source}: '{where}' must be {_type_name(schema)}, got {type(node).__name__} ({node!r})"
+        )
+        return
+    allowed = ALLOWED_VALUES.get(where)
+    if allowed is not None and node not in allowed:
+        errors.append(f"{source}: '{where}' must be one of {sorted(allowed)}, got {node!r}")
+
+
+def _join(prefix: str, key: str) -> str:
+    return f"{prefix}.{key}" if prefix else str(key)
+
+
+def validate_profile(cfg: Mapping[str, Any], source: str = "<profile>") -> None:
+    """Raise ``ProfileError`` listing every schema violation in ``cfg``."""
+    errors: list[str] = []
+    _check(dict(cfg), SCHEMA, "", source, errors)
+    if not errors:
+        fr = cfg["prepare"]["split_fractions"]
+        if len(fr) != 3 or abs(sum(fr) - 1.0) > 1e-6 or min(fr) < 0:
+            errors.append(f"{source}: 'prepare.split_fractions' must be 3 non-negative numbers summing to 1, got {fr}")
+        lo_hi = cfg["prepare"]["clip_percentiles"]
+        if len(lo_hi) != 2 or not 0 <= lo_hi[0] < lo_hi[1] <= 100:
+            errors.append(f"{source}: 'prepare.clip_percentiles' must be [low, high] with 0 <= low < high <= 100, got {lo_hi}")
+    if errors:
+        raise ProfileError("invalid profile:\n  " + "\n  ".join(errors))
+
+
+def merge(base: dict, overrides: Mapping[str, Any]) -> dict:
+    """Deep-merge ``overrides`` into a copy of ``base`` (mappings merge, everything else replaces)."""
+    out = copy.deepcopy(base)
+    for key, value in overrides.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def load_profile(name_or_path: str | Path, overrides: Mapping[str, Any] | None = None) -> dict:
+    """Read and validate a profile; ``overrides`` (as papermill injects them) are merged first."""
+    path = profile_path(name_or_path)
+    if not path.exists():
+        have = ", ".join(sorted(p.stem for p in params_dir().glob("*.yaml")))
+        raise ProfileError(f"{path}: no such profile (available: {have})")
+    try:
+        cfg = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ProfileError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(cfg, dict):
+        raise ProfileError(f"{path}: a profile must be a YAML mapping")
+    if overrides:
+        cfg = merge(cfg, overrides)
+    validate_profile(cfg, str(path))
+    return cfg
+
+
+def resolve_path(cfg: Mapping[str, Any], key: str) -> Path:
+    """Absolute path for ``paths.<key>``; relative paths are taken from the project root."""
+    p = Path(cfg["paths"][key]).expanduser()
+    return p if p.is_absolute() else project_root() / p
+
+
+def notebook_options(cfg: Mapping[str, Any], notebook: str) -> dict:
+    """Options of one notebook (``notebooks.<id>``); an absent section means defaults."""
+    return dict(cfg["notebooks"].get(notebook, {}) or {})

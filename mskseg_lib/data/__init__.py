@@ -1,0 +1,1 @@
+"""Cohort generation, raw-data ingest and preparation of model-ready slices."""

@@ -1,0 +1,237 @@
+"""The study's twelve MSK MRI dataset families: names, anatomy, plane, labels and protocols.
+
+Dataset names are the study's (the trailing number is the study's subject count, kept so that
+regenerated tables line up with the published ones). Each label carries a tissue class, used
+for tissue-level results. ``Protocol`` holds the nominal acquisition of a dataset; clinical
+datasets vary around it per subject (several vendors, field strengths and timings), research
+datasets are acquired with one fixed protocol, as in the study.
+
+``geometry`` names the anatomy model in :mod:`mskseg_lib.data.anatomy`; ``raw_format`` and
+``mask_layout`` say how the synthetic cohort exports the raw data, so every raw form that real
+studies arrive in (DICOM, NIfTI, NPZ, HDF5, MATLAB) is exercised by the ingest code.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import pandas as pd
+
+TISSUE_CLASSES = ("cartilage", "bone", "muscle", "nerve", "fat")
+PLANE_AXIS = {"sagittal": 0, "coronal": 1, "axial": 2}  # slice axis in canonical RAS arrays
+
+
+@dataclass(frozen=True)
+class Label:
+    value: int
+    name: str
+    tissue_class: str
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """Nominal acquisition. ``matrix`` is (rows, cols) in-plane; ``fov_mm`` (in-plane, through)."""
+
+    sequence: str  # "FSE" spin echo, "GRE" spoiled gradient echo (signal model)
+    field_strength_t: float
+    te_ms: float
+    tr_ms: float
+    flip_angle_deg: float
+    matrix: tuple[int, int]
+    n_slices: int
+    fov_mm: tuple[float, float]
+    vendor: str
+    clinical_variation: bool = False  # per-subject vendor/field/timing variation
+    undersampling: int = 1  # Cartesian k-space acceleration (zero-filled recon)
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    anatomy: str  # knee, hip, spine, thigh, shoulder
+    plane: str  # sagittal, coronal, axial
+    acquisition: str  # "2D" or "3D"
+    sequence_name: str  # DESS, CUBE, MAPSS, T1, T2 (as in the dataset name)
+    protocol_type: str  # Clinical or Research
+    task: str  # Anatomical or Compositional
+    labels: tuple[Label, ...]
+    protocol: Protocol
+    geometry: str
+    raw_format: str  # dicom, nifti, npz, hdf5, mat
+    mask_layout: str  # "multiclass" or "per_label"
+    maps: tuple[str, ...] = ()  # quantitative maps exported with the images (ms)
+    slice_axis: Optional[int] = None  # override PLANE_AXIS (for headers without orientation)
+    extra: dict = field(default_factory=dict, hash=False, compare=False)
+
+    @property
+    def slice_axis_canonical(self) -> int:
+        return PLANE_AXIS[self.plane] if self.slice_axis is None else self.slice_axis
+
+    def label_values(self) -> dict[str, int]:
+        return {lab.name: lab.value for lab in self.labels}
+
+    def label_names(self) -> dict[int, str]:
+        return {lab.value: lab.name for lab in self.labels}
+
+
+def _labels(*items: tuple[str, str]) -> tuple[Label, ...]:
+    return tuple(Label(i + 1, name, tissue) for i, (name, tissue) in enumerate(items))
+
+
+KNEE_CUBE_LABELS = _labels(
+    ("femur", "bone"), ("femoral_cartilage", "cartilage"), ("tibia", "bone"),
+    ("tibial_cartilage", "cartilage"), ("patella", "bone"), ("patellar_cartilage", "cartilage"),
+)
+KNEE_DESS_LABELS = _labels(
+    ("femoral_cartilage", "cartilage"), ("lateral_tibial_cartilage", "cartilage"),
+    ("medial_tibial_cartilage", "cartilage"), ("patellar_cartilage", "cartilage"),
+    ("lateral_meniscus", "cartilage"), ("medial_meniscus", "cartilage"),
+)
+KNEE_MAPSS_LABELS = _labels(
+    ("lateral_femoral_cartilage", "cartilage"), ("medial_femoral_cartilage", "cartilage"),
+    ("lateral_tibial_cartilage", "cartilage"), ("medial_tibial_cartilage", "cartilage"),
+    ("lateral_meniscus", "cartilage"), ("medial_meniscus", "cartilage"),
+)
+SPINE_LEVELS = ("L1", "L2", "L3", "L4", "L5")
+SPINE_DISCS = ("L1_L2", "L2_L3", "L3_L4", "L4_L5", "L5_S1")
+SPINE_SAG_LABELS = _labels(
+    *[(f"vertebral_body_{lv}", "bone") for lv in SPINE_LEVELS],
+    *[(f"disc_{d}", "cartilage") for d in SPINE_DISCS],
+)
+SPINE_T1AX_LABELS = _labels(
+    ("erector_spinae", "muscle"), ("multifidus", "muscle"), ("psoas", "muscle"),
+    ("quadratus_lumborum", "muscle"),
+)
+SPINE_T2AX_LABELS = _labels(("disc", "cartilage"), ("vertebra", "bone"), ("nerve", "nerve"))
+THIGH_LABELS = _labels(
+    ("subcutaneous_fat", "fat"), ("extensors", "muscle"), ("hamstrings", "muscle"),
+    ("femoral_cortex", "bone"), ("femoral_bone_marrow", "bone"), ("adductors", "muscle"),
+    ("sartorius", "muscle"), ("gracilis", "muscle"), ("nerve_bundle", "nerve"),
+)
+
+_KNEE_CUBE_PROTOCOL = Protocol("FSE", 3.0, 25.0, 1500.0, 90.0, (384, 384), 160, (160.0, 120.0), "GE")
+
+DATASETS: dict[str, DatasetSpec] = {
+    spec.name: spec
+    for spec in [
+        DatasetSpec(
+            "Hip_3D_CUBE_Research_Anatomical_42", "hip", "coronal", "3D", "CUBE", "Research",
+            "Anatomical", _labels(("proximal_femur", "bone")),
+            Protocol("FSE", 3.0, 30.0, 1400.0, 90.0, (320, 320), 120, (200.0, 120.0), "GE"),
+            geometry="hip", raw_format="dicom", mask_layout="per_label",
+        ),
+        DatasetSpec(
+            "Thigh_2D_T1ax_Clinical_Anatomical_50", "thigh", "axial", "2D", "T1", "Clinical",
+            "Anatomical", THIGH_LABELS,
+            Protocol("FSE", 1.5, 12.0, 600.0, 90.0, (256, 256), 24, (220.0, 120.0), "Siemens",
+                     clinical_variation=True),
+            geometry="thigh", raw_format="dicom", mask_layout="multiclass",
+        ),
+        DatasetSpec(
+            "Shoulder_3D_CUBE_Research_Anatomical_28", "shoulder", "axial", "3D", "CUBE",
+            "Research", "Anatomical", _labels(("scapula", "bone")),
+            Protocol("FSE", 3.0, 28.0, 1300.0, 90.0, (320, 320), 100, (180.0, 100.0), "GE"),
+            geometry="shoulder", raw_format="nifti", mask_layout="per_label",
+        ),
+        DatasetSpec(
+            "Spine_2D_T1ax_Clinical_Anatomical_59", "spine", "axial", "2D", "T1", "Clinical",
+            "Anatomical", SPINE_T1AX_LABELS,
+            Protocol("FSE", 1.5, 10.0, 550.0, 90.0, (320, 320), 20, (240.0, 100.0), "Philips",
+                     clinical_variation=True),
+            geometry="spine_axial_muscle", raw_format="npz", mask_layout="multiclass",
+        ),
+        DatasetSpec(
+            "Spine_2D_T2ax_Clinical_Anatomical_38", "spine", "axial", "2D", "T2", "Clinical",
+            "Anatomical", SPINE_T2AX_LABELS,
+            Protocol("FSE", 1.5, 100.0, 3500.0, 90.0, (256, 256), 20, (180.0, 80.0), "Siemens",
+                     clinical_variation=True),
+            geometry="spine_axial_disc", raw_format="dicom", mask_layout="multiclass",
+        ),
+        DatasetSpec(
+            "Spine_2D_T1sag_Clinical_Anatomical_23", "spine", "sagittal", "2D", "T1", "Clinical",
+            "Anatomical", SPINE_SAG_LABELS,
+            Protocol("FSE", 3.0, 10.0, 600.0, 90.0, (384, 384), 16, (280.0, 64.0), "GE",
+                     clinical_variation=True),
+            geometry="spine_sagittal", raw_format="dicom", mask_layout="per_label",
+        ),
+        DatasetSpec(
+            "Spine_2D_T1sag_Clinical_Anatomical_111", "spine", "sagittal", "2D", "T1", "Clinical",
+            "Anatomical", SPINE_SAG_LABELS,
+            Protocol("FSE", 1.5, 12.0, 500.0, 90.0, (320, 320), 15, (300.0, 60.0), "Siemens",
+                     clinical_variation=True),
+            geometry="spine_sagittal", raw_format="npz", mask_layout="per_label",
+        ),
+        DatasetSpec(
+            "Knee_2D_MAPSS-echo1_Research_Compositional_22", "knee", "sagittal", "2D", "MAPSS",
+            "Research", "Compositional", KNEE_MAPSS_LABELS,
+            Protocol("GRE", 3.0, 3.0, 9.0, 10.0, (256, 256), 28, (140.0, 110.0), "GE"),
+            geometry="knee", raw_format="mat", mask_layout="multiclass",
+            maps=("t1rho_ms", "t2_ms"),
+        ),
+        DatasetSpec(
+            "Knee_2D_MAPSS-echo1_Research_Compositional_39", "knee", "sagittal", "2D", "MAPSS",
+            "Research", "Compositional", KNEE_MAPSS_LABELS,
+            Protocol("GRE", 3.0, 4.0, 9.5, 10.0, (256, 256), 24, (150.0, 110.0), "Siemens"),
+            geometry="knee", raw_format="mat", mask_layout="per_label",
+            maps=("t1rho_ms", "t2_ms"),
+        ),
+        DatasetSpec(
+            "Knee_3D_DESS_Research_Anatomical_86", "knee", "sagittal", "3D", "DESS", "Research",
+            "Anatomical", KNEE_DESS_LABELS,
+            Protocol("GRE", 3.0, 5.0, 16.0, 25.0, (384, 384), 160, (140.0, 110.0), "Siemens"),
+            geometry="knee", raw_format="hdf5", mask_layout="per_label",
+        ),
+        DatasetSpec(
+            "Knee_3D_CUBE_Research_Anatomical_300", "knee", "sagittal", "3D", "CUBE", "Research",
+            "Anatomical", KNEE_CUBE_LABELS, _KNEE_CUBE_PROTOCOL,
+            geometry="knee", raw_format="nifti", mask_layout="multiclass",
+        ),
+        DatasetSpec(
+            "Knee_3D_CUBE_Undersampled_Research_Anatomical_50", "knee", "sagittal", "3D", "CUBE",
+            "Research", "Anatomical", KNEE_CUBE_LABELS,
+            Protocol("FSE", 3.0, 25.0, 1500.0, 90.0, (384, 384), 160, (160.0, 120.0), "GE",
+                     undersampling=8),
+            geometry="knee", raw_format="nifti", mask_layout="per_label",
+        ),
+    ]
+}
+
+# The real lumbar fixture (MyoSegmenTUM spine, Burian et al. 2019): identity affine, 1 mm,
+# sagittal plane on the last array axis (its README), so the slice axis is given explicitly.
+REAL_SPINE = DatasetSpec(
+    "RealSpine_MyoSegmenTUM_VB_8", "spine", "sagittal", "3D", "CSE-water-fat", "Research",
+    "Anatomical", _labels(*[(f"vertebral_body_{lv}", "bone") for lv in SPINE_LEVELS]),
+    Protocol("GRE", 3.0, float("nan"), float("nan"), float("nan"), (224, 224), 77,
+             (224.0, 77.0), "Philips"),
+    geometry="real", raw_format="nifti", mask_layout="multiclass", slice_axis=2,
+)
+
+
+def get_dataset(name: str) -> DatasetSpec:
+    """Spec of a dataset by name, with a clear error listing the known names."""
+    if name == REAL_SPINE.name:
+        return REAL_SPINE
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise KeyError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}") from None
+
+
+def select_datasets(selection: str | list[str]) -> list[DatasetSpec]:
+    """``"all"`` or a list of names -> specs, in catalog order."""
+    if selection == "all":
+        return list(DATASETS.values())
+    if isinstance(selection, str):
+        selection = [selection]
+    return [get_dataset(n) for n in selection]
+
+
+def labels_table(specs: list[DatasetSpec] | None = None) -> pd.DataFrame:
+    """One row per (dataset, label): anatomy, label value and name, tissue class (table S0 input)."""
+    specs = list(DATASETS.values()) if specs is None else specs
+    rows = [
+        {"dataset": s.name, "anatomy": s.anatomy, "label_value": lab.value,
+         "label_name": lab.name, "tissue_class": lab.tissue_class}
+        for s in specs for lab in s.labels
+    ]
+    return pd.DataFrame(rows)

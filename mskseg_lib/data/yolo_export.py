@@ -1,0 +1,71 @@
+"""YOLO detection export: images/labels train/val/test trees and a dataset YAML per dataset.
+
+Each processed slice becomes a PNG (the prepared uint8 slice at ``yolo_image_size_px``) and a
+label file with one line per instance box: ``class cx cy w h`` normalised to the image. Class
+ids are label value - 1 (YOLO classes start at 0), names from the catalog. The whole tree is
+built in a temporary folder and swapped in, so a split change leaves no stale files.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import yaml
+
+from mskseg_lib.data.catalog import get_dataset
+from mskseg_lib.data.preprocess import SliceGeometry
+
+
+def yolo_lines(instance_boxes: dict[int, list[list[int]]], geom: SliceGeometry) -> list[str]:
+    """Label lines for one slice; boxes are inclusive pixel boxes in the original slice."""
+    lines = []
+    s = geom.size_px
+    for value, boxes in sorted(instance_boxes.items()):
+        for x0, y0, x1, y1 in boxes:
+            bx0, by0, bx1, by1 = x0 * geom.scale, y0 * geom.scale, (x1 + 1) * geom.scale, (y1 + 1) * geom.scale
+            cx, cy, w, h = (bx0 + bx1) / 2 / s, (by0 + by1) / 2 / s, (bx1 - bx0) / s, (by1 - by0) / s
+            lines.append(f"{value - 1} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}")
+    return lines
+
+
+def export_yolo(cfg: dict, subjects: pd.DataFrame, slices: pd.DataFrame, out_dir: Path) -> Path:
+    """Write ``out_dir/<dataset>/{images,labels}/{train,val,test}`` and ``<dataset>.yaml`` files."""
+    from mskseg_lib.data.slice_store import load_stack
+
+    size = int(cfg["prepare"]["yolo_image_size_px"])
+    if size not in [int(s) for s in cfg["prepare"]["slice_sizes_px"]]:
+        raise ValueError(f"prepare.yolo_image_size_px={size} must be one of prepare.slice_sizes_px")
+    out_dir = Path(out_dir)
+    tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        for dataset, g in slices.groupby("dataset", sort=False):
+            spec = get_dataset(dataset)
+            root = tmp / dataset
+            for split in ("train", "val", "test"):
+                (root / "images" / split).mkdir(parents=True, exist_ok=True)
+                (root / "labels" / split).mkdir(parents=True, exist_ok=True)
+            for subject_id, gs in g.groupby("subject_id", sort=False):
+                images, _ = load_stack(cfg, dataset, subject_id, size)
+                for row in gs.itertuples():
+                    stem = f"{subject_id}_{row.slice_index:04d}"
+                    geom = SliceGeometry(int(row.rows_px), int(row.cols_px), size)
+                    cv2.imwrite(str(root / "images" / row.split / f"{stem}.png"), np.asarray(images[row.store_index]))
+                    inst = {int(k): v for k, v in json.loads(row.instance_boxes_json).items()}
+                    (root / "labels" / row.split / f"{stem}.txt").write_text("\n".join(yolo_lines(inst, geom)) + "\n")
+            meta = {"path": str((out_dir / dataset).resolve()), "train": "images/train", "val": "images/val",
+                    "test": "images/test", "names": {lab.value - 1: lab.name for lab in spec.labels}}
+            (tmp / f"{dataset}.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
+        old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
+        if out_dir.exists():
+            os.replace(out_dir, old)
+        os.replace(tmp, out_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir

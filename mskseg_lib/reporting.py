@@ -1,0 +1,208 @@
+"""Tables and figures of the notebooks, with captions, and one HTML index per profile.
+
+Notebooks save every result through ``save_table`` / ``save_figure``. Besides the file, each call
+records the caption and the notebook in a small registry (``_registry.json`` in the tables or
+figures folder of the profile, keyed by file name so a rerun replaces its entry).
+``write_index`` turns both registries into ``tables/<profile>/index.html``: one page to read
+all results of a run without opening the notebooks.
+"""
+from __future__ import annotations
+
+import contextlib
+import html
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
+
+from mskseg_lib import atomic
+from mskseg_lib.config import resolve_path
+from mskseg_lib.provenance import utc_now_iso
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+__all__ = ["REGISTRY_NAME", "INDEX_NAME", "save_table", "save_figure", "write_index", "read_registry"]
+
+REGISTRY_NAME = "_registry.json"
+INDEX_NAME = "index.html"
+PREVIEW_ROWS = 8
+
+
+def _check_name(name: str, suffix: str) -> str:
+    """File stem from ``name`` (a trailing ``suffix`` is dropped); no folders allowed."""
+    if name.endswith(suffix):
+        name = name[: -len(suffix)]
+    if not name or "/" in name or "\\" in name or name.startswith("."):
+        raise ValueError(f"invalid result name {name!r}: use a plain file name without folders")
+    return name
+
+
+@contextlib.contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    """Serialise registry updates between processes (no-op where ``fcntl`` is missing)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # Windows: notebooks run one at a time anyway
+        yield
+        return
+    with open(folder / ".registry.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def read_registry(folder: Path) -> dict[str, dict[str, Any]]:
+    """Entries of ``folder/_registry.json`` by file name ({} when absent or unreadable)."""
+    path = Path(folder) / REGISTRY_NAME
+    try:
+        data = json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _register(folder: Path, file_name: str, entry: Mapping[str, Any]) -> None:
+    with _locked(folder):
+        registry = read_registry(folder)
+        registry[file_name] = dict(entry)
+        atomic.write_json(folder / REGISTRY_NAME, registry)
+
+
+def save_table(
+    df: "pd.DataFrame",
+    cfg: Mapping[str, Any],
+    name: str,
+    caption: str,
+    *,
+    notebook: str | None = None,
+) -> Path:
+    """Write ``df`` to ``<tables_dir>/<name>.csv`` and register its caption; returns the path."""
+    stem = _check_name(name, ".csv")
+    folder = resolve_path(cfg, "tables_dir")
+    path = atomic.save_csv(df, folder / f"{stem}.csv")
+    _register(
+        folder,
+        path.name,
+        {
+            "kind": "table",
+            "name": stem,
+            "caption": caption,
+            "notebook": notebook,
+            "rows": int(len(df)),
+            "columns": [str(c) for c in df.columns],
+            "updated_utc": utc_now_iso(),
+        },
+    )
+    return path
+
+
+def save_figure(
+    fig: "Figure",
+    cfg: Mapping[str, Any],
+    name: str,
+    caption: str,
+    *,
+    notebook: str | None = None,
+    dpi: int = 150,
+) -> Path:
+    """Write ``fig`` to ``<figures_dir>/<name>.png`` and register its caption; returns the path.
+
+    The figure stays open so the notebook can still display it.
+    """
+    stem = _check_name(name, ".png")
+    folder = resolve_path(cfg, "figures_dir")
+    path = atomic.save_figure(fig, folder / f"{stem}.png", dpi=dpi)
+    _register(
+        folder,
+        path.name,
+        {
+            "kind": "figure",
+            "name": stem,
+            "caption": caption,
+            "notebook": notebook,
+            "updated_utc": utc_now_iso(),
+        },
+    )
+    return path
+
+
+def _sort_key(item: tuple[str, Mapping[str, Any]]) -> tuple[str, str]:
+    return (str(item[1].get("notebook") or "~"), item[0])
+
+
+def _table_html(path: Path, entry: Mapping[str, Any]) -> str:
+    import pandas as pd
+
+    caption = html.escape(str(entry.get("caption", "")))
+    nb = entry.get("notebook")
+    origin = f" <span class='nb'>notebook {html.escape(str(nb))}</span>" if nb else ""
+    head = f"<h3><a href='{html.escape(path.name)}'>{html.escape(path.name)}</a>{origin}</h3>"
+    if not path.exists():
+        return f"<section>{head}<p>{caption}</p><p class='missing'>file missing</p></section>"
+    try:
+        preview = pd.read_csv(path, nrows=PREVIEW_ROWS)
+        rows = entry.get("rows")
+        if rows is None:
+            rows = len(pd.read_csv(path))
+        body = preview.to_html(index=False, border=0, classes="preview", na_rep="")
+    except Exception as exc:  # an unreadable table must not break the whole index
+        rows, body = "?", f"<p class='missing'>cannot read: {html.escape(str(exc))}</p>"
+    return (
+        f"<section>{head}<p>{caption}</p>"
+        f"<p class='meta'>{rows} rows; first {PREVIEW_ROWS} shown</p>{body}</section>"
+    )
+
+
+def _figure_html(path: Path, entry: Mapping[str, Any], index_dir: Path) -> str:
+    rel = Path(os.path.relpath(path, index_dir)).as_posix()
+    src = html.escape(rel)
+    caption = html.escape(str(entry.get("caption", "")))
+    nb = entry.get("notebook")
+    origin = f" <span class='nb'>notebook {html.escape(str(nb))}</span>" if nb else ""
+    head = f"<h3><a href='{src}'>{html.escape(path.name)}</a>{origin}</h3>"
+    if not path.exists():
+        return f"<section>{head}<p>{caption}</p><p class='missing'>file missing</p></section>"
+    return (
+        f"<section>{head}<p>{caption}</p>"
+        f"<a href='{src}'><img src='{src}' alt='{caption}' loading='lazy'></a></section>"
+    )
+
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 70em; color: #222; }
+section { border-top: 1px solid #ddd; padding: 0.5em 0 1em; }
+h3 { margin: 0.3em 0; font-size: 1.05em; } .nb { color: #777; font-weight: normal; }
+.meta { color: #555; font-size: 0.9em; } .missing { color: #b00; }
+table.preview { border-collapse: collapse; font-size: 0.85em; }
+table.preview th, table.preview td { padding: 2px 8px; border-bottom: 1px solid #eee; text-align: right; }
+img { max-width: 32em; max-height: 24em; border: 1px solid #eee; }
+"""
+
+
+def write_index(cfg: Mapping[str, Any]) -> Path:
+    """Write ``<tables_dir>/index.html`` listing every registered table and figure; returns it."""
+    tables_dir = resolve_path(cfg, "tables_dir")
+    figures_dir = resolve_path(cfg, "figures_dir")
+    tables = sorted(read_registry(tables_dir).items(), key=_sort_key)
+    figures = sorted(read_registry(figures_dir).items(), key=_sort_key)
+    profile = html.escape(str(cfg.get("profile", "")))
+    parts = [
+        "<!DOCTYPE html>",
+        "<html><head><meta charset='utf-8'>",
+        f"<title>mskseg results: {profile}</title><style>{_STYLE}</style></head><body>",
+        f"<h1>mskseg results, profile <code>{profile}</code></h1>",
+        f"<p class='meta'>{len(tables)} tables, {len(figures)} figures; index written {utc_now_iso()}</p>",
+        "<h2>Tables</h2>",
+    ]
+    parts += [_table_html(tables_dir / fname, entry) for fname, entry in tables] or ["<p>none</p>"]
+    parts.append("<h2>Figures</h2>")
+    parts += [_figure_html(figures_dir / fname, entry, tables_dir) for fname, entry in figures] or [
+        "<p>none</p>"
+    ]
+    parts.append("</body></html>")
+    return atomic.write_text(tables_dir / INDEX_NAME, "\n".join(parts) + "\n")

@@ -1,0 +1,260 @@
+#!/usr/bin/env python
+"""Write ``notebooks/01_dataset_overview.ipynb`` (without outputs) from the cells below.
+
+The notebook is generated so that it stays thin and reviewable: edit the cells here, then run
+``python scripts/make_notebook_01.py`` (``--check`` exits 1 if the stored notebook differs).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGET = ROOT / "notebooks" / "01_dataset_overview.ipynb"
+
+
+def md(text: str) -> nbformat.NotebookNode:
+    return new_markdown_cell(text.strip("\n"))
+
+
+def code(text: str, tags: list[str] | None = None) -> nbformat.NotebookNode:
+    cell = new_code_cell(text.strip("\n"))
+    if tags:
+        cell.metadata["tags"] = tags
+    return cell
+
+
+CELLS = [
+    md("""
+# 01 · Dataset overview
+
+The cohort of the study at a glance: **figure 2** (panels a–f), the **supplementary tables
+S0–S2** and a **QC montage** of prepared slices with their masks.
+
+* (a) age and weight distributions per anatomy
+* (b) subjects and processed slices per anatomy, by split
+* (c) age and weight per dataset
+* (d) acquisition attributes (UpSet plot)
+* (e) sex per anatomy
+* (f) labels per anatomy and tissue class
+* tables S0 (datasets and labels), S1 (demographics), S2 (acquisition)
+
+**How to run.** Everything is computed by `mskseg_lib`; this notebook only calls it.
+`./run_all.sh --profile fixture --only 01` executes it with papermill for a profile of
+`params/` (`default`, `fixture`, `paper`). Interactively, set `MSKSEG_PROFILE` before starting Jupyter
+(or edit `profile` below) and run all cells. The cohort is generated and prepared on first use
+and reused afterwards.
+"""),
+    code("""
+import os
+
+profile = os.environ.get("MSKSEG_PROFILE", "default")
+params = None
+""", tags=["parameters"]),
+    md("""
+## Setup
+
+`params` is the full profile as injected by papermill (or `None` when run interactively); merging
+it over the profile file is idempotent.
+"""),
+    code("""
+import pandas as pd
+
+from mskseg_lib.config import load_profile, notebook_options
+from mskseg_lib.plots import dataset_overview as dov
+from mskseg_lib.plots.style import apply_style
+from mskseg_lib.reporting import save_figure, save_table
+
+cfg = load_profile(profile, overrides=params if isinstance(params, dict) else None)
+opts = notebook_options(cfg, "01")
+apply_style()
+print(f"profile: {cfg['profile']} - {cfg['description']}")
+"""),
+    md("""
+## Data
+
+`generate_cohort` writes the synthetic cohort (subjects already written are skipped) and
+`prepare_all` turns the raw data into normalised slices, masks and boxes. The two tables used
+below are `subjects` (one row per subject: demographics, acquisition, split) and `slices` (one
+row per processed slice).
+"""),
+    code("""
+from mskseg_lib.data.cohort import generate_cohort
+from mskseg_lib.data.prepare import prepare_all
+from mskseg_lib.data.tables import load_tables
+
+generate_cohort(cfg)
+prepared = prepare_all(cfg)
+subjects, slices = load_tables(cfg)
+print(f"{len(subjects)} subjects, {len(slices)} processed slices, {subjects['dataset'].nunique()} datasets")
+subjects.head()
+"""),
+    code("""
+pd.read_csv(prepared.summary_csv)
+"""),
+    md("""
+## (a) Age and weight per anatomy
+
+Kernel densities of age and weight per anatomy; missing values are dropped and counted in the
+corner. Clinical datasets (spine, thigh) span a wider age range than the research cohorts.
+Age matters downstream: the cohort builds in cartilage thinning and longer cartilage T2 with
+age, and disc height loss with age, so age is a covariate of the biomarker analyses.
+"""),
+    code("""
+fig = dov.plot_age_weight_density(subjects)
+save_figure(fig, cfg, "fig2a_age_weight_density", notebook="01",
+            caption="Age and weight distributions (kernel density) per anatomy; missing values excluded.")
+"""),
+    md("""
+## (b) Subjects and slices per anatomy
+
+Bars are stacked by split (train dark, val, test light). Slices are the 2D slices kept by
+`prepare_all`, i.e. what the models are evaluated on.
+"""),
+    code("""
+fig = dov.plot_counts_per_anatomy(subjects, slices)
+save_figure(fig, cfg, "fig2b_counts_per_anatomy", notebook="01",
+            caption="Subjects (left) and processed slices (right) per anatomy, stacked by split.")
+"""),
+    md("""
+## (c) Age and weight per dataset
+
+One violin per dataset, grouped by anatomy and coloured by sequence; the points are subjects.
+Look for datasets whose demographics differ from the rest of their anatomy: a difference in
+segmentation accuracy between them could then be due to the population, not the protocol.
+"""),
+    code("""
+fig = dov.plot_demographic_violins(subjects, hue="sequence")
+save_figure(fig, cfg, "fig2c_demographic_violins", notebook="01",
+            caption="Age (top) and weight (bottom) per dataset, grouped by anatomy, coloured by sequence.")
+"""),
+    md("""
+## (d) Acquisition attributes
+
+Each subject is described by seven yes/no attributes (thresholds in
+`dov.UPSET_THRESHOLDS`); the bars count subjects per combination. Unknown values (for example
+a missing flip angle) count as "no". Research datasets form a few large columns (one fixed
+protocol each); clinical datasets spread over many combinations (vendors, field strengths and
+timings vary per subject). Slice thickness follows the profile's `cohort.slice_scale`, so the
+thin-slice column depends on the profile.
+"""),
+    code("""
+fig = dov.plot_acquisition_upset(subjects)
+save_figure(fig, cfg, "fig2d_acquisition_upset", notebook="01",
+            caption="UpSet plot of binary acquisition attributes per subject (unknown values count as absent).")
+"""),
+    md("""
+## (e) Sex per anatomy
+
+Female / male / unknown subjects per anatomy. Splits are stratified by sex where the profile
+says so (`prepare.stratify_by`).
+"""),
+    code("""
+fig = dov.plot_sex_donuts(subjects)
+save_figure(fig, cfg, "fig2e_sex_donuts", notebook="01",
+            caption="Sex of the subjects per anatomy (female, male, unknown).")
+"""),
+    md("""
+## (f) Labels per anatomy and tissue class
+
+Inner ring: anatomy; outer ring: tissue class within it, sized by number of labels (a structure
+labelled in two datasets counts twice). Cartilage (knee, discs) and bone dominate; muscle, nerve
+and fat come from the clinical spine and thigh datasets only.
+"""),
+    code("""
+labels = dov.labels_for_datasets(dov.dataset_order(subjects))
+fig = dov.plot_tissue_layered_donut(labels)
+save_figure(fig, cfg, "fig2f_tissue_layered_donut", notebook="01",
+            caption="Labels per anatomy (inner ring) and tissue class (outer ring).")
+"""),
+    md("""
+## Supplementary tables
+
+S0 lists each dataset with its labels, S1 its demographics (mean ± SD over known values, with
+the number of missing values), S2 its acquisition (median [range] over subjects).
+"""),
+    code("""
+table_s0 = dov.table_s0_datasets(subjects, labels)
+save_table(table_s0, cfg, "table_S0_datasets", notebook="01",
+           caption="Table S0. Datasets: anatomy, plane, acquisition, labels and task.")
+table_s0
+"""),
+    code("""
+table_s1 = dov.table_s1_demographics(subjects)
+save_table(table_s1, cfg, "table_S1_demographics", notebook="01",
+           caption="Table S1. Demographics per dataset: split sizes, age, weight and BMI (mean ± SD of known values), sex, missing values.")
+table_s1
+"""),
+    code("""
+table_s2 = dov.table_s2_acquisition(subjects)
+save_table(table_s2, cfg, "table_S2_acquisition", notebook="01",
+           caption="Table S2. Acquisition per dataset: vendors, field strengths, TE/TR/flip angle, slice thickness and pixel spacing (median [range]), matrix, 2D/3D, protocol type.")
+table_s2
+"""),
+    md("""
+## QC montage
+
+Random prepared slices per dataset with their masks overlaid (background transparent). Check
+that masks sit on the anatomy, that intensities are normalised (no black or saturated
+slices) and that the orientation is consistent within an anatomy.
+"""),
+    code("""
+from mskseg_lib.data.slice_store import qc_samples
+
+samples = qc_samples(cfg, slices, per_dataset=opts.get("qc_slices_per_dataset", 1),
+                     size_px=cfg["prepare"]["slice_sizes_px"][0], seed=cfg["seed"])
+fig = dov.plot_qc_montage(samples, order=dov.dataset_order(subjects))
+save_figure(fig, cfg, "fig2_qc_montage", notebook="01",
+            caption="QC montage: prepared slices with label overlays, one row per dataset.")
+"""),
+    md("""
+## Outputs
+
+Figures are written as PNG to the profile's `paths.figures_dir` and tables as CSV to
+`paths.tables_dir` (e.g. `figures/default/`, `tables/default/`), each registered with its
+caption for the HTML index of the profile. Executed copies of this notebook go to the run
+folder under `paths.runs_dir`.
+"""),
+]
+
+
+def build() -> nbformat.NotebookNode:
+    nb = new_notebook(cells=CELLS)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (mskseg)",
+                                 "language": "python"}
+    nb.metadata["language_info"] = {"name": "python"}
+    for i, cell in enumerate(nb.cells):  # stable ids: regeneration gives an identical file
+        cell["id"] = f"nb01-{i:02d}"
+        if cell.cell_type == "code":
+            cell.outputs = []
+            cell.execution_count = None
+    nbformat.validate(nb)
+    return nb
+
+
+def render() -> str:
+    return nbformat.writes(build()) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true",
+                        help="exit 1 if the stored notebook differs from the generated one")
+    args = parser.parse_args(argv)
+    text = render()
+    if args.check:
+        same = TARGET.exists() and TARGET.read_text() == text
+        print(f"{TARGET.relative_to(ROOT)}: {'up to date' if same else 'out of date'}")
+        return 0 if same else 1
+    TARGET.parent.mkdir(parents=True, exist_ok=True)
+    TARGET.write_text(text)
+    print(f"wrote {TARGET.relative_to(ROOT)} ({len(CELLS)} cells)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

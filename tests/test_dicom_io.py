@@ -1,0 +1,286 @@
+"""DICOM MR series: exact write/read round trips, slice ordering, and every error path."""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from nibabel.eulerangles import euler2mat
+from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+
+from mskseg_lib.data.dicom_io import read_dicom_series, write_dicom_series
+from mskseg_lib.data.errors import DataError
+from mskseg_lib.data.volume import affine_from_spacing
+
+HEADER = {
+    "patient_id": "KNEE-007",
+    "sex": "F",
+    "age_years": 45.7,
+    "weight_kg": 68.5,
+    "accession": "ACC12345",
+    "manufacturer": "SIEMENS",
+    "field_strength_t": 3.0,
+    "te_ms": 32.5,
+    "tr_ms": 3000.0,
+    "flip_angle_deg": 90.0,
+    "acquisition": "2D",
+    "series_description": "SAG PD FS",
+}
+
+
+def _data(shape: tuple[int, int, int] = (7, 5, 6), seed: int = 0) -> np.ndarray:
+    """Distinct whole-number intensities, so any mis-ordering or transpose shows."""
+    rng = np.random.default_rng(seed)
+    return rng.permutation(np.prod(shape)).reshape(shape).astype(np.float32) * 7 + 3
+
+
+def _axial_affine() -> np.ndarray:
+    affine = np.diag([0.5, 0.75, 3.0, 1.0])
+    affine[:3, 3] = [-40.0, 12.5, 80.25]
+    return affine
+
+
+def _oblique_affine() -> np.ndarray:
+    affine = np.eye(4)
+    affine[:3, :3] = euler2mat(0.35, -0.2, 0.12) @ np.diag([0.43, 0.61, 2.7])
+    affine[:3, 3] = [10.3, -20.1, 5.5]
+    return affine
+
+
+def _write(tmp_path: Path, data: np.ndarray | None = None, affine: np.ndarray | None = None, **header) -> tuple[Path, list[Path]]:
+    folder = tmp_path / "series"
+    data = _data() if data is None else data
+    affine = _axial_affine() if affine is None else affine
+    paths = write_dicom_series(data, affine, folder, {**HEADER, **header}, rng_seed=3)
+    return folder, paths
+
+
+def _edit(path: Path, **changes) -> None:
+    """Rewrite one file with tags changed (value None deletes the tag)."""
+    ds = pydicom.dcmread(path)
+    for keyword, value in changes.items():
+        if value is None:
+            delattr(ds, keyword)
+        else:
+            setattr(ds, keyword, value)
+    ds.save_as(path, enforce_file_format=True)
+
+
+def _raises(match_file: Path, call, *args) -> DataError:
+    with pytest.raises(DataError) as info:
+        call(*args)
+    assert match_file.name in str(info.value)
+    return info.value
+
+
+# ------------------------------------------------------------------------------ round trips
+def test_axial_round_trip_is_exact(tmp_path: Path) -> None:
+    data = _data()
+    folder, paths = _write(tmp_path, data)
+    assert len(paths) == data.shape[2]
+    vol = read_dicom_series(folder)
+    assert vol.data.dtype == np.float32
+    np.testing.assert_array_equal(vol.data, data)
+    np.testing.assert_array_equal(vol.affine, _axial_affine())
+    assert vol.spacing_mm == (0.5, 0.75, 3.0)
+    assert vol.source == folder
+
+
+@pytest.mark.parametrize("affine", [_oblique_affine(), _oblique_affine() @ np.diag([1, 1, -1, 1])], ids=["right", "left"])
+def test_oblique_round_trip(tmp_path: Path, affine: np.ndarray) -> None:
+    data = _data()
+    folder, _ = _write(tmp_path, data, affine)
+    vol = read_dicom_series(folder)
+    np.testing.assert_array_equal(vol.data, data)
+    np.testing.assert_allclose(vol.affine, affine, atol=1e-9)  # DS strings hold ~14 digits
+
+
+@pytest.mark.parametrize("orientation", ["PIL", "ASL", "LPS", "PIR"])
+def test_sagittal_and_other_orientations_round_trip(tmp_path: Path, orientation: str) -> None:
+    data = _data((6, 8, 5))
+    affine = affine_from_spacing((0.8, 0.6, 3.5), orientation)
+    affine[:3, 3] = [30.0, -15.0, 42.0]
+    folder, _ = _write(tmp_path, data, affine)
+    vol = read_dicom_series(folder)
+    np.testing.assert_array_equal(vol.data, data)
+    np.testing.assert_allclose(vol.affine, affine, atol=1e-12)
+
+
+def test_single_slice_uses_slice_thickness(tmp_path: Path) -> None:
+    data = _data((4, 3, 1))
+    folder, _ = _write(tmp_path, data)
+    vol = read_dicom_series(folder)
+    np.testing.assert_array_equal(vol.data, data)
+    np.testing.assert_allclose(vol.affine, _axial_affine())
+
+
+def test_geometry_tags_follow_lps_convention(tmp_path: Path) -> None:
+    """IOP row direction = increasing column index i; RAS +x is LPS -x."""
+    data = _data((7, 5, 6))
+    folder, paths = _write(tmp_path, data)
+    ds = pydicom.dcmread(paths[2])
+    assert (ds.Rows, ds.Columns) == (5, 7)
+    assert [float(v) for v in ds.ImageOrientationPatient] == [-1, 0, 0, 0, -1, 0]
+    assert [float(v) for v in ds.PixelSpacing] == [0.75, 0.5]
+    assert [float(v) for v in ds.ImagePositionPatient] == [40.0, -12.5, 80.25 + 2 * 3.0]
+    assert ds.InstanceNumber == 3
+    np.testing.assert_array_equal(ds.pixel_array, data[:, :, 2].T)
+
+
+def test_header_fields_written_and_read_back(tmp_path: Path) -> None:
+    folder, paths = _write(tmp_path)
+    ds = pydicom.dcmread(paths[0])  # no force: valid file meta and preamble
+    assert ds.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+    assert ds.SOPClassUID == MRImageStorage and ds.Modality == "MR"
+    assert ds.PatientAge == "045Y" and ds.PatientSex == "F"
+    assert ds.MRAcquisitionType == "2D"
+    assert float(ds.SliceThickness) == 3.0 and float(ds.SpacingBetweenSlices) == 3.0
+    header = read_dicom_series(folder).header
+    expected = {**HEADER, "age_years": 45}
+    for key, value in expected.items():
+        assert header[key] == value, key
+    assert header["slice_thickness_mm"] == 3.0
+    assert header["pixel_spacing_mm"] == (0.75, 0.5)
+
+
+def test_absent_header_values_are_omitted(tmp_path: Path) -> None:
+    folder, paths = _write(tmp_path, age_years=None, weight_kg=None, sex=None, te_ms=None)
+    ds = pydicom.dcmread(paths[0])
+    for keyword in ("PatientAge", "PatientWeight", "PatientSex", "EchoTime"):
+        assert keyword not in ds
+    header = read_dicom_series(folder).header
+    assert header["age_years"] is None and header["weight_kg"] is None
+    assert header["sex"] is None and header["te_ms"] is None
+
+
+def test_shuffled_names_do_not_reveal_order(tmp_path: Path) -> None:
+    data = _data((4, 4, 8))
+    folder, paths = _write(tmp_path, data)
+    slice_order = [p.name for p in paths]
+    assert sorted(os.listdir(folder)) != slice_order
+    assert os.listdir(folder) != slice_order
+    assert all(p.parent == folder and p.suffix == ".dcm" for p in paths)
+    assert not [name for name in os.listdir(folder) if name.startswith(".")]  # no temp files left
+    np.testing.assert_array_equal(read_dicom_series(folder).data, data)
+
+
+def test_seed_makes_names_reproducible(tmp_path: Path) -> None:
+    a = write_dicom_series(_data(), _axial_affine(), tmp_path / "a", HEADER, rng_seed=11)
+    b = write_dicom_series(_data(), _axial_affine(), tmp_path / "b", HEADER, rng_seed=11)
+    assert [p.name for p in a] == [p.name for p in b]
+
+
+def test_instance_number_fallback(tmp_path: Path) -> None:
+    data = _data()
+    folder, paths = _write(tmp_path, data)
+    for path in paths:
+        _edit(path, ImagePositionPatient=None)
+    vol = read_dicom_series(folder)
+    np.testing.assert_array_equal(vol.data, data)
+    assert vol.header["slice_order"] == "instance_number"
+    assert vol.spacing_mm == pytest.approx((0.5, 0.75, 3.0))
+
+
+def test_rescale_slope_and_intercept_applied(tmp_path: Path) -> None:
+    data = _data()
+    folder, paths = _write(tmp_path, data)
+    for path in paths:
+        _edit(path, RescaleSlope="2", RescaleIntercept="-10")
+    np.testing.assert_array_equal(read_dicom_series(folder).data, data * 2 - 10)
+
+
+# ------------------------------------------------------------------------------ errors
+def test_truncated_file(tmp_path: Path) -> None:
+    folder, paths = _write(tmp_path)
+    victim = paths[3]
+    victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
+    err = _raises(victim, read_dicom_series, folder)
+    assert "truncated or corrupt" in str(err)
+
+
+def test_truncated_pixel_data(tmp_path: Path) -> None:
+    folder, paths = _write(tmp_path, _data((40, 40, 3)))
+    victim = paths[1]
+    victim.write_bytes(victim.read_bytes()[:-100])
+    assert "truncated" in str(_raises(victim, read_dicom_series, folder))
+
+
+def test_non_dicom_file_in_folder(tmp_path: Path) -> None:
+    folder, _ = _write(tmp_path)
+    junk = folder / ".DS_Store"
+    junk.write_bytes(b"Bud1\x00\x00\x00\x01 not dicom at all")
+    err = _raises(junk, read_dicom_series, folder)
+    assert "not a readable DICOM file" in str(err)
+
+
+def test_file_without_pixel_data(tmp_path: Path) -> None:
+    folder, paths = _write(tmp_path)
+    _edit(paths[0], PixelData=None)
+    assert "no pixel data" in str(_raises(paths[0], read_dicom_series, folder))
+
+
+def test_missing_and_empty_folder(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere"
+    assert "not found" in str(_raises(missing, read_dicom_series, missing))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert "empty" in str(_raises(empty, read_dicom_series, empty))
+
+
+def test_two_series_in_one_folder(tmp_path: Path) -> None:
+    folder, _ = _write(tmp_path)
+    other = write_dicom_series(_data(), _axial_affine(), tmp_path / "other", HEADER)
+    shutil.copy(other[0], folder / "stray.dcm")
+    err = _raises(folder, read_dicom_series, folder)
+    assert "2 series" in str(err)
+
+
+def test_duplicate_position(tmp_path: Path) -> None:
+    folder, paths = _write(tmp_path)
+    twin = folder / "twin.dcm"
+    shutil.copy(paths[2], twin)
+    _edit(twin, SOPInstanceUID=generate_uid())
+    err = _raises(folder, read_dicom_series, folder)
+    assert "duplicate slice position" in str(err)
+    assert paths[2].name in str(err) or twin.name in str(err)
+
+
+def test_missing_slice_is_a_gap(tmp_path: Path) -> None:
+    folder, paths = _write(tmp_path)
+    paths[2].unlink()
+    with pytest.raises(DataError, match="not evenly spaced"):
+        read_dicom_series(folder)
+
+
+def test_inconsistent_rows_columns(tmp_path: Path) -> None:
+    folder, paths = _write(tmp_path)
+    ds = pydicom.dcmread(paths[4])
+    ds.PixelData = np.ascontiguousarray(ds.pixel_array[:, :-1]).tobytes()
+    ds.Columns = ds.Columns - 1
+    ds.save_as(paths[4], enforce_file_format=True)
+    assert "Rows x Columns" in str(_raises(paths[4], read_dicom_series, folder))
+
+
+def test_no_position_and_no_instance_number(tmp_path: Path) -> None:
+    folder, paths = _write(tmp_path)
+    for path in paths:
+        _edit(path, ImagePositionPatient=None, InstanceNumber=None)
+    assert "cannot order slices" in str(_raises(folder, read_dicom_series, folder))
+
+
+def test_writer_rejects_values_outside_uint16(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="uint16"):
+        write_dicom_series(_data() - 100, _axial_affine(), tmp_path / "neg", HEADER)
+    with pytest.raises(ValueError, match="uint16"):
+        write_dicom_series(_data() + 70000, _axial_affine(), tmp_path / "big", HEADER)
+    with pytest.raises(ValueError, match="whole numbers"):
+        write_dicom_series(_data() + 0.5, _axial_affine(), tmp_path / "frac", HEADER)
+
+
+def test_writer_refuses_non_empty_folder(tmp_path: Path) -> None:
+    folder, _ = _write(tmp_path)
+    with pytest.raises(FileExistsError):
+        write_dicom_series(_data(), _axial_affine(), folder, HEADER)

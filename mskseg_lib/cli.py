@@ -63,16 +63,16 @@ def _load(name: str) -> dict:
 
 
 def _report(result: Any) -> None:
-    """Print a short summary of what a step returned (path, table shape, count)."""
+    """Print what a step returned: a path, or one ``key: value`` line per field."""
+    import dataclasses
+
     if result is None:
         return
-    shape = getattr(result, "shape", None)
-    if shape is not None:
-        print(f"result: {type(result).__name__} {tuple(shape)}")
-    elif isinstance(result, (str, bytes)) or hasattr(result, "__fspath__"):
-        print(f"result: {result}")
-    elif isinstance(result, (list, tuple, dict, set)):
-        print(f"result: {len(result)} item(s)")
+    if dataclasses.is_dataclass(result):
+        result = dataclasses.asdict(result)
+    if isinstance(result, dict):
+        for key, value in result.items():
+            print(f"  {key}: {round(value, 4) if isinstance(value, float) else value}")
     else:
         print(f"result: {result}")
 
@@ -139,6 +139,31 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 # --- entry point ------------------------------------------------------------------------------
+
+def _bench_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("target", choices=["storage"], help="what to measure (later issues add zero-shot, video3d)")
+    _profile_arg(p)
+    p.add_argument("--size", type=int, default=None, help="slice size in px (default: the profile's first)")
+    p.add_argument("--reads", type=int, default=500, help="random slice loads to time")
+
+
+@command("bench", "measure performance (storage: bytes and load time per prepared slice)", _bench_args)
+def _bench(args: argparse.Namespace) -> int:
+    cfg = _load(args.profile)
+    from mskseg_lib.atomic import write_json
+    from mskseg_lib.config import resolve_path
+    from mskseg_lib.data.slice_store import measure_storage
+    from mskseg_lib.data.tables import load_tables
+
+    subjects, _ = load_tables(cfg)
+    size = args.size or int(cfg["prepare"]["slice_sizes_px"][0])
+    result = measure_storage(cfg, subjects, size, n_reads=args.reads)
+    out = resolve_path(cfg, "runs_dir") / "bench" / f"storage_{size}.json"
+    write_json(out, result)
+    _report(result)
+    print(f"written: {out}")
+    return 0
+
 
 def build_parser() -> argparse.ArgumentParser:
     """Parser with one subparser per entry of ``COMMANDS``."""

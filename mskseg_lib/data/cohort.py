@@ -324,6 +324,10 @@ def generate_cohort(cfg: dict, progress: bool = True) -> Path:
     root = cohort_dir(cfg)
     raw_root = root / "raw"
     jobs = [(spec, i) for spec in select_datasets(cfg["cohort"]["datasets"]) for i in range(subject_counts(cfg)[spec.name])]
+    manifest_path = root / "manifest.csv"
+    done = [(raw_root / spec.name).glob("*/record.json") for spec in select_datasets(cfg["cohort"]["datasets"])]
+    if manifest_path.exists() and sum(len(list(g)) for g in done) == len(jobs):
+        return manifest_path  # complete: nothing to regenerate, keep the recorded timings
     records = []
     t0 = time.perf_counter()
     for spec, i in tqdm(jobs, desc="cohort", unit="subject", disable=not progress):

@@ -188,3 +188,13 @@ def test_real_spine_ingests_with_its_spacing(tiny_cfg, real_spine):
     img = nib.load(subject_dir(tiny_cfg, REAL_SPINE.name, row["subject_id"]) / "image.nii.gz")
     assert img.header.get_zooms()[:3] == pytest.approx((1.0, 1.0, 1.0))
     assert 10 <= s["n_processed_slices"] <= 77
+
+
+def test_dropped_labels_are_absent(tiny_cfg):
+    tiny_cfg["prepare"]["drop_labels"] = {KNEE: ["patella", "patellar_cartilage"]}
+    row = _row(tiny_cfg, KNEE)
+    rec = prepare_subject(row, tiny_cfg)
+    present = json.loads(rec["subject"]["labels_present"])
+    assert 5 not in present and 6 not in present and {1, 2, 3, 4} <= set(present)
+    mask = np.asarray(nib.load(subject_dir(tiny_cfg, KNEE, row["subject_id"]) / "mask.nii.gz").dataobj)
+    assert not np.isin(mask, [5, 6]).any()

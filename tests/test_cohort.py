@@ -21,6 +21,9 @@ def test_generation_is_deterministic_and_resumable(tiny_cfg):
     again = cohort.generate_subject(spec, 0, tiny_cfg, manifest.parent / "fresh")
     assert again["truth"] == json.loads(rec.read_text())["truth"]
     assert len(first) == 6 and set(first.image_format) == {"dicom", "nifti"}
+    tiny_cfg["seed"] += 1  # other settings: subjects are regenerated, not silently reused
+    generate_cohort(tiny_cfg, progress=False)
+    assert json.loads(rec.read_text())["truth"] != again["truth"]
 
 
 def _render(spec_name, cfg, **proto_changes):

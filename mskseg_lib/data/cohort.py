@@ -266,13 +266,37 @@ HEADER_FIELDS = ("sex", "age_years", "weight_kg", "vendor", "field_strength_t", 
                  "flip_angle_deg", "slice_thickness_mm", "pixel_spacing_mm")
 
 
+def subject_id_of(spec: DatasetSpec, index: int) -> str:
+    return f"{spec.name.split('_')[0].lower()}{spec.name.rsplit('_', 1)[-1]}-{index:03d}"
+
+
+def subject_fingerprint(cfg: dict, spec: DatasetSpec, index: int) -> str:
+    """What a subject's files depend on: seed, dataset, index and the rendering settings."""
+    c = cfg["cohort"]
+    key = [cfg["seed"], spec.name, index, c["matrix_scale"], c["slice_scale"], c["supersample"], 1]
+    return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
+
+
+def _current_record(path: Path, fingerprint: str) -> dict | None:
+    """The subject's record if it exists and was made with the same settings, else None."""
+    if not path.exists():
+        return None
+    record = json.loads(path.read_text())
+    return record if record.get("fingerprint") == fingerprint else None
+
+
 def generate_subject(spec: DatasetSpec, index: int, cfg: dict, raw_root: Path) -> dict:
-    """Render and export subject ``index`` of ``spec``; atomic per subject (temp dir + rename)."""
-    subject_id = f"{spec.name.split('_')[0].lower()}{spec.name.rsplit('_', 1)[-1]}-{index:03d}"
+    """Render and export subject ``index`` of ``spec``; atomic per subject (temp dir + rename).
+
+    An existing subject is reused only if it was generated with the same seed and settings;
+    otherwise it is regenerated and replaced.
+    """
+    subject_id = subject_id_of(spec, index)
     final = raw_root / spec.name / subject_id
-    record_path = final / "record.json"
-    if record_path.exists():
-        return json.loads(record_path.read_text())
+    fingerprint = subject_fingerprint(cfg, spec, index)
+    existing = _current_record(final / "record.json", fingerprint)
+    if existing is not None:
+        return existing
     seed = subject_seed(cfg["seed"], spec.name, index)
     rng = np.random.default_rng(seed)
     t0 = time.perf_counter()
@@ -297,11 +321,13 @@ def generate_subject(spec: DatasetSpec, index: int, cfg: dict, raw_root: Path) -
             row.update(height_m=visible["height_m"], bmi=visible["bmi"])
         else:
             row.update(height_m=visible["height_m"], bmi=visible["bmi"])
-        record = {"manifest": row, "truth": truth_of(spec, params, rendered, demo, maps_truth),
+        record = {"fingerprint": fingerprint, "manifest": row, "truth": truth_of(spec, params, rendered, demo, maps_truth),
                   "params": params, "protocol": proto, "seed": seed,
                   "seconds": round(time.perf_counter() - t0, 3)}
         (tmp / "record.json").write_text(json.dumps(record, indent=1, default=float))
         final.parent.mkdir(parents=True, exist_ok=True)
+        if final.exists():  # stale subject from other settings
+            shutil.rmtree(final)
         os.replace(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -325,8 +351,10 @@ def generate_cohort(cfg: dict, progress: bool = True) -> Path:
     raw_root = root / "raw"
     jobs = [(spec, i) for spec in select_datasets(cfg["cohort"]["datasets"]) for i in range(subject_counts(cfg)[spec.name])]
     manifest_path = root / "manifest.csv"
-    done = [(raw_root / spec.name).glob("*/record.json") for spec in select_datasets(cfg["cohort"]["datasets"])]
-    if manifest_path.exists() and sum(len(list(g)) for g in done) == len(jobs):
+    complete = all(
+        _current_record(raw_root / spec.name / subject_id_of(spec, i) / "record.json", subject_fingerprint(cfg, spec, i))
+        for spec, i in jobs)
+    if manifest_path.exists() and complete:
         return manifest_path  # complete: nothing to regenerate, keep the recorded timings
     records = []
     t0 = time.perf_counter()

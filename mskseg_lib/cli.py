@@ -23,7 +23,8 @@ from typing import Any, Callable, Sequence
 __all__ = ["COMMANDS", "Command", "command", "build_parser", "main", "USER_ERROR_NAMES"]
 
 # Exception classes (matched by name anywhere in the MRO) that mean "the user's input is wrong".
-USER_ERROR_NAMES = frozenset({"ProfileError", "DataError", "NotebookSelectionError"})
+USER_ERROR_NAMES = frozenset({"ProfileError", "DataError", "NotebookSelectionError", "CheckpointMissing",
+                              "ChecksumMismatch", "RunMismatch"})
 
 Handler = Callable[[argparse.Namespace], int]
 AddArguments = Callable[[argparse.ArgumentParser], None]
@@ -138,16 +139,32 @@ def _prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("zero-shot", "evaluate the profile's zoo models zero-shot (resumable run folder)", _profile_arg)
+def _zero_shot(args: argparse.Namespace) -> int:
+    cfg = _load(args.profile)
+    from mskseg_lib.evaluation.zero_shot import run_zero_shot
+
+    run = run_zero_shot(cfg)
+    for row in run.models.itertuples():
+        print(f"{row.model_key}: {row.status}" + (f" ({row.detail})" if row.detail else ""))
+    print(f"run folder: {run.run_dir} (summary.json, *_metrics.csv, manifest.json)")
+    return 0
+
+
 # --- entry point ------------------------------------------------------------------------------
 
 def _bench_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("target", choices=["storage"], help="what to measure (later issues add zero-shot, video3d)")
+    p.add_argument("target", choices=["storage", "zero-shot"], help="what to measure")
     _profile_arg(p)
-    p.add_argument("--size", type=int, default=None, help="slice size in px (default: the profile's first)")
-    p.add_argument("--reads", type=int, default=500, help="random slice loads to time")
+    p.add_argument("--size", type=int, default=None, help="storage: slice size in px (default: the profile's first)")
+    p.add_argument("--reads", type=int, default=500, help="storage: random slice loads to time")
+    p.add_argument("--model", default="lite_medsam", help="zero-shot: zoo model to time")
+    p.add_argument("--slices", type=int, default=12, help="zero-shot: slices to time")
+    p.add_argument("--min-prompts", type=int, default=5, help="zero-shot: only slices with this many box prompts")
+    p.add_argument("--reencode-slices", type=int, default=4, help="zero-shot: slices for the re-encode baseline")
 
 
-@command("bench", "measure performance (storage: bytes and load time per prepared slice)", _bench_args)
+@command("bench", "measure performance (storage per slice; zero-shot pipeline vs model floor)", _bench_args)
 def _bench(args: argparse.Namespace) -> int:
     cfg = _load(args.profile)
     from mskseg_lib.atomic import write_json
@@ -155,6 +172,15 @@ def _bench(args: argparse.Namespace) -> int:
     from mskseg_lib.data.slice_store import measure_storage
     from mskseg_lib.data.tables import load_tables
 
+    if args.target == "zero-shot":
+        from mskseg_lib.evaluation.benchmark import bench_zero_shot
+
+        result = bench_zero_shot(cfg, args.model, args.slices, args.min_prompts, args.reencode_slices)
+        out = resolve_path(cfg, "runs_dir") / "bench" / f"zero_shot_{args.model}.json"
+        write_json(out, result)
+        _report({k: v for k, v in result.items() if k != "versions"})
+        print(f"written: {out}")
+        return 0
     subjects, _ = load_tables(cfg)
     size = args.size or int(cfg["prepare"]["slice_sizes_px"][0])
     result = measure_storage(cfg, subjects, size, n_reads=args.reads)

@@ -58,15 +58,25 @@ def test_jitter_is_seeded_bounded_and_shared_across_models():
 
 
 # ----------------------------------------------------------------------------- masks
-def test_overlap_goes_to_the_most_confident_label_and_instances_merge():
+def test_overlap_goes_to_the_smaller_structure_and_instances_merge():
     logits = torch.full((3, 4, 4), -5.0)
     logits[0, :, :2] = 2.0  # label 1, piece 0
-    logits[1, :, 3] = 1.0  # label 1, piece 1
-    logits[2, :, 1:3] = 3.0  # label 2 overlaps label 1 in column 1 and is more confident
+    logits[1, :, 3] = 1.0  # label 1, piece 1 (label 1: 12 px)
+    logits[2, :, 1:3] = 0.5  # label 2 (8 px) overlaps label 1 in column 1, less confident
     merged, values = merge_instances(logits, [1, 1, 2])
     assert values == [1, 2]
     out = combine_labels(merged, values)
     np.testing.assert_array_equal(out[0], [1, 2, 2, 1])
+    # nested anatomy: a muscle inside the box-filling fat prediction survives
+    fat = torch.full((1, 10, 10), 5.0)
+    muscle = torch.full((1, 10, 10), -5.0)
+    muscle[0, 3:6, 3:6] = 1.0
+    nested = combine_labels(torch.cat([fat, muscle]), [1, 2])
+    assert (nested == 2).sum() == 9 and (nested == 1).sum() == 91
+    # equal areas: the higher logit wins
+    a = torch.full((1, 2, 2), 1.0)
+    b = torch.full((1, 2, 2), 3.0)
+    assert (combine_labels(torch.cat([a, b]), [1, 2]) == 2).all()
 
 
 def test_logits_map_back_to_the_original_slice_geometry():
@@ -227,3 +237,20 @@ def test_lite_medsam_segments_real_vertebral_bodies(tiny_cfg, real_spine):
     assert slice_dice.mean() >= 0.75, slice_dice.describe()
     assert set(res["label_name"]) == {f"vertebral_body_L{i}" for i in range(1, 6)}
     assert stacks["gt_box"].shape == (len(slices), 224, 224)
+
+
+def test_table_s3_puts_published_values_beside_regenerated_ones():
+    from mskseg_lib.evaluation.report import PUBLISHED_PREFIX, table_s3
+    from mskseg_lib.reference import published_table1
+
+    pub = published_table1()
+    assert len(pub) == 12 * 3 * 2
+    knee = pub[(pub.dataset == "Knee_3D_DESS_Research_Anatomical_86") & (pub.setting == "zero-shot")]
+    assert dict(zip(knee.model, knee.dice)) == {"SAM ViT-B": 0.61008, "SAM2 hiera-b+": 0.62420, "MedSAM ViT-B": 0.48823}
+    ds = pd.DataFrame({"dataset": ["Knee_3D_DESS_Research_Anatomical_86", "RealSpine_MyoSegmenTUM_VB_8"],
+                       "arm": ["LiteMedSAM · gt_box"] * 2, "dice_mean": [0.5, 0.8], "dice_sd": [0.1, np.nan],
+                       "n_subjects": [3, 1]})
+    s3 = table_s3(ds).set_index("dataset")
+    assert s3.loc["Knee_3D_DESS_Research_Anatomical_86", "LiteMedSAM · gt_box"] == "0.500 ± 0.100 (n=3)"
+    assert s3.loc["Knee_3D_DESS_Research_Anatomical_86", PUBLISHED_PREFIX + "SAM ViT-B"] == 0.61008
+    assert s3.loc["RealSpine_MyoSegmenTUM_VB_8", "published note"] == "not in the study"

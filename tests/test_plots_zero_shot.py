@@ -243,3 +243,29 @@ def test_overlay_panels_picks_when_too_many_and_empty():
     nan_dice = dict(_sample(HIP, 1), dice=NAN)
     assert zs.plot_overlay_panels([nan_dice]).axes[2].get_title() == "Prediction · Dice n/a"
     assert zs.plot_overlay_panels([]) is not None
+
+
+def test_notebook_02_matches_generator_and_has_no_outputs():
+    import ast
+    import importlib.util
+    from pathlib import Path
+
+    import nbformat
+
+    root = Path(__file__).resolve().parent.parent
+    spec = importlib.util.spec_from_file_location("make_notebook_02", root / "scripts" / "make_notebook_02.py")
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    path = root / "notebooks" / "02_zero_shot_baselines.ipynb"
+    assert path.read_text() == gen.render(), "run scripts/make_notebook_02.py"
+    nb = nbformat.read(path, as_version=4)
+    code_cells = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(c.outputs == [] and c.execution_count is None for c in code_cells)
+    tagged = [c for c in code_cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1 and "params = None" in tagged[0].source
+    for c in code_cells:
+        ast.parse(c.source)
+    text = "\n".join(c.source for c in code_cells)
+    for name in ("fig3a_zero_shot_dice", "fig3b_zero_shot_variance", "fig3c_zero_shot_overlays",
+                 "tableS3_zero_shot_dice", "tableS4_friedman", "tableS5_wilcoxon"):
+        assert f'"{name}"' in text

@@ -5,8 +5,11 @@
 2. Each label's logits are cropped to the unpadded part of the model input and resized
    bilinearly to the original (rows, cols), as SAM's own ``postprocess_masks`` does, then
    thresholded at 0 (sigmoid 0.5).
-3. Overlap rule: a pixel claimed by several labels goes to the label with the highest logit
-   (the most confident prediction); ties go to the lower label value.
+3. Overlap rule: a pixel claimed by several labels goes to the label whose predicted mask is
+   smallest. MSK anatomy is nested (the subcutaneous-fat box of the thigh encloses every
+   muscle; a femur box holds its cartilage rim), and a model prompted with the enclosing box
+   often fills it: painting large masks first and smaller ones over them keeps the inner
+   structures. Equal areas fall back to the higher logit.
 """
 from __future__ import annotations
 
@@ -33,10 +36,15 @@ def to_original(label_logits: torch.Tensor, geom: SliceGeometry) -> torch.Tensor
 
 
 def combine_labels(label_logits: torch.Tensor, values: list[int]) -> np.ndarray:
-    """(L, H, W) logits -> (H, W) label map: 0 where no logit is positive, else the argmax label."""
-    best, arg = label_logits.max(dim=0)
+    """(L, H, W) logits -> (H, W) label map: 0 where no logit is positive; overlaps go to the
+    label with the smallest predicted area (then the highest logit)."""
+    fg = label_logits > 0
+    area = fg.flatten(1).sum(dim=1).float()
+    # score: smaller area dominates; the logit (squashed to (0, 1)) breaks ties between equal areas
+    score = torch.where(fg, -area[:, None, None] + torch.sigmoid(label_logits.float()), torch.tensor(float("-inf")))
+    best, arg = score.max(dim=0)
     lut = torch.as_tensor(values, dtype=torch.int16, device=label_logits.device)
-    out = torch.where(best > 0, lut[arg], torch.zeros((), dtype=torch.int16, device=label_logits.device))
+    out = torch.where(torch.isfinite(best), lut[arg], torch.zeros((), dtype=torch.int16, device=label_logits.device))
     return out.cpu().numpy().astype(np.uint8 if max(values) < 256 else np.int16)
 
 

@@ -39,6 +39,7 @@ from mskseg_lib.data.catalog import get_dataset
 from mskseg_lib.data.preprocess import SliceGeometry, scale_box, to_display
 from mskseg_lib.data.slice_store import load_stack
 from mskseg_lib.data.tables import load_tables
+from mskseg_lib.evaluation import aggregate
 from mskseg_lib.evaluation.embedding_cache import EmbeddingCache, cache_key, round_trip
 from mskseg_lib.evaluation.masks import logits_to_label_map
 from mskseg_lib.evaluation.metrics import label_metrics
@@ -295,6 +296,19 @@ def run_zero_shot(cfg: Mapping[str, Any], model_keys: list[str] | None = None, *
     save_csv(availability, run_dir / "models.csv", index=False)
     save_csv(slices_df, run_dir / "slice_label_metrics.csv", index=False)
     save_csv(volumes_df, run_dir / "volume_label_metrics.csv", index=False)
+    summary = {"models": availability[["model_key", "model", "status"]].to_dict("records"),
+               "conditions": [c.__dict__ for c in conditions], "n_slices": int(len(selection)),
+               "n_subjects": len(groups)}
+    if not slices_df.empty:
+        subj = aggregate.subject_table(slices_df, volumes_df)
+        ds = aggregate.dataset_table(subj)
+        save_csv(subj, run_dir / "subject_metrics.csv", index=False)
+        save_csv(ds, run_dir / "dataset_metrics.csv", index=False)
+        save_csv(aggregate.grouped_table(slices_df, "tissue_class"), run_dir / "tissue_metrics.csv", index=False)
+        save_csv(aggregate.grouped_table(slices_df, "label_name"), run_dir / "label_metrics.csv", index=False)
+        summary["mean_dice_by_arm"] = ds.groupby("arm")["dice_mean"].mean().round(4).to_dict()
+        summary["datasets"] = ds[["arm", "dataset", "n_subjects", "dice_mean", "dice_sd", "dice_3d_mean"]].round(4).to_dict("records")
+    write_json(run_dir / "summary.json", summary)
     timings_all = {"total_s": round(time.perf_counter() - t_start, 3), "cpu_threads": threads, "models": timings}
     write_manifest(run_dir / "manifest.json", profile=cfg["profile"], seed=cfg["seed"], config=dict(cfg),
                    timings={"total_s": timings_all["total_s"]},

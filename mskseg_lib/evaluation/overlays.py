@@ -1,0 +1,57 @@
+"""QC overlays of a zero-shot run: image, prompt boxes, ground truth and prediction, drawn in
+the model-input frame (the stored slice), one PNG per dataset in the run's ``qc`` folder."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Mapping
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from mskseg_lib.atomic import save_figure
+from mskseg_lib.data.catalog import get_dataset
+from mskseg_lib.data.preprocess import SliceGeometry, resize_slice, scale_box
+from mskseg_lib.evaluation.prompting import gt_box_prompts
+from mskseg_lib.evaluation.zero_shot import load_predictions, load_stack_or_raise
+
+
+def overlay_samples(run_dir: Path, subjects: pd.DataFrame, selection: pd.DataFrame, slice_scores: pd.DataFrame,
+                    model_key: str, condition: str, per_dataset: int = 1, size_px: int = 256) -> list[dict[str, Any]]:
+    """Per dataset, the ``per_dataset`` evaluated slices with the most labels, ready to plot."""
+    index = subjects.set_index(["dataset", "subject_id"])
+    scores = slice_scores[(slice_scores["model_key"] == model_key) & (slice_scores["condition"] == condition)]
+    dice = scores.groupby(["dataset", "subject_id", "slice_index"])["dice"].mean()
+    out = []
+    sel = selection.assign(n=selection["labels_present"].map(lambda s: len(json.loads(s))))
+    for dataset, g in sel.groupby("dataset", sort=True):
+        for r in g.sort_values(["n", "subject_id", "slice_index"], ascending=[False, True, True]).head(per_dataset).itertuples():
+            key = (r.dataset, r.subject_id, r.slice_index)
+            if key not in dice.index:
+                continue
+            subject = {**index.loc[(r.dataset, r.subject_id)], "dataset": r.dataset, "subject_id": r.subject_id}
+            images, masks = load_stack_or_raise(subject, size_px)
+            preds = load_predictions(run_dir, model_key, r.dataset, r.subject_id)
+            pred = preds[condition][list(preds["slice_index"]).index(r.slice_index)]
+            geom = SliceGeometry(int(r.rows_px), int(r.cols_px), size_px)
+            boxes = [scale_box(p.box_px, geom).tolist() for p in gt_box_prompts(pd.Series(r._asdict()))]
+            out.append({"dataset": r.dataset, "subject_id": r.subject_id, "slice_index": int(r.slice_index),
+                        "model": str(scores["model"].iloc[0]) if "model" in scores else model_key,
+                        "image": np.array(images[int(r.store_index)]), "gt": np.array(masks[int(r.store_index)]),
+                        "pred": resize_slice(pred.astype(np.uint8), size_px, is_mask=True), "boxes": boxes,
+                        "label_names": get_dataset(r.dataset).label_names(), "dice": float(dice.loc[key])})
+    return out
+
+
+def write_qc_overlays(samples: list[Mapping[str, Any]], folder: Path) -> list[Path]:
+    """One PNG per dataset (all its samples as rows)."""
+    from mskseg_lib.plots.zero_shot import plot_overlay_panels
+
+    paths = []
+    for dataset in sorted({s["dataset"] for s in samples}):
+        rows = [s for s in samples if s["dataset"] == dataset]
+        fig = plot_overlay_panels(rows, max_rows=len(rows))
+        paths.append(save_figure(fig, Path(folder) / f"{dataset}.png"))
+        plt.close(fig)
+    return paths

@@ -106,9 +106,9 @@ def decode_sam_style(prompt_encoder: torch.nn.Module, mask_decoder: torch.nn.Mod
 
 
 class SamSegmenter:
-    """SAM-architecture model (SAM, MedSAM) behind the common interface."""
+    """SAM-layout model (SAM, MedSAM, LiteMedSAM) behind the common interface."""
 
-    def __init__(self, name: str, model: Sam, normalisation: str, device: torch.device, autocast_bf16: bool = True):
+    def __init__(self, name: str, model: torch.nn.Module, normalisation: str, device: torch.device, autocast_bf16: bool = True):
         self.name = name
         self.model = model.to(device).eval()
         self.normalisation = normalisation

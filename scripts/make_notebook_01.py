@@ -6,27 +6,14 @@ The notebook is generated so that it stays thin and reviewable: edit the cells h
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import notebook_gen  # noqa: E402
+from notebook_gen import code, md  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
-TARGET = ROOT / "notebooks" / "01_dataset_overview.ipynb"
-
-
-def md(text: str) -> nbformat.NotebookNode:
-    return new_markdown_cell(text.strip("\n"))
-
-
-def code(text: str, tags: list[str] | None = None) -> nbformat.NotebookNode:
-    cell = new_code_cell(text.strip("\n"))
-    if tags:
-        cell.metadata["tags"] = tags
-    return cell
-
+TARGET = notebook_gen.ROOT / "notebooks" / "01_dataset_overview.ipynb"
 
 CELLS = [
     md("""
@@ -222,39 +209,9 @@ folder under `paths.runs_dir`.
 ]
 
 
-def build() -> nbformat.NotebookNode:
-    nb = new_notebook(cells=CELLS)
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (mskseg)",
-                                 "language": "python"}
-    nb.metadata["language_info"] = {"name": "python"}
-    for i, cell in enumerate(nb.cells):  # stable ids: regeneration gives an identical file
-        cell["id"] = f"nb01-{i:02d}"
-        if cell.cell_type == "code":
-            cell.outputs = []
-            cell.execution_count = None
-    nbformat.validate(nb)
-    return nb
-
-
 def render() -> str:
-    return nbformat.writes(build()) + "\n"
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true",
-                        help="exit 1 if the stored notebook differs from the generated one")
-    args = parser.parse_args(argv)
-    text = render()
-    if args.check:
-        same = TARGET.exists() and TARGET.read_text() == text
-        print(f"{TARGET.relative_to(ROOT)}: {'up to date' if same else 'out of date'}")
-        return 0 if same else 1
-    TARGET.parent.mkdir(parents=True, exist_ok=True)
-    TARGET.write_text(text)
-    print(f"wrote {TARGET.relative_to(ROOT)} ({len(CELLS)} cells)")
-    return 0
+    return notebook_gen.render(CELLS, "nb01")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(notebook_gen.main(TARGET, render(), len(CELLS), __doc__.splitlines()[0]))

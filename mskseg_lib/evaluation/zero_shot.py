@@ -264,15 +264,20 @@ def run_zero_shot(cfg: Mapping[str, Any], model_keys: list[str] | None = None, *
             log.warning("%s: %s", row.model_key, row.detail)
             continue
         t_model = time.perf_counter()
-        model = model_loader(row.model_key) if model_loader else load_model(cfg, row.model_key)
-        availability.loc[availability["model_key"] == row.model_key, "model"] = getattr(model, "name", row.model_key)
-        checkpoints[row.model_key] = getattr(model, "checkpoint", None)
         out_dir = run_dir / "models" / row.model_key
+        pending = [(key, g) for key, g in groups
+                   if not (out_dir / "subjects" / f"{key[0]}__{key[1]}.parquet").exists()]
+        info_path = out_dir / "model.json"
+        if pending or not info_path.exists():  # a finished model is not loaded (nor its file hashed) again
+            model = model_loader(row.model_key) if model_loader else load_model(cfg, row.model_key)
+            write_json(info_path, {"name": getattr(model, "name", row.model_key),
+                                   "checkpoint": getattr(model, "checkpoint", None)})
+        info = json.loads(info_path.read_text())
+        availability.loc[availability["model_key"] == row.model_key, "model"] = info["name"]
+        checkpoints[row.model_key] = info["checkpoint"]
         totals = {"load_s": 0.0, "encode_s": 0.0, "decode_s": 0.0, "post_s": 0.0, "encoded_slices": 0, "slices": 0}
-        for (dataset, subject_id), g in tqdm(groups, desc=f"zero-shot {row.model_key}", disable=not progress):
+        for (dataset, subject_id), g in tqdm(pending, desc=f"zero-shot {row.model_key}", disable=not progress):
             final = out_dir / "subjects" / f"{dataset}__{subject_id}.parquet"
-            if final.exists():
-                continue
             subject = dict(subj_index.loc[(dataset, subject_id)])
             subject.update(dataset=dataset, subject_id=subject_id)
             res, vol, stacks, t = evaluate_subject(
@@ -287,7 +292,7 @@ def run_zero_shot(cfg: Mapping[str, Any], model_keys: list[str] | None = None, *
                 totals[k] += t.get(k, 0) if k != "slices" else len(g)
         totals["wall_s"] = time.perf_counter() - t_model
         timings[row.model_key] = {k: round(v, 3) for k, v in totals.items()}
-        del model
+        model = None
     slices_df, volumes_df = collect_results(run_dir, model_keys)
     display = dict(zip(availability["model_key"], availability["model"]))
     for df in (slices_df, volumes_df):

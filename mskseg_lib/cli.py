@@ -24,7 +24,7 @@ __all__ = ["COMMANDS", "Command", "command", "build_parser", "main", "USER_ERROR
 
 # Exception classes (matched by name anywhere in the MRO) that mean "the user's input is wrong".
 USER_ERROR_NAMES = frozenset({"ProfileError", "DataError", "NotebookSelectionError", "CheckpointMissing",
-                              "ChecksumMismatch", "RunMismatch"})
+                              "ChecksumMismatch", "StateDictMismatch", "RunMismatch"})
 
 Handler = Callable[[argparse.Namespace], int]
 AddArguments = Callable[[argparse.ArgumentParser], None]

@@ -73,11 +73,53 @@ SCHEMA: dict[str, Any] = {
         "cache_embeddings": bool,  # keep image embeddings on disk for later prompt conditions
         "qc_overlays_per_dataset": int,
     },
+    "finetune": {
+        "tag": str,  # run folder name under runs_dir/finetune (reruns resume it)
+        "repeats": int,  # Run_1..Run_N per experiment (seed + N - 1)
+        "defaults": dict,  # model, strategy, box_shift_px, train_subjects, evaluate_on
+        "experiments": list,  # [{group, train_on, <any default as a value or a list>}]: the grid
+        "training": {
+            "lr": NUM,
+            "weight_decay": NUM,
+            "batch_size": int,  # slices (one box each) per micro-batch and process
+            "grad_accum_steps": int,  # micro-batches per optimizer step
+            "grad_clip_norm": NUM,  # 0 = no clipping
+            "max_epochs": int,
+            "max_samples_per_epoch": int,  # 0 = every (slice, box) sample each epoch
+            "max_slices_per_subject": int,  # training slices per subject (0 = all, evenly spaced)
+            "val_max_samples": int,  # validation samples (0 = all)
+            "scheduler_t0_epochs": int,  # CosineAnnealingWarmRestarts T_0
+            "scheduler_t_mult": int,
+            "min_lr": NUM,
+            "early_stopping": bool,
+            "patience": int,  # epochs without val-loss improvement
+            "min_delta": NUM,
+            "cache_embeddings": bool,  # frozen encoder: encode each training slice once
+            "mixed_precision": bool,  # bf16 autocast on CUDA
+            "overrides": dict,  # strategy -> {key: value} (e.g. fewer epochs for full training on CPU)
+        },
+        "evaluation": {
+            "split": (list, str),
+            "conditions": list,
+            "max_subjects_per_dataset": int,
+            "max_slices_per_subject": int,
+            "hd95": bool,
+        },
+        "distributed": {
+            "nproc_per_node": int,  # >1: each experiment is trained by torchrun with this many processes
+            "backend": str,  # auto (NCCL on GPU, gloo on CPU), nccl, gloo
+        },
+        "wandb": {
+            "enabled": bool,  # optional; never required
+            "project": str,
+        },
+    },
     "notebooks": dict,  # "01" -> options of that notebook
 }
 
 ALLOWED_VALUES = {
     "prepare.on_bad_input": {"raise", "skip"},
+    "finetune.distributed.backend": {"auto", "nccl", "gloo"},
 }
 
 

@@ -141,13 +141,14 @@ def evaluate_subject(model: Segmenter, model_key: str, slice_rows: pd.DataFrame,
     t["load_s"] += time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    cached = cache.load(model_key, dataset, subject_id, key, model.device) if cache else {}
+    cache_model = (getattr(model, "embedding_source", None) or {}).get("model_key", model_key)
+    cached = cache.load(cache_model, dataset, subject_id, key, model.device) if cache else {}
     todo = [i for i, s in enumerate(rows["store_index"]) if int(s) not in cached]
     fresh = _encode(model, images[todo], [geoms[i] for i in todo], encode_batch_size) if todo else []
     if cache is not None:
         fresh = [round_trip(e) for e in fresh]
         if todo:
-            cache.save(model_key, dataset, subject_id, key, {int(rows["store_index"][i]): e for i, e in zip(todo, fresh)})
+            cache.save(cache_model, dataset, subject_id, key, {int(rows["store_index"][i]): e for i, e in zip(todo, fresh)})
     emb = dict(zip(todo, fresh))
     embeddings = [emb[i] if i in emb else cached[int(rows["store_index"][i])] for i in range(len(rows))]
     t["encode_s"] += time.perf_counter() - t0

@@ -178,26 +178,31 @@ class Sam2Segmenter:
         holds ``image_embed`` (C, S/16, S/16), ``high_res_0`` (C/8, S/4, S/4) and
         ``high_res_1`` (C/4, S/8, S/8) as independent (cloned) tensors on the model's device.
         """
-        batch = as_image_batch(images, self.input_size_px, self.name)
-        model = self.model
         with inference_context(self.device, self.autocast_bf16):
-            img = self._preprocess(batch)
-            backbone_out = model.forward_image(img)
-            _, vision_feats, _, feat_sizes = model._prepare_backbone_features(backbone_out)
-            if model.directly_add_no_mem_embed:
-                vision_feats[-1] = vision_feats[-1] + model.no_mem_embed
-            n = img.shape[0]
-            # HW x B x C -> B x C x H x W, lowest resolution last (as set_image_batch does; the
-            # predictor hard-codes the 1024-px sizes, the model reports the actual ones).
-            feats = [feat.permute(1, 2, 0).reshape(n, -1, *size) for feat, size in zip(vision_feats, feat_sizes)]
-            out: list[Embedding] = []
-            for i in range(n):
-                out.append({
-                    "image_embed": feats[-1][i].clone(),
-                    "high_res_0": feats[0][i].clone(),
-                    "high_res_1": feats[1][i].clone(),
-                })
-        return out
+            return self.embed(self.prepare(images, valid_hw))
+
+    def parts(self) -> dict[str, torch.nn.Module]:
+        """The trainable blocks by role (finetuning freezes or trains them by name)."""
+        return {"encoder": self.model.image_encoder, "prompt_encoder": self.model.sam_prompt_encoder,
+                "mask_decoder": self.model.sam_mask_decoder}
+
+    def prepare(self, images: np.ndarray, valid_hw: list[tuple[int, int]] | None = None) -> torch.Tensor:
+        """uint8 slices (B, S, S) -> the normalised encoder input on the device."""
+        return self._preprocess(as_image_batch(images, self.input_size_px, self.name))
+
+    def embed(self, img: torch.Tensor) -> list[Embedding]:
+        """Differentiable image encoding of a prepared batch (used by ``encode`` and by training)."""
+        model = self.model
+        backbone_out = model.forward_image(img)
+        _, vision_feats, _, feat_sizes = model._prepare_backbone_features(backbone_out)
+        if model.directly_add_no_mem_embed:
+            vision_feats[-1] = vision_feats[-1] + model.no_mem_embed
+        n = img.shape[0]
+        # HW x B x C -> B x C x H x W, lowest resolution last (as set_image_batch does; the
+        # predictor hard-codes the 1024-px sizes, the model reports the actual ones).
+        feats = [feat.permute(1, 2, 0).reshape(n, -1, *size) for feat, size in zip(vision_feats, feat_sizes)]
+        return [{"image_embed": feats[-1][i].clone(), "high_res_0": feats[0][i].clone(),
+                 "high_res_1": feats[1][i].clone()} for i in range(n)]
 
     def _prompt_points(self, prompts: Prompts) -> tuple[torch.Tensor, torch.Tensor]:
         """Boxes and clicks as SAM2's single point input: (N, K, 2) coords, (N, K) labels.
@@ -225,23 +230,27 @@ class Sam2Segmenter:
         high-resolution features broadcast), then bilinear upsampling of the low-resolution
         logits to the input size (the predictor's ``postprocess_masks`` without hole filling).
         """
+        with inference_context(self.device, self.autocast_bf16):
+            return self.predict(embedding, prompts)
+
+    def predict(self, embedding: Embedding, prompts: Prompts) -> torch.Tensor:
+        """Differentiable decoding of all prompts of one slice (``decode`` without inference mode)."""
         model = self.model
         dtype = next(model.parameters()).dtype
-        with inference_context(self.device, self.autocast_bf16):
-            image_embed = embedding["image_embed"].to(self.device, dtype)[None]
-            high_res = [embedding[k].to(self.device, dtype)[None] for k in ("high_res_0", "high_res_1")]
-            points = self._prompt_points(prompts)
-            sparse, dense = model.sam_prompt_encoder(points=points, boxes=None, masks=None)
-            low_res, _iou, _, _ = model.sam_mask_decoder(
-                image_embeddings=image_embed,
-                image_pe=model.sam_prompt_encoder.get_dense_pe(),
-                sparse_prompt_embeddings=sparse,
-                dense_prompt_embeddings=dense,
-                multimask_output=False,
-                repeat_image=points[0].shape[0] > 1,
-                high_res_features=high_res,
-            )
-            return upsample_logits(low_res, self.input_size_px)
+        image_embed = embedding["image_embed"].to(self.device, dtype)[None]
+        high_res = [embedding[k].to(self.device, dtype)[None] for k in ("high_res_0", "high_res_1")]
+        points = self._prompt_points(prompts)
+        sparse, dense = model.sam_prompt_encoder(points=points, boxes=None, masks=None)
+        low_res, _iou, _, _ = model.sam_mask_decoder(
+            image_embeddings=image_embed,
+            image_pe=model.sam_prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=False,
+            repeat_image=points[0].shape[0] > 1,
+            high_res_features=high_res,
+        )
+        return upsample_logits(low_res, self.input_size_px)
 
 
 def load_sam2_segmenter(

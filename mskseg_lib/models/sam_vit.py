@@ -116,17 +116,32 @@ class SamSegmenter:
         self.autocast_bf16 = autocast_bf16
         self.input_size_px = int(model.image_encoder.img_size)
 
+    def parts(self) -> dict[str, torch.nn.Module]:
+        """The trainable blocks by role (finetuning freezes or trains them by name)."""
+        return {"encoder": self.model.image_encoder, "prompt_encoder": self.model.prompt_encoder,
+                "mask_decoder": self.model.mask_decoder}
+
+    def prepare(self, images: np.ndarray, valid_hw: list[tuple[int, int]] | None = None) -> torch.Tensor:
+        """uint8 slices (B, S, S) -> the encoder's input tensor on the device."""
+        return to_input_tensor(as_image_batch(images, self.input_size_px, self.name), self.normalisation,
+                               self.device, valid_hw)
+
+    def embed(self, x: torch.Tensor) -> list[Embedding]:
+        """Differentiable image encoding of a prepared batch (used by ``encode`` and by training)."""
+        return [{"image_embed": e} for e in self.model.image_encoder(x)]
+
+    def predict(self, embedding: Embedding, prompts: Prompts) -> torch.Tensor:
+        """Differentiable decoding of all prompts of one slice: (N, S, S) logits."""
+        return decode_sam_style(self.model.prompt_encoder, self.model.mask_decoder, embedding, prompts,
+                                self.input_size_px, self.device)
+
     def encode(self, images: np.ndarray, valid_hw: list[tuple[int, int]] | None = None) -> list[Embedding]:
-        batch = as_image_batch(images, self.input_size_px, self.name)
         with inference_context(self.device, self.autocast_bf16):
-            x = to_input_tensor(batch, self.normalisation, self.device, valid_hw)
-            emb = self.model.image_encoder(x).float()
-        return [{"image_embed": e} for e in emb]
+            return [{k: v.float() for k, v in e.items()} for e in self.embed(self.prepare(images, valid_hw))]
 
     def decode(self, embedding: Embedding, prompts: Prompts) -> torch.Tensor:
         with inference_context(self.device, self.autocast_bf16):
-            return decode_sam_style(self.model.prompt_encoder, self.model.mask_decoder, embedding, prompts,
-                                    self.input_size_px, self.device)
+            return self.predict(embedding, prompts)
 
 
 def load_sam_segmenter(name: str, checkpoint: Path | None, normalisation: str, device: torch.device,

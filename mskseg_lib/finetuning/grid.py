@@ -1,0 +1,159 @@
+"""The ablation grid: the profile's ``finetune.experiments`` expanded into unique experiments.
+
+Each entry of ``finetune.experiments`` names an ablation ``group`` (size, strategy, knee,
+mixing, initial_weights), what to ``train_on`` (dataset names or a mix) and, for any setting of
+``finetune.defaults``, one value or a list of values; lists are crossed. Two groups asking for
+the same training (same data, model, strategy, shift and size) share one experiment, which then
+lists both groups and is scored on the union of their evaluation datasets.
+
+Training mixes (the study's dataset-mixing ablation):
+
+* ``knee``: MAPSS (both sites) + DESS + CUBE; ``spine``: T1ax + T1sag (both) + T2ax;
+* ``muscle``: thigh T1ax + spine T1ax (the two muscle-segmentation sets);
+* ``all_msk``: every prepared dataset except the undersampled knee CUBE, which is held out and
+  scored as an external validation set.
+
+An experiment lives in ``runs_dir/finetune/<tag>/<task>/<group>/Run_N``: ``task`` is what it
+trains on, ``group`` the setting slug (``lite_medsam-frozen-shift0-nall``), ``N`` the repeat.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping
+
+import pandas as pd
+
+from mskseg_lib.data.catalog import get_dataset
+from mskseg_lib.models.registry import get_spec
+
+HELD_OUT = "Knee_3D_CUBE_Undersampled_Research_Anatomical_50"
+MIXES: dict[str, tuple[str, ...]] = {
+    "knee": ("Knee_2D_MAPSS-echo1_Research_Compositional_22", "Knee_2D_MAPSS-echo1_Research_Compositional_39",
+             "Knee_3D_DESS_Research_Anatomical_86", "Knee_3D_CUBE_Research_Anatomical_300"),
+    "spine": ("Spine_2D_T1ax_Clinical_Anatomical_59", "Spine_2D_T1sag_Clinical_Anatomical_23",
+              "Spine_2D_T1sag_Clinical_Anatomical_111", "Spine_2D_T2ax_Clinical_Anatomical_38"),
+    "muscle": ("Thigh_2D_T1ax_Clinical_Anatomical_50", "Spine_2D_T1ax_Clinical_Anatomical_59"),
+}
+MIX_KIND = {"knee": "anatomy", "spine": "anatomy", "muscle": "muscle", "all_msk": "all_msk"}
+GROUPS = ("size", "strategy", "knee", "mixing", "initial_weights")
+STRATEGIES = ("partial", "full")
+SETTINGS = ("model", "strategy", "box_shift_px", "train_subjects", "evaluate_on")
+
+
+class GridError(ValueError):
+    """``finetune.experiments`` names something that does not exist or cannot be crossed."""
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One training run definition (before repeats)."""
+
+    task: str  # what it trains on: a dataset name or a mix name
+    mix_kind: str  # single, anatomy, muscle, all_msk
+    train_datasets: tuple[str, ...]
+    eval_datasets: tuple[str, ...]
+    model_key: str  # initial weights: a zoo model
+    strategy: str  # partial (encoder frozen) or full
+    box_shift_px: int
+    train_subjects: str  # "all" or a count per dataset
+    groups: tuple[str, ...] = field(default=())
+
+    @property
+    def slug(self) -> str:
+        enc = "frozen" if self.strategy == "partial" else "trained"
+        return f"{self.model_key}-{enc}-shift{self.box_shift_px}-n{self.train_subjects}"
+
+    def run_id(self, repeat: int) -> str:
+        return f"{self.task}/{self.slug}/Run_{repeat}"
+
+    @property
+    def training_key(self) -> tuple:
+        return (self.task, self.model_key, self.strategy, self.box_shift_px, self.train_subjects)
+
+    def to_record(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.update(train_datasets=",".join(self.train_datasets), eval_datasets=",".join(self.eval_datasets),
+                 groups=",".join(self.groups), encoder="frozen" if self.strategy == "partial" else "trained",
+                 model=get_spec(self.model_key).display_name, slug=self.slug)
+        return d
+
+
+def resolve_training_data(name: str, prepared: list[str]) -> tuple[str, tuple[str, ...]]:
+    """(mix kind, datasets) of a ``train_on`` entry, restricted to the prepared datasets."""
+    if name == "all_msk":
+        chosen = tuple(d for d in prepared if d != HELD_OUT)
+    elif name in MIXES:
+        chosen = tuple(d for d in MIXES[name] if d in prepared)
+    else:
+        get_dataset(name)  # unknown names fail with the list of known ones
+        if name not in prepared:
+            raise GridError(f"finetune.experiments: dataset {name} is not in the prepared data (run prepare)")
+        return "single", (name,)
+    if not chosen:
+        raise GridError(f"finetune.experiments: mix {name!r} has no prepared dataset (members: {MIXES.get(name)})")
+    return MIX_KIND[name], chosen
+
+
+def _as_list(value: Any) -> list:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _check_value(key: str, value: Any, where: str) -> Any:
+    if key == "strategy" and value not in STRATEGIES:
+        raise GridError(f"{where}: strategy must be one of {STRATEGIES}, got {value!r}")
+    if key == "box_shift_px" and (not isinstance(value, (int, float)) or value < 0):
+        raise GridError(f"{where}: box_shift_px must be a number >= 0, got {value!r}")
+    if key == "train_subjects" and not (value == "all" or (isinstance(value, int) and value > 0)):
+        raise GridError(f"{where}: train_subjects must be a positive integer or 'all', got {value!r}")
+    if key == "model":
+        get_spec(value)
+    return value
+
+
+def expand_grid(cfg: Mapping[str, Any], prepared: list[str]) -> list[Experiment]:
+    """Every unique experiment of the profile's grid, in the profile's order."""
+    f = cfg["finetune"]
+    defaults = dict(f["defaults"])
+    missing = sorted(set(SETTINGS) - set(defaults))
+    if missing or set(defaults) - set(SETTINGS):
+        raise GridError(f"finetune.defaults must set exactly {list(SETTINGS)} (missing {missing})")
+    merged: dict[tuple, dict[str, Any]] = {}
+    for i, entry in enumerate(f["experiments"]):
+        where = f"finetune.experiments[{i}]"
+        if not isinstance(entry, Mapping) or "group" not in entry or "train_on" not in entry:
+            raise GridError(f"{where}: needs 'group' and 'train_on', got {entry!r}")
+        unknown = set(entry) - {"group", "train_on", *SETTINGS}
+        if unknown:
+            raise GridError(f"{where}: unknown keys {sorted(unknown)} (allowed: group, train_on, {', '.join(SETTINGS)})")
+        group = str(entry["group"])
+        if group not in GROUPS:
+            raise GridError(f"{where}: group must be one of {GROUPS}, got {group!r}")
+        evaluate_on = [str(d) for d in _as_list(entry.get("evaluate_on", defaults["evaluate_on"]))]
+        axes = {k: [_check_value(k, v, where) for v in _as_list(entry.get(k, defaults[k]))]
+                for k in ("model", "strategy", "box_shift_px", "train_subjects")}
+        for train_on in _as_list(entry["train_on"]):
+            kind, datasets = resolve_training_data(str(train_on), prepared)
+            for model, strategy, shift, n in itertools.product(*axes.values()):
+                key = (str(train_on), model, strategy, int(shift), str(n))
+                # scored on the requested datasets it was trained on (all of them if none is
+                # requested or none overlaps); all-MSK also on the held-out undersampled set
+                wanted = [d for d in evaluate_on if d in datasets] or list(datasets)
+                if str(train_on) == "all_msk" and HELD_OUT in prepared:
+                    wanted.append(HELD_OUT)
+                rec = merged.setdefault(key, {"kind": kind, "datasets": datasets, "groups": [], "eval": []})
+                if group not in rec["groups"]:
+                    rec["groups"].append(group)
+                rec["eval"].extend(d for d in wanted if d not in rec["eval"])
+    return [Experiment(task=k[0], mix_kind=v["kind"], train_datasets=v["datasets"], eval_datasets=tuple(v["eval"]),
+                       model_key=k[1], strategy=k[2], box_shift_px=k[3], train_subjects=k[4], groups=tuple(v["groups"]))
+            for k, v in merged.items()]
+
+
+def experiments_frame(experiments: list[Experiment], repeats: int = 1) -> pd.DataFrame:
+    """One row per (experiment, repeat) with its id: the definitions table (S6)."""
+    rows = []
+    for e in experiments:
+        for r in range(1, repeats + 1):
+            rows.append({"experiment_id": e.run_id(r), "repeat": r, **e.to_record()})
+    return pd.DataFrame(rows)

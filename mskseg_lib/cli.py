@@ -24,7 +24,7 @@ __all__ = ["COMMANDS", "Command", "command", "build_parser", "main", "USER_ERROR
 
 # Exception classes (matched by name anywhere in the MRO) that mean "the user's input is wrong".
 USER_ERROR_NAMES = frozenset({"ProfileError", "DataError", "NotebookSelectionError", "CheckpointMissing",
-                              "ChecksumMismatch", "StateDictMismatch", "RunMismatch"})
+                              "ChecksumMismatch", "StateDictMismatch", "RunMismatch", "GridError"})
 
 Handler = Callable[[argparse.Namespace], int]
 AddArguments = Callable[[argparse.ArgumentParser], None]
@@ -148,6 +148,50 @@ def _zero_shot(args: argparse.Namespace) -> int:
     for row in run.models.itertuples():
         print(f"{row.model_key}: {row.status}" + (f" ({row.detail})" if row.detail else ""))
     print(f"run folder: {run.run_dir} (summary.json, *_metrics.csv, manifest.json)")
+    return 0
+
+
+def _finetune_args(p: argparse.ArgumentParser) -> None:
+    _profile_arg(p)
+    p.add_argument("--experiment", action="append", default=None, metavar="RUN_ID",
+                   help="only this run id (<task>/<group>/Run_N); repeatable (default: the whole grid)")
+    p.add_argument("--list", action="store_true", help="list the grid's run ids and exit")
+    p.add_argument("--train-only", action="store_true",
+                   help="train, do not score (what each torchrun process does)")
+
+
+@command("finetune", "train and score the profile's finetuning grid (resumable; torchrun-aware)", _finetune_args)
+def _finetune(args: argparse.Namespace) -> int:
+    """Single process: train and score the grid. Under ``torchrun`` (WORLD_SIZE > 1) every rank
+    trains the named experiments together; scoring is left to a single-process call."""
+    import os
+
+    cfg = _load(args.profile)
+    from mskseg_lib.data.tables import load_tables
+    from mskseg_lib.finetuning.engine import train_run
+    from mskseg_lib.finetuning.grid import GridError, expand_grid
+    from mskseg_lib.finetuning.runner import run_grid
+
+    subjects, _ = load_tables(cfg)
+    experiments = expand_grid(cfg, sorted(subjects["dataset"].unique()))
+    runs = {e.run_id(r): (e, r) for e in experiments for r in range(1, cfg["finetune"]["repeats"] + 1)}
+    if args.list:
+        print("\n".join(runs))
+        return 0
+    unknown = sorted(set(args.experiment or []) - set(runs))
+    if unknown:
+        raise GridError(f"unknown run id(s) {unknown}; see: mskseg finetune --profile {args.profile} --list")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 or args.train_only:
+        for rid in args.experiment or list(runs):
+            exp, repeat = runs[rid]
+            summary = train_run(cfg, exp, repeat)
+            if int(os.environ.get("RANK", "0")) == 0:
+                print(f"{rid}: {summary['status']} after {summary['epochs_run']} epochs ({summary['stop_reason']})")
+        return 0
+    result = run_grid(cfg, only=args.experiment)
+    for row in result.experiments.itertuples():
+        print(f"{row.experiment_id}: {row.status}")
+    print(f"results: {result.root} (experiments.csv, subject_metrics.csv, history.csv, manifest.json)")
     return 0
 
 

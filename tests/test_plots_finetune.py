@@ -279,3 +279,15 @@ def test_training_curves():
     assert len(visible) == 6  # three experiments x (loss, Dice)
     empty = ft.plot_training_curves(pd.DataFrame())
     assert _gids(empty.axes[0].texts, "placeholder:") == {"placeholder:history"}
+
+
+def test_stored_notebook_03_is_the_generator_output():
+    import importlib.util
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("make_notebook_03", root / "scripts" / "make_notebook_03.py")
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    path = root / "notebooks" / "03_finetune_ablations.ipynb"
+    assert path.read_text() == gen.render(), "run scripts/make_notebook_03.py"

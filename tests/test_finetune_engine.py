@@ -17,6 +17,7 @@ import yaml
 
 from mskseg_lib.data.prepare import prepare_all
 from mskseg_lib.data.tables import load_tables
+from mskseg_lib.evaluation.zero_shot import RunMismatch
 from mskseg_lib.finetuning.engine import SegLoss, hard_dice, train_run
 from mskseg_lib.finetuning.evaluate import evaluate_run
 from mskseg_lib.finetuning.grid import HELD_OUT, MIXES, Experiment, GridError, expand_grid
@@ -214,6 +215,10 @@ def test_resumed_run_matches_an_uninterrupted_one(ft_cfg, tmp_path):
     ha = json.loads((tmp_path / "a" / "history.json").read_text())
     hb = json.loads((tmp_path / "b" / "history.json").read_text())
     assert [h["train_loss"] for h in ha] == pytest.approx([h["train_loss"] for h in hb], rel=1e-5)
+    changed = copy.deepcopy(cfg)
+    changed["finetune"]["training"]["lr"] = 1e-2
+    with pytest.raises(RunMismatch, match="changed: \\['lr'\\]"):
+        train_run(changed, exp, 1, run_dir=tmp_path / "b", segmenter_factory=tiny_factory, progress=False)
 
 
 def test_early_stopping_stops_when_validation_stalls(ft_cfg, tmp_path):
@@ -268,3 +273,17 @@ def test_finetuned_model_is_scored_by_the_zero_shot_engine_and_beats_its_start(f
         assert (result.root / name).exists()
     again = run_grid(cfg, progress=False, segmenter_factory=tiny_factory)  # resumes: nothing retrained
     pd.testing.assert_frame_equal(again.subjects, result.subjects)
+
+
+def test_cli_lists_the_grid_and_names_an_unknown_run(ft_cfg, tmp_path, capsys):
+    from mskseg_lib.cli import main
+
+    cfg = copy.deepcopy(ft_cfg)
+    cfg["finetune"]["experiments"] = [{"group": "size", "train_on": [HIP], "train_subjects": [1, "all"]}]
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["finetune", "--profile", str(path), "--list"]) == 0
+    assert capsys.readouterr().out.split() == [f"{HIP}/lite_medsam-frozen-shift0-n1/Run_1",
+                                               f"{HIP}/lite_medsam-frozen-shift0-nall/Run_1"]
+    assert main(["finetune", "--profile", str(path), "--experiment", "nope/Run_1"]) != 0
+    assert "unknown run id(s) ['nope/Run_1']" in capsys.readouterr().err

@@ -25,6 +25,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import math
@@ -46,6 +47,7 @@ from mskseg_lib.config import resolve_path
 from mskseg_lib.data.preprocess import SliceGeometry
 from mskseg_lib.data.tables import load_tables
 from mskseg_lib.evaluation.embedding_cache import EmbeddingCache, cache_key, round_trip
+from mskseg_lib.evaluation.zero_shot import RunMismatch
 from mskseg_lib.finetuning import distributed as dist_utils
 from mskseg_lib.finetuning.grid import Experiment
 from mskseg_lib.finetuning.network import BoxPromptNet, describe
@@ -221,6 +223,27 @@ def export_final(run_dir: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- the run
+def check_settings(run_dir: Path, experiment: Experiment, params: Mapping[str, Any], seed: int,
+                   write: bool = True) -> None:
+    """Refuse to resume (or reuse) a run folder made with other training settings.
+
+    ``max_epochs`` is left out: an interrupted run may be resumed with a different budget (a
+    finished run stays finished).
+    """
+    training = {k: v for k, v in params.items() if k != "max_epochs"}
+    settings = {"experiment": experiment.to_record(), "training": training, "seed": seed}
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    marker = Path(run_dir) / "settings.json"
+    if marker.exists():
+        old = json.loads(marker.read_text())
+        if old.get("fingerprint") != digest:
+            changed = sorted(k for k in training if old["settings"]["training"].get(k) != training[k])
+            raise RunMismatch(f"{run_dir}: trained with other settings (changed: {changed or 'experiment/seed'}); "
+                              "choose a new finetune.tag or delete the folder")
+    elif write:
+        write_json(marker, {"fingerprint": digest, "settings": settings})
+
+
 def train_run(cfg: Mapping[str, Any], experiment: Experiment, repeat: int = 1, *, run_dir: Path | None = None,
               segmenter_factory: Callable[[torch.device], Segmenter] | None = None,
               progress: bool = True) -> dict[str, Any]:
@@ -232,10 +255,11 @@ def train_run(cfg: Mapping[str, Any], experiment: Experiment, repeat: int = 1, *
     fcfg = cfg["finetune"]
     ctx = dist_utils.start(cfg["models"]["device"], fcfg["distributed"]["backend"])
     run_dir = Path(run_dir) if run_dir else run_dir_of(cfg, experiment, repeat)
-    if is_finished(run_dir):
-        return json.loads((run_dir / FINISHED).read_text())
     params = training_params(cfg, experiment.strategy)
     seed = int(cfg["seed"]) + repeat - 1
+    check_settings(run_dir, experiment, params, seed, write=ctx.is_main)
+    if is_finished(run_dir):
+        return json.loads((run_dir / FINISHED).read_text())
     threads = set_cpu_threads(cfg["models"]["cpu_threads"]) if ctx.device.type == "cpu" else None
     t_start = time.perf_counter()
     timings: dict[str, float] = {}

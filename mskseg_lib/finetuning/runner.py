@@ -30,6 +30,7 @@ from mskseg_lib.evaluation.zero_shot import collect_results
 from mskseg_lib.finetuning.engine import finetune_root, is_finished, run_dir_of, train_run
 from mskseg_lib.finetuning.evaluate import FINETUNED_KEY, evaluate_run, evaluate_zero_shot, zero_shot_dir
 from mskseg_lib.finetuning.grid import Experiment, expand_grid, experiments_frame
+from mskseg_lib.finetuning.report import zero_shot_id
 from mskseg_lib.models.interface import Segmenter
 from mskseg_lib.models.registry import get_spec
 from mskseg_lib.models.zoo import model_availability
@@ -47,10 +48,6 @@ class GridResult:
     history: pd.DataFrame  # per experiment and epoch
     models: pd.DataFrame  # initial models: model_key, model, status
     timings: dict[str, float] = field(default_factory=dict)
-
-
-def zero_shot_id(model_key: str) -> str:
-    return f"zero_shot:{model_key}"
 
 
 def launch_torchrun(cfg: Mapping[str, Any], run_id: str, nproc: int) -> None:

@@ -287,3 +287,18 @@ def test_cli_lists_the_grid_and_names_an_unknown_run(ft_cfg, tmp_path, capsys):
                                                f"{HIP}/lite_medsam-frozen-shift0-nall/Run_1"]
     assert main(["finetune", "--profile", str(path), "--experiment", "nope/Run_1"]) != 0
     assert "unknown run id(s) ['nope/Run_1']" in capsys.readouterr().err
+
+
+def test_wandb_is_optional_enabled_without_the_package_only_warns(ft_cfg, caplog, monkeypatch):
+    import importlib.util
+
+    from mskseg_lib.finetuning import run_log
+
+    cfg = copy.deepcopy(ft_cfg)
+    assert run_log.wandb_logger(cfg, "x/Run_1", {}) is None  # off by default
+    cfg["finetune"]["wandb"]["enabled"] = True
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a))
+    with caplog.at_level("WARNING"):
+        assert run_log.wandb_logger(cfg, "x/Run_1", {}) is None
+    assert "wandb is not installed" in caplog.text

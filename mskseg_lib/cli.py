@@ -198,17 +198,19 @@ def _finetune(args: argparse.Namespace) -> int:
 # --- entry point ------------------------------------------------------------------------------
 
 def _bench_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("target", choices=["storage", "zero-shot"], help="what to measure")
+    p.add_argument("target", choices=["storage", "zero-shot", "finetune"], help="what to measure")
     _profile_arg(p)
     p.add_argument("--size", type=int, default=None, help="storage: slice size in px (default: the profile's first)")
     p.add_argument("--reads", type=int, default=500, help="storage: random slice loads to time")
-    p.add_argument("--model", default="lite_medsam", help="zero-shot: zoo model to time")
+    p.add_argument("--model", default="lite_medsam", help="zero-shot, finetune: zoo model to time")
     p.add_argument("--slices", type=int, default=12, help="zero-shot: slices to time")
     p.add_argument("--min-prompts", type=int, default=5, help="zero-shot: only slices with this many box prompts")
     p.add_argument("--reencode-slices", type=int, default=4, help="zero-shot: slices for the re-encode baseline")
+    p.add_argument("--dataset", default=None, help="finetune: dataset whose training samples are timed")
+    p.add_argument("--steps", type=int, default=4, help="finetune: timed optimizer steps per strategy")
 
 
-@command("bench", "measure performance (storage per slice; zero-shot pipeline vs model floor)", _bench_args)
+@command("bench", "measure performance (storage per slice; zero-shot pipeline vs model floor; finetune steps)", _bench_args)
 def _bench(args: argparse.Namespace) -> int:
     cfg = _load(args.profile)
     from mskseg_lib.atomic import write_json
@@ -216,6 +218,15 @@ def _bench(args: argparse.Namespace) -> int:
     from mskseg_lib.data.slice_store import measure_storage
     from mskseg_lib.data.tables import load_tables
 
+    if args.target == "finetune":
+        from mskseg_lib.finetuning.benchmark import bench_finetune
+
+        result = bench_finetune(cfg, args.model, args.dataset, args.steps)
+        out = resolve_path(cfg, "runs_dir") / "bench" / f"finetune_{args.model}.json"
+        write_json(out, result)
+        _report({k: v for k, v in result.items() if k != "versions"})
+        print(f"written: {out}")
+        return 0
     if args.target == "zero-shot":
         from mskseg_lib.evaluation.benchmark import bench_zero_shot
 

@@ -123,12 +123,47 @@ def test_multi_instance_target_is_the_piece_inside_its_own_box(tmp_path):
     np.save(tmp_path / "m.npy", mask)
     np.save(tmp_path / "i.npy", image)
     samples = pd.DataFrame([{"dataset": SPINE, "subject_id": "s", "slice_index": 0, "store_index": 0, "rows_px": size,
-                             "cols_px": size, "label": 3, "instance": 0, "box_px": [5, 10, 14, 19],
+                             "cols_px": size, "label": 3, "instance": 0, "box_px": [5, 10, 14, 19], "multi_instance": True,
                              "image_path": str(tmp_path / "i.npy"), "mask_path": str(tmp_path / "m.npy")}])
     item = BoxSampleDataset(samples, size)[0]
     target = item["target"].numpy().astype(bool)
     assert target.sum() == 100 and target[10:20, 5:15].all() and not target[:, 30:].any()
     assert item["box"].tolist() == [5, 10, 14, 19]
+
+
+def test_upscaled_piece_keeps_every_model_pixel_of_its_original_pixels(tmp_path):
+    """32 px slice -> 128 px model input (x4): the left piece's mask after nearest resizing is
+    the target in full (its right and bottom edges included), the right piece is excluded."""
+    from mskseg_lib.data.preprocess import resize_slice
+
+    original = np.zeros((32, 32), np.uint8)
+    original[10:20, 5:15] = 3
+    original[10:20, 20:28] = 3
+    mask = resize_slice(original, 128, is_mask=True)[None]
+    np.save(tmp_path / "m.npy", mask)
+    np.save(tmp_path / "i.npy", mask * 60)
+    row = {"dataset": SPINE, "subject_id": "s", "slice_index": 0, "store_index": 0, "rows_px": 32, "cols_px": 32,
+           "label": 3, "instance": 0, "box_px": [5, 10, 14, 19], "multi_instance": True,
+           "image_path": str(tmp_path / "i.npy"), "mask_path": str(tmp_path / "m.npy")}
+    target = BoxSampleDataset(pd.DataFrame([row]), 128)[0]["target"].numpy().astype(bool)
+    left = np.zeros_like(target)
+    left[:, :72] = mask[0, :, :72] == 3
+    assert target.sum() == left.sum() == 40 * 40 and np.array_equal(target, left)
+    whole = BoxSampleDataset(pd.DataFrame([{**row, "multi_instance": False}]), 128)[0]["target"].numpy()
+    assert whole.sum() == (mask[0] == 3).sum()  # a single-instance label keeps its whole mask
+
+
+def test_sam2_decoder_gives_the_same_logits_in_training_and_evaluation():
+    seg = build_tiny("sam2")
+    net = BoxPromptNet(seg, "partial")
+    emb = seg.encode(np.random.default_rng(0).integers(0, 255, (1, seg.input_size_px, seg.input_size_px), np.uint8))
+    box = torch.tensor([[10.0, 12.0, 60.0, 50.0]])
+    with torch.no_grad():
+        train_out = net.train()(box, embeddings=emb)
+        eval_out = net.eval()(box, embeddings=emb)
+    assert torch.allclose(train_out, eval_out, atol=1e-5)
+    frozen = [n for n, p in seg.model.named_parameters() if "conv_s" in n]
+    assert frozen and all(not p.requires_grad for n, p in seg.model.named_parameters() if "conv_s" in n)
 
 
 def test_box_shift_is_bounded_and_redrawn_each_epoch_but_reproducible(ft_cfg):
@@ -271,6 +306,13 @@ def test_finetuned_model_is_scored_by_the_zero_shot_engine_and_beats_its_start(f
     assert ft["dice_mean_slice"].mean() > zs["dice_mean_slice"].mean() + 0.1
     for name in ("experiments.csv", "subject_metrics.csv", "slice_label_metrics.csv", "history.csv"):
         assert (result.root / name).exists()
+    # the decoder-only finetune and the zero-shot arm share the hip test slices' embeddings
+    ft_enc = json.loads((Path(result.experiments["run_dir"][0]) / "evaluation" / "manifest.json").read_text())
+    zs_enc = json.loads((result.root / "_zero_shot" / "lite_medsam" / "manifest.json").read_text())
+    n_ft = ft_enc["per_model"]["finetuned"]
+    n_zs = zs_enc["per_model"]["lite_medsam"]
+    assert n_ft["encoded_slices"] == n_ft["slices"] > 0
+    assert n_zs["encoded_slices"] == n_zs["slices"] - n_ft["slices"]
     again = run_grid(cfg, progress=False, segmenter_factory=tiny_factory)  # resumes: nothing retrained
     pd.testing.assert_frame_equal(again.subjects, result.subjects)
 

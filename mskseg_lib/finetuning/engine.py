@@ -29,6 +29,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -78,6 +79,9 @@ def training_params(cfg: Mapping[str, Any], strategy: str) -> dict[str, Any]:
     if unknown:
         raise ValueError(f"finetune.training.overrides.{strategy}: unknown keys {sorted(unknown)}")
     t.update(over)
+    for key in ("max_epochs", "batch_size", "grad_accum_steps"):
+        if int(t[key]) < 1:
+            raise ValueError(f"finetune.training.{key} must be >= 1 (strategy {strategy}), got {t[key]}")
     return t
 
 
@@ -228,10 +232,13 @@ def check_settings(run_dir: Path, experiment: Experiment, params: Mapping[str, A
     """Refuse to resume (or reuse) a run folder made with other training settings.
 
     ``max_epochs`` is left out: an interrupted run may be resumed with a different budget (a
-    finished run stays finished).
+    finished run stays finished); so are the ablation groups and evaluation datasets, which do
+    not change what is trained.
     """
     training = {k: v for k, v in params.items() if k != "max_epochs"}
-    settings = {"experiment": experiment.to_record(), "training": training, "seed": seed}
+    what = {k: experiment.to_record()[k] for k in ("task", "train_datasets", "model_key", "strategy",
+                                                     "box_shift_px", "train_subjects")}
+    settings = {"experiment": what, "training": training, "seed": seed}
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
     marker = Path(run_dir) / "settings.json"
     if marker.exists():
@@ -260,7 +267,10 @@ def train_run(cfg: Mapping[str, Any], experiment: Experiment, repeat: int = 1, *
     check_settings(run_dir, experiment, params, seed, write=ctx.is_main)
     if is_finished(run_dir):
         return json.loads((run_dir / FINISHED).read_text())
-    threads = set_cpu_threads(cfg["models"]["cpu_threads"]) if ctx.device.type == "cpu" else None
+    threads = None
+    if ctx.device.type == "cpu":  # ranks on one machine share its cores
+        n = cfg["models"]["cpu_threads"] or max(1, len(os.sched_getaffinity(0)) // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+        threads = set_cpu_threads(n)
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
     torch.manual_seed(seed)
@@ -346,6 +356,9 @@ def train_run(cfg: Mapping[str, Any], experiment: Experiment, repeat: int = 1, *
                   "lr": lr_epoch, "train_samples": int(n),
                   "seconds": round(time.perf_counter() - t_epoch, 3)}
         state["history"].append(record)
+        if not math.isfinite(val_loss):
+            raise FloatingPointError(f"{experiment.run_id(repeat)}: validation loss is {val_loss} at epoch "
+                                     f"{epoch + 1} (learning rate too high? broken input?)")
         improved = val_loss < state["best_val_loss"] - params["min_delta"]
         if improved:
             state.update(best_val_loss=val_loss, best_epoch=epoch + 1, bad_epochs=0)

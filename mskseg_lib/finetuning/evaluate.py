@@ -19,6 +19,7 @@ import torch
 from mskseg_lib.evaluation import aggregate
 from mskseg_lib.evaluation.zero_shot import run_zero_shot
 from mskseg_lib.finetuning.grid import Experiment
+from mskseg_lib.finetuning.network import fixed_single_mask_output
 from mskseg_lib.models.checkpoints import load_weights, sha256_file
 from mskseg_lib.models.interface import Segmenter, pick_device
 from mskseg_lib.models.registry import get_spec
@@ -45,15 +46,17 @@ def finetuned_segmenter(cfg: Mapping[str, Any], experiment: Experiment, run_dir:
     device = device or pick_device(cfg["models"]["device"])
     seg = base if base is not None else load_model(cfg, experiment.model_key, device)
     initial = getattr(seg, "checkpoint", None)
+    base_name = getattr(seg, "name", "?")
     weights = Path(run_dir) / "model_best.pt"
     load_weights(seg.model, weights)
     seg.model.eval()
+    fixed_single_mask_output(seg)
     seg.name = f"{get_spec(experiment.model_key).display_name} finetuned"
     seg.checkpoint = {"path": str(weights), "sha256": sha256_file(weights), "verified": False,
                       "initial": initial}
     if experiment.strategy == "partial":  # encoder untouched: share the initial model's embeddings
         seg.embedding_source = {"model_key": experiment.model_key,
-                                "sha256": (initial or {}).get("sha256", getattr(base, "name", "?"))}
+                                "sha256": (initial or {}).get("sha256", base_name)}
     return seg
 
 

@@ -34,6 +34,7 @@ class BoxPromptNet(torch.nn.Module):
         object.__setattr__(self, "segmenter", segmenter)  # not a submodule (no duplicate parameters)
         self.strategy = strategy
         self.trained_parts = STRATEGIES[strategy]
+        fixed_single_mask_output(segmenter)
         self.set_trainable()
 
     def set_trainable(self) -> None:
@@ -43,6 +44,10 @@ class BoxPromptNet(torch.nn.Module):
         for name in self.trained_parts:
             for p in parts[name].parameters():
                 p.requires_grad_(True)
+        if not self.encoder_trained:  # SAM2's high-res projections run inside the (frozen) encoding
+            for name in ("conv_s0", "conv_s1"):
+                for p in getattr(parts["mask_decoder"], name, torch.nn.Identity()).parameters():
+                    p.requires_grad_(False)
 
     def train(self, mode: bool = True) -> "BoxPromptNet":
         """Train mode only for the trained parts; running-statistics norms always in eval mode."""
@@ -83,6 +88,18 @@ class BoxPromptNet(torch.nn.Module):
         box_np = boxes.detach().cpu().numpy().astype(np.float32)
         out = [self.segmenter.predict(e, Prompts(boxes=box_np[i:i + 1])) for i, e in enumerate(embeddings)]
         return torch.cat(out, dim=0)
+
+
+def fixed_single_mask_output(segmenter: Segmenter) -> None:
+    """Make the decoder's output the same in training and evaluation.
+
+    SAM2 (``build_sam2``) switches, in eval mode only, to the multimask output its untrained IoU
+    head rates best whenever the single mask looks unstable; a finetuned single-mask decoder
+    must be scored on the output it was trained on. SAM's decoder has no such switch.
+    """
+    decoder = segmenter.parts()["mask_decoder"]
+    if getattr(decoder, "dynamic_multimask_via_stability", False):
+        decoder.dynamic_multimask_via_stability = False
 
 
 def describe(net: BoxPromptNet) -> dict[str, Any]:

@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 
 from mskseg_lib.data.boxes import jitter_box
+from mskseg_lib.data.catalog import get_dataset
 from mskseg_lib.data.preprocess import SliceGeometry, scale_box
 from mskseg_lib.evaluation.prompting import gt_box_prompts, stable_rng
 from mskseg_lib.evaluation.zero_shot import load_stack_or_raise
@@ -54,6 +55,7 @@ def build_samples(subjects: pd.DataFrame, slices: pd.DataFrame, max_slices_per_s
     chosen = slices[[k in keys for k in zip(slices["dataset"], slices["subject_id"])]]
     chosen = spread_slices(chosen, max_slices_per_subject)
     subj = subjects.set_index(["dataset", "subject_id"])
+    multi = {(d, lab.value) for d in chosen["dataset"].unique() for lab in get_dataset(d).labels if lab.multi_instance}
     rows = []
     for row in chosen.itertuples(index=False):
         s = subj.loc[(row.dataset, row.subject_id)]
@@ -62,6 +64,7 @@ def build_samples(subjects: pd.DataFrame, slices: pd.DataFrame, max_slices_per_s
             rows.append({"dataset": row.dataset, "subject_id": row.subject_id, "slice_index": int(row.slice_index),
                          "store_index": int(row.store_index), "rows_px": int(row.rows_px), "cols_px": int(row.cols_px),
                          "label": p.label, "instance": p.instance, "box_px": list(p.box_px),
+                         "multi_instance": (row.dataset, p.label) in multi,
                          "image_path": image_path, "mask_path": s[f"slices_{size_px}_mask"]})
     return pd.DataFrame(rows)
 
@@ -76,7 +79,7 @@ class BoxSampleDataset(torch.utils.data.Dataset):
 
     ``set_epoch`` changes the box-shift draw (and nothing else). For multi-instance labels the
     target is the label inside the piece's own (unshifted) box, so a box around the left
-    psoas is not asked to segment the right one.
+    psoas is not asked to segment the right one; other labels keep their whole mask.
     """
 
     def __init__(self, samples: pd.DataFrame, size_px: int, box_shift_px: float = 0.0, seed: int = 0):
@@ -121,16 +124,24 @@ class BoxSampleDataset(torch.utils.data.Dataset):
         if target.shape != (self.size_px, self.size_px):
             raise ValueError(f"{s['mask_path']}: slice {k} has shape {target.shape}, expected "
                              f"({self.size_px}, {self.size_px}); re-run prepare")
-        gt_box = scale_box(list(s["box_px"]), geom)
-        x0, y0 = (max(int(np.floor(v)) - 1, 0) for v in gt_box[:2])
-        x1, y1 = (int(np.ceil(v)) + 2 for v in gt_box[2:])
-        inside = np.zeros_like(target)
-        inside[y0:y1, x0:x1] = True
-        target &= inside
+        if bool(s.get("multi_instance", False)):
+            target &= piece_region(list(s["box_px"]), geom)
         return {"index": i, "image": torch.from_numpy(np.array(self._stack(s["image_path"])[k])),
                 "valid_hw": geom.resized_shape,
                 "box": torch.as_tensor(scale_box(self.box_px(i), geom), dtype=torch.float32),
                 "target": torch.from_numpy(target.astype(np.float32))}
+
+
+def piece_region(box_px: list[float], geom: SliceGeometry) -> np.ndarray:
+    """Model-size mask of the model pixels covered by the original pixels of an inclusive box
+    (original pixel x spans model pixels [x * scale, (x + 1) * scale)), with a 1 px margin."""
+    x0, y0, x1, y1 = box_px
+    lo = scale_box([x0, y0], geom)
+    hi = scale_box([x1 + 1, y1 + 1], geom)
+    region = np.zeros((geom.size_px, geom.size_px), bool)
+    region[max(int(np.floor(lo[1])) - 1, 0):int(np.ceil(hi[1])) + 1,
+           max(int(np.floor(lo[0])) - 1, 0):int(np.ceil(hi[0])) + 1] = True
+    return region
 
 
 def embedding_key(sample: Mapping[str, Any]) -> tuple[str, str, int]:

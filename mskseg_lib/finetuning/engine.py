@@ -123,29 +123,34 @@ def precompute_embeddings(cfg: Mapping[str, Any], segmenter: Segmenter, model_ke
     size = segmenter.input_size_px
     batch = int(cfg["models"]["encode_batch_size"])
     mine = [g for i, g in enumerate(groups) if i % ctx.world_size == ctx.rank]
+    store: dict[tuple, Embedding] = {}
+
+    def keep(dataset: str, subject_id: str, g: pd.DataFrame, have: dict[int, Embedding]) -> None:
+        for k in g["store_index"]:  # only the slices the samples use, as float16
+            if int(k) not in have:
+                raise RuntimeError(f"embedding cache for {dataset}/{subject_id} lacks slice {k} after encoding")
+            store[(dataset, subject_id, int(k))] = {n: v.to(torch.float16) for n, v in have[int(k)].items()}
+
     for (dataset, subject_id), g in tqdm(mine, desc="encode training slices", disable=not (progress and ctx.is_main)):
         key = cache_key(segmenter, g["image_path"].iloc[0])
         have = cache.load(model_key, dataset, subject_id, key, torch.device("cpu"))
         todo = g[~g["store_index"].isin(list(have))]
-        if todo.empty:
-            continue
-        stack = np.load(todo["image_path"].iloc[0], mmap_mode="r")
-        fresh: dict[int, Embedding] = {}
-        for i in range(0, len(todo), batch):
-            part = todo.iloc[i:i + batch]
-            hw = [SliceGeometry(int(r), int(c), size).resized_shape for r, c in zip(part["rows_px"], part["cols_px"])]
-            embs = segmenter.encode(np.stack([stack[int(k)] for k in part["store_index"]]), hw)
-            fresh.update({int(k): round_trip(e) for k, e in zip(part["store_index"], embs)})
-        cache.save(model_key, dataset, subject_id, key, fresh)
+        if not todo.empty:
+            stack = np.load(todo["image_path"].iloc[0], mmap_mode="r")
+            fresh: dict[int, Embedding] = {}
+            for i in range(0, len(todo), batch):
+                part = todo.iloc[i:i + batch]
+                hw = [SliceGeometry(int(r), int(c), size).resized_shape for r, c in zip(part["rows_px"], part["cols_px"])]
+                embs = segmenter.encode(np.stack([stack[int(k)] for k in part["store_index"]]), hw)
+                fresh.update({int(k): round_trip(e) for k, e in zip(part["store_index"], embs)})
+            cache.save(model_key, dataset, subject_id, key, fresh)
+            have.update(fresh)
+        keep(dataset, subject_id, g, have)  # this rank's subjects are not read back from disk
     dist_utils.barrier(ctx)
-    store: dict[tuple, Embedding] = {}
-    for (dataset, subject_id), g in groups:
-        key = cache_key(segmenter, g["image_path"].iloc[0])
-        have = cache.load(model_key, dataset, subject_id, key, torch.device("cpu"))
-        for k in g["store_index"]:
-            if int(k) not in have:
-                raise RuntimeError(f"embedding cache for {dataset}/{subject_id} lacks slice {k} after encoding")
-            store[(dataset, subject_id, int(k))] = {n: v.to(torch.float16) for n, v in have[int(k)].items()}
+    for i, ((dataset, subject_id), g) in enumerate(groups):
+        if i % ctx.world_size != ctx.rank:  # encoded by another rank
+            key = cache_key(segmenter, g["image_path"].iloc[0])
+            keep(dataset, subject_id, g, cache.load(model_key, dataset, subject_id, key, torch.device("cpu")))
     return store
 
 

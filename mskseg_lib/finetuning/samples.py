@@ -56,16 +56,17 @@ def build_samples(subjects: pd.DataFrame, slices: pd.DataFrame, max_slices_per_s
     chosen = spread_slices(chosen, max_slices_per_subject)
     subj = subjects.set_index(["dataset", "subject_id"])
     multi = {(d, lab.value) for d in chosen["dataset"].unique() for lab in get_dataset(d).labels if lab.multi_instance}
+    paths = {key: _stack_paths(subj.loc[key], key[0], key[1], size_px)  # checked once per subject
+             for key in dict.fromkeys(zip(chosen["dataset"], chosen["subject_id"]))}
     rows = []
     for row in chosen.itertuples(index=False):
-        s = subj.loc[(row.dataset, row.subject_id)]
-        image_path, _ = _stack_paths(s, row.dataset, row.subject_id, size_px)
+        image_path, mask_path = paths[(row.dataset, row.subject_id)]
         for p in gt_box_prompts(row._asdict()):
             rows.append({"dataset": row.dataset, "subject_id": row.subject_id, "slice_index": int(row.slice_index),
                          "store_index": int(row.store_index), "rows_px": int(row.rows_px), "cols_px": int(row.cols_px),
                          "label": p.label, "instance": p.instance, "box_px": list(p.box_px),
                          "multi_instance": (row.dataset, p.label) in multi,
-                         "image_path": image_path, "mask_path": s[f"slices_{size_px}_mask"]})
+                         "image_path": image_path, "mask_path": mask_path})
     return pd.DataFrame(rows)
 
 

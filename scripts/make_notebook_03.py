@@ -158,7 +158,7 @@ class-level Dice next to the zero-shot baseline, also as one long CSV.
 save_table(report.table_s6(exps), cfg, "tableS6_experiments", notebook="03",
            caption="S6: finetuning experiments: data, initial model, strategy, box shift, size, status, time.")
 long = report.class_level_long(result.slices, exps)
-save_table(long, cfg, "tableS7_class_level_all_experiments", notebook="03",
+save_table(long, cfg, "tableS7plus_class_level_all_experiments", notebook="03",
            caption="S7+: class-level (tissue) Dice of every finetuning experiment beside its zero-shot baseline.")
 per_experiment = report.class_level_tables(result.slices, exps)
 for i, (eid, table) in enumerate(per_experiment.items(), start=7):

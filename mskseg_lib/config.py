@@ -114,6 +114,20 @@ SCHEMA: dict[str, Any] = {
             "project": str,
         },
     },
+    "mixed_effects": {
+        "condition": str,  # prompt condition whose subject Dice is the response
+        "reference_model": str,  # its zero-shot arm is the reference level (the study: sam_vit_b)
+        "vif_threshold": NUM,  # drop features above it, largest first
+        "interactions": list,  # [[a, b], ...] two-way interactions (raw variable names)
+        "physics": {  # zero-shot run of one model over the whole cohort for the direction check
+            "enabled": bool,
+            "tag": str,  # run folder under runs_dir/zero_shot
+            "model": str,
+            "split": (list, str),
+            "max_subjects_per_dataset": int,  # 0 = all
+            "max_slices_per_subject": int,
+        },
+    },
     "notebooks": dict,  # "01" -> options of that notebook
 }
 

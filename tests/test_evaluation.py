@@ -17,7 +17,8 @@ from mskseg_lib.evaluation import aggregate
 from mskseg_lib.evaluation.masks import combine_labels, logits_to_label_map, merge_instances, to_original
 from mskseg_lib.evaluation.metrics import label_metrics
 from mskseg_lib.evaluation.prompting import Condition, apply_condition, gt_box_prompts, parse_conditions
-from mskseg_lib.evaluation.zero_shot import RunMismatch, evaluate_subject, run_zero_shot, select_slices
+from mskseg_lib.evaluation.zero_shot import (RunMismatch, evaluate_subject, run_zero_shot, select_slices,
+                                             zero_shot_variant)
 from mskseg_lib.models.interface import Prompts
 
 T1AX = "Spine_2D_T1ax_Clinical_Anatomical_59"
@@ -200,6 +201,23 @@ def test_engine_resumes_reuses_embeddings_and_refuses_changed_settings(hip_cfg):
     hip_cfg["zero_shot"]["tag"] = "baseline"
     with pytest.raises(RunMismatch, match="zero_shot.tag"):
         run_zero_shot(hip_cfg, ["filler"], model_loader=lambda key: model, progress=False)
+
+
+def test_variant_runs_in_its_own_folder_from_the_shared_cache_and_leaves_the_profile_alone(hip_cfg):
+    model = BoxFiller()
+    base = run_zero_shot(hip_cfg, ["filler"], model_loader=lambda key: model, progress=False)
+    n = model.encoded
+    variant = zero_shot_variant(hip_cfg, tag="physics", max_subjects_per_dataset=0,
+                                conditions=[{"name": "gt_box", "jitter_px": 0}])
+    assert hip_cfg["zero_shot"]["tag"] == "baseline" and hip_cfg["zero_shot"]["max_subjects_per_dataset"] == 2
+    run = run_zero_shot(variant, ["filler"], model_loader=lambda key: model, progress=False)
+    assert run.run_dir.name == "physics" and run.run_dir != base.run_dir
+    subjects, _ = load_tables(hip_cfg)
+    assert run.slices["subject_id"].nunique() == len(subjects) == 3  # every subject, not 2
+    new_slices = len(select_slices(variant, *load_tables(hip_cfg))) - len(select_slices(hip_cfg, *load_tables(hip_cfg)))
+    assert model.encoded == n + new_slices  # slices already scored came from the shared cache
+    with pytest.raises(KeyError, match="unknown zero_shot keys"):
+        zero_shot_variant(hip_cfg, splitt="all")
 
 
 def test_missing_model_is_reported_not_silently_skipped(hip_cfg):

@@ -18,6 +18,7 @@ with the same settings skips finished subjects; one with different settings is r
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -212,6 +213,20 @@ def load_stack_or_raise(subject: Mapping[str, Any], size_px: int) -> tuple[np.nd
 
 
 # ----------------------------------------------------------------------------- the run
+def zero_shot_variant(cfg: Mapping[str, Any], **overrides: Any) -> dict[str, Any]:
+    """A copy of ``cfg`` whose ``zero_shot`` section has ``overrides`` applied (unknown keys refused).
+
+    Other analyses (notebook 04's physics check: one model over every subject) reuse the engine,
+    its resumable run folders (under their own ``tag``) and the shared embedding cache this way.
+    """
+    unknown = sorted(set(overrides) - set(cfg["zero_shot"]))
+    if unknown:
+        raise KeyError(f"zero_shot_variant: unknown zero_shot keys {unknown}")
+    out = copy.deepcopy(dict(cfg))
+    out["zero_shot"] = {**out["zero_shot"], **overrides}
+    return out
+
+
 def run_dir_for(cfg: Mapping[str, Any]) -> Path:
     return resolve_path(cfg, "runs_dir") / "zero_shot" / cfg["zero_shot"]["tag"]
 

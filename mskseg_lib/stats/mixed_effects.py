@@ -76,6 +76,11 @@ ACQUISITION_COLUMNS = ("vendor", "acquisition", "field_strength_t", "te_ms", "tr
                        "slice_thickness_mm", "pixel_spacing_mm", "rows_px", "age_years")
 
 
+def arm_name(model_key: str, finetuned: bool) -> str:
+    """The model-and-training level of a row (``sam_vit_b zero-shot`` is the study's reference)."""
+    return f"{model_key} {'finetuned' if finetuned else 'zero-shot'}"
+
+
 def assemble_table(subject_scores: pd.DataFrame, experiments: pd.DataFrame, subjects: pd.DataFrame,
                    condition: str = "gt_box") -> pd.DataFrame:
     """One row per (experiment, model, dataset, subject): Dice, acquisition and settings.
@@ -88,12 +93,14 @@ def assemble_table(subject_scores: pd.DataFrame, experiments: pd.DataFrame, subj
     rows = []
     for r in s.itertuples(index=False):
         if r.experiment_id.startswith("zero_shot:"):
+            key = r.experiment_id.split(":", 1)[1]
             settings = {"finetune_type": "zero_shot", "encoder_trained": 0, "box_shift": 0,
-                        "initial_weights": r.experiment_id.split(":", 1)[1]}
+                        "initial_weights": key, "arm": arm_name(key, finetuned=False)}
         else:
             e = exp.loc[r.experiment_id]
             settings = {"finetune_type": FINETUNE_TYPE[e["mix_kind"]], "encoder_trained": int(e["encoder"] == "trained"),
-                        "box_shift": int(e["box_shift_px"] > 0), "initial_weights": e["model_key"]}
+                        "box_shift": int(e["box_shift_px"] > 0), "initial_weights": e["model_key"],
+                        "arm": arm_name(e["model_key"], finetuned=True)}
         rows.append({"experiment_id": r.experiment_id, "dataset": r.dataset, "subject_id": r.subject_id,
                      "dice": float(r.dice_mean_slice), **settings})
     table = pd.DataFrame(rows)
@@ -205,7 +212,8 @@ def vif_table(features: pd.DataFrame) -> pd.DataFrame:
     """Variance inflation factor of every feature (an intercept is added, as VIF assumes)."""
     x = features.loc[:, features.std(ddof=0) > 0].astype(float)
     design = np.column_stack([np.ones(len(x)), x.to_numpy()])
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # exact collinearity gives an infinite VIF, which is the point
         vifs = [variance_inflation_factor(design, i + 1) for i in range(x.shape[1])]
     out = pd.DataFrame({"feature": x.columns, "vif": vifs})
     constant = [c for c in features.columns if c not in x.columns]
@@ -217,9 +225,10 @@ def vif_table(features: pd.DataFrame) -> pd.DataFrame:
 def drop_collinear(features: pd.DataFrame, threshold: float = 10.0,
                    keep: Sequence[str] = ()) -> tuple[list[str], pd.DataFrame]:
     """Drop the largest-VIF feature above ``threshold`` (never one in ``keep``) until none is
-    left above it; constant features go first. Returns (kept features, before/after table)."""
+    left above it; constant features go first (even those in ``keep``: a constant has no
+    effect to estimate). Returns (kept features, before/after table)."""
     before = vif_table(features)
-    kept = [c for c in features.columns if features[c].std(ddof=0) > 0 or c in keep]
+    kept = [c for c in features.columns if features[c].std(ddof=0) > 0]  # a constant is never estimable
     while True:
         v = vif_table(features[kept])
         v = v[~v["feature"].isin(keep)]

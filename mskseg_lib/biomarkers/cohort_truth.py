@@ -1,0 +1,189 @@
+"""Line measured biomarkers up with the synthetic cohort's ground truth (``truth.json``).
+
+The cohort (:mod:`mskseg_lib.data.cohort`) stores per subject the true cartilage thickness
+(``femoral``/``tibial``/``patellar``: the anatomy's constant shell and slab thickness), tissue
+volumes per label (from a supersampled rendering), mean T2 / T1rho per compartment (``fc_lat``,
+``fc_med``, ``tc_lat``, ``tc_med``: the map's exact mean) and disc heights (per lumbar level, or
+one ``disc`` for the axial stacks). This module maps those keys onto a dataset's labels,
+measures the same quantities on a label volume, and returns one comparison row per value.
+
+Which labels measure what:
+
+* thickness: ``femoral`` = every label whose name ends in ``femoral_cartilage`` (lateral and
+  medial together), likewise ``tibial``; ``patellar`` = ``patellar_cartilage``. Knee datasets are
+  sagittal, where all three cartilage normals lie in the slice plane, so the 2D per-slice
+  thickness is the true thickness. Caveat of the truth: ``tibial`` is the slab's nominal
+  thickness, but the meniscus, painted after the slab, replaces its outer ring from below, so the
+  label tapers to nothing at its rim and its mean thickness is lower by construction (7-10 % at
+  full matrix, up to 35 % when a few thick slices cut mostly rim);
+* volume: each label by name;
+* T2 / T1rho: the label that is exactly one compartment (``lateral_femoral_cartilage`` ->
+  ``fc_lat``...), from the map given;
+* disc height: ``disc_<level>`` labels in-plane (sagittal), or ``disc`` along the slice axis
+  (axial stacks, ``through_slices=True``).
+
+A truth value with no label to measure it (MAPSS sets have a true patellar thickness but no
+patellar label) gets NaN with the reason. The raw cohort files are in acquisition layout, with
+the slices on the last array axis (:mod:`mskseg_lib.data.grids`).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from mskseg_lib.biomarkers.common import check_label_volume, check_spacing
+from mskseg_lib.biomarkers.disc_height import disc_height, disc_height_through_slices
+from mskseg_lib.biomarkers.relaxometry import relaxation_time
+from mskseg_lib.biomarkers.thickness import cartilage_thickness
+from mskseg_lib.biomarkers.volume import tissue_volume
+
+COMPARISON_COLUMNS = ["biomarker", "structure", "measured", "truth", "error", "relative_error", "reason"]
+THICKNESS_SUFFIX = {"femoral": "femoral_cartilage", "tibial": "tibial_cartilage", "patellar": "patellar_cartilage"}
+COMPARTMENTS = {"lateral_femoral_cartilage": "fc_lat", "medial_femoral_cartilage": "fc_med",
+                "lateral_tibial_cartilage": "tc_lat", "medial_tibial_cartilage": "tc_med"}
+MAP_BIOMARKERS = ("t2_ms", "t1rho_ms")
+NO_LABEL = "no label in this dataset measures it"
+NO_MAP = "no map given"
+RAW_SLICE_AXIS = 2  # the cohort writes volumes in acquisition layout: slices along the last axis
+
+
+def truth_structures(label_values: Mapping[str, int]) -> dict[str, dict[str, tuple[int, ...]]]:
+    """Truth key -> label values that measure it, per biomarker, for a dataset's labels."""
+    lv = {str(k): int(v) for k, v in label_values.items()}
+    out: dict[str, dict[str, tuple[int, ...]]] = {"thickness_mm": {}, "volume_cm3": {}, "t2_ms": {}, "t1rho_ms": {},
+                                                  "disc_height_mm": {}}
+    for key, suffix in THICKNESS_SUFFIX.items():
+        values = tuple(sorted(v for name, v in lv.items() if name.endswith(suffix)))
+        if values:
+            out["thickness_mm"][key] = values
+    for name, v in lv.items():
+        out["volume_cm3"][name] = (v,)
+        if name in COMPARTMENTS:
+            out["t2_ms"][COMPARTMENTS[name]] = (v,)
+            out["t1rho_ms"][COMPARTMENTS[name]] = (v,)
+        if name == "disc":
+            out["disc_height_mm"]["disc"] = (v,)
+        elif name.startswith("disc_"):
+            out["disc_height_mm"][name[len("disc_"):]] = (v,)
+    return out
+
+
+def _rows(biomarker: str, per_subject: pd.DataFrame, column: str) -> list[dict]:
+    return [{"biomarker": biomarker, "structure": r["structure"], "measured": float(r[column]), "reason": r["reason"]}
+            for _, r in per_subject.iterrows()]
+
+
+def measure_for_truth(label_volume: np.ndarray, spacing_mm: Sequence[float], label_values: Mapping[str, int],
+                      slice_axis: int = RAW_SLICE_AXIS, maps: Mapping[str, np.ndarray] | None = None,
+                      through_slices: bool = False) -> pd.DataFrame:
+    """Measure every biomarker the truth has for these labels; long table ``biomarker``,
+    ``structure`` (the truth's key), ``measured`` (in the biomarker's unit), ``reason``.
+
+    ``maps``: ``{"t2_ms": map, "t1rho_ms": map}`` on the label grid (either may be missing).
+    ``through_slices``: measure disc height along the slice axis (axial disc stacks).
+    """
+    vol = check_label_volume(label_volume)
+    spacing = check_spacing(spacing_mm)
+    groups = truth_structures(label_values)
+    rows: list[dict] = []
+    if groups["thickness_mm"]:
+        res = cartilage_thickness(vol, spacing, groups["thickness_mm"], slice_axis)
+        rows += _rows("thickness_mm", res.per_subject, "thickness_mm")
+    res = tissue_volume(vol, spacing, groups["volume_cm3"], slice_axis)
+    rows += _rows("volume_cm3", res.per_subject[res.per_subject["structure"] != "total"], "volume_cm3")
+    for key in MAP_BIOMARKERS:
+        if not groups[key]:
+            continue
+        if maps is None or key not in maps:
+            rows += [{"biomarker": key, "structure": s, "measured": np.nan, "reason": NO_MAP} for s in groups[key]]
+            continue
+        res = relaxation_time(vol, maps[key], spacing, groups[key], slice_axis, quantity=key[:-3])
+        rows += _rows(key, res.per_subject, key)
+    if groups["disc_height_mm"]:
+        fn = disc_height_through_slices if through_slices else disc_height
+        res = fn(vol, spacing, groups["disc_height_mm"], slice_axis)
+        rows += _rows("disc_height_mm", res.per_subject, "disc_height_mm")
+    return pd.DataFrame(rows, columns=["biomarker", "structure", "measured", "reason"])
+
+
+def compare_with_truth(measured: pd.DataFrame, truth: Mapping) -> pd.DataFrame:
+    """One row per truth value (and per finite measured value without a truth): ``measured``,
+    ``truth``, ``error = measured - truth``, ``relative_error = error / truth``, ``reason``."""
+    got = {(r.biomarker, r.structure): (r.measured, r.reason) for r in measured.itertuples()}
+    rows = []
+    for biomarker in ("thickness_mm", "volume_cm3", *MAP_BIOMARKERS, "disc_height_mm"):
+        for structure, true_value in (truth.get(biomarker) or {}).items():
+            value, reason = got.pop((biomarker, structure), (np.nan, NO_LABEL))
+            rows.append({"biomarker": biomarker, "structure": structure, "measured": float(value),
+                         "truth": float(true_value), "reason": reason})
+    rows += [{"biomarker": b, "structure": s, "measured": float(v), "truth": np.nan, "reason": r or "no truth value"}
+             for (b, s), (v, r) in got.items() if np.isfinite(v)]  # nothing measured, nothing to compare
+    df = pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+    df["error"] = df["measured"] - df["truth"]
+    df["relative_error"] = df["error"] / df["truth"]
+    return df
+
+
+# ----------------------------------------------------------------------------- loading subjects
+@dataclass
+class SubjectArrays:
+    """A subject's label volume with its spacing, slice axis, label names and maps (ms)."""
+
+    labels: np.ndarray
+    spacing_mm: tuple[float, float, float]
+    slice_axis: int
+    label_values: dict[str, int]
+    maps: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def load_raw_subject(manifest_row: Mapping, dataset_spec) -> SubjectArrays:
+    """The raw cohort mask (and maps) of one manifest row (paths absolute, as from
+    :func:`mskseg_lib.data.sources.read_manifest`), in acquisition layout: no reorientation,
+    no resizing, no small-component removal."""
+    from mskseg_lib.data import raw_io
+
+    values = dataset_spec.label_values()
+    mask = raw_io.read_mask(manifest_row["mask_format"], Path(manifest_row["mask_path"]), values)
+    maps: dict[str, np.ndarray] = {}
+    refs = manifest_row.get("maps")
+    refs = json.loads(refs) if isinstance(refs, str) and refs.strip() else (refs or {})
+    for key, ref in refs.items():
+        maps[key] = np.asarray(raw_io.read_array(ref["format"], Path(ref["path"]), ref["key"]).data, dtype=np.float32)
+    return SubjectArrays(np.asarray(mask.data), mask.spacing_mm, RAW_SLICE_AXIS, values, maps)
+
+
+def load_prepared_subject(subject_row: Mapping) -> SubjectArrays:
+    """A prepared subject (a row of ``subjects.parquet``): canonical NIfTI mask and maps, the
+    table's ``slice_axis`` and ``label_names``. Note that ``prepare`` removed small components."""
+    import nibabel as nib
+
+    img = nib.load(subject_row["mask_nifti"])
+    spacing = tuple(float(s) for s in np.linalg.norm(img.affine[:3, :3], axis=0))
+    names = json.loads(subject_row["label_names"])
+    maps = {}
+    folder = Path(subject_row["mask_nifti"]).parent
+    for key in json.loads(subject_row["maps"] or "[]"):
+        maps[key] = np.asarray(nib.load(folder / f"{key}.nii.gz").dataobj, dtype=np.float32)
+    return SubjectArrays(np.asarray(img.dataobj).astype(np.int16), spacing, int(subject_row["slice_axis"]),
+                         {str(n): int(v) for v, n in names.items()}, maps)
+
+
+def compare_subject(subject: SubjectArrays, truth: Mapping, through_slices: bool = False) -> pd.DataFrame:
+    """Measure one subject and line it up with its truth entry (see :func:`compare_with_truth`)."""
+    measured = measure_for_truth(subject.labels, subject.spacing_mm, subject.label_values, subject.slice_axis,
+                                 subject.maps, through_slices)
+    return compare_with_truth(measured, truth)
+
+
+def is_axial_disc_dataset(dataset_spec) -> bool:
+    """Datasets whose disc height runs along the slice axis (axial stacks through one disc)."""
+    return getattr(dataset_spec, "geometry", "") == "spine_axial_disc"
+
+
+__all__ = ["truth_structures", "measure_for_truth", "compare_with_truth", "SubjectArrays", "load_raw_subject",
+           "load_prepared_subject", "compare_subject", "is_axial_disc_dataset", "COMPARISON_COLUMNS"]

@@ -1,0 +1,153 @@
+"""Compositional biomarkers: mean T2 / T1rho per cartilage compartment, and the T2 fit itself.
+
+``relaxation_time`` averages a relaxation map (ms) inside each compartment. Map values are
+clipped to 0-100 ms first (as in the study: fluid partial volume and failed fits would otherwise
+dominate a mean), non-finite values (undefined fits) are left out and counted. Per slice: the mean
+of that slice's voxels. Per subject: the *voxel-weighted* mean over all the compartment's voxels
+(a slice with few voxels does not weigh as much as a full one), not the mean of slice means.
+
+``fit_monoexponential`` (alias ``fit_t2_monoexponential``) fits ``S(t) = S0 exp(-t / T)`` to a
+series of images at times ``t`` (echo or T2-preparation times for T2, spin-lock times for
+T1rho), vectorised over voxels: a weighted linear least-squares fit of ``ln S`` against ``t``
+with weights ``S^2`` (the inverse variance of ``ln S`` under additive noise, which keeps the
+noisy late echoes from dragging the fit). Echoes at or below ``min_signal`` are left out of a
+voxel's fit; a voxel with fewer than two usable echoes, or a non-decaying fit, gets NaN.
+
+Echo layout: the project's raw files store multi-echo series with the echo axis *last*
+(``(X, Y, Z, E)``, see :mod:`mskseg_lib.data.volume` and ``cohort.compositional_series``), but
+other code may hold them echo-first; ``echo_axis`` is therefore a required keyword, checked
+against the number of echo times.
+"""
+from __future__ import annotations
+
+import re
+from typing import Sequence
+
+import numpy as np
+
+from mskseg_lib.biomarkers.common import (OK, BiomarkerResult, Labels, check_label_volume, check_same_shape,
+                                          check_slice_axis, check_spacing, empty_row, frame, normalise_labels,
+                                          structure_mask)
+
+CLIP_MS = (0.0, 100.0)
+NO_VALID = "no finite map values in the mask"
+DEFAULT_MIN_SIGNAL_FRACTION = 0.02
+
+
+def _columns(q: str) -> tuple[list[str], list[str]]:
+    per_slice = ["structure", "slice_index", f"{q}_ms", f"{q}_sd_ms", "n_voxels", "n_excluded", "n_clipped", "reason"]
+    per_subject = ["structure", f"{q}_ms", f"{q}_sd_ms", "n_slices", "n_voxels", "n_excluded", "n_clipped", "reason"]
+    return per_slice, per_subject
+
+
+def relaxation_time(label_volume: np.ndarray, map_ms: np.ndarray, spacing_mm: Sequence[float], labels: Labels,
+                    slice_axis: int = 2, quantity: str = "t2", clip_ms: tuple[float, float] = CLIP_MS) -> BiomarkerResult:
+    """Mean relaxation time (ms) per compartment, per slice and voxel-weighted per subject.
+
+    ``map_ms`` is on the label volume's grid; ``quantity`` ("t2", "t1rho") names the value
+    columns (``t2_ms``, ``t2_sd_ms``...). ``spacing_mm`` is checked for the common interface
+    (a mean needs no geometry). ``n_excluded`` counts non-finite map values inside the mask,
+    ``n_clipped`` the values moved into ``clip_ms``.
+    """
+    vol = check_label_volume(label_volume)
+    check_spacing(spacing_mm)
+    axis = check_slice_axis(slice_axis)
+    structures = normalise_labels(labels)
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", str(quantity)):
+        raise ValueError(f"quantity must be a short lower-case name like 't2' or 't1rho', got {quantity!r}")
+    values_map = np.asarray(map_ms)
+    check_same_shape(vol, values_map, "relaxation map")
+    if values_map.dtype.kind not in "iuf":
+        raise ValueError(f"relaxation map must be numeric, got dtype {values_map.dtype}")
+    lo, hi = (float(c) for c in clip_ms)
+    if not lo < hi:
+        raise ValueError(f"clip_ms must be (low, high) with low < high, got {clip_ms}")
+    q = str(quantity)
+    slice_cols, subject_cols = _columns(q)
+    slice_rows, subject_rows = [], []
+    moved_map = np.moveaxis(values_map.astype(np.float64), axis, 0)
+    for name, label_values in structures.items():
+        mask = np.moveaxis(structure_mask(vol, label_values), axis, 0)
+        if not mask.any():
+            subject_rows.append(empty_row(name, [f"{q}_ms", f"{q}_sd_ms"], ["n_slices", "n_voxels", "n_excluded", "n_clipped"]))
+            continue
+        pooled = []
+        n_excluded = n_clipped = 0
+        for k in np.flatnonzero(mask.any(axis=(1, 2))):
+            raw = moved_map[k][mask[k]]
+            finite = raw[np.isfinite(raw)]
+            clipped = np.clip(finite, lo, hi)
+            n_ex, n_cl = int(raw.size - finite.size), int(np.count_nonzero(clipped != finite))
+            n_excluded += n_ex
+            n_clipped += n_cl
+            pooled.append(clipped)
+            slice_rows.append({"structure": name, "slice_index": int(k),
+                               f"{q}_ms": float(clipped.mean()) if clipped.size else np.nan,
+                               f"{q}_sd_ms": float(clipped.std(ddof=1)) if clipped.size > 1 else np.nan,
+                               "n_voxels": int(raw.size), "n_excluded": n_ex, "n_clipped": n_cl,
+                               "reason": OK if clipped.size else NO_VALID})
+        allv = np.concatenate(pooled)
+        subject_rows.append({"structure": name, f"{q}_ms": float(allv.mean()) if allv.size else np.nan,
+                             f"{q}_sd_ms": float(allv.std(ddof=1)) if allv.size > 1 else np.nan,
+                             "n_slices": int(sum(p.size > 0 for p in pooled)), "n_voxels": int(mask.sum()),
+                             "n_excluded": n_excluded, "n_clipped": n_clipped, "reason": OK if allv.size else NO_VALID})
+    return BiomarkerResult(frame(slice_rows, slice_cols), frame(subject_rows, subject_cols), f"{q}_ms")
+
+
+def fit_monoexponential(signals: np.ndarray, times_ms: Sequence[float], *, echo_axis: int,
+                        mask: np.ndarray | None = None, min_signal: float | None = None) -> np.ndarray:
+    """Relaxation-time map (ms, float32) from a decay series ``S(t) = S0 exp(-t / T)``.
+
+    ``signals`` holds one image per time along ``echo_axis``; ``times_ms`` are those times.
+    ``mask`` (the spatial shape) restricts the fit (NaN elsewhere). ``min_signal``: echoes at or
+    below it are not used; by default 2 % of the 99th percentile of the shortest-time image
+    inside the mask (background noise would otherwise be fitted as a decay). NaN marks voxels
+    whose fit is undefined: fewer than two usable echoes or no decay (slope >= 0).
+    """
+    s = np.asarray(signals)
+    if s.dtype.kind not in "iuf":
+        raise ValueError(f"signals must be numeric, got dtype {s.dtype}")
+    if s.ndim < 2:
+        raise ValueError(f"signals must have an echo axis and at least one spatial axis, got shape {s.shape}")
+    if isinstance(echo_axis, bool) or not isinstance(echo_axis, (int, np.integer)) or not -s.ndim <= echo_axis < s.ndim:
+        raise ValueError(f"echo_axis must be an axis index of the {s.ndim}D signals, got {echo_axis!r}")
+    axis = int(echo_axis) % s.ndim
+    t = np.asarray(times_ms, dtype=np.float64)
+    if t.ndim != 1 or t.size != s.shape[axis]:
+        raise ValueError(f"times_ms must be 1D with one time per echo: {s.shape[axis]} echoes along axis {echo_axis} "
+                         f"of shape {s.shape}, got times of shape {t.shape}")
+    if not np.all(np.isfinite(t)) or np.any(t < 0) or np.unique(t).size < 2:
+        raise ValueError(f"times_ms must be finite, non-negative and hold at least two distinct times, got {t.tolist()}")
+    s = np.moveaxis(s, axis, -1).astype(np.float64)
+    spatial = s.shape[:-1]
+    if mask is None:
+        sel = np.ones(spatial, dtype=bool)
+    else:
+        sel = np.asarray(mask, dtype=bool)
+        if sel.shape != spatial:
+            raise ValueError(f"mask shape {sel.shape} does not match the spatial shape {spatial} of the echoes")
+    y = s[sel]  # (n_voxels, n_echoes)
+    out = np.full(spatial, np.nan, dtype=np.float32)
+    if y.size == 0:
+        return out
+    if min_signal is None:
+        first = y[:, int(np.argmin(t))]
+        first = first[np.isfinite(first)]
+        min_signal = DEFAULT_MIN_SIGNAL_FRACTION * float(np.percentile(first, 99)) if first.size else 0.0
+    usable = np.isfinite(y) & (y > float(min_signal))
+    w = np.where(usable, y, 0.0) ** 2
+    logy = np.log(np.where(usable, y, 1.0))
+    sw, swx, swy = w.sum(1), w @ t, (w * logy).sum(1)
+    swxx, swxy = w @ (t * t), (w * logy * t[None, :]).sum(1)
+    denom = sw * swxx - swx ** 2
+    enough = (usable.sum(1) >= 2) & (denom > 1e-12 * np.maximum(sw * swxx, 1e-300))
+    slope = np.where(enough, (sw * swxy - swx * swy) / np.where(enough, denom, 1.0), np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tau = np.where(slope < 0, -1.0 / slope, np.nan)
+    out[sel] = tau.astype(np.float32)
+    return out
+
+
+fit_t2_monoexponential = fit_monoexponential
+
+__all__ = ["relaxation_time", "fit_monoexponential", "fit_t2_monoexponential", "CLIP_MS"]

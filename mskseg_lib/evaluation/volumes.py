@@ -1,0 +1,71 @@
+"""Whole-volume predictions: every labelled slice of a subject segmented and put back in 3D.
+
+Biomarkers (cartilage thickness, tissue volume, disc height, relaxation times) are measured per
+subject, so they need the prediction on every slice the manual mask labels, not the sample of
+slices that scoring uses. The zero-shot engine does the work (ground-truth boxes, one embedding
+per slice, the shared embedding cache, resumable run folders); this module asks it for all
+slices of the chosen subjects and reassembles the per-slice predictions it saves into label
+volumes in the prepared (canonical) geometry, with the manual mask's affine.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import nibabel as nib
+import numpy as np
+
+from mskseg_lib.data import raw_io
+from mskseg_lib.data.preprocess import from_display
+from mskseg_lib.evaluation.zero_shot import ZeroShotRun, load_predictions, run_zero_shot, zero_shot_variant
+from mskseg_lib.models.interface import Segmenter
+
+CONDITION = "gt_box"
+
+
+def all_slices_cfg(cfg: Mapping[str, Any], *, tag: str, datasets: Sequence[str], split: str | Sequence[str],
+                   max_subjects_per_dataset: int = 0) -> dict[str, Any]:
+    """The profile with a ``zero_shot`` section that scores every labelled slice of the subjects."""
+    return zero_shot_variant(cfg, tag=tag, datasets=list(datasets), split=split,
+                             max_subjects_per_dataset=max_subjects_per_dataset, max_slices_per_subject=0,
+                             conditions=[{"name": CONDITION, "jitter_px": 0}], hd95=False,
+                             qc_overlays_per_dataset=0)
+
+
+def predict_volumes(cfg: Mapping[str, Any], model_key: str, *, tag: str, datasets: Sequence[str],
+                    split: str | Sequence[str], max_subjects_per_dataset: int = 0, run_dir: Path | None = None,
+                    model_loader: Callable[[str], Segmenter] | None = None, progress: bool = True) -> ZeroShotRun:
+    """Segment every labelled slice of the selected subjects with ground-truth boxes (resumable)."""
+    vcfg = all_slices_cfg(cfg, tag=tag, datasets=datasets, split=split,
+                          max_subjects_per_dataset=max_subjects_per_dataset)
+    return run_zero_shot(vcfg, [model_key], run_dir=run_dir, progress=progress, model_loader=model_loader)
+
+
+def assemble_volume(run_dir: Path, model_key: str, subject: Mapping[str, Any],
+                    condition: str = CONDITION) -> tuple[np.ndarray, np.ndarray]:
+    """(predicted label volume, affine) of one subject, on the grid of its prepared mask.
+
+    Slices without a prediction (unlabelled in the manual mask, so never prompted) are 0.
+    """
+    mask_img = nib.load(str(subject["mask_nifti"]))
+    shape = mask_img.shape
+    stacks = load_predictions(Path(run_dir), model_key, str(subject["dataset"]), str(subject["subject_id"]))
+    if condition not in stacks:
+        raise KeyError(f"{subject['dataset']}/{subject['subject_id']}: no {condition!r} prediction in {run_dir} "
+                       f"(has {sorted(k for k in stacks if k != 'slice_index')})")
+    axis = int(subject["slice_axis"])
+    volume = np.zeros(shape, np.int16)
+    moved = np.moveaxis(volume, axis, 0)  # a view: writing into it fills ``volume``
+    for k, pred in zip(stacks["slice_index"].astype(int), stacks[condition]):
+        canonical = from_display(np.asarray(pred))
+        if canonical.shape != moved.shape[1:]:
+            raise ValueError(f"{subject['dataset']}/{subject['subject_id']}: prediction of slice {k} has shape "
+                             f"{canonical.shape}, the mask's slices {moved.shape[1:]}")
+        moved[k] = canonical
+    return volume, mask_img.affine
+
+
+def write_volume(path: Path, volume: np.ndarray, affine: np.ndarray) -> Path:
+    """The predicted label volume as NIfTI (atomic write)."""
+    dtype = np.uint8 if volume.max(initial=0) < 256 and volume.min(initial=0) >= 0 else np.int16
+    return raw_io.write_nifti(Path(path), volume.astype(dtype), affine)

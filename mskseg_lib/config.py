@@ -128,6 +128,15 @@ SCHEMA: dict[str, Any] = {
             "max_slices_per_subject": int,
         },
     },
+    "biomarkers": {  # notebook 05
+        "split": (list, str),  # subjects whose biomarkers are compared (test: never trained on)
+        "datasets": (list, str),  # "all" or names
+        "max_subjects_per_dataset": int,  # 0 = all
+        "zero_shot_model": str,  # zero-shot predictions for contrast (and the real spine)
+        "tag": str,  # zero-shot whole-volume run folder under runs_dir/zero_shot
+        "n_boot": int,  # subject bootstrap resamples (LMM ICC, non-parametric Bland-Altman)
+        "real_spine": bool,  # vertebral body volumes of the real fixture, every subject, zero-shot
+    },
     "notebooks": dict,  # "01" -> options of that notebook
 }
 

@@ -24,20 +24,26 @@ CONDITION = "gt_box"
 
 
 def all_slices_cfg(cfg: Mapping[str, Any], *, tag: str, datasets: Sequence[str], split: str | Sequence[str],
-                   max_subjects_per_dataset: int = 0) -> dict[str, Any]:
-    """The profile with a ``zero_shot`` section that scores every labelled slice of the subjects."""
+                   max_subjects_per_dataset: int = 0, cache_embeddings: bool | None = None) -> dict[str, Any]:
+    """The profile with a ``zero_shot`` section that scores every labelled slice of the subjects.
+
+    ``cache_embeddings=False`` for a model whose encoder was finetuned: its embeddings must not
+    land in (or come from) the shared cache of the initial model.
+    """
+    extra = {} if cache_embeddings is None else {"cache_embeddings": cache_embeddings}
     return zero_shot_variant(cfg, tag=tag, datasets=list(datasets), split=split,
                              max_subjects_per_dataset=max_subjects_per_dataset, max_slices_per_subject=0,
                              conditions=[{"name": CONDITION, "jitter_px": 0}], hd95=False,
-                             qc_overlays_per_dataset=0)
+                             qc_overlays_per_dataset=0, **extra)
 
 
 def predict_volumes(cfg: Mapping[str, Any], model_key: str, *, tag: str, datasets: Sequence[str],
                     split: str | Sequence[str], max_subjects_per_dataset: int = 0, run_dir: Path | None = None,
-                    model_loader: Callable[[str], Segmenter] | None = None, progress: bool = True) -> ZeroShotRun:
+                    model_loader: Callable[[str], Segmenter] | None = None, progress: bool = True,
+                    cache_embeddings: bool | None = None) -> ZeroShotRun:
     """Segment every labelled slice of the selected subjects with ground-truth boxes (resumable)."""
     vcfg = all_slices_cfg(cfg, tag=tag, datasets=datasets, split=split,
-                          max_subjects_per_dataset=max_subjects_per_dataset)
+                          max_subjects_per_dataset=max_subjects_per_dataset, cache_embeddings=cache_embeddings)
     return run_zero_shot(vcfg, [model_key], run_dir=run_dir, progress=progress, model_loader=model_loader)
 
 

@@ -82,3 +82,20 @@ def evaluate_zero_shot(cfg: Mapping[str, Any], model_key: str, root: Path, *, pr
     run_zero_shot(evaluation_cfg(cfg, "all", cache_embeddings=True), [model_key], run_dir=out, progress=progress,
                   model_loader=model_loader)
     return out
+
+
+def predict_run_volumes(cfg: Mapping[str, Any], experiment: Experiment, run_dir: Path, *, datasets: list[str],
+                        split: str | list[str], max_subjects_per_dataset: int = 0, progress: bool = True,
+                        base_factory: Callable[[], Segmenter] | None = None):
+    """Every labelled slice of the selected subjects segmented by a finished run (biomarkers need
+    whole volumes), in ``<run>/volumes/<dataset>``; a decoder-only finetune reuses the initial
+    model's cached embeddings. Returns one ``ZeroShotRun`` per dataset."""
+    from mskseg_lib.evaluation.volumes import predict_volumes
+
+    loader = (lambda _key: finetuned_segmenter(cfg, experiment, run_dir,
+                                               base=base_factory() if base_factory else None))
+    return {d: predict_volumes(cfg, FINETUNED_KEY, tag="volumes", datasets=[d], split=split,
+                               max_subjects_per_dataset=max_subjects_per_dataset,
+                               run_dir=Path(run_dir) / "volumes" / d, model_loader=loader, progress=progress,
+                               cache_embeddings=experiment.strategy == "partial")
+            for d in datasets}

@@ -198,7 +198,9 @@ def test_truncated_file(tmp_path: Path) -> None:
     victim = paths[3]
     victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
     err = _raises(victim, read_dicom_series, folder)
-    assert "truncated or corrupt" in str(err)
+    # a cut inside an element reads "truncated or corrupt"; a cut that happens to fall on the
+    # boundary before the pixel data leaves a valid header-only file: "no pixel data ... truncated"
+    assert "truncated" in str(err)
 
 
 def test_truncated_pixel_data(tmp_path: Path) -> None:

@@ -16,17 +16,22 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from mskseg_lib.biomarkers.cohort_truth import is_axial_disc_dataset, load_prepared_subject, measure_for_truth
+from mskseg_lib.biomarkers.cohort_truth import (SubjectArrays, is_axial_disc_dataset, load_prepared_subject,
+                                                 measure_for_truth)
 from mskseg_lib.data.catalog import get_dataset
 
 UNITS = {"thickness_mm": "mm", "volume_cm3": "cm3", "t2_ms": "ms", "t1rho_ms": "ms", "disc_height_mm": "mm"}
 LONG_COLUMNS = ["dataset", "subject_id", "source", "biomarker", "structure", "value", "reason"]
 
 
-def measure_subject(subject: Mapping, labels: np.ndarray | None = None, source: str = "manual") -> pd.DataFrame:
+def measure_subject(subject: Mapping, labels: np.ndarray | None = None, source: str = "manual",
+                    arrays: SubjectArrays | None = None) -> pd.DataFrame:
     """Every biomarker of one prepared subject, from its manual mask or from ``labels`` (a
-    predicted label volume on the mask's grid); long table (:data:`LONG_COLUMNS`)."""
-    arrays = load_prepared_subject(subject)
+    predicted label volume on the mask's grid); long table (:data:`LONG_COLUMNS`).
+
+    ``arrays`` (the subject's loaded mask and maps) saves reading them again per source.
+    """
+    arrays = arrays if arrays is not None else load_prepared_subject(subject)
     volume = arrays.labels
     if labels is not None:
         if labels.shape != volume.shape:
@@ -63,11 +68,12 @@ def measure_all(subjects: pd.DataFrame, predictors: Mapping[str, Callable[[Mappi
 
     parts = []
     for s in tqdm(subjects.to_dict("records"), desc="biomarkers", disable=not progress):
-        parts.append(measure_subject(s))
+        arrays = load_prepared_subject(s)  # mask and maps read once, shared by every source
+        parts.append(measure_subject(s, arrays=arrays))
         for source, predict in predictors.items():
             volume = predict(s)
             if volume is not None:
-                parts.append(measure_subject(s, volume, source))
+                parts.append(measure_subject(s, volume, source, arrays=arrays))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=LONG_COLUMNS)
 
 

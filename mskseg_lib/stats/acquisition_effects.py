@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from mskseg_lib.stats.mixed_effects import (ACQUISITION_COLUMNS, MRI_TYPES, PHYSICS_SIGNS, PUBLISHED_EFFECTS,
-                                            VariableTypes, arm_name, drop_collinear, encode, fit_mixed,
+                                            VariableTypes, arm_name, assemble_table, drop_collinear, encode, fit_mixed,
                                             impute, ks_sensitivity, missingness, safe_name)
 
 FINETUNE_TYPES = ("single", "mixed", "all_msk")
@@ -174,8 +174,6 @@ def analyse_effects(subject_scores: pd.DataFrame, experiments: pd.DataFrame, sub
                     vif_threshold: float = 10.0, seed: int = 0,
                     types: VariableTypes = MRI_TYPES) -> EffectsAnalysis:
     """One mixed model per finetuning type, as in the study (see the module docstring)."""
-    from mskseg_lib.stats.mixed_effects import assemble_table  # the raw rows, before imputation
-
     raw = assemble_table(subject_scores, experiments, subjects, condition)
     if raw.empty:
         raise ValueError(f"mixed effects: no subject scores under condition {condition!r}")

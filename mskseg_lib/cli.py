@@ -16,8 +16,10 @@ rest of the CLI works without them.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 __all__ = ["COMMANDS", "Command", "command", "build_parser", "main", "USER_ERROR_NAMES"]
@@ -193,6 +195,107 @@ def _finetune(args: argparse.Namespace) -> int:
         print(f"{row.experiment_id}: {row.status}")
     print(f"results: {result.root} (experiments.csv, subject_metrics.csv, history.csv, manifest.json)")
     return 0
+
+
+def _train_detector_args(p: argparse.ArgumentParser) -> None:
+    _profile_arg(p)
+    p.add_argument("--dataset", action="append", default=None, metavar="NAME",
+                   help="only this dataset; repeatable (default: the profile's autolabel.datasets)")
+    p.add_argument("--no-eval", action="store_true", help="do not score the detector on the test split")
+
+
+@command("train-detector", "train (or reuse) the AutoLabel detector of each dataset; score it on the test split",
+         _train_detector_args)
+def _train_detector(args: argparse.Namespace) -> int:
+    cfg = _load(args.profile)
+    from mskseg_lib.autolabel import detector as det
+    from mskseg_lib.data.tables import load_tables
+
+    subjects, _ = load_tables(cfg)
+    wanted = args.dataset or (sorted(subjects["dataset"].unique()) if cfg["autolabel"]["datasets"] == "all"
+                              else list(cfg["autolabel"]["datasets"]))
+    for dataset in wanted:
+        run = det.train_detector(cfg, dataset)
+        print(f"{dataset}: {'reused' if run.reused else 'trained'} {run.weights}")
+        if not args.no_eval:
+            row = det.evaluate_detector(run.weights, cfg, dataset, split="test").iloc[-1]
+            print(f"  test: precision {row.precision:.3f} recall {row.recall:.3f} mAP50 {row.mAP50:.3f} "
+                  f"mAP50-95 {row.mAP50_95:.3f} ({row.n_images} images)")
+    return 0
+
+
+def _autolabel_args(p: argparse.ArgumentParser) -> None:
+    _profile_arg(p)
+    p.add_argument("--dataset", required=True, metavar="NAME",
+                   help="the dataset whose labels (and detector) apply, e.g. Thigh_2D_T1ax_Clinical_Anatomical_50")
+    p.add_argument("--input", required=True, metavar="PATH",
+                   help="a NIfTI file, a DICOM series folder, or a folder of NIfTI files / series")
+    p.add_argument("--output", required=True, metavar="DIR", help="where label NIfTIs, detections and overlays go")
+    p.add_argument("--model", default=None, metavar="KEY",
+                   help="zoo segmenter (default: the first available of autolabel.models)")
+    p.add_argument("--detector", default=None, metavar="WEIGHTS",
+                   help="detector weights (default: the profile's trained detector of --dataset)")
+
+
+@command("autolabel", "label volumes with no human prompt: detector boxes -> segmenter -> 3D NIfTI "
+                      "(resumable; under torchrun the volumes are split across ranks)", _autolabel_args)
+def _autolabel(args: argparse.Namespace) -> int:
+    cfg = _load(args.profile)
+    from mskseg_lib.autolabel import detector as det
+    from mskseg_lib.autolabel.inputs import find_volumes
+    from mskseg_lib.autolabel.pipeline import AutolabelSettings, Rank, autolabel, detector_prompts
+    from mskseg_lib.data.catalog import get_dataset
+    from mskseg_lib.data.errors import DataError
+    from mskseg_lib.models.checkpoints import sha256_file
+    from mskseg_lib.models.interface import pick_device
+    from mskseg_lib.models.zoo import load_model, model_availability
+    from mskseg_lib.provenance import collect_versions, git_info, utc_now_iso
+
+    spec = get_dataset(args.dataset)
+    a = cfg["autolabel"]
+    weights = Path(args.detector) if args.detector else det.detector_dir(cfg, spec.name) / a["detector"]["model"] / "weights" / "best.pt"
+    if not weights.is_file():
+        raise DataError(weights, "detector weights not found (train them: mskseg train-detector "
+                                 f"--profile {args.profile} --dataset {spec.name})")
+    model_key = args.model
+    if model_key is None:
+        avail = model_availability(cfg, list(a["models"]))
+        ok = avail[avail["status"] == "available"]
+        if ok.empty:
+            raise DataError(Path(cfg["models"]["checkpoints_dir"]),
+                            f"none of autolabel.models has its checkpoint here: {', '.join(avail['model_key'])}")
+        model_key = str(ok["model_key"].iloc[0])
+    rank = Rank.from_env()
+    device = pick_device(cfg["models"]["device"])
+    if device.type == "cuda" and rank.world_size > 1:
+        import torch
+
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) % max(torch.cuda.device_count(), 1))
+    items = find_volumes(args.input)
+    segmenter = load_model(cfg, model_key, device)
+    detector = det.load_detector(weights, a["detector"], device)
+    settings = AutolabelSettings.from_profile(cfg, spec)
+    model_ids = {"segmenter": model_key, "segmenter_checkpoint": str((getattr(segmenter, "checkpoint", None) or {}).get("sha256", "")),
+                 "detector": sha256_file(weights),
+                 "detector_inference": {k: a["detector"][k] for k in ("conf", "iou", "max_det")}}
+    record = {"command": "autolabel", "profile": cfg["profile"], "seed": cfg["seed"], "input": str(args.input),
+              "started_utc": utc_now_iso(), "git": git_info(), "versions": collect_versions(),
+              "detector_weights": str(weights), "device": str(device)}
+    report = autolabel(items, Path(args.output), segmenter,
+                       detector_prompts(detector, int(a["detector"]["image_size_px"]), len(spec.labels)),
+                       settings, model_ids=model_ids, rank=rank, run_record=record)
+    if rank.rank == 0:
+        counts = _status_counts(report.rows)
+        print(f"{counts}; report: {Path(args.output) / 'autolabel_report.json'}")
+    return 1 if report.failed and len(report.failed) == len(report.rows) else 0
+
+
+def _status_counts(rows: list[dict]) -> str:
+    """'3 labelled, 1 skipped (done), 1 failed' from report rows."""
+    from collections import Counter
+
+    c = Counter(r["status"] for r in rows)
+    return ", ".join(f"{n} {status}" for status, n in sorted(c.items()))
 
 
 # --- entry point ------------------------------------------------------------------------------

@@ -137,6 +137,34 @@ SCHEMA: dict[str, Any] = {
         "n_boot": int,  # subject bootstrap resamples (LMM ICC, non-parametric Bland-Altman)
         "real_spine": bool,  # vertebral body volumes of the real fixture, every subject, zero-shot
     },
+    "autolabel": {  # notebook 06 and ``mskseg autolabel``: detector boxes -> segmenter -> 3D NIfTI
+        "datasets": (list, str),  # one detector per dataset (its classes are the dataset's labels)
+        "split": (list, str),  # volumes labelled and scored in notebook 06 (test: seen by no model)
+        "max_subjects_per_dataset": int,  # 0 = all
+        "tag": str,  # run folder under runs_dir/autolabel
+        "models": list,  # zero-shot segmenters (unavailable ones are listed and skipped)
+        "finetuned": bool,  # add the best finetuned model per dataset, with and without box shift
+        "detector": {
+            "model": str,  # ultralytics model YAML: yolov8n, yolov8s, yolo11n, rtdetr-l, ...
+            "image_size_px": int,  # must be one of prepare.slice_sizes_px (the YOLO export)
+            "epochs": int,
+            "batch_size": int,
+            "patience": int,  # early stopping on validation fitness (epochs)
+            "workers": int,  # dataloader workers (0 on small CPU machines)
+            "conf": NUM,  # detection score threshold at inference
+            "iou": NUM,  # NMS IoU threshold
+            "max_det": int,  # boxes per slice at most
+            "augment": dict,  # ultralytics augmentation hyper-parameters, given to the trainer as they are
+        },
+        "postprocess": {
+            "enabled": bool,
+            "min_component_px": int,  # isolated pieces smaller than this are removed (per slice, per label)
+            "kernel_px": dict,  # tissue class -> odd kernel (closing and Gaussian blur), original pixels
+            "kernel_px_by_label": dict,  # label name -> kernel, overrides the tissue class
+            "largest_component_3d": bool,  # keep only the largest 3D component of each label
+        },
+        "overlay_every_n": int,  # review overlay of every Nth slice (0 = none)
+    },
     "notebooks": dict,  # "01" -> options of that notebook
 }
 

@@ -33,7 +33,11 @@ def real_spine_dir() -> Path:
 
 
 def _provide_ultralytics_font(config_dir: Path) -> None:
-    """ultralytics downloads Arial.ttf on first plot; give it matplotlib's DejaVuSans instead."""
+    """ultralytics downloads Arial.ttf on first plot; give it matplotlib's DejaVuSans instead.
+
+    ultralytics keeps its state in ``$YOLO_CONFIG_DIR/Ultralytics`` and looks for fonts there.
+    """
+    config_dir = config_dir / "Ultralytics"
     target = config_dir / "Arial.ttf"
     if target.exists():
         return

@@ -5,6 +5,10 @@ the tests here use subjects as blocks (Friedman across all arms, Wilcoxon signed
 pair) instead of treating the arms as independent samples. Groups (datasets) are tested
 separately and their p-values are corrected with Benjamini-Hochberg (false discovery rate).
 Tests that cannot run keep their row with NaN results and a ``note`` saying why.
+
+``ranksum_by_group`` is the exception: it compares two prompt conditions (ground-truth boxes
+vs detector boxes, notebook 06) as independent samples with the Wilcoxon rank-sum test, as
+the study does, BH-corrected over all (dataset, model) tests.
 """
 from __future__ import annotations
 
@@ -17,7 +21,8 @@ from numpy.typing import ArrayLike
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
-__all__ = ["bh_correct", "complete_blocks", "friedman_by_group", "pairwise_wilcoxon"]
+__all__ = ["bh_correct", "complete_blocks", "friedman_by_group", "pairwise_wilcoxon",
+           "ranksum_by_group"]
 
 FRIEDMAN_COLUMNS = ["n_subjects", "n_arms", "arms", "statistic", "p_value", "kendall_w", "p_bh", "note"]
 WILCOXON_COLUMNS = ["arm_a", "arm_b", "n_subjects", "median_a", "median_b", "median_difference",
@@ -146,4 +151,77 @@ def pairwise_wilcoxon(df: pd.DataFrame, group_col: str = "dataset", block_col: s
     if correction == "per_group":
         for _, idx in out.groupby(group_col, sort=False, dropna=False).groups.items():
             out.loc[idx, "p_bh"] = bh_correct(out.loc[idx, "p_value"])
+    return out
+
+
+# ------------------------------------------------------------- independent samples: rank-sum
+RANKSUM_COLUMNS = ["condition_a", "condition_b", "n_a", "n_b", "median_a", "median_b",
+                   "median_difference", "statistic", "p_value", "p_bh", "note"]
+
+
+def _require_columns(df: pd.DataFrame, cols: list[str]) -> None:
+    """Raise ValueError naming the first column of ``cols`` missing from ``df``."""
+    for col in cols:
+        if col not in df.columns:
+            raise ValueError(f"missing column {col!r}; available columns: {list(df.columns)}")
+
+
+def _ranksum_pair(a: np.ndarray, b: np.ndarray) -> dict:
+    """Wilcoxon rank-sum of sample a vs sample b (finite values only, already filtered)."""
+    row = {"n_a": int(a.size), "n_b": int(b.size),
+           "median_a": float(np.median(a)) if a.size else np.nan,
+           "median_b": float(np.median(b)) if b.size else np.nan,
+           "statistic": np.nan, "p_value": np.nan, "note": ""}
+    row["median_difference"] = row["median_a"] - row["median_b"]
+    if a.size < 2 or b.size < 2:
+        row["note"] = (f"not run: needs >= 2 finite values per condition, "
+                       f"have n_a={a.size}, n_b={b.size}")
+    elif np.all(a == a[0]) and np.all(b == a[0]):
+        row["note"] = f"not run: every value in both conditions equals {a[0]:g}"
+    else:
+        res = stats.ranksums(a, b, alternative="two-sided")
+        row["statistic"], row["p_value"] = float(res.statistic), float(res.pvalue)
+    return row
+
+
+def ranksum_by_group(df: pd.DataFrame, group_cols: str | tuple[str, ...] | list[str] = ("dataset", "model"),
+                     condition_col: str = "prompt", value_col: str = "dice",
+                     conditions: tuple[str, str] = ("gt_box", "detector")) -> pd.DataFrame:
+    """Two-sided Wilcoxon rank-sum test of condition a vs condition b within each group.
+
+    Notebook 06's comparison of ground-truth box prompts with detector box prompts: per
+    (dataset, model) the subject scores of the two prompt conditions are treated as two
+    independent samples (``scipy.stats.ranksums``: the normal approximation of the rank-sum
+    statistic, without a tie correction, as in the study). ``statistic`` is the z of sample a
+    (``conditions[0]``); positive means a tends to score higher. ``median_difference`` is
+    median(a) - median(b), a difference of medians (not a Hodges-Lehmann shift).
+
+    Non-numeric and non-finite values (a model that found nothing) are dropped per side, and
+    rows whose condition is neither of ``conditions`` are ignored. Every group present in
+    ``df`` keeps a row; one where a side has fewer than 2 finite values, or where every value
+    of both sides is the same constant, gets NaN results and a ``note`` starting with
+    "not run:". ``p_bh`` is Benjamini-Hochberg over all tests that ran (the whole table);
+    tests that did not run are left out of that family.
+
+    Columns: ``group_cols``, condition_a, condition_b, n_a, n_b, median_a, median_b,
+    median_difference, statistic, p_value, p_bh, note.
+    """
+    groups = [group_cols] if isinstance(group_cols, str) else list(group_cols)
+    if not groups:
+        raise ValueError("group_cols must name at least one column")
+    cond_a, cond_b = conditions
+    if cond_a == cond_b:
+        raise ValueError(f"conditions must be two different values, got {conditions!r}")
+    _require_columns(df, [*groups, condition_col, value_col])
+    values = pd.to_numeric(df[value_col], errors="coerce").astype(float)
+    data = df[groups].assign(_cond=df[condition_col], _value=values.where(np.isfinite(values)))
+    rows = []
+    for key, sub in data.groupby(groups, sort=True, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        a = sub.loc[sub["_cond"] == cond_a, "_value"].dropna().to_numpy(dtype=float)
+        b = sub.loc[sub["_cond"] == cond_b, "_value"].dropna().to_numpy(dtype=float)
+        rows.append({**dict(zip(groups, key)), "condition_a": cond_a, "condition_b": cond_b,
+                     **_ranksum_pair(a, b)})
+    out = pd.DataFrame(rows, columns=[*groups, *RANKSUM_COLUMNS])
+    out["p_bh"] = bh_correct(out["p_value"])
     return out

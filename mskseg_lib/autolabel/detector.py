@@ -1,0 +1,633 @@
+"""Train, load, run and score ultralytics detectors (YOLO, RT-DETR) on the per-dataset YOLO export.
+
+AutoLabel needs one box detector per dataset: its boxes prompt the segmenter. The detector is
+trained from scratch (the model YAML, never a downloaded ``.pt``) on the export written by
+:mod:`mskseg_lib.data.yolo_export`, validated on the export's *val* split only, and cached: a
+second call with the same settings and export reuses ``best.pt``.
+
+Everything ultralytics writes lands under ``<runs_dir>/autolabel/detectors/<dataset>/``:
+
+* ``data/``: the YAML ultralytics trains on and a mirror of the export made of symbolic links
+  (file copies where links are not possible). ultralytics writes its label caches
+  (``labels/<split>.cache``) next to the label files; the mirror keeps them out of the export.
+* ``<model>/``: the ultralytics run (``args.yaml``, ``results.csv``, ``weights/best.pt``) and
+  ``weights/detector_run.json``: the fingerprint of settings + export that decides reuse, and the
+  run record (settings, seed, package versions, seconds).
+* ``<model>/eval_<split>/``: what :func:`evaluate_detector` leaves.
+
+ultralytics is kept offline by :mod:`mskseg_lib.settings`, which must run before ultralytics is
+imported; this module imports ultralytics lazily, after it. Two more guards apply around every
+ultralytics call here: on CUDA its AMP self-check (which downloads ``yolo26n.pt``) is replaced by
+a check that downloads nothing, and the process-wide torch state ultralytics changes (thread count,
+deterministic algorithms) is restored afterwards.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from mskseg_lib.settings import configure_environment
+
+configure_environment()  # before any ultralytics import: project-local config dir, offline
+
+from mskseg_lib.atomic import write_json, write_text  # noqa: E402
+from mskseg_lib.config import resolve_path  # noqa: E402
+
+__all__ = [
+    "KNOWN_FAMILIES",
+    "RUN_RECORD",
+    "DetectorRun",
+    "Detections",
+    "UltralyticsDetector",
+    "build_model",
+    "detector_dir",
+    "evaluate_detector",
+    "export_yaml_path",
+    "load_detector",
+    "train_detector",
+    "training_data_yaml",
+    "validate_augment",
+]
+
+KNOWN_FAMILIES = ("yolov3", "yolov5", "yolov6", "yolov8", "yolov9", "yolov10", "yolo11", "yolo12", "yolo26", "rtdetr")
+RUN_RECORD = "detector_run.json"
+SPLITS = ("train", "val", "test")
+_IMAGE_SUFFIXES = {".bmp", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp"}
+# Arguments train_detector sets itself; the augment mapping may not override them.
+_RESERVED_TRAIN_ARGS = {
+    "data", "imgsz", "epochs", "batch", "patience", "workers", "seed", "deterministic", "device", "project",
+    "name", "exist_ok", "plots", "amp", "verbose", "val", "pretrained", "model", "task", "mode", "resume", "split",
+}
+# Files ultralytics drops in the current directory when a path or weight name goes astray.
+_STRAY_NAMES = {"runs", "weights", "datasets"}
+_STRAY_SUFFIXES = {".pt", ".ttf"}
+
+
+# --------------------------------------------------------------------------------------------
+# Models
+# --------------------------------------------------------------------------------------------
+
+
+def build_model(name: str, n_classes: int | None = None) -> Any:
+    """An untrained ultralytics model built from its YAML (``yolov8n`` -> ``yolov8n.yaml``).
+
+    Never loads a ``.pt``: the study trains detectors from scratch and must not download weights.
+    ``n_classes`` sets the head's class count for stand-alone use; training rebuilds the head
+    from the data YAML anyway (ultralytics ``get_model(cfg, nc=data["nc"])``).
+    """
+    name = str(name).strip()
+    stem = name[: -len(".yaml")] if name.endswith(".yaml") else name
+    if stem.endswith(".pt") or not any(stem.startswith(f) for f in KNOWN_FAMILIES):
+        raise ValueError(
+            f"unknown detector model {name!r}: give an ultralytics model YAML name of the families "
+            f"{', '.join(KNOWN_FAMILIES)} (e.g. yolov8n, yolo11s, rtdetr-l); .pt weights are not accepted"
+        )
+    from ultralytics import RTDETR, YOLO
+
+    cls = RTDETR if stem.startswith("rtdetr") else YOLO
+    try:
+        model = cls(f"{stem}.yaml")
+    except FileNotFoundError as exc:
+        raise ValueError(f"unknown detector model {name!r}: ultralytics has no {stem}.yaml ({exc})") from None
+    if n_classes is not None and int(n_classes) != int(model.model.yaml.get("nc", -1)):
+        inner = model.model
+        rebuilt = type(inner)(cfg={**inner.yaml, "nc": int(n_classes)}, nc=int(n_classes), verbose=False)
+        rebuilt.args, rebuilt.task = getattr(inner, "args", {}), getattr(inner, "task", model.task)
+        model.model = rebuilt
+    return model
+
+
+def _device_arg(device: Any) -> str | int:
+    """ultralytics' device argument (``"cpu"`` or a CUDA index) from a profile setting or torch device."""
+    import torch
+
+    from mskseg_lib.models.interface import pick_device
+
+    if isinstance(device, int):
+        return device
+    dev = device if isinstance(device, torch.device) else pick_device(str(device or "auto"))
+    if dev.type == "cuda":
+        return dev.index or 0
+    return dev.type  # "cpu" (or "mps")
+
+
+def _is_cuda(device: str | int) -> bool:
+    return not isinstance(device, str) or device.startswith("cuda")
+
+
+@contextlib.contextmanager
+def _ultralytics_guard(cuda: bool) -> Iterator[None]:
+    """Undo ultralytics' process-wide side effects; on CUDA, an AMP check that downloads nothing.
+
+    ultralytics sets ``torch.set_num_threads(min(8, cpu_count - 1))`` on every CPU call (one
+    thread on a two-core machine) and switches deterministic algorithms off after training, for
+    the whole process. Its AMP self-check loads ``yolo26n.pt`` (a download on first use); here
+    it is replaced by "AMP on CUDA", the outcome of the check on any GPU it does not blacklist.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    det = torch.are_deterministic_algorithms_enabled()
+    det_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    cudnn = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    patched = None
+    if cuda:
+        import ultralytics.engine.trainer as trainer_mod
+        from ultralytics.utils import WEIGHTS_DIR
+
+        original = trainer_mod.check_amp
+        if not (WEIGHTS_DIR / "yolo26n.pt").is_file():
+            patched = (trainer_mod, original)
+            trainer_mod.check_amp = lambda model: next(model.parameters()).device.type == "cuda"
+    try:
+        yield
+    finally:
+        if patched is not None:
+            patched[0].check_amp = patched[1]
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(det, warn_only=det_warn)
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
+
+
+def _stray_entries(folder: Path) -> set[str]:
+    try:
+        return {p.name for p in folder.iterdir() if p.name in _STRAY_NAMES or p.suffix in _STRAY_SUFFIXES}
+    except OSError:
+        return set()
+
+
+def _warn_new_strays(before: set[str], folder: Path) -> None:
+    new = _stray_entries(folder) - before
+    if new:
+        warnings.warn(
+            f"ultralytics wrote {sorted(new)} in the current directory {folder} (expected everything "
+            "under the project's runs_dir)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Data
+# --------------------------------------------------------------------------------------------
+
+
+def export_yaml_path(cfg: Mapping[str, Any], dataset: str) -> Path:
+    """``<data_root>/prepared/yolo/<dataset>.yaml`` as written by ``prepare``."""
+    from mskseg_lib.data.prepare import prepared_dir
+
+    return prepared_dir(dict(cfg)) / "yolo" / f"{dataset}.yaml"
+
+
+def detector_dir(cfg: Mapping[str, Any], dataset: str) -> Path:
+    """``<runs_dir>/autolabel/detectors/<dataset>``: every detector file of one dataset."""
+    return resolve_path(cfg, "runs_dir") / "autolabel" / "detectors" / dataset
+
+
+@dataclass(frozen=True)
+class _Export:
+    """One dataset's YOLO export: image/label pairs per split, class names, content digest."""
+
+    yaml_path: Path
+    names: dict[int, str]
+    files: dict[str, list[tuple[Path, Path | None]]]
+    digest: str
+
+
+def _label_path(image: Path) -> Path:
+    """ultralytics' rule: the last ``/images/`` of the image path becomes ``/labels/``, suffix ``.txt``."""
+    sa, sb = f"{os.sep}images{os.sep}", f"{os.sep}labels{os.sep}"
+    return Path(sb.join(str(image).rsplit(sa, 1))).with_suffix(".txt")
+
+
+def _scan_export(export_yaml: Path) -> _Export:
+    """Read the export YAML and list its images; the digest covers names, sizes and label text.
+
+    Image files enter the digest by name and size (cheap); label files by content, because a moved
+    box keeps the size of its line.
+    """
+    export_yaml = Path(export_yaml)
+    if not export_yaml.is_file():
+        raise FileNotFoundError(
+            f"YOLO export not found: {export_yaml} (run prepare with prepare.yolo_export: true)"
+        )
+    meta = yaml.safe_load(export_yaml.read_text()) or {}
+    missing = [k for k in ("train", "val", "names") if k not in meta]
+    if missing:
+        raise ValueError(f"{export_yaml}: YOLO export YAML lacks {missing}")
+    root = Path(meta.get("path") or export_yaml.with_suffix(""))
+    if not root.is_absolute():
+        root = export_yaml.parent / root
+    names = {int(k): str(v) for k, v in (meta["names"].items() if isinstance(meta["names"], dict)
+                                         else enumerate(meta["names"]))}
+    h = hashlib.sha256(json.dumps(names, sort_keys=True).encode())
+    files: dict[str, list[tuple[Path, Path | None]]] = {}
+    for split in SPLITS:
+        pairs: list[tuple[Path, Path | None]] = []
+        if meta.get(split):
+            img_dir = Path(meta[split]) if Path(meta[split]).is_absolute() else root / meta[split]
+            images = sorted(p for p in img_dir.glob("*") if p.suffix.lower() in _IMAGE_SUFFIXES) \
+                if img_dir.is_dir() else []
+            for img in images:
+                lab: Path | None = _label_path(img)
+                lab = lab if lab.is_file() else None
+                pairs.append((img, lab))
+                h.update(f"{split}/{img.name}:{img.stat().st_size}\n".encode())
+                if lab is not None:
+                    h.update(f"{split}/{lab.name}:".encode() + hashlib.sha256(lab.read_bytes()).digest())
+        files[split] = pairs
+    if not files["train"]:
+        raise ValueError(f"{export_yaml}: the train split has no images")
+    if not files["val"]:
+        raise ValueError(
+            f"{export_yaml}: the val split has no images; detectors are validated on the validation split "
+            "only (never on the training images), so the export needs validation subjects"
+        )
+    return _Export(export_yaml, names, files, h.hexdigest()[:20])
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    try:
+        os.symlink(src.resolve(), dst)
+    except OSError:  # no symlink rights (e.g. Windows without developer mode)
+        shutil.copy2(src, dst)
+
+
+def _write_training_data(export: _Export, out_dir: Path) -> Path:
+    """Mirror the export under ``out_dir/dataset`` (rebuilt only when its digest changes) + YAML."""
+    out_dir = Path(out_dir)
+    mirror = out_dir / "dataset"
+    stamp = mirror / ".export-digest"
+    if not (stamp.is_file() and stamp.read_text().strip() == export.digest):
+        out_dir.mkdir(parents=True, exist_ok=True)
+        tmp = out_dir / f".dataset.tmp-{os.getpid()}"
+        old = out_dir / f".dataset.old-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            for split, pairs in export.files.items():
+                (tmp / "images" / split).mkdir(parents=True)
+                (tmp / "labels" / split).mkdir(parents=True)
+                for img, lab in pairs:
+                    _link_or_copy(img, tmp / "images" / split / img.name)
+                    if lab is not None:
+                        _link_or_copy(lab, tmp / "labels" / split / lab.name)
+            (tmp / ".export-digest").write_text(export.digest + "\n")
+            if mirror.exists():
+                os.replace(mirror, old)
+            os.replace(tmp, mirror)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.rmtree(old, ignore_errors=True)
+    meta: dict[str, Any] = {"path": str(mirror.resolve())}
+    for split in SPLITS:
+        meta[split] = str((mirror / "images" / split).resolve())
+    meta["nc"] = len(export.names)
+    meta["names"] = dict(sorted(export.names.items()))
+    meta["mskseg_export"] = {"yaml": str(export.yaml_path.resolve()), "digest": export.digest}
+    out = out_dir / f"{export.yaml_path.stem}.yaml"
+    write_text(out, yaml.safe_dump(meta, sort_keys=False))
+    return out
+
+
+def training_data_yaml(export_yaml: Path, out_dir: Path) -> Path:
+    """Write the data YAML ultralytics trains on (absolute train/val/test paths) into ``out_dir``.
+
+    The paths point at a link mirror of the export inside ``out_dir`` so ultralytics' label
+    caches stay out of the export. Raises ``FileNotFoundError`` (naming the file) when the
+    export is missing and ``ValueError`` when its train or val split has no images: validation
+    must run on the validation split, so there is deliberately no fallback to train.
+    """
+    return _write_training_data(_scan_export(Path(export_yaml)), Path(out_dir))
+
+
+# --------------------------------------------------------------------------------------------
+# Training
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DetectorRun:
+    """One trained (or reused) detector.
+
+    ``seconds`` is the wall time of the call that returned it (tiny when ``reused``); the
+    training time of the run that made the weights is in ``run_dir/weights/detector_run.json``.
+    """
+
+    dataset: str
+    model: str
+    weights: Path
+    run_dir: Path
+    train_args: dict[str, Any]
+    seconds: float
+    reused: bool
+
+
+def validate_augment(augment: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The augmentation settings as trainer arguments; unknown or reserved keys raise ValueError.
+
+    Keys must be ultralytics settings (``ultralytics.cfg.DEFAULT_CFG_DICT``) that
+    :func:`train_detector` does not set itself, so a typo cannot silently train with defaults.
+    """
+    from ultralytics.cfg import DEFAULT_CFG_DICT
+
+    out: dict[str, Any] = {}
+    for key, value in dict(augment or {}).items():
+        if key not in DEFAULT_CFG_DICT:
+            raise ValueError(
+                f"autolabel.detector.augment.{key}: {key!r} is not an ultralytics setting "
+                "(augmentation keys include hsv_h, hsv_s, hsv_v, degrees, translate, scale, shear, "
+                "perspective, flipud, fliplr, mosaic, mixup, cutmix, copy_paste, erasing, close_mosaic)"
+            )
+        if key in _RESERVED_TRAIN_ARGS:
+            raise ValueError(
+                f"autolabel.detector.augment.{key}: {key!r} is set by train_detector from the "
+                "profile (autolabel.detector.*, seed, models.device), not an augmentation"
+            )
+        out[key] = value
+    return out
+
+
+def _fingerprint_inputs(settings: Mapping[str, Any], seed: int, dataset: str, augment: Mapping[str, Any],
+                        export: _Export) -> dict[str, Any]:
+    """What decides the trained weights (not device, workers or inference thresholds)."""
+    return {
+        "dataset": dataset,
+        "model": str(settings["model"]),
+        "image_size_px": int(settings["image_size_px"]),
+        "epochs": int(settings["epochs"]),
+        "batch_size": int(settings["batch_size"]),
+        "patience": int(settings["patience"]),
+        "seed": int(seed),
+        "augment": dict(sorted(augment.items())),
+        "export_digest": export.digest,
+    }
+
+
+def _fingerprint(inputs: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def _read_record(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def train_detector(
+    cfg: Mapping[str, Any],
+    dataset: str,
+    progress: bool = True,
+    callbacks: Mapping[str, Callable[[Any], None]] | None = None,
+) -> DetectorRun:
+    """Train the profile's detector on one dataset's YOLO export, or reuse identical earlier weights.
+
+    Settings come from ``cfg["autolabel"]["detector"]``, ``cfg["seed"]`` and
+    ``cfg["models"]["device"]``. The fingerprint (settings + export digest) is stored next to
+    ``best.pt`` only after training finished, so an interrupted run is retrained, and a run with
+    other settings or another export is retrained from scratch. ``callbacks`` maps ultralytics
+    event names (``on_train_start``, ``on_fit_epoch_end`` ...) to functions of the trainer.
+    """
+    start = time.perf_counter()
+    settings = cfg["autolabel"]["detector"]
+    model_name = str(settings["model"])
+    augment = validate_augment(settings.get("augment"))
+    export = _scan_export(export_yaml_path(cfg, dataset))
+    root = detector_dir(cfg, dataset)
+    data_yaml = _write_training_data(export, root / "data")
+    run_dir = root / model_name
+    weights = run_dir / "weights" / "best.pt"
+    record_path = run_dir / "weights" / RUN_RECORD
+    inputs = _fingerprint_inputs(settings, cfg["seed"], dataset, augment, export)
+    fingerprint = _fingerprint(inputs)
+
+    record = _read_record(record_path)
+    if weights.is_file() and record is not None and record.get("fingerprint") == fingerprint:
+        return DetectorRun(dataset, model_name, weights, run_dir, dict(record.get("train_args", {})),
+                           round(time.perf_counter() - start, 3), True)
+
+    device = _device_arg(cfg["models"].get("device", "auto"))
+    cuda = _is_cuda(device)
+    train_args: dict[str, Any] = {
+        "data": str(data_yaml),
+        "imgsz": int(settings["image_size_px"]),
+        "epochs": int(settings["epochs"]),
+        "batch": int(settings["batch_size"]),
+        "patience": int(settings["patience"]),
+        "workers": int(settings.get("workers", 0)),
+        "seed": int(cfg["seed"]),
+        "deterministic": True,
+        "device": device,
+        "project": str(root.resolve()),
+        "name": model_name,
+        "exist_ok": True,
+        "plots": False,
+        "verbose": bool(progress),
+        "val": True,
+        "pretrained": False,
+        **augment,
+    }
+    if not cuda:
+        train_args["amp"] = False
+    shutil.rmtree(run_dir, ignore_errors=True)  # stale record, results.csv (appended to) and weights
+    model = build_model(model_name)
+    for event, fn in (callbacks or {}).items():
+        model.add_callback(event, fn)
+    cwd = Path.cwd()
+    strays = _stray_entries(cwd)
+    t0 = time.perf_counter()
+    with _ultralytics_guard(cuda):
+        model.train(**train_args)
+    train_seconds = round(time.perf_counter() - t0, 3)
+    _warn_new_strays(strays, cwd)
+    best = Path(model.trainer.best)
+    if best.resolve() != weights.resolve() or not weights.is_file():
+        raise RuntimeError(f"ultralytics saved no best.pt at {weights} (trainer reported {best})")
+
+    from mskseg_lib.provenance import collect_versions, git_info, utc_now_iso
+
+    write_json(record_path, {
+        "fingerprint": fingerprint,
+        "fingerprint_inputs": inputs,
+        "dataset": dataset,
+        "model": model_name,
+        "weights": str(weights),
+        "export_yaml": str(export.yaml_path.resolve()),
+        "settings": dict(settings),
+        "n_images": {split: len(pairs) for split, pairs in export.files.items()},
+        "train_args": train_args,
+        "seed": int(cfg["seed"]),
+        "seconds": train_seconds,
+        "epochs_run": int(getattr(model.trainer, "epoch", -1)) + 1,
+        "created_utc": utc_now_iso(),
+        "git": git_info(),
+        "versions": collect_versions(),
+    })
+    return DetectorRun(dataset, model_name, weights, run_dir, train_args,
+                       round(time.perf_counter() - start, 3), False)
+
+
+# --------------------------------------------------------------------------------------------
+# Inference
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Detections:
+    """Boxes found in one image, in that image's pixel coordinates (x0, y0, x1, y1)."""
+
+    boxes_xyxy: np.ndarray  # (N, 4) float32
+    class_ids: np.ndarray  # (N,) int64, YOLO class = label value - 1
+    scores: np.ndarray  # (N,) float32
+
+    def __post_init__(self) -> None:
+        self.boxes_xyxy = np.asarray(self.boxes_xyxy, dtype=np.float32).reshape(-1, 4)
+        self.class_ids = np.asarray(self.class_ids, dtype=np.int64).reshape(-1)
+        self.scores = np.asarray(self.scores, dtype=np.float32).reshape(-1)
+        if not (len(self.boxes_xyxy) == len(self.class_ids) == len(self.scores)):
+            raise ValueError(
+                f"Detections: {len(self.boxes_xyxy)} boxes, {len(self.class_ids)} classes, {len(self.scores)} scores"
+            )
+
+    def __len__(self) -> int:
+        return len(self.class_ids)
+
+    @property
+    def label_values(self) -> np.ndarray:
+        """Label values of the dataset's label maps (YOLO class + 1)."""
+        return self.class_ids + 1
+
+
+@dataclass
+class UltralyticsDetector:
+    """A loaded ultralytics detector with the profile's inference settings."""
+
+    model: Any = field(repr=False)
+    name: str
+    image_size_px: int
+    conf: float
+    iou: float
+    max_det: int
+    device: str | int
+
+    def detect(self, images: np.ndarray) -> list[Detections]:
+        """Detections for a (B, S, S) uint8 grey batch, in one batched ``predict`` call."""
+        images = np.asarray(images)
+        if images.ndim != 3 or images.dtype != np.uint8:
+            raise ValueError(f"detect expects a (B, S, S) uint8 batch, got shape {images.shape} {images.dtype}")
+        if len(images) == 0:
+            return []
+        batch = [np.ascontiguousarray(np.repeat(im[:, :, None], 3, axis=2)) for im in images]  # grey -> BGR
+        with _ultralytics_guard(cuda=False):
+            results = self.model.predict(
+                batch, imgsz=self.image_size_px, conf=self.conf, iou=self.iou, max_det=self.max_det,
+                device=self.device, verbose=False, save=False,  # a list source is one batch
+            )
+        out = []
+        for res in results:
+            boxes = res.boxes
+            out.append(Detections(boxes.xyxy.cpu().numpy(), boxes.cls.cpu().numpy().astype(np.int64),
+                                  boxes.conf.cpu().numpy()))
+        return out
+
+
+def load_detector(weights: Path, settings: Mapping[str, Any], device: Any = None) -> UltralyticsDetector:
+    """Load ``best.pt`` (YOLO or RT-DETR) with ``settings`` = ``cfg["autolabel"]["detector"]``.
+
+    ``device``: a profile value ("auto", "cpu", "cuda:0"), a torch device or a CUDA index;
+    None means "auto". A missing or unreadable file raises an error naming it (ultralytics
+    would otherwise try to download a missing name).
+    """
+    weights = Path(weights)
+    if not weights.is_file():
+        raise FileNotFoundError(f"detector weights not found: {weights}")
+    from ultralytics import RTDETR, YOLO
+    from ultralytics.nn.tasks import RTDETRDetectionModel
+
+    try:
+        model = YOLO(str(weights))
+        if isinstance(model.model, RTDETRDetectionModel):
+            model = RTDETR(str(weights))  # RT-DETR needs its own predictor (no NMS)
+    except Exception as exc:  # torch/pickle errors differ by corruption; all mean "not a checkpoint"
+        raise RuntimeError(f"cannot load detector weights {weights}: {type(exc).__name__}: {exc}") from exc
+    yaml_file = str(getattr(model.model, "yaml", {}).get("yaml_file", "") or "")
+    name = Path(yaml_file).stem if yaml_file else str(settings.get("model", weights.stem))
+    return UltralyticsDetector(
+        model=model,
+        name=name,
+        image_size_px=int(settings["image_size_px"]),
+        conf=float(settings["conf"]),
+        iou=float(settings["iou"]),
+        max_det=int(settings["max_det"]),
+        device=_device_arg(device),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Evaluation
+# --------------------------------------------------------------------------------------------
+
+
+def evaluate_detector(weights: Path, cfg: Mapping[str, Any], dataset: str, split: str = "test") -> pd.DataFrame:
+    """Box precision, recall, mAP50 and mAP50-95 on one split: one row per class, then ``all``.
+
+    Runs ultralytics ``val`` (confidence 0.001, as for mAP; NMS IoU and max_det from the
+    profile); precision/recall are ultralytics' values at the max-F1 confidence. Classes without
+    instances in the split get NaN metrics and ``n_instances`` 0. ``n_images`` is the number of
+    images holding the class (all images of the split on the ``all`` row). Outputs go to
+    ``<run_dir>/eval_<split>`` with plots off.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    settings = cfg["autolabel"]["detector"]
+    export = _scan_export(export_yaml_path(cfg, dataset))
+    n_split = len(export.files[split])
+    if n_split == 0:
+        raise ValueError(f"{export.yaml_path}: the {split} split has no images to evaluate on")
+    data_yaml = _write_training_data(export, detector_dir(cfg, dataset) / "data")
+    det = load_detector(weights, settings, cfg["models"].get("device", "auto"))
+    run_dir = Path(weights).resolve().parent.parent
+    seen: dict[str, int] = {}
+    det.model.add_callback("on_val_end", lambda v: seen.update(n=int(v.seen)))
+    cwd = Path.cwd()
+    strays = _stray_entries(cwd)
+    with _ultralytics_guard(_is_cuda(det.device)):
+        metrics = det.model.val(
+            data=str(data_yaml), split=split, imgsz=det.image_size_px, batch=int(settings["batch_size"]),
+            conf=0.001, iou=det.iou, max_det=det.max_det, device=det.device, workers=int(settings.get("workers", 0)),
+            project=str(run_dir), name=f"eval_{split}", exist_ok=True, plots=False, save_json=False,
+            verbose=False,
+        )
+    _warn_new_strays(strays, cwd)
+    if seen.get("n", n_split) != n_split:
+        raise RuntimeError(f"ultralytics evaluated {seen['n']} images, the {split} split has {n_split}")
+    nt_class = np.asarray(metrics.nt_per_class if metrics.nt_per_class is not None else np.zeros(len(export.names)))
+    nt_image = np.asarray(metrics.nt_per_image if metrics.nt_per_image is not None else np.zeros(len(export.names)))
+    per_class = {int(c): metrics.box.class_result(i) for i, c in enumerate(metrics.box.ap_class_index)}
+    rows = []
+    for cid, cname in sorted(export.names.items()):
+        p, r, ap50, ap = per_class.get(cid, (np.nan,) * 4)
+        rows.append({"class_id": cid, "label_value": cid + 1, "class_name": cname, "precision": p, "recall": r,
+                     "mAP50": ap50, "mAP50_95": ap, "n_images": int(nt_image[cid]) if cid < len(nt_image) else 0,
+                     "n_instances": int(nt_class[cid]) if cid < len(nt_class) else 0})
+    mp, mr, map50, map5095 = metrics.box.mean_results()
+    rows.append({"class_id": -1, "label_value": 0, "class_name": "all", "precision": mp, "recall": mr,
+                 "mAP50": map50, "mAP50_95": map5095, "n_images": n_split, "n_instances": int(nt_class.sum())})
+    df = pd.DataFrame(rows)
+    df.insert(0, "split", split)
+    df.insert(0, "dataset", dataset)
+    for col in ("precision", "recall", "mAP50", "mAP50_95"):
+        df[col] = df[col].astype(float)
+    return df

@@ -1,0 +1,380 @@
+"""Notebook 06: how much Dice is lost when a detector, not a person, draws the box prompts.
+
+For the test subjects of the chosen datasets and every available segmenter (the zero-shot zoo
+plus the best finetuned model per dataset with and without box-shift augmentation, chosen on
+validation Dice), each whole volume is segmented twice from the same embeddings: prompted with
+the ground-truth boxes of the manual mask (``gt_box``) and with the dataset's detector
+(``detector``). Both are scored against the manual mask with and without post-processing:
+
+* slice Dice: mean over the labels present on each manually labelled slice (a missed slice
+  scores 0 for the labels it lacks);
+* subject Dice: 3D Dice per label over the whole volume (so detector boxes on slices without
+  any manual label count as false positives), averaged over the subject's labels.
+
+Each (model, dataset, subject) is stored as it finishes under
+``runs_dir/autolabel/<tag>/scores`` with a fingerprint of everything that shapes it, so a rerun
+picks up where it stopped and a changed setting recomputes.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from mskseg_lib import atomic
+from mskseg_lib.autolabel.pipeline import (
+    PromptSource,
+    SliceBoxes,
+    Slicing,
+    detector_prompts,
+    mask_prompts,
+    segment_volume,
+    slicing,
+)
+from mskseg_lib.autolabel.postprocess import postprocess_volume
+from mskseg_lib.config import resolve_path
+from mskseg_lib.data import raw_io
+from mskseg_lib.data.catalog import DatasetSpec, get_dataset
+from mskseg_lib.data.preprocess import to_display
+from mskseg_lib.evaluation.metrics import label_metrics
+from mskseg_lib.models.interface import Segmenter
+
+PROMPTS = ("gt_box", "detector")
+
+
+@dataclass
+class StudyModel:
+    """A segmenter of the comparison: its row label, how to load it, where it applies."""
+
+    key: str  # file-safe id: "lite_medsam", "finetuned-<experiment id>"
+    label: str  # shown in tables and figures
+    load: Callable[[], Segmenter]
+    datasets: tuple[str, ...] | None = None  # None: every dataset (zero-shot)
+    identity: dict = field(default_factory=dict)  # checkpoint digest etc., part of the fingerprint
+
+
+def study_root(cfg: Mapping[str, Any]) -> Path:
+    return resolve_path(cfg, "runs_dir") / "autolabel" / cfg["autolabel"]["tag"]
+
+
+def study_subjects(cfg: Mapping[str, Any], subjects: pd.DataFrame) -> pd.DataFrame:
+    """The subjects of ``autolabel.datasets`` in ``autolabel.split``, capped per dataset."""
+    a = cfg["autolabel"]
+    wanted = sorted(subjects["dataset"].unique()) if a["datasets"] == "all" else list(a["datasets"])
+    missing = sorted(set(wanted) - set(subjects["dataset"]))
+    if missing:
+        raise ValueError(f"autolabel.datasets: {', '.join(missing)} not prepared in profile {cfg['profile']!r}")
+    splits = [a["split"]] if isinstance(a["split"], str) else list(a["split"])
+    chosen = subjects[subjects["dataset"].isin(wanted) & (subjects["split"].isin(splits) | ("all" in splits))]
+    chosen = chosen.sort_values(["dataset", "subject_id"])
+    if int(a["max_subjects_per_dataset"]) > 0:
+        chosen = chosen.groupby("dataset").head(int(a["max_subjects_per_dataset"]))
+    return chosen.reset_index(drop=True)
+
+
+def best_finetuned(experiments: pd.DataFrame, history: pd.DataFrame, datasets: Sequence[str]) -> pd.DataFrame:
+    """Per dataset the finished experiment with the best validation Dice, without box shift
+    (``box_shift_px == 0``) and with it (``> 0``): the two finetuned arms of the study."""
+    from mskseg_lib.biomarkers.study import best_experiment_per_dataset
+
+    rows = []
+    if experiments.empty or "box_shift_px" not in experiments:
+        return pd.DataFrame(columns=["dataset", "box_shift", "experiment_id"])
+    for shifted in (False, True):
+        pick = experiments[(experiments["box_shift_px"] > 0) == shifted]
+        for d, eid in best_experiment_per_dataset(pick, history, datasets).items():
+            rows.append({"dataset": d, "box_shift": shifted, "experiment_id": eid})
+    return pd.DataFrame(rows, columns=["dataset", "box_shift", "experiment_id"])
+
+
+# ----------------------------------------------------------------------------------------------
+# scoring
+# ----------------------------------------------------------------------------------------------
+def _present(labels: np.ndarray) -> list[int]:
+    return [int(v) for v in np.unique(labels) if v != 0]
+
+
+def score_volume(pred: np.ndarray, gt: np.ndarray, slice_axis: int, spacing_mm: tuple[float, float, float],
+                 names: Mapping[int, str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(slice rows, label rows) of one predicted canonical volume against the manual one.
+
+    Slice rows: each manually labelled slice with the mean Dice over its labels. Label rows:
+    3D Dice and volumes (cm3) per manual label over the whole volume.
+    """
+    values = _present(gt)
+    if not values:
+        raise ValueError("the manual mask is empty: nothing to score")
+    per_label = label_metrics(pred, gt, values)
+    voxel_cm3 = float(np.prod(spacing_mm)) / 1000.0
+    label_rows = pd.DataFrame([{"label": v, "label_name": names.get(v, str(v)), "dice": m["dice"], "iou": m["iou"],
+                                "gt_volume_cm3": m["gt_px"] * voxel_cm3, "pred_volume_cm3": m["pred_px"] * voxel_cm3}
+                               for v, m in per_label.items()])
+    gt_m, pred_m = np.moveaxis(gt, slice_axis, 0), np.moveaxis(pred, slice_axis, 0)
+    slice_rows = []
+    for k in range(gt_m.shape[0]):
+        here = _present(gt_m[k])
+        if not here:
+            continue
+        m = label_metrics(pred_m[k], gt_m[k], here)
+        slice_rows.append({"slice_index": k, "n_labels": len(here), "dice": float(np.mean([m[v]["dice"] for v in here])),
+                           "fp_labels": len(set(_present(pred_m[k])) - set(here))})
+    return pd.DataFrame(slice_rows), label_rows
+
+
+def _fingerprint(payload: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _file_digest(path: Path) -> str:
+    st = Path(path).stat()
+    return f"{st.st_size}-{st.st_mtime_ns}"
+
+
+@dataclass
+class SubjectResult:
+    slices: pd.DataFrame
+    labels: pd.DataFrame
+    timings: dict[str, float]
+
+
+def evaluate_subject(subject: Mapping[str, Any], segmenter: Segmenter, detector_source: PromptSource | None,
+                     spec: DatasetSpec, postprocess: Mapping[str, Any], clip_percentiles: tuple[float, float],
+                     encode_batch_size: int = 1) -> tuple[SubjectResult, Slicing, dict[str, Any]]:
+    """Segment one prepared subject with ground-truth boxes and (when given) detector boxes, from
+    the same embeddings; score both with post-processing off and on.
+
+    Returns the scores, the slicing (for examples) and the raw canonical predictions and boxes.
+    """
+    image = raw_io.read_array("nifti", Path(subject["image_nifti"]), "image")
+    gt = np.asarray(raw_io.read_array("nifti", Path(subject["mask_nifti"]), "mask").data).astype(np.int16)
+    sl = slicing(image, spec, clip_percentiles)
+    if gt.shape != sl.image_u8.shape:
+        raise ValueError(f"{subject['mask_nifti']}: mask shape {gt.shape} differs from image {sl.image_u8.shape}")
+    sources: list[PromptSource] = [mask_prompts(gt, sl.slice_axis, spec)]
+    if detector_source is not None:
+        sources.append(detector_source)
+    raw, timings = segment_volume(sl, segmenter, sources, encode_batch_size=encode_batch_size)
+    spacing = tuple(float(s) for s in np.linalg.norm(sl.canonical.affine[:3, :3], axis=0))
+    names = spec.label_names()
+    slice_parts, label_parts = [], []
+    t0 = time.perf_counter()
+    for name, pred in raw.items():
+        for pp_on in (False, True):
+            labels = postprocess_volume(pred.labels, sl.slice_axis, spec, {**postprocess, "enabled": pp_on})
+            s_rows, l_rows = score_volume(labels, gt, sl.slice_axis, spacing, names)
+            for part, rows in ((slice_parts, s_rows), (label_parts, l_rows)):
+                rows.insert(0, "postprocess", "on" if pp_on else "off")
+                rows.insert(0, "prompt", name)
+                part.append(rows)
+    timings["score_s"] = time.perf_counter() - t0
+    boxes = {name: {k: b for k, b in pred.boxes.items()} for name, pred in raw.items()}
+    result = SubjectResult(pd.concat(slice_parts, ignore_index=True), pd.concat(label_parts, ignore_index=True), timings)
+    return result, sl, {"labels": {n: p.labels for n, p in raw.items()}, "boxes": boxes, "gt": gt}
+
+
+def _boxes_json(boxes: Mapping[int, SliceBoxes]) -> dict[str, Any]:
+    return {str(k): {"boxes": np.round(b.boxes_px, 2).tolist(), "labels": b.labels.tolist(),
+                     "scores": np.round(b.scores, 4).tolist()} for k, b in boxes.items()}
+
+
+@dataclass
+class StudyResult:
+    root: Path
+    slices: pd.DataFrame  # one row per (model, dataset, subject, prompt, postprocess, slice)
+    labels: pd.DataFrame  # one row per (model, dataset, subject, prompt, postprocess, label): 3D Dice
+    subjects: pd.DataFrame  # one row per (model, dataset, subject, prompt, postprocess): subject Dice
+    runs: pd.DataFrame  # one row per (model, dataset, subject): timings, reused or computed
+
+
+def _subject_table(labels: pd.DataFrame, slices: pd.DataFrame) -> pd.DataFrame:
+    keys = ["model", "model_key", "dataset", "subject_id", "prompt", "postprocess"]
+    if labels.empty:
+        return pd.DataFrame(columns=[*keys, "dice", "dice_mean_slice", "n_labels", "n_slices"])
+    out = labels.groupby(keys, sort=False).agg(dice=("dice", "mean"), n_labels=("label", "size")).reset_index()
+    per_slice = slices.groupby(keys, sort=False).agg(dice_mean_slice=("dice", "mean"), n_slices=("dice", "size")).reset_index()
+    return out.merge(per_slice, on=keys, how="left")
+
+
+def run_study(cfg: Mapping[str, Any], subjects: pd.DataFrame, models: Sequence[StudyModel],
+              detectors: Mapping[str, Any], *, detector_ids: Mapping[str, str] | None = None,
+              progress: bool = True) -> StudyResult:
+    """Score every (model, subject) with ground-truth and detector boxes; resumes per subject.
+
+    ``detectors`` maps dataset -> an object with ``detect(images) -> detections`` (see
+    :mod:`mskseg_lib.autolabel.detector`); ``detector_ids`` (dataset -> weights digest) goes into
+    the fingerprint so retrained detectors recompute the scores.
+    """
+    a = cfg["autolabel"]
+    root = study_root(cfg)
+    clip = tuple(float(x) for x in cfg["prepare"]["clip_percentiles"])
+    size = int(a["detector"]["image_size_px"])
+    detector_ids = dict(detector_ids or {})
+    slices, labels, runs = [], [], []
+    jobs = [(m, s) for m in models for s in subjects.to_dict("records")
+            if (m.datasets is None or s["dataset"] in m.datasets) and s["dataset"] in detectors]
+    loaded: dict[str, Segmenter] = {}
+    bar = tqdm(jobs, desc="autolabel study", unit="subject", disable=not progress)
+    for model, subject in bar:
+        spec = get_dataset(subject["dataset"])
+        folder = root / "scores" / model.key / spec.name
+        done_path = folder / f"{subject['subject_id']}.json"
+        inference = {k: a["detector"][k] for k in ("conf", "iou", "max_det")}
+        fp = _fingerprint({"model": model.key, **model.identity, "detector": detector_ids.get(spec.name),
+                           "detector_inference": inference,
+                           "postprocess": a["postprocess"], "detector_size": size, "clip": clip,
+                           "image": _file_digest(Path(subject["image_nifti"])),
+                           "mask": _file_digest(Path(subject["mask_nifti"]))})
+        keys = {"model": model.label, "model_key": model.key, "dataset": spec.name, "subject_id": subject["subject_id"]}
+        if done_path.exists() and json.loads(done_path.read_text()).get("fingerprint") == fp:
+            s_rows = pd.read_parquet(folder / f"{subject['subject_id']}.slices.parquet")
+            l_rows = pd.read_parquet(folder / f"{subject['subject_id']}.labels.parquet")
+            runs.append({**keys, "status": "reused", **json.loads(done_path.read_text())["timings_s"]})
+        else:
+            bar.set_postfix_str(f"{model.key} {subject['subject_id']}")
+            if model.key not in loaded:
+                loaded.clear()  # one model in memory at a time
+                loaded[model.key] = model.load()
+            seg = loaded[model.key]
+            source = detector_prompts(detectors[spec.name], size, len(spec.labels))
+            res, _, raw = evaluate_subject(subject, seg, source, spec, a["postprocess"], clip,
+                                           int(cfg["models"]["encode_batch_size"]))
+            s_rows, l_rows = res.slices, res.labels
+            for key, value in keys.items():
+                s_rows.insert(0, key, value)
+                l_rows.insert(0, key, value)
+            atomic.save_parquet(s_rows, folder / f"{subject['subject_id']}.slices.parquet")
+            atomic.save_parquet(l_rows, folder / f"{subject['subject_id']}.labels.parquet")
+            with atomic.atomic_path(folder / f"{subject['subject_id']}.predictions.npz") as tmp:
+                with open(tmp, "wb") as fh:
+                    np.savez_compressed(fh, **{f"pred_{n}": v for n, v in raw["labels"].items()})
+            atomic.write_json(done_path, {"fingerprint": fp, **keys, "timings_s": {k: round(v, 3) for k, v in res.timings.items()},
+                                          "boxes": {n: _boxes_json(b) for n, b in raw["boxes"].items()}})
+            runs.append({**keys, "status": "computed", **{k: round(v, 3) for k, v in res.timings.items()}})
+        slices.append(s_rows)
+        labels.append(l_rows)
+    slices_df = pd.concat(slices, ignore_index=True) if slices else pd.DataFrame()
+    labels_df = pd.concat(labels, ignore_index=True) if labels else pd.DataFrame()
+    return StudyResult(root, slices_df, labels_df, _subject_table(labels_df, slices_df), pd.DataFrame(runs))
+
+
+# ----------------------------------------------------------------------------------------------
+# summaries and examples
+# ----------------------------------------------------------------------------------------------
+def dataset_summary(subjects: pd.DataFrame) -> pd.DataFrame:
+    """S70: per dataset, model, prompt and post-processing: subject Dice mean, SD, median, n."""
+    keys = ["dataset", "model", "prompt", "postprocess"]
+    if subjects.empty:
+        return pd.DataFrame(columns=[*keys, "n_subjects", "dice_mean", "dice_sd", "dice_median"])
+    g = subjects.groupby(keys, sort=True)["dice"]
+    return pd.DataFrame({"n_subjects": g.size(), "dice_mean": g.mean(), "dice_sd": g.std(),
+                         "dice_median": g.median()}).reset_index()
+
+
+def postprocess_cost(subjects: pd.DataFrame) -> pd.DataFrame:
+    """Per dataset, model and prompt: subject Dice with post-processing on minus off (paired)."""
+    keys = ["dataset", "model", "prompt", "subject_id"]
+    if subjects.empty:
+        return pd.DataFrame(columns=["dataset", "model", "prompt", "n_subjects", "dice_off", "dice_on", "difference_mean"])
+    wide = subjects.pivot_table(index=keys, columns="postprocess", values="dice").reset_index()
+    wide["difference"] = wide["on"] - wide["off"]
+    g = wide.groupby(["dataset", "model", "prompt"], sort=True)
+    return pd.DataFrame({"n_subjects": g.size(), "dice_off": g["off"].mean(), "dice_on": g["on"].mean(),
+                         "difference_mean": g["difference"].mean(),
+                         "difference_min": g["difference"].min(), "difference_max": g["difference"].max()}).reset_index()
+
+
+def example_samples(cfg: Mapping[str, Any], result: StudyResult, subjects: pd.DataFrame,
+                    postprocess: str = "on", per_dataset: int = 1) -> list[dict[str, Any]]:
+    """Figure 6b rows: per dataset the model with the best detector-prompted Dice, on the slice
+    with the most manual labels; image, manual and predicted labels, detector boxes."""
+    if result.subjects.empty:
+        return []
+    a = cfg["autolabel"]
+    det = result.subjects[(result.subjects["prompt"] == "detector") & (result.subjects["postprocess"] == postprocess)]
+    out = []
+    for dataset, g in det.groupby("dataset", sort=True):
+        for _, row in g.sort_values("dice", ascending=False).head(per_dataset).iterrows():
+            spec = get_dataset(dataset)
+            subject = subjects[(subjects["dataset"] == dataset) & (subjects["subject_id"] == row["subject_id"])].iloc[0]
+            folder = result.root / "scores" / row["model_key"] / dataset
+            with np.load(folder / f"{row['subject_id']}.predictions.npz") as npz:
+                pred_raw = npz["pred_detector"]
+            meta = json.loads((folder / f"{row['subject_id']}.json").read_text())
+            image = raw_io.read_array("nifti", Path(subject["image_nifti"]), "image")
+            gt = np.asarray(raw_io.read_array("nifti", Path(subject["mask_nifti"]), "mask").data)
+            sl = slicing(image, spec, tuple(cfg["prepare"]["clip_percentiles"]))
+            pred = postprocess_volume(pred_raw, sl.slice_axis, spec, {**a["postprocess"], "enabled": postprocess == "on"})
+            counts = [len(_present(np.take(gt, k, axis=sl.slice_axis))) for k in range(sl.n_slices)]
+            k = int(np.argmax(counts))
+            boxes = meta["boxes"]["detector"].get(str(k), {"boxes": [], "labels": []})
+            gt2d = to_display(np.take(gt, k, axis=sl.slice_axis))
+            pred2d = to_display(np.take(pred, k, axis=sl.slice_axis))
+            d2 = label_metrics(pred2d, gt2d, _present(gt2d))
+            dice = float(np.mean([m["dice"] for m in d2.values()])) if d2 else float("nan")
+            out.append({"image": sl.display_slice(k), "gt": gt2d, "pred": pred2d,
+                        "det_boxes": np.asarray(boxes["boxes"], float).reshape(-1, 4),
+                        "det_labels": np.asarray(boxes["labels"], int),
+                        "title": f"{spec.anatomy} {spec.sequence_name} / {row['subject_id']} / slice {k} / "
+                                 f"{row['model']}, slice Dice {dice:.2f}"})
+    return out
+
+
+def study_models(cfg: Mapping[str, Any], datasets: Sequence[str], prepared: Sequence[str],
+                 grid: Any | None = None) -> tuple[list[StudyModel], pd.DataFrame]:
+    """The segmenters of the comparison and a table saying which run and why.
+
+    Zero-shot: each of ``autolabel.models`` whose checkpoint is present (the rest are listed as
+    not run). Finetuned (``autolabel.finetuned``): from notebook 03's grid (``grid``: a
+    ``GridResult``; ``prepared``: every prepared dataset, as the grid was expanded), per dataset the best experiment on validation Dice without and with box
+    shift; one model entry per experiment, applied to the datasets it is best for.
+    """
+    from mskseg_lib.models.registry import get_spec
+    from mskseg_lib.models.zoo import load_model, model_availability
+
+    a = cfg["autolabel"]
+    models: list[StudyModel] = []
+    rows = []
+    avail = model_availability(cfg, list(a["models"]))
+    for r in avail.itertuples():
+        rows.append({"model": f"{r.model} zero-shot", "kind": "zero-shot", "datasets": "all", "status": r.status,
+                     "detail": r.detail or r.checkpoint})
+        if r.status == "available":
+            key = str(r.model_key)
+            models.append(StudyModel(key, f"{r.model} zero-shot", (lambda k=key: load_model(cfg, k)),
+                                     identity={"checkpoint": r.checkpoint}))
+    if a["finetuned"] and grid is not None:
+        from mskseg_lib.finetuning.engine import run_dir_of
+        from mskseg_lib.finetuning.evaluate import finetuned_segmenter
+        from mskseg_lib.finetuning.grid import expand_grid
+
+        best = best_finetuned(grid.experiments, grid.history, datasets)
+        experiments = {e.run_id(rep): (e, rep) for e in expand_grid(cfg, sorted(prepared))
+                       for rep in range(1, int(cfg["finetune"]["repeats"]) + 1)} if not best.empty else {}
+        for (eid, shifted), g in best.groupby(["experiment_id", "box_shift"], sort=True):
+            if eid not in experiments:
+                rows.append({"model": eid, "kind": "finetuned", "datasets": ",".join(g["dataset"]),
+                             "status": "not run: experiment not in this profile's grid", "detail": ""})
+                continue
+            exp, rep = experiments[eid]
+            run_dir = run_dir_of(cfg, exp, rep)
+            label = f"{get_spec(exp.model_key).display_name} finetuned{' + box shift' if shifted else ''}"
+            models.append(StudyModel(f"finetuned-{eid}", label,
+                                     (lambda e=exp, d=run_dir: finetuned_segmenter(cfg, e, d)),
+                                     datasets=tuple(g["dataset"]), identity={"weights": _file_digest(run_dir / "model_best.pt")}))
+            rows.append({"model": label, "kind": "finetuned", "datasets": ",".join(g["dataset"]), "status": "available",
+                         "detail": eid})
+        for shifted in (False, True):
+            have = set(best.loc[best["box_shift"] == shifted, "dataset"])
+            for d in datasets:
+                if d not in have:
+                    rows.append({"model": f"finetuned{' + box shift' if shifted else ''}", "kind": "finetuned",
+                                 "datasets": d, "status": "not run: no finished experiment trained on this dataset",
+                                 "detail": ""})
+    return models, pd.DataFrame(rows, columns=["model", "kind", "datasets", "status", "detail"])

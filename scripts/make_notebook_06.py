@@ -1,0 +1,252 @@
+#!/usr/bin/env python
+"""Write ``notebooks/06_autolabel.ipynb`` (without outputs) from the cells below.
+
+The notebook is generated so that it stays thin and reviewable: edit the cells here, then run
+``python scripts/make_notebook_06.py`` (``--check`` exits 1 if the stored notebook differs).
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import notebook_gen  # noqa: E402
+from notebook_gen import code, md  # noqa: E402
+
+TARGET = notebook_gen.ROOT / "notebooks" / "06_autolabel.ipynb"
+
+CELLS = [
+    md("""
+# 06 · AutoLabel: detector prompts to 3D masks, no human in the loop
+
+Box-prompted models need a box per structure and slice. AutoLabel lets a detector draw them:
+a YOLO detector (ultralytics, trained from scratch on the YOLO export of notebook 01) proposes
+labelled boxes on every slice, the segmenter decodes all boxes of a slice from one embedding,
+post-processing cleans each label, and a 3D NIfTI comes out on the source's grid.
+
+This notebook measures what that costs against ground-truth boxes, for five datasets (thigh,
+shoulder, spine T1 sagittal, knee DESS, spine T1 axial) and every available model (the zero-shot
+zoo and the best finetuned model of notebook 03 with and without box-shift augmentation):
+
+* **detector quality** on the test split: precision, recall, mAP50, mAP50-95;
+* **Dice with ground-truth boxes vs detector boxes** per subject (3D, whole volume: detector
+  boxes on slices without any manual label count as false positives) and per slice;
+  Wilcoxon rank-sum between the two prompt conditions per dataset and model, BH-corrected
+  (tables **S69-S71**, **figure 6a** raincloud plots, **figure 6b** examples);
+* the Dice **cost of post-processing** (on vs off, same predictions);
+* the pipeline as a user runs it (`mskseg autolabel`): a raw DICOM series in, a label NIfTI
+  with the series' affine, a JSON of detections and review overlays out.
+"""),
+    code("""
+import os
+
+profile = os.environ.get("MSKSEG_PROFILE", "default")
+params = None
+""", tags=["parameters"]),
+    md("""
+## Setup
+
+`params` is the full profile as injected by papermill (or `None` when run interactively).
+"""),
+    code("""
+import json
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+from IPython.display import Image, display
+
+from mskseg_lib.autolabel import detector as det
+from mskseg_lib.autolabel import study
+from mskseg_lib.autolabel.inputs import find_volumes
+from mskseg_lib.autolabel.pipeline import AutolabelSettings, autolabel, detector_prompts
+from mskseg_lib.config import load_profile
+from mskseg_lib.data.catalog import get_dataset
+from mskseg_lib.data.prepare import prepare_all
+from mskseg_lib.data.tables import load_tables
+from mskseg_lib.finetuning.runner import run_grid
+from mskseg_lib.models.checkpoints import sha256_file
+from mskseg_lib.plots import autolabel as aplots
+from mskseg_lib.plots.style import apply_style
+from mskseg_lib.reporting import save_figure, save_table
+from mskseg_lib.stats.comparisons import ranksum_by_group
+
+cfg = load_profile(profile, overrides=params if isinstance(params, dict) else None)
+a = cfg["autolabel"]
+apply_style()
+pd.set_option("display.width", 160)
+print(f"profile: {cfg['profile']} - {cfg['description']}")
+print({k: v for k, v in a.items() if k != "detector"})
+print("detector:", a["detector"])
+"""),
+    md("""
+## Subjects
+
+The test subjects of the five datasets: no detector or finetuned model saw them.
+"""),
+    code("""
+prepare_all(cfg)
+subjects, _ = load_tables(cfg)
+chosen = study.study_subjects(cfg, subjects)
+datasets = sorted(chosen["dataset"].unique())
+chosen.groupby("dataset").agg(subjects=("subject_id", "size"), slices=("n_slices", "sum"),
+                              rows_px=("rows_px", "first"), cols_px=("cols_px", "first"))
+"""),
+    md("""
+## Detectors
+
+One detector per dataset (its classes are the dataset's labels), built from the ultralytics
+model YAML (no pretrained download), trained on the training split of the YOLO export with the
+profile's image size, epochs, batch and augmentation, validated on the validation split. A
+trained detector with the same settings and export is reused. Then precision, recall and mAP
+on the **test** split.
+
+With no pretrained weights to start from, the detector is only as good as the training it
+gets: the `fixture` profile trains 3 epochs on a dozen slices, a detector that finds nothing at
+a real threshold, so that profile lowers the threshold to 0.001 (5 boxes per slice) to keep
+boxes flowing through every step. Its Dice numbers show that the pipeline runs, not how well.
+"""),
+    code("""
+runs = {d: det.train_detector(cfg, d, progress=False) for d in datasets}
+pd.DataFrame([{"dataset": d, "model": r.model, "weights": str(r.weights), "reused": r.reused,
+               "train_s": round(r.seconds, 1)} for d, r in runs.items()])
+"""),
+    code("""
+det_metrics = pd.concat([det.evaluate_detector(r.weights, cfg, d, split="test") for d, r in runs.items()],
+                        ignore_index=True)
+save_table(det_metrics.round(4), cfg, "tableS71b_detector_test_metrics", notebook="06",
+           caption="S71b: detector precision, recall, mAP50 and mAP50-95 on the test split, per class and overall.")
+det_metrics[det_metrics["class_name"] == "all"].round(3)
+"""),
+    md("""
+## Models
+
+The zero-shot zoo (models whose checkpoints are present) and, from notebook 03's grid, the best
+finetuned model per dataset (validation Dice) without and with box-shift augmentation. Models
+that cannot run are listed with the reason.
+"""),
+    code("""
+grid = run_grid(cfg) if a["finetuned"] else None
+models, model_table = study.study_models(cfg, datasets, sorted(subjects["dataset"].unique()), grid)
+model_table
+"""),
+    md("""
+## Ground-truth boxes vs detector boxes
+
+Every slice of each test volume goes through the detector; slices with a box from either
+source are encoded once and both prompt sets are decoded from that embedding. Scores are kept
+per subject and reused on a rerun.
+"""),
+    code("""
+detectors = {d: det.load_detector(r.weights, a["detector"]) for d, r in runs.items()}
+detector_ids = {d: sha256_file(r.weights) for d, r in runs.items()}
+result = study.run_study(cfg, chosen, models, detectors, detector_ids=detector_ids)
+result.runs.groupby(["model", "status"]).agg(subjects=("subject_id", "size"),
+                                             encode_s=("encode_s", "sum"), decode_s=("decode_s", "sum"))
+"""),
+    code("""
+subj = result.subjects
+save_table(subj.round(4), cfg, "tableS69_subject_dice_by_prompt", notebook="06",
+           caption="S69: subject Dice (3D, whole volume, mean over labels) and mean slice Dice with ground-truth "
+                   "boxes and with detector boxes, post-processing off and on.")
+save_table(result.slices.round(4), cfg, "tableS69b_slice_dice_by_prompt", notebook="06",
+           caption="S69b: slice Dice (mean over the slice's manual labels) with ground-truth and detector boxes.")
+summary = study.dataset_summary(subj)
+save_table(summary.round(4), cfg, "tableS70_dataset_summary_by_prompt", notebook="06",
+           caption="S70: subject Dice per dataset, model and prompt condition (mean, SD, median).")
+summary[summary["postprocess"] == "on"].round(3)
+"""),
+    md("""
+## Wilcoxon rank-sum tests (S71) and figure 6a
+
+Per dataset and model, ground-truth boxes vs detector boxes on subject Dice (post-processing on,
+as the pipeline writes it), two-sided Wilcoxon rank-sum, Benjamini-Hochberg over all tests. With
+few test subjects per dataset (the fixture has one) the tests cannot run and say so.
+"""),
+    code("""
+final = subj[subj["postprocess"] == "on"]
+tests = ranksum_by_group(final, group_cols=("dataset", "model"), condition_col="prompt", value_col="dice",
+                         conditions=("gt_box", "detector"))
+save_table(tests.round(6), cfg, "tableS71_ranksum_gt_vs_detector", notebook="06",
+           caption="S71: Wilcoxon rank-sum, ground-truth vs detector boxes, subject Dice, per dataset and model; "
+                   "BH-adjusted p over all tests.")
+fig = aplots.plot_figure6a(final, tests)
+save_figure(fig, cfg, "fig6a_dice_gt_vs_detector", notebook="06",
+            caption="Figure 6a: subject Dice with ground-truth boxes vs detector boxes per dataset and model "
+                    "(raincloud: half violin, box, points); BH-adjusted rank-sum p above each model.")
+tests.round(4)
+"""),
+    md("""
+## Figure 6b: examples
+
+Per dataset, the model with the best detector-prompted Dice on the slice with the most manual
+labels: detector boxes, manual and predicted labels, manual and predicted contours.
+"""),
+    code("""
+samples = study.example_samples(cfg, result, chosen)
+fig = aplots.plot_figure6b(samples, max_rows=len(datasets))
+save_figure(fig, cfg, "fig6b_autolabel_examples", notebook="06",
+            caption="Figure 6b: AutoLabel examples: detector boxes, ground-truth overlay, predicted overlay, "
+                    "ground-truth contour, predicted contour.")
+"""),
+    md("""
+## The cost of post-processing
+
+Same predictions, scored before and after the per-label cleanup (small components, closing,
+Gaussian smoothing, overlap rule). A negative difference means the cleanup removed true
+structure (thin cartilage under a wide kernel); a positive one, that it removed specks and
+closed holes.
+"""),
+    code("""
+cost = study.postprocess_cost(subj)
+save_table(cost.round(4), cfg, "tableS71c_postprocessing_cost", notebook="06",
+           caption="S71c: subject Dice with post-processing off and on (paired difference on - off) per dataset, "
+                   "model and prompt condition.")
+fig = aplots.plot_postprocess_cost(subj[subj["prompt"] == "detector"])
+save_figure(fig, cfg, "fig6c_postprocessing_cost", notebook="06",
+            caption="Figure 6c: subject Dice with detector boxes, post-processing off vs on (bars: means; "
+                    "points: subjects; difference on - off above each model).")
+cost.round(3)
+"""),
+    md("""
+## The pipeline as a user runs it
+
+`mskseg autolabel` does the following from the command line (and splits the volumes across
+ranks under `torchrun`). Here: the raw test volume of the first dataset whose raw data are DICOM
+or NIfTI (the thigh comes as a DICOM series), the first available model, that dataset's detector. Out come a label NIfTI with the series'
+affine and matrix, a JSON of per-slice detections, overlays of every Nth slice and a run report.
+"""),
+    code("""
+formats = chosen["dataset"].map(lambda d: get_dataset(d).raw_format)
+raw_ok = chosen[formats.isin(["dicom", "nifti"])].assign(_dicom=formats != "dicom").sort_values("_dicom")
+demo = (raw_ok if len(raw_ok) else chosen).iloc[0]
+spec = get_dataset(demo["dataset"])
+items = find_volumes(demo["raw_image_path"] if len(raw_ok) else demo["image_nifti"])
+out_dir = study.study_root(cfg) / "pipeline_demo" / spec.name
+settings = AutolabelSettings.from_profile(cfg, spec)
+segmenter = models[0].load() if models else None
+if segmenter is None:
+    print("no segmenter available in this profile: pipeline demo not run")
+else:
+    report = autolabel(items, out_dir, segmenter,
+                       detector_prompts(detectors[spec.name], a["detector"]["image_size_px"], len(spec.labels)),
+                       settings, model_ids={"segmenter": models[0].key, "detector": detector_ids[spec.name],
+                                            "detector_inference": {k: a["detector"][k] for k in ("conf", "iou", "max_det")}},
+                       progress=False)
+    display(pd.DataFrame(report.rows))
+    out = nib.load(out_dir / f"{items[0].name}.nii.gz")
+    print("input:", items[0].path, "| output:", out.shape, "| affine equal to the source:",
+          bool(np.allclose(out.affine, json.loads((out_dir / f"{items[0].name}.detections.json").read_text())["source_affine"])))
+    overlays = sorted((out_dir / "overlays" / items[0].name).glob("*.png"))
+    if overlays:
+        display(Image(filename=str(overlays[len(overlays) // 2])))
+"""),
+]
+
+
+def render() -> str:
+    return notebook_gen.render(CELLS, "nb06")
+
+
+if __name__ == "__main__":
+    sys.exit(notebook_gen.main(TARGET, render(), len(CELLS), __doc__.splitlines()[0]))

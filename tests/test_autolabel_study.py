@@ -1,0 +1,99 @@
+"""Notebook 06's study: scoring against known answers, and a run over the tiny cohort with an
+oracle detector (the manual boxes, as a detector would report them) in which both prompt
+conditions must therefore score the same; per-subject resume."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from autolabel_fakes import BoxFillSegmenter, OracleDetector
+from mskseg_lib.autolabel import study
+from mskseg_lib.autolabel.study import StudyModel
+from mskseg_lib.data import raw_io
+from mskseg_lib.data.catalog import get_dataset
+from mskseg_lib.data.prepare import prepare_all
+from mskseg_lib.data.cohort import generate_cohort
+from mskseg_lib.data.tables import load_tables
+
+
+def test_score_volume_known_dice():
+    gt = np.zeros((10, 10, 4), np.uint8)
+    gt[2:6, 2:6, 0:2] = 1  # 32 voxels, slices 0-1
+    gt[6:8, 6:8, 1:3] = 2  # 8 voxels, slices 1-2
+    pred = gt.copy()
+    pred[2:6, 2:6, 1] = 0  # label 1 missed on slice 1: 3D Dice 2*16/(32+16)
+    pred[0, 0, 3] = 2  # a false positive on an unlabelled slice
+    slices, labels = study.score_volume(pred, gt, 2, (1.0, 1.0, 2.0), {1: "a", 2: "b"})
+    d = labels.set_index("label")["dice"]
+    assert d[1] == pytest.approx(32 / 48) and d[2] == pytest.approx(16 / 17)
+    assert labels.set_index("label")["gt_volume_cm3"][1] == pytest.approx(32 * 2 / 1000)
+    s = slices.set_index("slice_index")
+    assert list(s.index) == [0, 1, 2]  # slice 3 has no manual label: not a slice row
+    assert s.loc[0, "dice"] == 1.0 and s.loc[1, "dice"] == pytest.approx(0.5) and s.loc[2, "dice"] == 1.0
+    with pytest.raises(ValueError, match="empty"):
+        study.score_volume(pred, np.zeros_like(gt), 2, (1, 1, 1), {})
+
+
+def test_postprocess_cost_and_summary_tables():
+    rows = []
+    for sid, off, on in (("s1", 0.8, 0.7), ("s2", 0.6, 0.65)):
+        for pp, dice in (("off", off), ("on", on)):
+            rows.append({"model": "m", "dataset": "d", "subject_id": sid, "prompt": "detector", "postprocess": pp, "dice": dice})
+    subjects = pd.DataFrame(rows)
+    cost = study.postprocess_cost(subjects).iloc[0]
+    assert cost["difference_mean"] == pytest.approx(-0.025) and cost["n_subjects"] == 2
+    summ = study.dataset_summary(subjects).set_index("postprocess")
+    assert summ.loc["off", "dice_mean"] == pytest.approx(0.7) and summ.loc["on", "dice_median"] == pytest.approx(0.675)
+
+
+def test_best_finetuned_splits_by_box_shift():
+    exps = pd.DataFrame({"experiment_id": ["a", "b", "c"], "status": "finished", "box_shift_px": [0, 20, 0],
+                         "train_datasets": ["D", "D", "D"]})
+    hist = pd.DataFrame({"experiment_id": ["a", "b", "c"], "val_dice": [0.5, 0.9, 0.7]})
+    best = study.best_finetuned(exps, hist, ["D"]).set_index("box_shift")["experiment_id"]
+    assert best[False] == "c" and best[True] == "b"
+
+
+def test_study_oracle_detector_matches_ground_truth_boxes_and_resumes(tiny_cfg):
+    cfg = tiny_cfg
+    cfg["autolabel"]["datasets"] = ["Spine_2D_T2ax_Clinical_Anatomical_38"]
+    generate_cohort(cfg, progress=False)
+    prepare_all(cfg, progress=False)
+    subjects, _ = load_tables(cfg)
+    chosen = study.study_subjects(cfg, subjects)
+    assert set(chosen["split"]) == {"test"} and len(chosen) == 1
+    subject = chosen.iloc[0]
+    spec = get_dataset(subject["dataset"])
+    gt = np.asarray(raw_io.read_array("nifti", subject["mask_nifti"], "mask").data)
+    side = max(int(subject["rows_px"]), int(subject["cols_px"]))
+    multi = frozenset(lab.value for lab in spec.labels if lab.multi_instance)
+    det = OracleDetector(gt, spec.slice_axis_canonical, cfg["autolabel"]["detector"]["image_size_px"], per_instance=multi)
+    seg = BoxFillSegmenter(128, side)
+    models = [StudyModel("box_fill", "box fill", lambda: seg, identity={"v": 1})]
+    result = study.run_study(cfg, chosen, models, {spec.name: det}, progress=False)
+    wide = result.subjects.pivot_table(index=["subject_id", "postprocess"], columns="prompt", values="dice")
+    assert np.allclose(wide["gt_box"], wide["detector"])  # the same boxes give the same masks
+    assert (result.subjects["dice"] > 0.3).all()  # box-filled anatomy overlaps its manual mask
+    assert set(result.runs["status"]) == {"computed"}
+    # every labelled slice of the volume is scored
+    n_labelled = int(np.any(np.moveaxis(gt, spec.slice_axis_canonical, 0) > 0, axis=(1, 2)).sum())
+    assert result.subjects["n_slices"].eq(n_labelled).all()
+    again = study.run_study(cfg, chosen, models, {spec.name: det}, progress=False)
+    assert set(again.runs["status"]) == {"reused"}
+    pd.testing.assert_frame_equal(again.subjects, result.subjects)
+    samples = study.example_samples(cfg, result, chosen)
+    assert len(samples) == 1 and samples[0]["image"].shape == samples[0]["gt"].shape == samples[0]["pred"].shape
+    assert len(samples[0]["det_boxes"]) == len(samples[0]["det_labels"]) > 0
+
+
+def test_notebook_06_matches_its_generator():
+    import importlib.util
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("make_notebook_06", root / "scripts" / "make_notebook_06.py")
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    path = root / "notebooks" / "06_autolabel.ipynb"
+    assert path.read_text() == gen.render(), "run scripts/make_notebook_06.py"

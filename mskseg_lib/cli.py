@@ -253,10 +253,12 @@ def _autolabel(args: argparse.Namespace) -> int:
 
     spec = get_dataset(args.dataset)
     a = cfg["autolabel"]
-    weights = Path(args.detector) if args.detector else det.detector_dir(cfg, spec.name) / a["detector"]["model"] / "weights" / "best.pt"
-    if not weights.is_file():
-        raise DataError(weights, "detector weights not found (train them: mskseg train-detector "
-                                 f"--profile {args.profile} --dataset {spec.name})")
+    if args.detector:
+        weights = Path(args.detector)
+        if not weights.is_file():
+            raise DataError(weights, "detector weights not found")
+    else:  # the profile's detector, only if its training finished with the current settings
+        weights = det.trained_detector(cfg, spec.name)
     model_key = args.model
     if model_key is None:
         avail = model_availability(cfg, list(a["models"]))
@@ -271,13 +273,14 @@ def _autolabel(args: argparse.Namespace) -> int:
         import torch
 
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) % max(torch.cuda.device_count(), 1))
-    items = find_volumes(args.input)
+    items = find_volumes(args.input, exclude=args.output)
     segmenter = load_model(cfg, model_key, device)
     detector = det.load_detector(weights, a["detector"], device)
     settings = AutolabelSettings.from_profile(cfg, spec)
     model_ids = {"segmenter": model_key, "segmenter_checkpoint": str((getattr(segmenter, "checkpoint", None) or {}).get("sha256", "")),
                  "detector": sha256_file(weights),
-                 "detector_inference": {k: a["detector"][k] for k in ("conf", "iou", "max_det")}}
+                 "detector_inference": {k: a["detector"][k] for k in ("conf", "iou", "max_det")},
+                 "device_type": device.type, "autocast_bf16": bool(cfg["models"]["autocast_bf16"])}
     record = {"command": "autolabel", "profile": cfg["profile"], "seed": cfg["seed"], "input": str(args.input),
               "started_utc": utc_now_iso(), "git": git_info(), "versions": collect_versions(),
               "detector_weights": str(weights), "device": str(device)}

@@ -58,7 +58,7 @@ from IPython.display import Image, display
 
 from mskseg_lib.autolabel import detector as det
 from mskseg_lib.autolabel import study
-from mskseg_lib.autolabel.inputs import find_volumes
+from mskseg_lib.autolabel.inputs import find_volumes, read_volume
 from mskseg_lib.autolabel.pipeline import AutolabelSettings, autolabel, detector_prompts
 from mskseg_lib.config import load_profile
 from mskseg_lib.data.catalog import get_dataset
@@ -234,9 +234,10 @@ else:
                                             "detector_inference": {k: a["detector"][k] for k in ("conf", "iou", "max_det")}},
                        progress=False)
     display(pd.DataFrame(report.rows))
-    out = nib.load(out_dir / f"{items[0].name}.nii.gz")
-    print("input:", items[0].path, "| output:", out.shape, "| affine equal to the source:",
-          bool(np.allclose(out.affine, json.loads((out_dir / f"{items[0].name}.detections.json").read_text())["source_affine"])))
+    out, source = nib.load(out_dir / f"{items[0].name}.nii.gz"), read_volume(items[0])
+    print("input:", items[0].path, f"({items[0].kind})", "| shape:", source.shape, "-> output:", out.shape,
+          "| affine equal to the source's:", bool(np.allclose(out.affine, source.affine, atol=1e-4)))
+    print("detected slices:", len(json.loads((out_dir / f"{items[0].name}.detections.json").read_text())["slices"]))
     overlays = sorted((out_dir / "overlays" / items[0].name).glob("*.png"))
     if overlays:
         display(Image(filename=str(overlays[len(overlays) // 2])))

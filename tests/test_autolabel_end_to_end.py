@@ -72,5 +72,21 @@ def test_cli_autolabel_names_missing_detector(tmp_path, capsys):
     rc = cli_main(["autolabel", "--profile", "fixture", "--dataset", THIGH, "--input", str(tmp_path / "v.nii.gz"),
                    "--output", str(tmp_path / "out"), "--detector", str(tmp_path / "none.pt")])
     assert rc == 2
+    assert "none.pt: detector weights not found" in capsys.readouterr().err
+    import copy
+
+    import yaml
+
+    from mskseg_lib.config import load_profile
+
+    cfg = copy.deepcopy(load_profile("fixture"))
+    cfg["paths"] = {k: str(tmp_path / k) for k in cfg["paths"]}  # a project with no detector trained
+    weights = tmp_path / "runs_dir" / "autolabel" / "detectors" / THIGH / "yolov8n" / "weights" / "best.pt"
+    weights.parent.mkdir(parents=True)
+    weights.write_bytes(b"half-trained")  # ultralytics writes best.pt while training; no run record yet
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(cfg))
+    rc = cli_main(["autolabel", "--profile", str(tmp_path / "p.yaml"), "--dataset", THIGH,
+                   "--input", str(tmp_path / "v.nii.gz"), "--output", str(tmp_path / "out")])
+    assert rc == 2  # the profile's detector: only a finished training counts
     err = capsys.readouterr().err
-    assert "none.pt: detector weights not found" in err and "train-detector" in err
+    assert "detector_run.json" in err and "train-detector" in err

@@ -203,3 +203,41 @@ def test_torchrun_two_ranks_split_the_volumes(tmp_path):
     assert sorted(names) == [f"case{i}" for i in range(5)] and len(names) == len(set(names))
     assert set(by_rank) == {0, 1} and all(r["status"] == "labelled" for r in report["volumes"])
     assert all((tmp_path / "out" / f"case{i}.nii.gz").exists() for i in range(5))
+
+
+def test_unexpected_error_in_one_volume_is_reported_and_the_batch_goes_on(tmp_path):
+    _write_inputs(tmp_path / "in", n=2)
+    items = find_volumes(tmp_path / "in")
+    vol = read_volume(items[0])
+    seg = BoxFillSegmenter(128, max(pl.slicing(vol, SPEC).display_slice(0).shape))
+
+    class Flaky:
+        name = "detector"
+        calls = 0
+
+        def __call__(self, images, indices):
+            Flaky.calls += 1
+            if Flaky.calls == 1:
+                raise RuntimeError("out of memory")
+            return [pl.SliceBoxes.empty() for _ in images]
+
+    report = pl.autolabel(items, tmp_path / "out", seg, Flaky(), settings(), progress=False)
+    rows = {r["volume"]: r for r in report.rows}
+    assert rows["case0"]["status"] == "failed" and rows["case0"]["message"] == "RuntimeError: out of memory"
+    assert "Traceback" in rows["case0"]["traceback"] and rows["case1"]["status"] == "labelled"
+
+
+def test_output_folder_inside_the_input_is_not_an_input(tmp_path):
+    _write_inputs(tmp_path / "in", n=1)
+    _write_inputs(tmp_path / "in" / "out", n=1)  # as if a previous run wrote its labels there
+    assert [v.name for v in find_volumes(tmp_path / "in", exclude=tmp_path / "in" / "out")] == ["case0"]
+
+
+def test_settings_demand_the_export_image_size(tmp_path):
+    from mskseg_lib.config import load_profile
+
+    cfg = load_profile("fixture")
+    assert pl.AutolabelSettings.from_profile(cfg, SPEC).detector_image_size_px == cfg["prepare"]["yolo_image_size_px"]
+    cfg["autolabel"]["detector"]["image_size_px"] = 128
+    with pytest.raises(ValueError, match="yolo_image_size_px"):
+        pl.AutolabelSettings.from_profile(cfg, SPEC)

@@ -116,3 +116,12 @@ def test_postprocess_volume_disabled_is_identity_and_enabled_cleans_each_slice()
     assert (pp.postprocess_volume(vol, 2, THIGH, settings) == vol).all()
     out = pp.postprocess_volume(vol, 2, THIGH, {**settings, "enabled": True})
     assert (out[19:21, 19:21, 1] == value).all() and out[0, 0, 2] == 0
+
+
+def test_structure_cut_by_the_image_edge_is_not_eroded_there():
+    m = np.zeros((40, 40), bool)
+    m[:, :20] = True  # fills the left half, touching three image edges
+    out = pp.clean_label_mask(m, kernel_px=15, min_component_px=0)
+    assert (out == m).all()
+    full = np.ones((30, 30), bool)
+    assert pp.clean_label_mask(full, kernel_px=9, min_component_px=0).all()

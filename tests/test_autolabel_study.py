@@ -3,6 +3,8 @@ oracle detector (the manual boxes, as a detector would report them) in which bot
 conditions must therefore score the same; per-subject resume."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -69,6 +71,20 @@ def test_study_oracle_detector_matches_ground_truth_boxes_and_resumes(tiny_cfg):
     side = max(int(subject["rows_px"]), int(subject["cols_px"]))
     multi = frozenset(lab.value for lab in spec.labels if lab.multi_instance)
     det = OracleDetector(gt, spec.slice_axis_canonical, cfg["autolabel"]["detector"]["image_size_px"], per_instance=multi)
+    # the detector sees exactly the images it was trained on: the YOLO export's PNGs
+    import cv2
+
+    from mskseg_lib.autolabel.pipeline import clip_percentiles, slicing
+    from mskseg_lib.data.preprocess import resize_slice
+
+    sl = slicing(raw_io.read_array("nifti", subject["image_nifti"], "image"), spec, clip_percentiles(cfg, spec.name))
+    pngs = sorted((Path(cfg["paths"]["data_root"]) / "prepared" / "yolo" / spec.name / "images" / "test").glob(
+        f"{subject['subject_id']}_*.png"))
+    assert pngs
+    for png in pngs:
+        k = int(png.stem.rsplit("_", 1)[1])
+        exported = cv2.imread(str(png), cv2.IMREAD_GRAYSCALE)
+        assert np.array_equal(resize_slice(sl.display_slice(k), exported.shape[0]), exported)
     seg = BoxFillSegmenter(128, side)
     models = [StudyModel("box_fill", "box fill", lambda: seg, identity={"v": 1})]
     result = study.run_study(cfg, chosen, models, {spec.name: det}, progress=False)

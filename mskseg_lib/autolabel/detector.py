@@ -57,6 +57,7 @@ __all__ = [
     "export_yaml_path",
     "load_detector",
     "train_detector",
+    "trained_detector",
     "training_data_yaml",
     "validate_augment",
 ]
@@ -477,6 +478,29 @@ def train_detector(
     })
     return DetectorRun(dataset, model_name, weights, run_dir, train_args,
                        round(time.perf_counter() - start, 3), False)
+
+
+def trained_detector(cfg: Mapping[str, Any], dataset: str) -> Path:
+    """``best.pt`` of a *finished* training with the profile's current settings and export.
+
+    ultralytics saves ``best.pt`` during training, so the file alone can be a half-trained
+    detector; the run record is written only when training finished. Raises ``DataError``
+    naming the file when the record is missing or was made with other settings or data.
+    """
+    from mskseg_lib.data.errors import DataError
+
+    settings = cfg["autolabel"]["detector"]
+    run_dir = detector_dir(cfg, dataset) / str(settings["model"])
+    weights, record_path = run_dir / "weights" / "best.pt", run_dir / "weights" / RUN_RECORD
+    hint = f"train it: mskseg train-detector --profile {cfg['profile']} --dataset {dataset}"
+    record = _read_record(record_path)
+    if not weights.is_file() or record is None:
+        raise DataError(record_path, f"no finished detector training here ({hint})")
+    export = _scan_export(export_yaml_path(cfg, dataset))
+    inputs = _fingerprint_inputs(settings, cfg["seed"], dataset, validate_augment(settings.get("augment")), export)
+    if record.get("fingerprint") != _fingerprint(inputs):
+        raise DataError(record_path, f"the detector was trained with other settings or another export ({hint})")
+    return weights
 
 
 # --------------------------------------------------------------------------------------------

@@ -72,8 +72,11 @@ def _children(folder: Path) -> list[VolumeInput]:
     return found
 
 
-def find_volumes(path: str | Path) -> list[VolumeInput]:
+def find_volumes(path: str | Path, exclude: str | Path | None = None) -> list[VolumeInput]:
     """Every volume under ``path`` (see the module docstring), sorted by name.
+
+    ``exclude``: a folder to leave out (the output folder, when it lies inside the input, so a
+    rerun does not label its own results).
 
     Raises ``DataError`` when the path does not exist, holds no volume, or two volumes would
     write the same output name.
@@ -91,6 +94,9 @@ def find_volumes(path: str | Path) -> list[VolumeInput]:
     for sub in sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")):
         if not is_dicom_series(sub):  # a patient folder: look one level further
             found.extend(VolumeInput(f"{sub.name}_{v.name}", v.path, v.kind) for v in _children(sub))
+    if exclude is not None:
+        skip = Path(exclude).resolve()
+        found = [v for v in found if not v.path.resolve().is_relative_to(skip)]
     if not found:
         raise DataError(path, "no NIfTI files or DICOM series found here (searched two levels)")
     names = [v.name for v in found]

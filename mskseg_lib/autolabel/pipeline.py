@@ -27,7 +27,9 @@ import datetime
 import hashlib
 import json
 import os
+import shutil
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol, Sequence
@@ -40,7 +42,7 @@ from tqdm.auto import tqdm
 
 from mskseg_lib import atomic
 from mskseg_lib.autolabel.inputs import VolumeInput, read_volume
-from mskseg_lib.autolabel.postprocess import postprocess_volume
+from mskseg_lib.autolabel.postprocess import label_kernels, postprocess_volume
 from mskseg_lib.data import raw_io
 from mskseg_lib.data.boxes import slice_boxes
 from mskseg_lib.data.catalog import DatasetSpec
@@ -49,6 +51,12 @@ from mskseg_lib.data.preprocess import SliceGeometry, clip_to_uint8, from_displa
 from mskseg_lib.data.volume import RAS_ORNT, Volume, to_canonical
 from mskseg_lib.evaluation.masks import logits_to_label_map
 from mskseg_lib.models.interface import Prompts, Segmenter
+
+# bumped when a change to this pipeline or to post-processing changes its outputs: part of every
+# volume's fingerprint, so finished volumes are relabelled rather than reused
+PIPELINE_VERSION = 2
+BOX_CONVENTION = ("inclusive pixel boxes [x0, y0, x1, y1] (x = column, y = row) of the slice in display "
+                  "orientation (canonical RAS slice rotated by to_display), as drawn on the overlays")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -370,16 +378,30 @@ class AutolabelSettings:
 
     @staticmethod
     def from_profile(cfg: Mapping[str, Any], spec: DatasetSpec) -> "AutolabelSettings":
+        """The profile's settings for ``spec``; the detector must see slices as the export made them."""
         a = cfg["autolabel"]
-        return AutolabelSettings(spec, int(a["detector"]["image_size_px"]),
-                                 tuple(float(x) for x in cfg["prepare"]["clip_percentiles"]),
+        size = int(a["detector"]["image_size_px"])
+        if size != int(cfg["prepare"]["yolo_image_size_px"]):
+            raise ValueError(f"autolabel.detector.image_size_px ({size}) must equal prepare.yolo_image_size_px "
+                             f"({cfg['prepare']['yolo_image_size_px']}): the detector trains on that export")
+        label_kernels(spec, a["postprocess"])  # a bad kernel setting fails here, not once per volume
+        return AutolabelSettings(spec, size, clip_percentiles(cfg, spec.name),
                                  dict(a["postprocess"]), int(a["overlay_every_n"]),
                                  int(cfg["models"]["encode_batch_size"]))
 
     def as_record(self) -> dict[str, Any]:
-        return {"dataset": self.spec.name, "detector_image_size_px": self.detector_image_size_px,
+        return {"pipeline_version": PIPELINE_VERSION, "dataset": self.spec.name,
+                "detector_image_size_px": self.detector_image_size_px,
                 "clip_percentiles": list(self.clip_percentiles), "postprocess": self.postprocess,
                 "overlay_every_n": self.overlay_every_n}
+
+
+def clip_percentiles(cfg: Mapping[str, Any], dataset: str) -> tuple[float, float]:
+    """The intensity clipping ``prepare`` used for ``dataset`` (per-dataset override honoured)."""
+    from mskseg_lib.data.prepare import _settings as prepare_settings
+
+    lo, hi = prepare_settings(dict(cfg), dataset)["clip_percentiles"]
+    return float(lo), float(hi)
 
 
 def label_one(item: VolumeInput, out_dir: Path, segmenter: Segmenter, source: PromptSource,
@@ -396,6 +418,7 @@ def label_one(item: VolumeInput, out_dir: Path, segmenter: Segmenter, source: Pr
     labels = postprocess_volume(pred.labels, sl.slice_axis, spec, settings.postprocess)
     timings["postprocess_s"] = time.perf_counter() - t1
     paths = output_paths(out_dir, item.name)
+    shutil.rmtree(paths["overlays"], ignore_errors=True)  # no stale PNGs from an earlier setting
     write_overlays(sl, labels, pred.boxes, settings.overlay_every_n, paths["overlays"], len(spec.labels))
     raw_io.write_nifti(paths["labels"], sl.to_source(labels), sl.source_affine)
     timings["total_s"] = time.perf_counter() - t0
@@ -403,7 +426,7 @@ def label_one(item: VolumeInput, out_dir: Path, segmenter: Segmenter, source: Pr
     atomic.write_json(paths["detections"], {
         "fingerprint": fp, "volume": item.name, "input": str(item.path), "dataset": spec.name,
         "source_shape": list(sl.source_shape), "source_affine": sl.source_affine.tolist(),
-        "label_names": {str(v): n for v, n in spec.label_names().items()},
+        "label_names": {str(v): n for v, n in spec.label_names().items()}, "box_convention": BOX_CONVENTION,
         "models": dict(model_ids), "settings": settings.as_record(),
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
         "slices": detections_record(sl, spec, pred.boxes)})
@@ -432,8 +455,8 @@ class Rank:
         return list(items)[self.rank::self.world_size]
 
 
-def _barrier(rank: Rank) -> None:
-    """Wait for every rank (gloo, CPU side, so it works the same with GPUs); no-op alone."""
+def _join_group(rank: Rank) -> None:
+    """Join torchrun's group (gloo, CPU side, so it works the same with GPUs); no-op alone."""
     if rank.world_size <= 1:
         return
     import torch.distributed as dist
@@ -441,7 +464,24 @@ def _barrier(rank: Rank) -> None:
     if not dist.is_initialized():
         # the slowest rank may label for hours: the default 30 min timeout would kill the others
         dist.init_process_group("gloo", timeout=datetime.timedelta(days=2))
+
+
+def _barrier(rank: Rank) -> None:
+    """Wait for every rank."""
+    if rank.world_size <= 1:
+        return
+    import torch.distributed as dist
+
+    _join_group(rank)
     dist.barrier()
+
+
+def _leave_group(rank: Rank) -> None:
+    if rank.world_size > 1:
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.destroy_process_group()
 
 
 @dataclass
@@ -460,11 +500,13 @@ def autolabel(items: Sequence[VolumeInput], out_dir: Path, segmenter: Segmenter,
               on_error: Callable[[VolumeInput, Exception], None] | None = None) -> AutolabelReport:
     """Label this rank's share of ``items`` into ``out_dir``; skip volumes already done.
 
-    A ``DataError`` (unreadable, truncated, non-finite volume) is reported as ``failed`` with
-    its message and the run carries on. Each rank writes ``.autolabel_rank<r>.json``; rank 0
-    then waits for all and writes ``autolabel_report.json`` and ``autolabel_report.csv``.
+    A volume that fails (``DataError``: unreadable, truncated, non-finite; or any other error,
+    recorded with its type and traceback) is reported as ``failed`` and the run carries on.
+    Each rank writes ``.autolabel_rank<r>.json`` even when interrupted by an error; rank 0 then
+    waits for all and writes ``autolabel_report.json`` and ``autolabel_report.csv``.
     """
     rank = rank or Rank.from_env()
+    _join_group(rank)  # early: a broken rendezvous shows now, not after hours of labelling
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model_ids = dict(model_ids or {})
@@ -474,24 +516,30 @@ def autolabel(items: Sequence[VolumeInput], out_dir: Path, segmenter: Segmenter,
     t0 = time.perf_counter()
     bar = tqdm(mine, desc=f"autolabel rank {rank.rank}" if rank.world_size > 1 else "autolabel",
                unit="volume", disable=not progress)
-    for item in bar:
-        row: dict[str, Any]
-        if is_done(item, out_dir, fingerprint(item, fp_settings)):
-            row = {"volume": item.name, "input": str(item.path), "status": "skipped (done)", "message": ""}
-        else:
-            try:
-                row = label_one(item, out_dir, segmenter, source, settings, model_ids)
-            except DataError as exc:
-                row = {"volume": item.name, "input": str(item.path), "status": "failed", "message": str(exc)}
-                if on_error is not None:
-                    on_error(item, exc)
-                tqdm.write(f"autolabel: skipped {item.name}: {exc}")
-        row["rank"] = rank.rank
-        report.rows.append(row)
-    atomic.write_json(out_dir / f".autolabel_rank{rank.rank}.json",
-                      {"rank": rank.rank, "world_size": rank.world_size, "rows": report.rows,
-                       "seconds": round(time.perf_counter() - t0, 3)})
-    _barrier(rank)
+    try:
+        for item in bar:
+            row: dict[str, Any]
+            if is_done(item, out_dir, fingerprint(item, fp_settings)):
+                row = {"volume": item.name, "input": str(item.path), "status": "skipped (done)", "message": ""}
+            else:
+                try:
+                    row = label_one(item, out_dir, segmenter, source, settings, model_ids,
+                                    progress=progress and len(mine) == 1)
+                except Exception as exc:  # noqa: BLE001 - one bad volume must not stop the batch
+                    message = str(exc) if isinstance(exc, DataError) else f"{type(exc).__name__}: {exc}"
+                    row = {"volume": item.name, "input": str(item.path), "status": "failed", "message": message}
+                    if not isinstance(exc, DataError):
+                        row["traceback"] = traceback.format_exc(limit=8)
+                    if on_error is not None:
+                        on_error(item, exc)
+                    tqdm.write(f"autolabel: skipped {item.name}: {message}")
+            row["rank"] = rank.rank
+            report.rows.append(row)
+    finally:  # the other ranks wait for this file and this barrier, whatever happened here
+        atomic.write_json(out_dir / f".autolabel_rank{rank.rank}.json",
+                          {"rank": rank.rank, "world_size": rank.world_size, "rows": report.rows,
+                           "seconds": round(time.perf_counter() - t0, 3)})
+        _barrier(rank)
     if rank.rank == 0:
         merged, seconds = [], {}
         for r in range(rank.world_size):
@@ -510,4 +558,5 @@ def autolabel(items: Sequence[VolumeInput], out_dir: Path, segmenter: Segmenter,
             "n_failed": sum(r["status"] == "failed" for r in merged)})
         report.rows = merged
     _barrier(rank)
+    _leave_group(rank)
     return report

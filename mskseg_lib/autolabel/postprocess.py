@@ -70,8 +70,9 @@ def clean_label_mask(mask: np.ndarray, kernel_px: int, min_component_px: int) ->
         return m
     m8 = m.astype(np.uint8)
     element = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
-    # pad by the kernel so closing near the image edge behaves as inside (no border artefacts)
-    padded = cv2.copyMakeBorder(m8, k, k, k, k, cv2.BORDER_CONSTANT, value=0)
+    # replicate the edge: a structure cut by the field of view continues beyond it, so neither the
+    # closing nor the blur may erode it at the image border
+    padded = cv2.copyMakeBorder(m8, k, k, k, k, cv2.BORDER_REPLICATE)
     closed = cv2.morphologyEx(padded, cv2.MORPH_CLOSE, element)
     blurred = cv2.GaussianBlur(closed.astype(np.float32), (k, k), 0)
     return (blurred > 0.5)[k:-k, k:-k]

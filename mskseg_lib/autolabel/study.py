@@ -30,9 +30,11 @@ from tqdm.auto import tqdm
 
 from mskseg_lib import atomic
 from mskseg_lib.autolabel.pipeline import (
+    PIPELINE_VERSION,
     PromptSource,
     SliceBoxes,
     Slicing,
+    clip_percentiles,
     detector_prompts,
     mask_prompts,
     segment_volume,
@@ -146,7 +148,7 @@ class SubjectResult:
 
 def evaluate_subject(subject: Mapping[str, Any], segmenter: Segmenter, detector_source: PromptSource | None,
                      spec: DatasetSpec, postprocess: Mapping[str, Any], clip_percentiles: tuple[float, float],
-                     encode_batch_size: int = 1) -> tuple[SubjectResult, Slicing, dict[str, Any]]:
+                     encode_batch_size: int = 1, instance_prompts: bool = True) -> tuple[SubjectResult, Slicing, dict[str, Any]]:
     """Segment one prepared subject with ground-truth boxes and (when given) detector boxes, from
     the same embeddings; score both with post-processing off and on.
 
@@ -157,7 +159,7 @@ def evaluate_subject(subject: Mapping[str, Any], segmenter: Segmenter, detector_
     sl = slicing(image, spec, clip_percentiles)
     if gt.shape != sl.image_u8.shape:
         raise ValueError(f"{subject['mask_nifti']}: mask shape {gt.shape} differs from image {sl.image_u8.shape}")
-    sources: list[PromptSource] = [mask_prompts(gt, sl.slice_axis, spec)]
+    sources: list[PromptSource] = [mask_prompts(gt, sl.slice_axis, spec, instance_prompts)]
     if detector_source is not None:
         sources.append(detector_source)
     raw, timings = segment_volume(sl, segmenter, sources, encode_batch_size=encode_batch_size)
@@ -213,8 +215,8 @@ def run_study(cfg: Mapping[str, Any], subjects: pd.DataFrame, models: Sequence[S
     """
     a = cfg["autolabel"]
     root = study_root(cfg)
-    clip = tuple(float(x) for x in cfg["prepare"]["clip_percentiles"])
     size = int(a["detector"]["image_size_px"])
+    instance = bool(cfg["zero_shot"]["instance_prompts"])
     detector_ids = dict(detector_ids or {})
     slices, labels, runs = [], [], []
     jobs = [(m, s) for m in models for s in subjects.to_dict("records")
@@ -223,11 +225,13 @@ def run_study(cfg: Mapping[str, Any], subjects: pd.DataFrame, models: Sequence[S
     bar = tqdm(jobs, desc="autolabel study", unit="subject", disable=not progress)
     for model, subject in bar:
         spec = get_dataset(subject["dataset"])
+        clip = clip_percentiles(cfg, spec.name)
         folder = root / "scores" / model.key / spec.name
         done_path = folder / f"{subject['subject_id']}.json"
         inference = {k: a["detector"][k] for k in ("conf", "iou", "max_det")}
         fp = _fingerprint({"model": model.key, **model.identity, "detector": detector_ids.get(spec.name),
-                           "detector_inference": inference,
+                           "detector_inference": inference, "pipeline_version": PIPELINE_VERSION,
+                           "instance_prompts": instance,
                            "postprocess": a["postprocess"], "detector_size": size, "clip": clip,
                            "image": _file_digest(Path(subject["image_nifti"])),
                            "mask": _file_digest(Path(subject["mask_nifti"]))})
@@ -244,7 +248,7 @@ def run_study(cfg: Mapping[str, Any], subjects: pd.DataFrame, models: Sequence[S
             seg = loaded[model.key]
             source = detector_prompts(detectors[spec.name], size, len(spec.labels))
             res, _, raw = evaluate_subject(subject, seg, source, spec, a["postprocess"], clip,
-                                           int(cfg["models"]["encode_batch_size"]))
+                                           int(cfg["models"]["encode_batch_size"]), instance)
             s_rows, l_rows = res.slices, res.labels
             for key, value in keys.items():
                 s_rows.insert(0, key, value)
@@ -309,7 +313,7 @@ def example_samples(cfg: Mapping[str, Any], result: StudyResult, subjects: pd.Da
             meta = json.loads((folder / f"{row['subject_id']}.json").read_text())
             image = raw_io.read_array("nifti", Path(subject["image_nifti"]), "image")
             gt = np.asarray(raw_io.read_array("nifti", Path(subject["mask_nifti"]), "mask").data)
-            sl = slicing(image, spec, tuple(cfg["prepare"]["clip_percentiles"]))
+            sl = slicing(image, spec, clip_percentiles(cfg, dataset))
             pred = postprocess_volume(pred_raw, sl.slice_axis, spec, {**a["postprocess"], "enabled": postprocess == "on"})
             counts = [len(_present(np.take(gt, k, axis=sl.slice_axis))) for k in range(sl.n_slices)]
             k = int(np.argmax(counts))
@@ -348,7 +352,8 @@ def study_models(cfg: Mapping[str, Any], datasets: Sequence[str], prepared: Sequ
         if r.status == "available":
             key = str(r.model_key)
             models.append(StudyModel(key, f"{r.model} zero-shot", (lambda k=key: load_model(cfg, k)),
-                                     identity={"checkpoint": r.checkpoint}))
+                                     identity={"checkpoint": r.checkpoint, "file": _file_digest(Path(r.checkpoint)),
+                                               "autocast_bf16": cfg["models"]["autocast_bf16"]}))
     if a["finetuned"] and grid is not None:
         from mskseg_lib.finetuning.engine import run_dir_of
         from mskseg_lib.finetuning.evaluate import finetuned_segmenter

@@ -86,8 +86,10 @@ def test_study_oracle_detector_matches_ground_truth_boxes_and_resumes(tiny_cfg):
         exported = cv2.imread(str(png), cv2.IMREAD_GRAYSCALE)
         assert np.array_equal(resize_slice(sl.display_slice(k), exported.shape[0]), exported)
     seg = BoxFillSegmenter(128, side)
-    models = [StudyModel("box_fill", "box fill", lambda: seg, identity={"v": 1})]
+    models = [StudyModel("box_fill", "box fill", lambda: seg, identity={"v": 1}),
+              StudyModel("box_fill_2", "box fill 2", lambda: seg, identity={"v": 2})]
     result = study.run_study(cfg, chosen, models, {spec.name: det}, progress=False)
+    assert det.calls == sl.n_slices  # two models, one detection pass over the volume
     wide = result.subjects.pivot_table(index=["subject_id", "postprocess"], columns="prompt", values="dice")
     assert np.allclose(wide["gt_box"], wide["detector"])  # the same boxes give the same masks
     assert (result.subjects["dice"] > 0.3).all()  # box-filled anatomy overlaps its manual mask

@@ -50,6 +50,7 @@ from mskseg_lib.data.errors import DataError
 from mskseg_lib.data.preprocess import SliceGeometry, clip_to_uint8, from_display, resize_slice, scale_box, to_display
 from mskseg_lib.data.volume import RAS_ORNT, Volume, to_canonical
 from mskseg_lib.evaluation.masks import logits_to_label_map
+from mskseg_lib.evaluation.zero_shot import encode_in_batches
 from mskseg_lib.models.interface import Prompts, Segmenter
 
 # bumped when a change to this pipeline or to post-processing changes its outputs: part of every
@@ -221,14 +222,6 @@ def slicing(volume: Volume, spec: DatasetSpec, clip_percentiles: tuple[float, fl
                    np.asarray(volume.affine, np.float64), tuple(volume.data.shape))
 
 
-def _encode_batches(segmenter: Segmenter, images: list[np.ndarray], geoms: list[SliceGeometry],
-                    batch_size: int) -> list:
-    out = []
-    for i in range(0, len(images), batch_size):
-        out.extend(segmenter.encode(np.stack(images[i:i + batch_size]), [g.resized_shape for g in geoms[i:i + batch_size]]))
-    return out
-
-
 def segment_volume(sl: Slicing, segmenter: Segmenter, sources: Sequence[PromptSource], *,
                    encode_batch_size: int = 1, progress: bool = False, desc: str = "") -> tuple[dict[str, VolumeLabels], dict[str, float]]:
     """Steps 2-3 for every source: ``({source: VolumeLabels}, timings)``.
@@ -251,7 +244,7 @@ def segment_volume(sl: Slicing, segmenter: Segmenter, sources: Sequence[PromptSo
         ks = todo[start:start + step]
         geoms = [SliceGeometry(*displays[k].shape, size) for k in ks]
         t0 = time.perf_counter()
-        embs = _encode_batches(segmenter, [resize_slice(displays[k], size) for k in ks], geoms, step)
+        embs = encode_in_batches(segmenter, np.stack([resize_slice(displays[k], size) for k in ks]), geoms, step)
         t["encode_s"] += time.perf_counter() - t0
         for k, geom, emb in zip(ks, geoms, embs):
             parts = [(name, per_source[name][k]) for name in per_source if len(per_source[name][k])]
@@ -338,7 +331,7 @@ def output_paths(out_dir: Path, name: str) -> dict[str, Path]:
             "overlays": out_dir / "overlays" / name}
 
 
-def _file_key(path: Path) -> str:
+def file_key(path: Path) -> str:
     """Size and modification time of a file, or of every file in a series folder."""
     p = Path(path)
     files = sorted(q for q in p.iterdir() if q.is_file()) if p.is_dir() else [p]
@@ -351,7 +344,7 @@ def _file_key(path: Path) -> str:
 
 def fingerprint(item: VolumeInput, settings: Mapping[str, Any]) -> str:
     """Identity of one volume's result: its input files and every setting that shapes it."""
-    payload = {"input": _file_key(item.path), "settings": settings}
+    payload = {"input": file_key(item.path), "settings": settings}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -36,6 +36,7 @@ from mskseg_lib.autolabel.pipeline import (
     Slicing,
     clip_percentiles,
     detector_prompts,
+    file_key,
     mask_prompts,
     segment_volume,
     slicing,
@@ -44,6 +45,7 @@ from mskseg_lib.autolabel.postprocess import postprocess_volume
 from mskseg_lib.config import resolve_path
 from mskseg_lib.data import raw_io
 from mskseg_lib.data.catalog import DatasetSpec, get_dataset
+from mskseg_lib.data.errors import DataError
 from mskseg_lib.data.preprocess import to_display
 from mskseg_lib.evaluation.metrics import label_metrics
 from mskseg_lib.models.interface import Segmenter
@@ -134,11 +136,6 @@ def _fingerprint(payload: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _file_digest(path: Path) -> str:
-    st = Path(path).stat()
-    return f"{st.st_size}-{st.st_mtime_ns}"
-
-
 @dataclass
 class SubjectResult:
     slices: pd.DataFrame
@@ -158,7 +155,9 @@ def evaluate_subject(subject: Mapping[str, Any], segmenter: Segmenter, detector_
     gt = np.asarray(raw_io.read_array("nifti", Path(subject["mask_nifti"]), "mask").data).astype(np.int16)
     sl = slicing(image, spec, clip_percentiles)
     if gt.shape != sl.image_u8.shape:
-        raise ValueError(f"{subject['mask_nifti']}: mask shape {gt.shape} differs from image {sl.image_u8.shape}")
+        raise DataError(Path(subject["mask_nifti"]), f"mask shape {gt.shape} differs from image {sl.image_u8.shape}")
+    if not gt.any():
+        raise DataError(Path(subject["mask_nifti"]), "manual mask is empty: nothing to score")
     sources: list[PromptSource] = [mask_prompts(gt, sl.slice_axis, spec, instance_prompts)]
     if detector_source is not None:
         sources.append(detector_source)
@@ -184,6 +183,18 @@ def evaluate_subject(subject: Mapping[str, Any], segmenter: Segmenter, detector_
 def _boxes_json(boxes: Mapping[int, SliceBoxes]) -> dict[str, Any]:
     return {str(k): {"boxes": np.round(b.boxes_px, 2).tolist(), "labels": b.labels.tolist(),
                      "scores": np.round(b.scores, 4).tolist()} for k, b in boxes.items()}
+
+
+class _Remembered:
+    """A prompt source that computes its boxes once per volume and then returns them again."""
+
+    def __init__(self, source: PromptSource):
+        self.source, self.name, self.boxes = source, source.name, None
+
+    def __call__(self, images: Sequence[np.ndarray], indices: Sequence[int]) -> list[SliceBoxes]:
+        if self.boxes is None:
+            self.boxes = self.source(images, indices)
+        return self.boxes
 
 
 @dataclass
@@ -222,6 +233,7 @@ def run_study(cfg: Mapping[str, Any], subjects: pd.DataFrame, models: Sequence[S
     jobs = [(m, s) for m in models for s in subjects.to_dict("records")
             if (m.datasets is None or s["dataset"] in m.datasets) and s["dataset"] in detectors]
     loaded: dict[str, Segmenter] = {}
+    detected: dict[tuple[str, str], _Remembered] = {}
     bar = tqdm(jobs, desc="autolabel study", unit="subject", disable=not progress)
     for model, subject in bar:
         spec = get_dataset(subject["dataset"])
@@ -233,8 +245,8 @@ def run_study(cfg: Mapping[str, Any], subjects: pd.DataFrame, models: Sequence[S
                            "detector_inference": inference, "pipeline_version": PIPELINE_VERSION,
                            "instance_prompts": instance,
                            "postprocess": a["postprocess"], "detector_size": size, "clip": clip,
-                           "image": _file_digest(Path(subject["image_nifti"])),
-                           "mask": _file_digest(Path(subject["mask_nifti"]))})
+                           "image": file_key(Path(subject["image_nifti"])),
+                           "mask": file_key(Path(subject["mask_nifti"]))})
         keys = {"model": model.label, "model_key": model.key, "dataset": spec.name, "subject_id": subject["subject_id"]}
         if done_path.exists() and json.loads(done_path.read_text()).get("fingerprint") == fp:
             s_rows = pd.read_parquet(folder / f"{subject['subject_id']}.slices.parquet")
@@ -246,7 +258,9 @@ def run_study(cfg: Mapping[str, Any], subjects: pd.DataFrame, models: Sequence[S
                 loaded.clear()  # one model in memory at a time
                 loaded[model.key] = model.load()
             seg = loaded[model.key]
-            source = detector_prompts(detectors[spec.name], size, len(spec.labels))
+            key = (spec.name, subject["subject_id"])
+            source = detected.get(key) or _Remembered(detector_prompts(detectors[spec.name], size, len(spec.labels)))
+            detected[key] = source  # the next model of this subject reuses the boxes: detect once
             res, _, raw = evaluate_subject(subject, seg, source, spec, a["postprocess"], clip,
                                            int(cfg["models"]["encode_batch_size"]), instance)
             s_rows, l_rows = res.slices, res.labels
@@ -352,7 +366,7 @@ def study_models(cfg: Mapping[str, Any], datasets: Sequence[str], prepared: Sequ
         if r.status == "available":
             key = str(r.model_key)
             models.append(StudyModel(key, f"{r.model} zero-shot", (lambda k=key: load_model(cfg, k)),
-                                     identity={"checkpoint": r.checkpoint, "file": _file_digest(Path(r.checkpoint)),
+                                     identity={"checkpoint": r.checkpoint, "file": file_key(Path(r.checkpoint)),
                                                "autocast_bf16": cfg["models"]["autocast_bf16"]}))
     if a["finetuned"] and grid is not None:
         from mskseg_lib.finetuning.engine import run_dir_of
@@ -372,7 +386,7 @@ def study_models(cfg: Mapping[str, Any], datasets: Sequence[str], prepared: Sequ
             label = f"{get_spec(exp.model_key).display_name} finetuned{' + box shift' if shifted else ''}"
             models.append(StudyModel(f"finetuned-{eid}", label,
                                      (lambda e=exp, d=run_dir: finetuned_segmenter(cfg, e, d)),
-                                     datasets=tuple(g["dataset"]), identity={"weights": _file_digest(run_dir / "model_best.pt")}))
+                                     datasets=tuple(g["dataset"]), identity={"weights": file_key(run_dir / "model_best.pt")}))
             rows.append({"model": label, "kind": "finetuned", "datasets": ",".join(g["dataset"]), "status": "available",
                          "detail": eid})
         for shifted in (False, True):

@@ -109,7 +109,8 @@ def ground_truth_slices(mask_nifti: str | Path, slice_axis: int, slice_indices: 
     return [to_display(moved[k]).astype(np.int16) for k in slice_indices]
 
 
-def _encode(model: Segmenter, images: np.ndarray, geoms: list[SliceGeometry], batch: int) -> list:
+def encode_in_batches(model: Segmenter, images: np.ndarray, geoms: list[SliceGeometry], batch: int) -> list:
+    """One embedding per slice, encoded ``batch`` slices at a time (each slice's unpadded size given)."""
     out = []
     for i in range(0, len(images), batch):
         out.extend(model.encode(np.asarray(images[i:i + batch]), [g.resized_shape for g in geoms[i:i + batch]]))
@@ -145,7 +146,7 @@ def evaluate_subject(model: Segmenter, model_key: str, slice_rows: pd.DataFrame,
     cache_model = (getattr(model, "embedding_source", None) or {}).get("model_key", model_key)
     cached = cache.load(cache_model, dataset, subject_id, key, model.device) if cache else {}
     todo = [i for i, s in enumerate(rows["store_index"]) if int(s) not in cached]
-    fresh = _encode(model, images[todo], [geoms[i] for i in todo], encode_batch_size) if todo else []
+    fresh = encode_in_batches(model, images[todo], [geoms[i] for i in todo], encode_batch_size) if todo else []
     if cache is not None:
         fresh = [round_trip(e) for e in fresh]
         if todo:

@@ -293,6 +293,72 @@ def _autolabel(args: argparse.Namespace) -> int:
     return 1 if report.failed and len(report.failed) == len(report.rows) else 0
 
 
+def _video3d_args(p: argparse.ArgumentParser) -> None:
+    _profile_arg(p)
+    p.add_argument("--dataset", required=True, metavar="NAME",
+                   help="the dataset whose labels, plane and intensity clipping apply")
+    p.add_argument("--input", required=True, metavar="PATH", help="a NIfTI file or a DICOM series folder")
+    p.add_argument("--output", required=True, metavar="FILE", help="the label NIfTI to write (.nii.gz)")
+    p.add_argument("--model", required=True, metavar="KEY",
+                   help="zoo model: a SAM2 model propagates with its video predictor, others carry masks slice to slice")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--clicks", metavar="JSON", help='click list: [{"label": 1, "i": 40, "j": 120, "k": 80, '
+                                                      '"positive": true}, ...] (voxel indices of --input)')
+    src.add_argument("--detector", metavar="WEIGHTS",
+                     help="detector weights: each label is prompted with its best-scoring box in the volume")
+
+
+@command("video3d", "segment structures through a volume from a few clicks (or a detector's best box per "
+                    "structure): SAM2 video propagation, or slice-to-slice carrying for image-only models", _video3d_args)
+def _video3d(args: argparse.Namespace) -> int:
+    cfg = _load(args.profile)
+    from mskseg_lib.autolabel import detector as det
+    from mskseg_lib.autolabel.inputs import find_volumes, read_volume
+    from mskseg_lib.autolabel.pipeline import clip_percentiles, detector_prompts, slicing
+    from mskseg_lib.data.catalog import get_dataset
+    from mskseg_lib.data.errors import DataError
+    from mskseg_lib.models.interface import pick_device
+    from mskseg_lib.provenance import collect_versions, git_info, utc_now_iso
+    from mskseg_lib.video3d import segment
+    from mskseg_lib.video3d.predictor import choose_offload
+    from mskseg_lib.video3d.study import load_video_model
+
+    spec = get_dataset(args.dataset)
+    items = find_volumes(args.input)
+    if len(items) != 1:
+        raise DataError(Path(args.input), f"expected one volume, found {len(items)}")
+    sl = slicing(read_volume(items[0]), spec, clip_percentiles(cfg, spec.name))
+    device = pick_device(cfg["models"]["device"])
+    if args.clicks:
+        seeds = segment.clicks_to_prompts(sl, segment.read_clicks(Path(args.clicks)), spec)
+        prompt_source = {"clicks": str(args.clicks)}
+    else:
+        weights = Path(args.detector)
+        if not weights.is_file():
+            raise DataError(weights, "detector weights not found")
+        a = cfg["autolabel"]["detector"]
+        source = detector_prompts(det.load_detector(weights, a, device), int(a["image_size_px"]), len(spec.labels))
+        seeds = segment.detector_seeds(source([sl.display_slice(k) for k in range(sl.n_slices)], list(range(sl.n_slices))))
+        if not seeds:
+            raise DataError(Path(args.input), "the detector found nothing in this volume: no prompt to propagate")
+        prompt_source = {"detector": str(weights)}
+    model = load_video_model(cfg, args.model, device)
+    offload = choose_offload(cfg["video3d"]["offload_state"], device, sl.n_slices, len(seeds),
+                             int(model.segmenter.input_size_px))
+    run, scheme = segment.propagate(model, sl, seeds, cfg["video3d"]["carry"], offload)
+    record = {"command": "video3d", "profile": cfg["profile"], "seed": cfg["seed"], "input": str(args.input),
+              "dataset": spec.name, "model": args.model, "model_identity": model.identity, "scheme": scheme,
+              **prompt_source, "prompts": [{"label": s.label, "slice": s.frame,
+                                            "points": None if s.points is None else s.points.tolist(),
+                                            "point_labels": None if s.point_labels is None else s.point_labels.tolist(),
+                                            "box": None if s.box is None else s.box.tolist()} for s in seeds],
+              "carry": cfg["video3d"]["carry"], "offload_state_to_cpu": offload, "device": str(device),
+              "started_utc": utc_now_iso(), "git": git_info(), "versions": collect_versions()}
+    out = segment.write_result(Path(args.output), sl, run, record)
+    print(f"{scheme}: {run.encoded_slices} slices encoded in {run.seconds:.1f} s; written {out}")
+    return 0
+
+
 def _status_counts(rows: list[dict]) -> str:
     """'3 labelled, 1 skipped (done), 1 failed' from report rows."""
     from collections import Counter
@@ -304,11 +370,14 @@ def _status_counts(rows: list[dict]) -> str:
 # --- entry point ------------------------------------------------------------------------------
 
 def _bench_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("target", choices=["storage", "zero-shot", "finetune"], help="what to measure")
+    p.add_argument("target", choices=["storage", "zero-shot", "finetune", "video3d"], help="what to measure")
     _profile_arg(p)
     p.add_argument("--size", type=int, default=None, help="storage: slice size in px (default: the profile's first)")
     p.add_argument("--reads", type=int, default=500, help="storage: random slice loads to time")
-    p.add_argument("--model", default="lite_medsam", help="zero-shot, finetune: zoo model to time")
+    p.add_argument("--model", default=None,
+                   help="zoo model to time (zero-shot, finetune: default lite_medsam; video3d: a SAM2 model, default "
+                        "'tiny', the random miniature)")
+    p.add_argument("--repeats", type=int, default=2, help="video3d: runs of each route (median reported)")
     p.add_argument("--slices", type=int, default=12, help="zero-shot: slices to time")
     p.add_argument("--min-prompts", type=int, default=5, help="zero-shot: only slices with this many box prompts")
     p.add_argument("--reencode-slices", type=int, default=4, help="zero-shot: slices for the re-encode baseline")
@@ -316,7 +385,8 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=4, help="finetune: timed optimizer steps per strategy")
 
 
-@command("bench", "measure performance (storage per slice; zero-shot pipeline vs model floor; finetune steps)", _bench_args)
+@command("bench", "measure performance (storage per slice; zero-shot pipeline vs model floor; finetune steps; "
+                  "video3d in-memory frames vs JPEG folder)", _bench_args)
 def _bench(args: argparse.Namespace) -> int:
     cfg = _load(args.profile)
     from mskseg_lib.atomic import write_json
@@ -324,6 +394,17 @@ def _bench(args: argparse.Namespace) -> int:
     from mskseg_lib.data.slice_store import measure_storage
     from mskseg_lib.data.tables import load_tables
 
+    if args.target == "video3d":
+        from mskseg_lib.video3d.benchmark import bench_video3d
+
+        model = args.model or "tiny"
+        result = bench_video3d(cfg, model, args.repeats)
+        out = resolve_path(cfg, "runs_dir") / "bench" / f"video3d_{model}.json"
+        write_json(out, result)
+        _report({k: v for k, v in result.items() if k not in ("versions", "times_s")})
+        print(f"written: {out}")
+        return 0
+    args.model = args.model or "lite_medsam"
     if args.target == "finetune":
         from mskseg_lib.finetuning.benchmark import bench_finetune
 

@@ -165,12 +165,34 @@ SCHEMA: dict[str, Any] = {
         },
         "overlay_every_n": int,  # review overlay of every Nth slice (0 = none)
     },
+    "video3d": {  # notebook 07: slices as frames; SAM2's video predictor and carrying propagation
+        "tag": str,  # run folder under runs_dir/video3d
+        "datasets": list,  # cohort datasets (sagittal 3D knee sets: femur, tibia, patella)
+        "split": (list, str),
+        "max_subjects_per_dataset": int,  # 0 = all
+        "real_spine": bool,  # also the real lumbar fixture (vertebral bodies)
+        "max_real_subjects": int,  # 0 = all 8
+        "tissues": list,  # structures scored: labels of these tissue classes (bone)
+        "models": list,  # SAM2 sizes and image-only models (unavailable ones are listed, not run)
+        "schemes": list,  # points_per_slice, boxes_per_slice, point_video, points_neg_video, box_carry, point_carry
+        "carry": {
+            "margin_px": int,  # the carried box is the predicted mask's box widened by this (slice pixels)
+            "min_area_px": int,  # a structure stops on the slice where its mask is smaller than this ...
+            "min_area_fraction": NUM,  # ... or smaller than this fraction of its area on the prompted slice
+            "min_consecutive_dice": NUM,  # ... or its Dice with the previous slice's mask is below this (a leak)
+        },
+        "offload_state": str,  # auto (CUDA: when short of memory), always, never
+        "save_volumes": bool,  # predicted label NIfTIs under runs_dir/video3d/<tag>/volumes
+        "pipeline_check": bool,  # tiny random SAM2: video path and in-memory vs JPEG route (not a result)
+        "example_offsets": list,  # slices shown in figure 7c, relative to the prompted slice
+    },
     "notebooks": dict,  # "01" -> options of that notebook
 }
 
 ALLOWED_VALUES = {
     "prepare.on_bad_input": {"raise", "skip"},
     "finetune.distributed.backend": {"auto", "nccl", "gloo"},
+    "video3d.offload_state": {"auto", "always", "never"},
 }
 
 

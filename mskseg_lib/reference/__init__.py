@@ -21,3 +21,14 @@ def published_table1() -> pd.DataFrame:
                 rows.append({"dataset": r["dataset"], "model": model, "setting": setting, "dice": float(r[col]),
                              "note": SUSPECT_ROWS.get(r["dataset"], "")})
     return pd.DataFrame(rows)
+
+
+def published_video3d() -> pd.DataFrame:
+    """The published anchor of SAM2's video predictor on 3D knee MRI (slices as frames).
+
+    Columns: scheme (this project's key), study_scheme (as the study names it), dataset,
+    structures, n_volumes, matrix, statistic, dice (NaN where only a qualitative finding is
+    published), note.
+    """
+    with resources.files(__name__).joinpath("paper_video3d.csv").open() as fh:
+        return pd.read_csv(fh)

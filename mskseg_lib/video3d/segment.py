@@ -1,0 +1,133 @@
+"""``mskseg video3d``: segment structures through a whole volume from a few prompts, in use
+(no manual mask): a user's click list, or a detector's best box per structure.
+
+* **Clicks** are voxel indices of the *input* file (``i, j, k`` as a viewer such as ITK-SNAP or
+  3D Slicer shows them, zero-based), each with the label it belongs to and whether it is a
+  positive (default) or negative click. They are mapped onto the display slices the models see
+  (``source_voxel_to_display``); clicks of one label on one slice form one prompt.
+* **Detector seeds**: for each label, the detection with the highest score in the volume gives
+  the prompted slice and its box.
+
+SAM2 models propagate with the video predictor (clicks as points, detector seeds as boxes);
+image-only models carry the prompted slice's mask slice to slice (``point_carry`` for clicks,
+``box_carry`` for boxes). The label volume is written on the input's grid with its affine, next
+to a JSON record of the prompts, the model, the settings, the versions and the timings.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+from nibabel.orientations import io_orientation
+
+from mskseg_lib import atomic
+from mskseg_lib.autolabel.pipeline import SliceBoxes, Slicing
+from mskseg_lib.data.catalog import DatasetSpec
+from mskseg_lib.data.errors import DataError
+from mskseg_lib.evaluation.volumes import write_volume
+from mskseg_lib.video3d.prompts import ObjectPrompt
+from mskseg_lib.video3d.propagate import SchemeRun, SliceEncoder, run_carry, run_video
+from mskseg_lib.video3d.study import canonical_from_display
+
+
+def source_voxel_to_display(sl: Slicing, ijk: Sequence[int]) -> tuple[int, float, float]:
+    """(slice index, x, y) on the display slices of a voxel index of the source array.
+
+    Source -> canonical RAS index (the axis permutation and flips of ``to_canonical``), then the
+    in-plane (row, col) of the canonical slice -> display (``to_display`` is ``np.rot90``: a
+    pixel at (r, c) of an (R, C) slice shows at row C-1-c, column r).
+    """
+    shape = sl.source_shape[:3]
+    ijk = [int(round(float(v))) for v in ijk]
+    if len(ijk) != 3 or any(not 0 <= v < n for v, n in zip(ijk, shape)):
+        raise ValueError(f"voxel {ijk} is outside the volume of shape {tuple(shape)}")
+    ornt = io_orientation(sl.source_affine)
+    canonical = [0, 0, 0]
+    for axis, (target, flip) in enumerate(ornt):
+        canonical[int(target)] = ijk[axis] if flip > 0 else shape[axis] - 1 - ijk[axis]
+    k = canonical[sl.slice_axis]
+    r, c = [canonical[a] for a in range(3) if a != sl.slice_axis]
+    n_cols = [sl.image_u8.shape[a] for a in range(3) if a != sl.slice_axis][1]
+    return int(k), float(r), float(n_cols - 1 - c)
+
+
+def clicks_to_prompts(sl: Slicing, clicks: Sequence[Mapping[str, Any]], spec: DatasetSpec) -> list[ObjectPrompt]:
+    """A click list (dicts with ``label``, ``i``, ``j``, ``k``, optional ``positive``) -> prompts."""
+    known = spec.label_names()
+    grouped: dict[tuple[int, int], list[tuple[float, float, int]]] = {}
+    for n, c in enumerate(clicks):
+        missing = {"label", "i", "j", "k"} - set(c)
+        if missing:
+            raise ValueError(f"click {n}: missing {', '.join(sorted(missing))} (need label, i, j, k)")
+        label = int(c["label"])
+        if label not in known:
+            raise ValueError(f"click {n}: label {label} is not a label of {spec.name} ({known})")
+        k, x, y = source_voxel_to_display(sl, (c["i"], c["j"], c["k"]))
+        grouped.setdefault((label, k), []).append((x, y, 1 if c.get("positive", True) else 0))
+    out = []
+    for (label, k), pts in sorted(grouped.items()):
+        if not any(p[2] for p in pts):
+            raise ValueError(f"label {label}, slice {k}: needs at least one positive click")
+        arr = np.asarray(pts, np.float32)
+        out.append(ObjectPrompt(label, k, arr[:, :2], arr[:, 2].astype(np.int32)))
+    if len({p.label for p in out}) != len(out):
+        raise ValueError("clicks of one label must all be on one slice (the prompted slice)")
+    return out
+
+
+def detector_seeds(boxes: Sequence[SliceBoxes]) -> list[ObjectPrompt]:
+    """Per label, the highest-scoring detection of the volume: its slice and box."""
+    best: dict[int, tuple[float, int, np.ndarray]] = {}
+    for k, b in enumerate(boxes):
+        for box, label, score in zip(b.boxes_px, b.labels, b.scores):
+            if int(label) not in best or float(score) > best[int(label)][0]:
+                best[int(label)] = (float(score), k, np.asarray(box, np.float32))
+    return [ObjectPrompt(label, k, box=box) for label, (_, k, box) in sorted(best.items())]
+
+
+def propagate(model: Any, sl: Slicing, seeds: Sequence[ObjectPrompt], carry: Mapping[str, Any],
+              offload_state_to_cpu: bool = False) -> tuple[SchemeRun, str]:
+    """Video propagation for SAM2 models, carrying for image-only ones: (run, scheme used)."""
+    if not seeds:
+        raise ValueError("no prompts: nothing to propagate")
+    stack = np.stack([sl.display_slice(k) for k in range(sl.n_slices)])
+    if model.has_memory:
+        return run_video(model.predictor, stack, seeds, offload_state_to_cpu=offload_state_to_cpu,
+                         autocast_bf16=model.segmenter.autocast_bf16), "video"
+    kind = "box" if all(s.box is not None for s in seeds) else "point"
+    if kind == "point" and any(s.box is not None for s in seeds):
+        raise ValueError("image-only carrying needs all prompts as boxes or all as points")
+    run = run_carry(SliceEncoder(model.segmenter, stack), seeds, kind, margin_px=int(carry["margin_px"]),
+                    min_area_px=int(carry["min_area_px"]), min_area_fraction=float(carry["min_area_fraction"]),
+                    min_consecutive_dice=float(carry["min_consecutive_dice"]))
+    return run, f"{kind}_carry"
+
+
+def write_result(out_path: Path, sl: Slicing, run: SchemeRun, record: Mapping[str, Any]) -> Path:
+    """The label NIfTI on the source grid, then its JSON record (``<name>.video3d.json``)."""
+    out_path = Path(out_path)
+    if not out_path.name.endswith((".nii", ".nii.gz")):
+        raise DataError(out_path, "the output must be a .nii or .nii.gz file")
+    write_volume(out_path, sl.to_source(canonical_from_display(run.labels, sl.slice_axis)), sl.source_affine)
+    stem = out_path.name[: -len(".nii.gz")] if out_path.name.endswith(".nii.gz") else out_path.stem
+    atomic.write_json(out_path.with_name(f"{stem}.video3d.json"), {
+        **record, "seconds": run.seconds, "encoded_slices": run.encoded_slices,
+        "prompt_slices": {str(k): v for k, v in run.prompt_slices.items()},
+        "voxels_per_label": {str(int(v)): int((run.labels == v).sum()) for v in np.unique(run.labels) if v},
+        "written_utc_epoch_s": time.time()})
+    return out_path
+
+
+def read_clicks(path: Path) -> list[dict]:
+    """A JSON click list: ``[{"label": 1, "i": 40, "j": 120, "k": 80, "positive": true}, ...]``."""
+    path = Path(path)
+    try:
+        clicks = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DataError(path, f"cannot read the click list: {exc}") from None
+    if not isinstance(clicks, list) or not clicks:
+        raise DataError(path, "the click list must be a non-empty JSON list of {label, i, j, k[, positive]}")
+    return clicks

@@ -1,0 +1,104 @@
+"""``mskseg video3d`` in use: clicks given as voxels of the input file land on the right display
+pixel for any orientation, detector seeds, propagation from clicks, and the CLI end to end."""
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from autolabel_fakes import THIGH, phantom
+from mskseg_lib.autolabel.pipeline import SliceBoxes, slicing
+from mskseg_lib.data.catalog import get_dataset
+from mskseg_lib.data.volume import Volume
+from mskseg_lib.video3d import segment
+from mskseg_lib.video3d.study import VideoModel
+from video3d_fakes import ObjectSegmenter
+
+SPEC = get_dataset(THIGH)  # axial: slices along canonical axis 2
+
+
+@pytest.mark.parametrize("orientation", ["RAS", "LPS", "PIR", "ASL"])
+def test_a_clicked_voxel_maps_to_its_display_pixel(orientation):
+    vol, _ = phantom(shape=(14, 11, 9), orientation=orientation)
+    marker = np.zeros(vol.shape, np.float32)
+    rng = np.random.default_rng(1)
+    for _ in range(5):
+        ijk = tuple(int(rng.integers(0, n)) for n in vol.shape)
+        marker[:] = 0
+        marker[ijk] = 1000
+        sl = slicing(Volume(marker + 1, vol.affine, "m.nii.gz"), SPEC, (0.0, 100.0))
+        k, x, y = segment.source_voxel_to_display(sl, ijk)
+        shown = sl.display_slice(k)
+        assert shown[int(y), int(x)] == shown.max() and (shown == shown.max()).sum() == 1
+    with pytest.raises(ValueError, match="outside the volume"):
+        segment.source_voxel_to_display(sl, (99, 0, 0))
+
+
+def test_clicks_group_per_label_and_are_checked():
+    vol, _ = phantom(orientation="LPS")
+    sl = slicing(vol, SPEC)
+    clicks = [{"label": 1, "i": 10, "j": 10, "k": 2}, {"label": 1, "i": 30, "j": 20, "k": 2, "positive": False},
+              {"label": 2, "i": 30, "j": 20, "k": 2}]
+    prompts = segment.clicks_to_prompts(sl, clicks, SPEC)
+    assert [(p.label, p.point_labels.tolist()) for p in prompts] == [(1, [1, 0]), (2, [1])]
+    with pytest.raises(ValueError, match="click 0: missing k"):
+        segment.clicks_to_prompts(sl, [{"label": 1, "i": 1, "j": 1}], SPEC)
+    with pytest.raises(ValueError, match="label 42 is not a label of"):
+        segment.clicks_to_prompts(sl, [{"label": 42, "i": 1, "j": 1, "k": 1}], SPEC)
+    with pytest.raises(ValueError, match="one slice"):
+        segment.clicks_to_prompts(sl, [{"label": 1, "i": 10, "j": 10, "k": 2}, {"label": 1, "i": 10, "j": 10, "k": 3}], SPEC)
+
+
+def test_detector_seeds_take_each_labels_best_box():
+    boxes = [SliceBoxes(np.array([[0, 0, 4, 4]], np.float32), np.array([1]), np.array([0.4], np.float32)),
+             SliceBoxes(np.array([[1, 1, 5, 5], [2, 2, 3, 3]], np.float32), np.array([1, 2]), np.array([0.9, 0.2], np.float32)),
+             SliceBoxes.empty()]
+    seeds = segment.detector_seeds(boxes)
+    assert [(s.label, s.frame, s.box.tolist()) for s in seeds] == [(1, 1, [1, 1, 5, 5]), (2, 1, [2, 2, 3, 3])]
+
+
+def test_clicks_on_one_slice_recover_the_phantom_through_the_volume(tmp_path):
+    """Two cuboids prompted by one click each on one slice; carrying with a perfect stand-in
+    recovers both voxel for voxel, and the written file is on the input's grid."""
+    vol, labels = phantom(orientation="LPS")
+    vol.data = np.where(labels > 0, 1000.0, 10.0).astype(np.float32)
+    sl = slicing(vol, SPEC)
+    clicks = [{"label": 1, "i": 10, "j": 10, "k": 2}, {"label": 2, "i": 30, "j": 20, "k": 2}]
+    seeds = segment.clicks_to_prompts(sl, clicks, SPEC)
+    model = VideoModel("stand-in", "stand-in", ObjectSegmenter(size_px=64), None, 0, {})
+    carry = {"margin_px": 1, "min_area_px": 2, "min_area_fraction": 0.05, "min_consecutive_dice": 0.5}
+    run, scheme = segment.propagate(model, sl, seeds, carry)
+    assert scheme == "point_carry"
+    out = segment.write_result(tmp_path / "out.nii.gz", sl, run, {"test": True})
+    img = nib.load(out)
+    np.testing.assert_array_equal(np.asarray(img.dataobj), labels)
+    assert np.allclose(img.affine, vol.affine)
+    record = json.loads((tmp_path / "out.video3d.json").read_text())
+    assert record["voxels_per_label"] == {"1": int((labels == 1).sum()), "2": int((labels == 2).sum())}
+    with pytest.raises(Exception, match="nii"):
+        segment.write_result(tmp_path / "out.png", sl, run, {})
+
+
+def test_cli_video3d_with_clicks_writes_a_label_volume(tmp_path, monkeypatch):
+    from mskseg_lib import cli
+    from mskseg_lib.video3d import study
+
+    vol, labels = phantom(orientation="RAS")
+    image = tmp_path / "in.nii.gz"
+    nib.save(nib.Nifti1Image(np.where(labels > 0, 1000.0, 10.0).astype(np.float32), vol.affine), str(image))
+    clicks = tmp_path / "clicks.json"
+    clicks.write_text(json.dumps([{"label": 1, "i": 10, "j": 10, "k": 2}]))
+    monkeypatch.setattr(study, "load_video_model",
+                        lambda cfg, key, device=None: VideoModel(key, key, ObjectSegmenter(size_px=64), None, 0, {}))
+    out = tmp_path / "labels.nii.gz"
+    rc = cli.main(["video3d", "--profile", "fixture", "--dataset", THIGH, "--input", str(image), "--output", str(out),
+                   "--model", "lite_medsam", "--clicks", str(clicks)])
+    assert rc == 0
+    np.testing.assert_array_equal(np.asarray(nib.load(out).dataobj), (labels == 1).astype(np.uint8))
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    rc = cli.main(["video3d", "--profile", "fixture", "--dataset", THIGH, "--input", str(image), "--output", str(out),
+                   "--model", "lite_medsam", "--clicks", str(bad)])
+    assert rc != 0

@@ -1,0 +1,154 @@
+"""Notebook 07's study on the tiny cohort with stand-in models whose answers are known, resume,
+the write-back to the source grid, and the real spine fixture (skipped where absent)."""
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from autolabel_fakes import BoxFillSegmenter
+from mskseg_lib.data.boxes import mask_box
+from mskseg_lib.data.cohort import generate_cohort
+from mskseg_lib.data.prepare import prepare_all
+from mskseg_lib.data.tables import load_tables
+from mskseg_lib.video3d import study
+from mskseg_lib.video3d.predictor import build_tiny_video_predictor, image_segmenter, parameter_count
+from mskseg_lib.video3d.scoring import structure_scores
+
+KNEE = "Knee_3D_CUBE_Research_Anatomical_300"
+
+
+@pytest.fixture
+def knee_cfg(tiny_cfg):
+    cfg = tiny_cfg
+    cfg["cohort"]["datasets"] = [KNEE]
+    cfg["video3d"].update(datasets=[KNEE], real_spine=False, max_subjects_per_dataset=1)
+    generate_cohort(cfg, progress=False)
+    prepare_all(cfg, progress=False)
+    return cfg
+
+
+def _box_fill_loader(side_px: int):
+    seg = BoxFillSegmenter(128, side_px)
+
+    def load(cfg, key):
+        return study.VideoModel(key, "box fill", seg, None, 0, {"fake": 1})
+    return load, seg
+
+
+def _tiny_sam2_loader(cfg, key):
+    predictor = build_tiny_video_predictor()
+    return study.VideoModel(key, "tiny SAM2", image_segmenter(predictor, "tiny SAM2", False), predictor,
+                            parameter_count(predictor), {"random": True})
+
+
+def test_boxes_per_slice_with_a_box_filling_model_gives_the_boxes_dice_and_resumes(knee_cfg):
+    cfg = knee_cfg
+    subjects, _ = load_tables(cfg)
+    vols = study.study_volumes(cfg, subjects)
+    assert vols["dataset"].tolist() == [KNEE] and vols["source"].tolist() == ["cohort"]
+    vol = study.load_volume(cfg, vols.iloc[0])
+    assert vol.values == [1, 3, 5]  # femur, tibia, patella: the bones of the knee set
+    side = max(vol.image.shape[1:])
+    load, seg = _box_fill_loader(side)
+    cfg["video3d"]["schemes"] = ["boxes_per_slice", "point_video", "box_carry"]
+    result = study.run_study(cfg, vols, ["box_fill"], loader=load, progress=False)
+    # known answer: each structure's mask replaced by its box on every slice where it is present
+    boxes = np.zeros_like(vol.gt)
+    for k in range(len(vol.gt)):
+        here = [v for v in vol.values if (vol.gt[k] == v).any()]
+        area = {v: (lambda b: (b[2] - b[0] + 1) * (b[3] - b[1] + 1))(mask_box(vol.gt[k] == v)) for v in here}
+        for v in sorted(here, key=lambda v: -area[v]):  # larger boxes first: the smaller structure wins overlaps
+            x0, y0, x1, y1 = mask_box(vol.gt[k] == v)
+            boxes[k, y0:y1 + 1, x0:x1 + 1] = v
+    expected = structure_scores(boxes, vol.gt, vol.values, vol.names, vol.spacing_mm).set_index("structure")["dice"]
+    got = result.structures[result.structures["scheme"] == "boxes_per_slice"].set_index("structure")["dice"]
+    pd.testing.assert_series_equal(got.sort_index(), expected.sort_index(), check_names=False, atol=1e-9)
+    runs = result.runs.set_index("scheme")
+    assert runs.loc["point_video", "status"] == study.NOT_APPLICABLE  # no memory: listed, not run
+    assert runs.loc["boxes_per_slice", "status"] == "scored"
+    # each slice encoded once for both image schemes; carrying a filled box never shrinks: it
+    # runs to both ends of the volume (the drift the consecutive-Dice rule cannot see here)
+    assert seg.encoded == len(vol.gt)
+    # the predicted volume is on the source grid with the source affine
+    path = runs.loc["boxes_per_slice", "volume_nifti"]
+    img, src = nib.load(path), nib.load(vols.iloc[0]["image_nifti"])
+    assert img.shape == src.shape and np.allclose(img.affine, src.affine)
+    again = study.run_study(cfg, vols, ["box_fill"], loader=load, progress=False)
+    assert set(again.runs["status_run"]) == {"reused"} and seg.encoded == len(vol.gt)
+    pd.testing.assert_frame_equal(again.structures, result.structures)
+    table = study.median_table(result.structures)
+    assert {"femur", "tibia", "patella", "combined", "n_params", "seconds_per_volume"} <= set(table.columns)
+
+
+def test_write_back_of_the_manual_mask_is_the_source_file(knee_cfg, tmp_path):
+    subjects, _ = load_tables(knee_cfg)
+    row = study.study_volumes(knee_cfg, subjects).iloc[0]
+    vol = study.load_volume(knee_cfg, row)
+    out = study.write_prediction(tmp_path / "gt.nii.gz", vol.gt, vol)
+    src = nib.load(row["mask_nifti"])
+    np.testing.assert_array_equal(np.asarray(nib.load(out).dataobj), np.asarray(src.dataobj))
+    assert np.allclose(nib.load(out).affine, src.affine)
+
+
+def test_sam2_model_runs_every_scheme(knee_cfg):
+    cfg = knee_cfg
+    subjects, _ = load_tables(cfg)
+    vols = study.study_volumes(cfg, subjects)
+    result = study.run_study(cfg, vols, ["tiny_sam2"], loader=_tiny_sam2_loader, progress=False)
+    assert set(result.runs["status"]) == {"scored"}
+    assert set(result.runs["scheme"]) == set(cfg["video3d"]["schemes"])
+    combined = result.structures[result.structures["structure"] == "combined"]
+    assert len(combined) == len(cfg["video3d"]["schemes"]) and combined["dice"].between(0, 1).all()
+    assert (result.structures["n_params"] > 0).all()
+
+
+def test_bad_mask_is_reported_with_its_file(knee_cfg, tmp_path):
+    subjects, _ = load_tables(knee_cfg)
+    vols = study.study_volumes(knee_cfg, subjects)
+    bad = tmp_path / "bad_mask.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), np.int16), np.eye(4)), str(bad))
+    vols.loc[0, "mask_nifti"] = str(bad)
+    load, _ = _box_fill_loader(64)
+    result = study.run_study(knee_cfg, vols, ["box_fill"], loader=load, progress=False)
+    assert result.structures.empty
+    assert "bad_mask.nii.gz" in result.failed.iloc[0]["error"]
+
+
+def test_real_spine_volumes_load_with_their_vertebral_bodies(real_spine, tiny_cfg):
+    cfg = tiny_cfg
+    cfg["video3d"].update(real_spine=True, max_real_subjects=2)
+    subjects = pd.DataFrame(columns=["dataset", "subject_id", "split", "image_nifti", "mask_nifti"])
+    cfg["video3d"]["datasets"] = []
+    vols = study.study_volumes(cfg, subjects)
+    assert vols["subject_id"].tolist() == ["vb3_01", "vb3_02"] and set(vols["source"]) == {"real"}
+    vol = study.load_volume(cfg, vols.iloc[0])
+    assert vol.values == [1, 2, 3, 4, 5] and vol.image.shape[0] == 77  # sagittal slices along axis 2
+    assert vol.spacing_mm == (1.0, 1.0, 1.0)
+    np.testing.assert_array_equal(np.sort(np.unique(vol.gt)), [0, 1, 2, 3, 4, 5])
+
+
+def test_bench_video3d_reports_seconds_per_frame_for_both_routes(knee_cfg):
+    from mskseg_lib.video3d.benchmark import bench_video3d
+
+    result = bench_video3d(knee_cfg, "tiny", repeats=1)
+    assert result["n_frames"] > 0 and result["n_objects"] == 3
+    for key in ("memory_s_per_frame", "jpeg_s_per_frame", "jpeg_write_s_per_frame"):
+        assert result[key] > 0
+    assert result["jpeg_over_memory"] == pytest.approx(
+        (result["times_s"]["jpeg_write_s"][0] + result["times_s"]["jpeg_run_s"][0]) / result["times_s"]["memory_s"][0])
+    assert set(result["mask_dice_memory_vs_jpeg"]) == {1, 3, 5}
+    assert "torch" in result["versions"]
+
+
+def test_notebook_07_matches_its_generator():
+    import importlib.util
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("make_notebook_07", root / "scripts" / "make_notebook_07.py")
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    path = root / "notebooks" / "07_sam2_video_3d.ipynb"
+    assert path.read_text() == gen.render(), "run scripts/make_notebook_07.py"

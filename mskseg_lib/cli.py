@@ -323,6 +323,8 @@ def _video3d(args: argparse.Namespace) -> int:
     from mskseg_lib.video3d.predictor import choose_offload
     from mskseg_lib.video3d.study import load_video_model
 
+    started = utc_now_iso()
+    out_path = segment.check_output_path(Path(args.output))
     spec = get_dataset(args.dataset)
     items = find_volumes(args.input)
     if len(items) != 1:
@@ -330,7 +332,11 @@ def _video3d(args: argparse.Namespace) -> int:
     sl = slicing(read_volume(items[0]), spec, clip_percentiles(cfg, spec.name))
     device = pick_device(cfg["models"]["device"])
     if args.clicks:
-        seeds = segment.clicks_to_prompts(sl, segment.read_clicks(Path(args.clicks)), spec)
+        clicks_path = Path(args.clicks)
+        try:
+            seeds = segment.clicks_to_prompts(sl, segment.read_clicks(clicks_path), spec)
+        except (ValueError, TypeError) as exc:
+            raise DataError(clicks_path, str(exc)) from None
         prompt_source = {"clicks": str(args.clicks)}
     else:
         weights = Path(args.detector)
@@ -353,8 +359,8 @@ def _video3d(args: argparse.Namespace) -> int:
                                             "point_labels": None if s.point_labels is None else s.point_labels.tolist(),
                                             "box": None if s.box is None else s.box.tolist()} for s in seeds],
               "carry": cfg["video3d"]["carry"], "offload_state_to_cpu": offload, "device": str(device),
-              "started_utc": utc_now_iso(), "git": git_info(), "versions": collect_versions()}
-    out = segment.write_result(Path(args.output), sl, run, record)
+              "started_utc": started, "git": git_info(), "versions": collect_versions()}
+    out = segment.write_result(out_path, sl, run, record)
     print(f"{scheme}: {run.encoded_slices} slices encoded in {run.seconds:.1f} s; written {out}")
     return 0
 

@@ -43,7 +43,10 @@ slices (**7c**).
 
 SAM2's video predictor only reads JPEG folders; here the slices go to it from memory
 (`mskseg_lib.video3d.frames`), with the same arithmetic (a test checks the frames are equal to
-the JPEG route's for the same pixels, and the masks too).
+the JPEG route's for the same pixels, and the masks too). One difference between the routes
+of a SAM2 model stays: its video predictor stretches a slice to the square model input, while
+the image predictor (per-slice schemes) keeps the aspect ratio and pads, as the rest of the
+study does. The knee and spine slices here are square, so both see the same geometry.
 """),
     code("""
 import os
@@ -102,7 +105,11 @@ if not v["real_spine"]:
     print("real spine fixture: off in this profile (video3d.real_spine)")
 rows = []
 for _, r in volumes.iterrows():
-    vol = study.load_volume(cfg, r)
+    try:
+        vol = study.load_volume(cfg, r)
+    except (ValueError, OSError) as exc:  # reported again, and skipped, by the study below
+        rows.append({"dataset": r["dataset"], "subject_id": r["subject_id"], "source": r["source"], "error": str(exc)})
+        continue
     rows.append({"dataset": r["dataset"], "subject_id": r["subject_id"], "source": r["source"],
                  "slices": len(vol.image), "slice_px": "x".join(map(str, vol.image.shape[1:])),
                  "structures": ", ".join(vol.names[x] for x in vol.values),
@@ -235,6 +242,8 @@ scheme runs end to end and what feeding frames from memory costs.
     code("""
 if not v["pipeline_check"]:
     print("pipeline check: off in this profile (video3d.pipeline_check)")
+elif volumes.empty:
+    print("pipeline check: no volume in this profile")
 else:
     from mskseg_lib.video3d.benchmark import bench_video3d
     from mskseg_lib.video3d.predictor import build_tiny_video_predictor, image_segmenter, parameter_count

@@ -81,7 +81,7 @@ def test_clicks_on_one_slice_recover_the_phantom_through_the_volume(tmp_path):
         segment.write_result(tmp_path / "out.png", sl, run, {})
 
 
-def test_cli_video3d_with_clicks_writes_a_label_volume(tmp_path, monkeypatch):
+def test_cli_video3d_with_clicks_writes_a_label_volume(tmp_path, monkeypatch, capsys):
     from mskseg_lib import cli
     from mskseg_lib.video3d import study
 
@@ -97,8 +97,14 @@ def test_cli_video3d_with_clicks_writes_a_label_volume(tmp_path, monkeypatch):
                    "--model", "lite_medsam", "--clicks", str(clicks)])
     assert rc == 0
     np.testing.assert_array_equal(np.asarray(nib.load(out).dataobj), (labels == 1).astype(np.uint8))
-    bad = tmp_path / "bad.json"
-    bad.write_text("{not json")
-    rc = cli.main(["video3d", "--profile", "fixture", "--dataset", THIGH, "--input", str(image), "--output", str(out),
-                   "--model", "lite_medsam", "--clicks", str(bad)])
-    assert rc != 0
+    capsys.readouterr()
+    for name, text in (("bad.json", "{not json"), ("outside.json", json.dumps([{"label": 1, "i": 999, "j": 1, "k": 1}]))):
+        bad = tmp_path / name
+        bad.write_text(text)
+        rc = cli.main(["video3d", "--profile", "fixture", "--dataset", THIGH, "--input", str(image), "--output", str(out),
+                       "--model", "lite_medsam", "--clicks", str(bad)])
+        err = capsys.readouterr().err
+        assert rc != 0 and name in err and "Traceback" not in err
+    rc = cli.main(["video3d", "--profile", "fixture", "--dataset", THIGH, "--input", str(image), "--output",
+                   str(tmp_path / "x.png"), "--model", "lite_medsam", "--clicks", str(clicks)])
+    assert rc != 0 and "must be a .nii" in capsys.readouterr().err

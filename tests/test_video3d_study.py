@@ -78,6 +78,9 @@ def test_boxes_per_slice_with_a_box_filling_model_gives_the_boxes_dice_and_resum
     again = study.run_study(cfg, vols, ["box_fill"], loader=load, progress=False)
     assert set(again.runs["status_run"]) == {"reused"} and seg.encoded == len(vol.gt)
     pd.testing.assert_frame_equal(again.structures, result.structures)
+    cfg["video3d"]["save_volumes"] = False  # a setting that changes the outputs recomputes
+    third = study.run_study(cfg, vols, ["box_fill"], loader=load, progress=False)
+    assert set(third.runs["status_run"]) == {"computed"} and seg.encoded == 2 * len(vol.gt)
     table = study.median_table(result.structures)
     assert {"femur", "tibia", "patella", "combined", "n_params", "seconds_per_volume"} <= set(table.columns)
 
@@ -152,3 +155,30 @@ def test_notebook_07_matches_its_generator():
     spec.loader.exec_module(gen)
     path = root / "notebooks" / "07_sam2_video_3d.ipynb"
     assert path.read_text() == gen.render(), "run scripts/make_notebook_07.py"
+
+
+def test_anchor_table_compares_the_published_structures_only():
+    from mskseg_lib.reference import published_video3d
+
+    rows = []
+    for sid, (femur, tibia, patella, combined) in {"a": (0.9, 0.8, 0.1, 0.7), "b": (0.95, 0.85, 0.2, 0.8)}.items():
+        for name, dice in (("femur", femur), ("tibia", tibia), ("patella", patella), ("combined", combined)):
+            rows.append({"model_key": "sam2_hiera_tiny", "model": "SAM2 hiera-t", "scheme": "points_neg_video",
+                         "dataset": KNEE, "subject_id": sid, "structure": name, "dice": dice})
+    for name, dice in (("vertebral_body_L1", 0.5), ("combined", 0.6)):
+        rows.append({"model_key": "sam2_hiera_tiny", "model": "SAM2 hiera-t", "scheme": "points_neg_video",
+                     "dataset": "RealSpine_MyoSegmenTUM_VB_8", "subject_id": "vb3_01", "structure": name, "dice": dice})
+    rows.append({"model_key": "lite_medsam", "model": "LiteMedSAM", "scheme": "points_per_slice", "dataset": KNEE,
+                 "subject_id": "a", "structure": "combined", "dice": 0.3})
+    models = pd.DataFrame({"model_key": ["sam2_hiera_tiny", "sam2_hiera_large", "lite_medsam"],
+                           "model": ["SAM2 hiera-t", "SAM2 hiera-l", "LiteMedSAM"], "family": ["sam2", "sam2", "lite_medsam"],
+                           "video_predictor": [True, True, False],
+                           "status": ["available", "not run: checkpoint missing", "available"]})
+    table = study.anchor_table(pd.DataFrame(rows), published_video3d(), models)
+    reg = table[(table["source"] == "regenerated") & (table["scheme"] == "points_neg_video")].set_index("dataset")
+    assert reg.loc[KNEE, "median_3d_dice"] == pytest.approx(np.median([0.9, 0.8, 0.95, 0.85]))  # no patella
+    assert reg.loc["RealSpine_MyoSegmenTUM_VB_8", "median_3d_dice"] == pytest.approx(0.6)
+    assert "different structures" in reg.loc["RealSpine_MyoSegmenTUM_VB_8", "note"]
+    assert reg.loc["", "note"] == "not run: checkpoint missing" and reg.loc["", "model"] == "SAM2 hiera-l"
+    assert "LiteMedSAM" not in set(table["model"])  # the anchor is SAM2's
+    assert table.loc[table["source"] == "published", "median_3d_dice"].iloc[0] == pytest.approx(0.9196)

@@ -68,9 +68,14 @@ class SliceEncoder:
 
     def get(self, k: int) -> Embedding:
         if k not in self._embeddings:
+            cuda = torch.device(self.segmenter.device).type == "cuda"
+            if cuda:  # time the encode itself, not the launch of its kernels
+                torch.cuda.synchronize(self.segmenter.device)
             t0 = time.perf_counter()
             image = resize_slice(self.slices[k], self.size)[None]
             self._embeddings[k] = self.segmenter.encode(image, [self.geom.resized_shape])[0]
+            if cuda:
+                torch.cuda.synchronize(self.segmenter.device)
             self.encode_seconds[k] = time.perf_counter() - t0
         return self._embeddings[k]
 
@@ -80,15 +85,23 @@ class SliceEncoder:
     def decode(self, k: int, prompts: Sequence[ObjectPrompt]) -> tuple[np.ndarray, list[int]]:
         """One decoder call for all prompts of slice ``k``: (label map (H, W), labels decoded).
 
-        Prompts of one call must be all boxes or all points with the same number of points.
-        Overlaps go to the smaller structure (``evaluation.masks.combine_labels``).
+        Prompts of one call must be all boxes or all points; point sets of different lengths are
+        padded with SAM's "not a point" (label -1), which the prompt encoder ignores. Overlaps go
+        to the smaller structure (``evaluation.masks.combine_labels``).
         """
         scale = self.geom.scale
         if all(p.box is not None for p in prompts):
             batch = Prompts(boxes=np.stack([p.box for p in prompts]) * scale)
+        elif all(p.points is not None and p.box is None for p in prompts):
+            width = max(len(p.points) for p in prompts)
+            points = np.zeros((len(prompts), width, 2), np.float32)
+            labels = np.full((len(prompts), width), -1, np.int64)
+            for i, p in enumerate(prompts):
+                points[i, :len(p.points)] = p.points * scale
+                labels[i, :len(p.points)] = p.point_labels
+            batch = Prompts(points=points, point_labels=labels)
         else:
-            batch = Prompts(points=np.stack([p.points for p in prompts]) * scale,
-                            point_labels=np.stack([p.point_labels for p in prompts]))
+            raise ValueError(f"slice {k}: prompts of one call must be all boxes or all points")
         logits = self.segmenter.decode(self.get(k), batch)  # inference mode inside
         values = [int(p.label) for p in prompts]
         label_logits = to_original(logits, self.geom)
@@ -129,6 +142,7 @@ def run_carry(encoder: SliceEncoder, seeds: Sequence[ObjectPrompt], kind: str, *
     """Carrying schemes: prompt the seed slice, then carry each mask to the next slice's prompt."""
     if kind not in ("box", "point"):
         raise ValueError(f"carry kind must be 'box' or 'point', got {kind!r}")
+    min_area_px = max(1, int(min_area_px))  # an empty mask can never carry a prompt
     t0 = time.perf_counter()
     cached = set(encoder.encode_seconds)
     used: set[int] = set()

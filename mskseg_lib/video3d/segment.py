@@ -59,13 +59,21 @@ def clicks_to_prompts(sl: Slicing, clicks: Sequence[Mapping[str, Any]], spec: Da
     known = spec.label_names()
     grouped: dict[tuple[int, int], list[tuple[float, float, int]]] = {}
     for n, c in enumerate(clicks):
+        if not isinstance(c, Mapping):
+            raise ValueError(f"click {n}: expected an object {{label, i, j, k[, positive]}}, got {c!r}")
         missing = {"label", "i", "j", "k"} - set(c)
         if missing:
             raise ValueError(f"click {n}: missing {', '.join(sorted(missing))} (need label, i, j, k)")
-        label = int(c["label"])
+        try:
+            label = int(c["label"])
+        except (TypeError, ValueError):
+            raise ValueError(f"click {n}: label {c['label']!r} is not an integer") from None
         if label not in known:
             raise ValueError(f"click {n}: label {label} is not a label of {spec.name} ({known})")
-        k, x, y = source_voxel_to_display(sl, (c["i"], c["j"], c["k"]))
+        try:
+            k, x, y = source_voxel_to_display(sl, (c["i"], c["j"], c["k"]))
+        except ValueError as exc:
+            raise ValueError(f"click {n}: {exc}") from None
         grouped.setdefault((label, k), []).append((x, y, 1 if c.get("positive", True) else 0))
     out = []
     for (label, k), pts in sorted(grouped.items()):
@@ -106,11 +114,17 @@ def propagate(model: Any, sl: Slicing, seeds: Sequence[ObjectPrompt], carry: Map
     return run, f"{kind}_carry"
 
 
-def write_result(out_path: Path, sl: Slicing, run: SchemeRun, record: Mapping[str, Any]) -> Path:
-    """The label NIfTI on the source grid, then its JSON record (``<name>.video3d.json``)."""
+def check_output_path(out_path: Path) -> Path:
+    """The output must be a NIfTI file name (checked before any work is done)."""
     out_path = Path(out_path)
     if not out_path.name.endswith((".nii", ".nii.gz")):
         raise DataError(out_path, "the output must be a .nii or .nii.gz file")
+    return out_path
+
+
+def write_result(out_path: Path, sl: Slicing, run: SchemeRun, record: Mapping[str, Any]) -> Path:
+    """The label NIfTI on the source grid, then its JSON record (``<name>.video3d.json``)."""
+    out_path = check_output_path(out_path)
     write_volume(out_path, sl.to_source(canonical_from_display(run.labels, sl.slice_axis)), sl.source_affine)
     stem = out_path.name[: -len(".nii.gz")] if out_path.name.endswith(".nii.gz") else out_path.stem
     atomic.write_json(out_path.with_name(f"{stem}.video3d.json"), {

@@ -49,12 +49,18 @@ from mskseg_lib.models.zoo import NOT_RUN_MISSING, load_model
 from mskseg_lib.provenance import collect_versions
 from mskseg_lib.settings import real_spine_dir
 from mskseg_lib.video3d import prompts as P
-from mskseg_lib.video3d.predictor import choose_offload, image_segmenter, load_video_predictor, parameter_count
+from mskseg_lib.video3d.predictor import (
+    choose_offload,
+    hole_filling_available,
+    image_segmenter,
+    load_video_predictor,
+    parameter_count,
+)
 from mskseg_lib.video3d.propagate import SchemeRun, SliceEncoder, run_carry, run_per_slice, run_video
 from mskseg_lib.video3d.scoring import slice_scores, structure_scores
 
 #: bumped when a change here or in the engines changes the scores (part of every fingerprint)
-STUDY_VERSION = 1
+STUDY_VERSION = 2
 NOT_APPLICABLE = "not applicable: no memory (image-only model)"
 
 
@@ -258,6 +264,14 @@ def run_study(cfg: Mapping[str, Any], volumes: pd.DataFrame, model_keys: Sequenc
         table = model_table(cfg)
         model_keys = table.loc[table["status"] == "available", "model_key"].tolist()
     schemes = list(v["schemes"])
+    device_type = pick_device(cfg["models"]["device"]).type
+    holes = hole_filling_available()
+    checkpoints = {}
+    for key in model_keys:  # the weights file's identity (size, mtime) so swapped weights recompute
+        try:
+            checkpoints[key] = file_key(resolve_checkpoint(cfg, key))
+        except (KeyError, CheckpointMissing):
+            checkpoints[key] = None  # a model that is not in the zoo (tests, pipeline checks)
     structures, slices, runs, failed = [], [], [], []
     jobs = [(m, r) for m in model_keys for r in volumes.to_dict("records")]
     loaded: dict[str, VideoModel] = {}
@@ -266,10 +280,11 @@ def run_study(cfg: Mapping[str, Any], volumes: pd.DataFrame, model_keys: Sequenc
         keys = {"model_key": key, "dataset": row["dataset"], "subject_id": row["subject_id"]}
         folder = root / "scores" / key / row["dataset"]
         done = folder / f"{row['subject_id']}.json"
-        fp = _fingerprint({"model": key, "schemes": schemes, "carry": v["carry"], "tissues": v["tissues"],
-                           "version": STUDY_VERSION, "clip": clip_percentiles(cfg, row["dataset"]),
+        fp = _fingerprint({"model": key, "checkpoint": checkpoints.get(key), "schemes": schemes, "carry": v["carry"],
+                           "tissues": v["tissues"], "version": STUDY_VERSION, "clip": clip_percentiles(cfg, row["dataset"]),
                            "image": file_key(Path(row["image_nifti"])), "mask": file_key(Path(row["mask_nifti"])),
-                           "device": cfg["models"]["device"], "autocast": cfg["models"]["autocast_bf16"]})
+                           "device_type": device_type, "autocast": cfg["models"]["autocast_bf16"],
+                           "save_volumes": bool(v["save_volumes"]), "sam2_hole_filling": holes})
         if done.exists() and json.loads(done.read_text()).get("fingerprint") == fp:
             structures.append(pd.read_parquet(folder / f"{row['subject_id']}.structures.parquet"))
             slices.append(pd.read_parquet(folder / f"{row['subject_id']}.slices.parquet"))
@@ -282,7 +297,8 @@ def run_study(cfg: Mapping[str, Any], volumes: pd.DataFrame, model_keys: Sequenc
             failed.append({**keys, "error": str(exc)})
             continue
         if key not in loaded:
-            loaded.clear()  # one model in memory at a time
+            loaded.clear()  # one model in memory at a time: drop the last one before loading
+            model = None
             loaded[key] = loader(cfg, key)
         model = loaded[key]
         t0 = time.perf_counter()
@@ -352,7 +368,10 @@ def anchor_table(structures: pd.DataFrame, published: pd.DataFrame, model_table_
 
     One row per published finding, then one per (dataset, SAM2 model) regenerated with that
     scheme, or one row per SAM2 model saying why it was not run. The anchor is SAM2's, so other
-    models' numbers stay in table S72 rather than appearing beside it.
+    models' numbers stay in table S72 rather than appearing beside it. Where a dataset has the
+    published structures (femur and tibia), the regenerated value is the median 3D Dice over
+    those structures and volumes (the patella left out, as in the published set); elsewhere it
+    is the combined Dice of the dataset's own structures, and the note says so.
     """
     rows = []
     sam2_keys = set(model_table_.loc[model_table_["family"] == "sam2", "model_key"])
@@ -362,14 +381,19 @@ def anchor_table(structures: pd.DataFrame, published: pd.DataFrame, model_table_
         rows.append({"source": "published", "scheme": pub["scheme"], "model": "SAM2 (study)", "dataset": pub["dataset"],
                      "structures": pub["structures"], "n_volumes": int(pub["n_volumes"]),
                      "median_3d_dice": pub["dice"], "note": pub["note"]})
-        done = structures[(structures["scheme"] == pub["scheme"]) & (structures["structure"] == "combined")] \
-            if not structures.empty else structures
+        wanted = [w.strip() for w in str(pub["structures"]).replace(" and ", ",").split(",") if w.strip()]
+        done = structures[structures["scheme"] == pub["scheme"]] if not structures.empty else structures
         for (dataset, model), g in (done.groupby(["dataset", "model"]) if not done.empty else []):
-            names = sorted(set(structures[(structures["dataset"] == dataset) & (structures["structure"] != "combined")]
-                               ["structure"]))
+            same = g[g["structure"].isin(wanted)]
+            if set(same["structure"]) == set(wanted):
+                pick, names, note = same, wanted, "median over the published structures' 3D Dice"
+            else:
+                pick = g[g["structure"] == "combined"]
+                names = sorted(set(g["structure"]) - {"combined"})
+                note = "different structures: combined Dice (union) of this dataset's structures"
             rows.append({"source": "regenerated", "scheme": pub["scheme"], "model": model, "dataset": dataset,
                          "structures": ", ".join(names), "n_volumes": int(g["subject_id"].nunique()),
-                         "median_3d_dice": float(g["dice"].median()), "note": "combined (union of the structures)"})
+                         "median_3d_dice": float(pick["dice"].median()), "note": note})
         if pub["scheme"] in P.VIDEO_SCHEMES:
             for _, m in model_table_[model_table_["video_predictor"] & (model_table_["status"] != "available")].iterrows():
                 rows.append({"source": "regenerated", "scheme": pub["scheme"], "model": m["model"], "dataset": "",

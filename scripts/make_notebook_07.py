@@ -205,11 +205,11 @@ save_figure(fig, cfg, "fig7a_dice_vs_offset", notebook="07",
 """),
     code("""
 pub = published_video3d().dropna(subset=["dice"]).iloc[0]
-fig = vplots.plot_scheme_dice(result.structures, anchor=float(pub["dice"]),
+fig = vplots.plot_scheme_dice(result.structures, anchor=float(pub["dice"]), anchor_anatomy="knee",
                               anchor_label=f"published: {pub['dice']:.4f} ({pub['study_scheme']}, {pub['dataset']})")
 save_figure(fig, cfg, "fig7b_video3d_scheme_dice", notebook="07",
             caption="Figure 7b: 3D Dice of all structures combined per volume, by scheme and model; bars are medians; "
-                    "dotted: the published SAM2 video anchor (OAI-ZIB femur and tibia).")
+                    "dotted (knee panels): the published SAM2 video anchor (OAI-ZIB femur and tibia).")
 """),
     md("""
 ## Figure 7c: an example volume

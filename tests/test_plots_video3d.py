@@ -247,6 +247,10 @@ def test_scheme_dice_anchor_line_and_legend():
     texts = [t.get_text() for t in fig.legends[0].get_texts()]
     assert texts == ["SAM2 tiny", "LiteMedSAM", "median", label]
     assert fig.get_suptitle() == "3D Dice"
+    knee_only = v3.plot_scheme_dice(make_structures(), anchor=0.9196, anchor_label=label, anchor_anatomy="knee")
+    drawn = {ax.get_title(): len(_lines(ax, "anchor")) for ax in knee_only.axes}
+    assert sorted(drawn.values()) == [0, 1]  # the spine panel has no knee anchor
+    plt.close(knee_only)
 
 
 def test_scheme_dice_empty_inputs():

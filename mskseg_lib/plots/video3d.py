@@ -224,7 +224,8 @@ def plot_dice_vs_offset(slices: pd.DataFrame, *, max_offset: int | None = None,
 
 # ------------------------------------------------------------- 3D Dice per scheme and model
 def plot_scheme_dice(structures: pd.DataFrame, *, anchor: float | None = None,
-                     anchor_label: str = "published", title: str | None = None) -> Figure:
+                     anchor_label: str = "published", anchor_anatomy: str | None = None,
+                     title: str | None = None) -> Figure:
     """3D Dice of all structures combined, per scheme and model, one panel per dataset.
 
     ``structures``: the engine's structure table; only its ``structure == "combined"`` rows
@@ -236,7 +237,8 @@ def plot_scheme_dice(structures: pd.DataFrame, *, anchor: float | None = None,
     Colour and marker = model. With ``anchor``, a dotted horizontal line at that value in every
     panel (gid ``anchor``) labelled ``anchor_label`` in the legend, e.g. "published: 0.9196
     (points + negatives + video, OAI-ZIB)", to read the reproduction against the paper.
-    Non-finite Dice rows are dropped; nothing left -> one panel saying "no volumes scored".
+    ``anchor_anatomy`` (e.g. "knee") limits the line to the panels of that anatomy: a published
+    knee value is not a reference for a spine panel. Non-finite Dice rows are dropped; nothing left -> one panel saying "no volumes scored".
     """
     if structures is None or structures.empty:
         return _placeholder_figure("no volumes scored", title)
@@ -270,7 +272,7 @@ def plot_scheme_dice(structures: pd.DataFrame, *, anchor: float | None = None,
                            edgecolor="white", linewidth=0.3, zorder=2, gid=f"subjects:{key}")
                 ax.plot([x - 0.4 * slot, x + 0.4 * slot], [np.median(v)] * 2, color="black",
                         lw=2.0, solid_capstyle="butt", zorder=3, gid=f"median:{key}")
-        if anchor is not None:
+        if anchor is not None and (anchor_anatomy is None or anatomy_of(dataset) == anchor_anatomy):
             ax.axhline(float(anchor), color="0.2", ls=":", lw=1.3, zorder=1, label=anchor_label,
                        gid="anchor")
         ax.set_xticks(range(len(schemes)),

@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import notebook_gen  # noqa: E402
-from notebook_gen import code, md  # noqa: E402
+from notebook_gen import code, md, parameters_cells  # noqa: E402
 
 TARGET = notebook_gen.ROOT / "notebooks" / "02_zero_shot_baselines.ipynb"
 
@@ -44,17 +44,7 @@ prompt conditions; the statistics are the same code either way.
 cells. The run folder (`runs/<profile>/zero_shot/<tag>`) resumes: finished subjects are kept,
 and image embeddings are cached for later prompt conditions.
 """),
-    code("""
-import os
-
-profile = os.environ.get("MSKSEG_PROFILE", "default")
-params = None
-""", tags=["parameters"]),
-    md("""
-## Setup
-
-`params` is the full profile as injected by papermill (or `None` when run interactively).
-"""),
+    *parameters_cells(),
     code("""
 import pandas as pd
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import notebook_gen  # noqa: E402
-from notebook_gen import code, md  # noqa: E402
+from notebook_gen import code, md, parameters_cells  # noqa: E402
 
 TARGET = notebook_gen.ROOT / "notebooks" / "03_finetune_ablations.ipynb"
 
@@ -49,17 +49,7 @@ finetuning achieves).
 or set `MSKSEG_PROFILE` and run all cells. The grid resumes: finished runs are kept, an
 interrupted run continues from its last epoch.
 """),
-    code("""
-import os
-
-profile = os.environ.get("MSKSEG_PROFILE", "default")
-params = None
-""", tags=["parameters"]),
-    md("""
-## Setup
-
-`params` is the full profile as injected by papermill (or `None` when run interactively).
-"""),
+    *parameters_cells(),
     code("""
 import pandas as pd
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import notebook_gen  # noqa: E402
-from notebook_gen import code, md  # noqa: E402
+from notebook_gen import code, md, parameters_cells  # noqa: E402
 
 TARGET = notebook_gen.ROOT / "notebooks" / "05_biomarker_agreement.ipynb"
 
@@ -43,17 +43,7 @@ from a linear mixed model with a subject bootstrap; Bland-Altman bias and limits
 Gaussian-process regression; Spearman's rho. Beyond the study, the synthetic cohort's true
 values show the error of the manual *and* the predicted measurement.
 """),
-    code("""
-import os
-
-profile = os.environ.get("MSKSEG_PROFILE", "default")
-params = None
-""", tags=["parameters"]),
-    md("""
-## Setup
-
-`params` is the full profile as injected by papermill (or `None` when run interactively).
-"""),
+    *parameters_cells(),
     code("""
 import pandas as pd
 

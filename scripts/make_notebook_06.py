@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import notebook_gen  # noqa: E402
-from notebook_gen import code, md  # noqa: E402
+from notebook_gen import code, md, parameters_cells  # noqa: E402
 
 TARGET = notebook_gen.ROOT / "notebooks" / "06_autolabel.ipynb"
 
@@ -37,17 +37,7 @@ zoo and the best finetuned model of notebook 03 with and without box-shift augme
 * the pipeline as a user runs it (`mskseg autolabel`): a raw DICOM series in, a label NIfTI
   with the series' affine, a JSON of detections and review overlays out.
 """),
-    code("""
-import os
-
-profile = os.environ.get("MSKSEG_PROFILE", "default")
-params = None
-""", tags=["parameters"]),
-    md("""
-## Setup
-
-`params` is the full profile as injected by papermill (or `None` when run interactively).
-"""),
+    *parameters_cells(),
     code("""
 import json
 

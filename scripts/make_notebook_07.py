@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import notebook_gen  # noqa: E402
-from notebook_gen import code, md  # noqa: E402
+from notebook_gen import code, md, parameters_cells  # noqa: E402
 
 TARGET = notebook_gen.ROOT / "notebooks" / "07_sam2_video_3d.ipynb"
 
@@ -48,17 +48,7 @@ of a SAM2 model stays: its video predictor stretches a slice to the square model
 the image predictor (per-slice schemes) keeps the aspect ratio and pads, as the rest of the
 study does. The knee and spine slices here are square, so both see the same geometry.
 """),
-    code("""
-import os
-
-profile = os.environ.get("MSKSEG_PROFILE", "default")
-params = None
-""", tags=["parameters"]),
-    md("""
-## Setup
-
-`params` is the full profile as injected by papermill (or `None` when run interactively).
-"""),
+    *parameters_cells(),
     code("""
 import copy
 

@@ -22,6 +22,24 @@ def code(text: str, tags: list[str] | None = None) -> nbformat.NotebookNode:
     return cell
 
 
+def parameters_cells() -> list[nbformat.NotebookNode]:
+    """The papermill parameters cell (profile from ``MSKSEG_PROFILE``, ``params`` injected) and
+    the heading of the setup section, as every study notebook starts."""
+    return [
+        code("""
+import os
+
+profile = os.environ.get("MSKSEG_PROFILE", "default")
+params = None
+""", tags=["parameters"]),
+        md("""
+## Setup
+
+`params` is the full profile as injected by papermill (or `None` when run interactively).
+"""),
+    ]
+
+
 def build(cells: list[nbformat.NotebookNode], id_prefix: str) -> nbformat.NotebookNode:
     nb = new_notebook(cells=cells)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (mskseg)", "language": "python"}

@@ -50,6 +50,10 @@ from matplotlib.patches import Patch, Rectangle
 from matplotlib.transforms import blended_transform_factory
 from skimage.measure import find_contours
 
+from mskseg_lib.plots.panels import figure_datasets as _datasets
+from mskseg_lib.plots.panels import placeholder as _placeholder
+from mskseg_lib.plots.panels import placeholder_figure as _placeholder_figure
+from mskseg_lib.plots.panels import require_columns as _require
 from mskseg_lib.plots.dataset_overview import dataset_order, short_dataset_name
 from mskseg_lib.plots.zero_shot import BOX_COLOR, anatomy_of, format_p, label_cmap
 
@@ -69,37 +73,6 @@ CLOUD_BW = 0.2  # gaussian_kde bandwidth factor, ptitprince RainCloud's default
 
 
 # --------------------------------------------------------------------------------- helpers
-def _placeholder(ax: Axes, text: str, title: Optional[str] = None) -> None:
-    """An empty panel that says why it is empty."""
-    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", fontsize=9,
-            color="0.4", gid="placeholder")
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.grid(False)
-    if title:
-        ax.set_title(title)
-
-
-def _placeholder_figure(text: str, figsize: tuple[float, float] = (6, 2.5)) -> Figure:
-    fig, ax = plt.subplots(figsize=figsize, constrained_layout=True)
-    _placeholder(ax, text)
-    return fig
-
-
-def _require(df: pd.DataFrame, cols: Sequence[str], what: str) -> None:
-    for col in cols:
-        if col not in df.columns:
-            raise ValueError(f"{what}: missing column {col!r}; available columns: {list(df.columns)}")
-
-
-def _datasets(df: pd.DataFrame) -> list[str]:
-    """Datasets in figure order (anatomy groups, then first appearance), as in figure 3."""
-    if df.empty:
-        return []
-    first = df.drop_duplicates("dataset")[["dataset"]].astype(str)
-    return dataset_order(first.assign(anatomy=first["dataset"].map(anatomy_of)))
-
-
 def condition_palette(conditions: Sequence[str]) -> dict[str, Any]:
     """Fixed colours for ``gt_box`` / ``detector``, colour-blind palette for any other name."""
     extra = iter(sns.color_palette("colorblind", 10)[2:])

@@ -40,6 +40,10 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from mskseg_lib.plots.autolabel import label_contours
+from mskseg_lib.plots.panels import figure_datasets as _datasets
+from mskseg_lib.plots.panels import placeholder as _placeholder
+from mskseg_lib.plots.panels import placeholder_figure as _placeholder_figure
+from mskseg_lib.plots.panels import require_columns as _require
 from mskseg_lib.plots.dataset_overview import dataset_order, short_dataset_name
 from mskseg_lib.plots.style import ordered
 from mskseg_lib.plots.zero_shot import anatomy_of, label_cmap
@@ -101,40 +105,6 @@ def scheme_palette(schemes: Sequence[str]) -> dict[str, Any]:
 def _scheme_order(schemes: Sequence[str]) -> list[str]:
     """Distinct schemes in ``SCHEME_LABELS`` order, unknown keys after them in order of appearance."""
     return ordered([str(s) for s in schemes], SCHEME_LABELS)
-
-
-def _placeholder(ax: Axes, text: str, title: Optional[str] = None) -> None:
-    """An empty panel that says why it is empty."""
-    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", fontsize=9,
-            color="0.4", gid="placeholder")
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.grid(False)
-    if title:
-        ax.set_title(title)
-
-
-def _placeholder_figure(text: str, title: Optional[str] = None,
-                        figsize: tuple[float, float] = (6, 2.5)) -> Figure:
-    fig, ax = plt.subplots(figsize=figsize, constrained_layout=True)
-    _placeholder(ax, text)
-    if title:
-        fig.suptitle(title)
-    return fig
-
-
-def _require(df: pd.DataFrame, cols: Sequence[str], what: str) -> None:
-    for col in cols:
-        if col not in df.columns:
-            raise ValueError(f"{what}: missing column {col!r}; available columns: {list(df.columns)}")
-
-
-def _datasets(df: pd.DataFrame) -> list[str]:
-    """Datasets in figure order (anatomy groups, then first appearance), as in figures 3 and 6."""
-    if df.empty:
-        return []
-    first = df.drop_duplicates("dataset")[["dataset"]].astype(str)
-    return dataset_order(first.assign(anatomy=first["dataset"].map(anatomy_of)))
 
 
 def _finite_dice(df: pd.DataFrame) -> pd.DataFrame:

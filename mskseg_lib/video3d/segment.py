@@ -27,10 +27,9 @@ from mskseg_lib import atomic
 from mskseg_lib.autolabel.pipeline import SliceBoxes, Slicing
 from mskseg_lib.data.catalog import DatasetSpec
 from mskseg_lib.data.errors import DataError
-from mskseg_lib.evaluation.volumes import write_volume
 from mskseg_lib.video3d.prompts import ObjectPrompt
 from mskseg_lib.video3d.propagate import SchemeRun, SliceEncoder, run_carry, run_video
-from mskseg_lib.video3d.study import canonical_from_display
+from mskseg_lib.video3d.study import write_display_labels
 
 
 def source_voxel_to_display(sl: Slicing, ijk: Sequence[int]) -> tuple[int, float, float]:
@@ -125,7 +124,7 @@ def check_output_path(out_path: Path) -> Path:
 def write_result(out_path: Path, sl: Slicing, run: SchemeRun, record: Mapping[str, Any]) -> Path:
     """The label NIfTI on the source grid, then its JSON record (``<name>.video3d.json``)."""
     out_path = check_output_path(out_path)
-    write_volume(out_path, sl.to_source(canonical_from_display(run.labels, sl.slice_axis)), sl.source_affine)
+    write_display_labels(out_path, run.labels, sl)
     stem = out_path.name[: -len(".nii.gz")] if out_path.name.endswith(".nii.gz") else out_path.stem
     atomic.write_json(out_path.with_name(f"{stem}.video3d.json"), {
         **record, "seconds": run.seconds, "encoded_slices": run.encoded_slices,

@@ -149,10 +149,15 @@ def load_volume(cfg: Mapping[str, Any], row: Mapping[str, Any]) -> LoadedVolume:
                         values, spec.label_names(), spacing)
 
 
-def write_prediction(path: Path, labels_display: np.ndarray, vol: LoadedVolume) -> Path:
+def write_display_labels(path: Path, labels_display: np.ndarray, sl: Slicing) -> Path:
     """A display-oriented label stack back on the source's voxel grid, with the source affine."""
-    canonical = canonical_from_display(labels_display, vol.slicing.slice_axis)
-    return write_volume(path, vol.slicing.to_source(canonical), vol.slicing.source_affine)
+    canonical = canonical_from_display(labels_display, sl.slice_axis)
+    return write_volume(path, sl.to_source(canonical), sl.source_affine)
+
+
+def write_prediction(path: Path, labels_display: np.ndarray, vol: LoadedVolume) -> Path:
+    """``write_display_labels`` for a study volume."""
+    return write_display_labels(path, labels_display, vol.slicing)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -117,6 +117,15 @@ def test_bad_mask_is_reported_with_its_file(knee_cfg, tmp_path):
     result = study.run_study(knee_cfg, vols, ["box_fill"], loader=load, progress=False)
     assert result.structures.empty
     assert "bad_mask.nii.gz" in result.failed.iloc[0]["error"]
+    nan_image = tmp_path / "nan_image.nii.gz"
+    src = nib.load(vols.loc[0, "image_nifti"])
+    data = np.asarray(src.dataobj, np.float32)
+    data[0, 0, 0] = np.nan
+    nib.save(nib.Nifti1Image(data, src.affine), str(nan_image))
+    vols = study.study_volumes(knee_cfg, subjects)
+    vols.loc[0, "image_nifti"] = str(nan_image)
+    result = study.run_study(knee_cfg, vols, ["box_fill"], loader=load, progress=False)
+    assert "nan_image.nii.gz" in result.failed.iloc[0]["error"] and "NaN" in result.failed.iloc[0]["error"]
 
 
 def test_real_spine_volumes_load_with_their_vertebral_bodies(real_spine, tiny_cfg):

@@ -40,7 +40,7 @@ from mskseg_lib.data.catalog import REAL_SPINE, DatasetSpec, get_dataset
 from mskseg_lib.data.errors import DataError
 from mskseg_lib.data.preprocess import from_display, to_display
 from mskseg_lib.data.sources import real_spine_manifest
-from mskseg_lib.data.volume import to_canonical
+from mskseg_lib.data.volume import check_finite, to_canonical
 from mskseg_lib.evaluation.volumes import write_volume
 from mskseg_lib.models.checkpoints import CheckpointMissing, resolve_checkpoint
 from mskseg_lib.models.interface import Segmenter, pick_device
@@ -134,6 +134,7 @@ def load_volume(cfg: Mapping[str, Any], row: Mapping[str, Any]) -> LoadedVolume:
     """Read, reorient to RAS, clip as ``prepare`` does; the manual mask on the same grid."""
     spec = get_dataset(row["dataset"])
     image = raw_io.read_array("nifti", Path(row["image_nifti"]), "image")
+    check_finite(image)  # NaN/inf would otherwise surface as a clipping error deep in numpy
     mask = raw_io.read_array("nifti", Path(row["mask_nifti"]), "mask")
     if mask.shape[:3] != image.shape[:3] or not np.allclose(mask.affine, image.affine, atol=1e-3):
         raise DataError(Path(row["mask_nifti"]), f"mask grid {mask.shape} differs from image {image.shape} "

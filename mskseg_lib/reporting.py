@@ -3,6 +3,13 @@
 Notebooks save every result through ``save_table`` / ``save_figure``. Besides the file, each call
 records the caption and the notebook in a small registry (``_registry.json`` in the tables or
 figures folder of the profile, keyed by file name so a rerun replaces its entry).
+
+Every table carries a ``data_source`` column and every caption says where its numbers come from:
+``synthetic`` (the generated cohort), ``real`` (the real spine fixture, a site's manifest),
+``published`` (values printed in the study) or ``mixed``. A caller may pass ``data_source``;
+otherwise a table with a ``dataset`` column is labelled per row from the prepared subjects
+(``dataset_sources``) and anything else from the profile as a whole. A caption whose results are
+synthetic is prefixed with "Synthetic data." unless it already says "synthetic".
 ``write_index`` turns both registries into ``tables/<profile>/index.html``: one page to read
 all results of a run without opening the notebooks.
 """
@@ -13,7 +20,7 @@ import html
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
 
 from mskseg_lib import atomic
 from mskseg_lib.config import resolve_path
@@ -23,11 +30,13 @@ if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.figure import Figure
 
-__all__ = ["REGISTRY_NAME", "INDEX_NAME", "save_table", "save_figure", "write_index", "read_registry"]
+__all__ = ["REGISTRY_NAME", "INDEX_NAME", "DATA_SOURCES", "save_table", "save_figure", "write_index",
+           "read_registry", "dataset_sources", "profile_data_source", "caption_with_source"]
 
 REGISTRY_NAME = "_registry.json"
 INDEX_NAME = "index.html"
 PREVIEW_ROWS = 8
+DATA_SOURCES = ("synthetic", "real", "published", "mixed")
 
 
 def _check_name(name: str, suffix: str) -> str:
@@ -73,6 +82,73 @@ def _register(folder: Path, file_name: str, entry: Mapping[str, Any]) -> None:
         atomic.write_json(folder / REGISTRY_NAME, registry)
 
 
+def _combine(sources: set[str]) -> str:
+    sources = {s for s in sources if s}
+    if not sources:
+        return "synthetic"
+    return sources.pop() if len(sources) == 1 else "mixed"
+
+
+def dataset_sources(cfg: Mapping[str, Any]) -> dict[str, str]:
+    """Dataset name -> ``synthetic``, ``real`` or ``mixed`` for the profile's data.
+
+    Read from the prepared subjects table (its ``source`` column: ``synthetic`` for the cohort,
+    anything else is real data) where it exists; otherwise from the profile: cohort datasets are
+    synthetic and nothing else is known.
+    """
+    from mskseg_lib.data.catalog import select_datasets
+
+    path = (resolve_path(cfg, "data_root") / "prepared" / "subjects.parquet"
+            if cfg.get("paths", {}).get("data_root") else None)
+    if path is not None and path.exists():
+        import pandas as pd
+
+        subjects = pd.read_parquet(path, columns=["dataset", "source"])
+        kinds = subjects.assign(kind=subjects["source"].map(lambda s: "synthetic" if s == "synthetic" else "real"))
+        return {str(d): _combine(set(g["kind"])) for d, g in kinds.groupby("dataset")}
+    if cfg.get("cohort", {}).get("enabled"):
+        return {spec.name: "synthetic" for spec in select_datasets(cfg["cohort"]["datasets"])}
+    return {}
+
+
+def profile_data_source(cfg: Mapping[str, Any]) -> str:
+    """One label for everything a profile computes: synthetic, real or mixed."""
+    kinds = set(dataset_sources(cfg).values())
+    if cfg.get("sources"):
+        kinds.add("real")
+    if not cfg.get("cohort", {}).get("enabled") and not kinds:
+        kinds.add("real")
+    return _combine(kinds)
+
+
+def caption_with_source(caption: str, source: str) -> str:
+    """``caption`` prefixed with the data source where the reader could mistake it for real data."""
+    if source not in DATA_SOURCES:
+        raise ValueError(f"data_source must be one of {DATA_SOURCES}, got {source!r}")
+    low = caption.lower()
+    if source == "synthetic" and "synthetic" not in low:
+        return f"Synthetic data. {caption}"
+    if source == "mixed" and "synthetic" not in low:
+        return f"Synthetic and real data (see the data_source column). {caption}"
+    return caption
+
+
+def _with_source(df: "pd.DataFrame", cfg: Mapping[str, Any], data_source: str | None) -> tuple["pd.DataFrame", str]:
+    """``df`` with a ``data_source`` column, and the source of the table as a whole."""
+    if "data_source" in df.columns:
+        return df, _combine(set(df["data_source"].dropna().astype(str)))
+    if data_source is not None:
+        if data_source not in DATA_SOURCES:
+            raise ValueError(f"data_source must be one of {DATA_SOURCES}, got {data_source!r}")
+        return df.assign(data_source=data_source), data_source
+    whole = profile_data_source(cfg)
+    if "dataset" in df.columns and len(df):
+        per_dataset = dataset_sources(cfg)
+        col = df["dataset"].map(lambda d: per_dataset.get(str(d), whole))
+        return df.assign(data_source=col), _combine(set(col))
+    return df.assign(data_source=whole), whole
+
+
 def save_table(
     df: "pd.DataFrame",
     cfg: Mapping[str, Any],
@@ -80,10 +156,17 @@ def save_table(
     caption: str,
     *,
     notebook: str | None = None,
+    data_source: str | None = None,
 ) -> Path:
-    """Write ``df`` to ``<tables_dir>/<name>.csv`` and register its caption; returns the path."""
+    """Write ``df`` to ``<tables_dir>/<name>.csv`` and register its caption; returns the path.
+
+    A ``data_source`` column is added unless ``df`` has one (``data_source`` given, or inferred
+    per dataset, see the module docstring), and the caption says when the data are synthetic.
+    """
     stem = _check_name(name, ".csv")
     folder = resolve_path(cfg, "tables_dir")
+    df, source = _with_source(df, cfg, data_source)
+    caption = caption_with_source(caption, source)
     path = atomic.save_csv(df, folder / f"{stem}.csv")
     _register(
         folder,
@@ -95,6 +178,7 @@ def save_table(
             "notebook": notebook,
             "rows": int(len(df)),
             "columns": [str(c) for c in df.columns],
+            "data_source": source,
             "updated_utc": utc_now_iso(),
         },
     )
@@ -109,12 +193,22 @@ def save_figure(
     *,
     notebook: str | None = None,
     dpi: int = 150,
+    data_source: str | None = None,
+    datasets: "Iterable[str] | None" = None,
 ) -> Path:
     """Write ``fig`` to ``<figures_dir>/<name>.png`` and register its caption; returns the path.
 
-    The figure stays open so the notebook can still display it.
+    The figure stays open so the notebook can still display it. ``data_source`` decides whether
+    the caption says "synthetic"; without it, the sources of ``datasets`` (the datasets drawn)
+    are combined, and without those the profile's (``profile_data_source``) is used.
     """
     stem = _check_name(name, ".png")
+    if data_source is None and datasets is not None:
+        per_dataset = dataset_sources(cfg)
+        whole = profile_data_source(cfg)
+        data_source = _combine({per_dataset.get(str(d), whole) for d in datasets})
+    source = data_source or profile_data_source(cfg)
+    caption = caption_with_source(caption, source)
     folder = resolve_path(cfg, "figures_dir")
     path = atomic.save_figure(fig, folder / f"{stem}.png", dpi=dpi)
     _register(
@@ -125,6 +219,7 @@ def save_figure(
             "name": stem,
             "caption": caption,
             "notebook": notebook,
+            "data_source": source,
             "updated_utc": utc_now_iso(),
         },
     )

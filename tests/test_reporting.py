@@ -37,3 +37,55 @@ def test_tables_figures_registry_and_index(tmp_path: Path) -> None:
     html = reporting.write_index(cfg).read_text()
     assert "Dice, rerun" in html and "1 rows" in html and "<table" in html
     assert "src='../../figures/t/bars.png'" in html and "Bars" in html
+
+
+def test_data_source_column_and_caption_per_dataset(tmp_path: Path) -> None:
+    """Cohort datasets are synthetic, the real spine is real: rows and caption say which."""
+    prepared = tmp_path / "data" / "prepared"
+    prepared.mkdir(parents=True)
+    pd.DataFrame({"dataset": ["Knee_A", "Knee_A", "Spine_real", "Both", "Both"],
+                  "source": ["synthetic", "synthetic", "real", "synthetic", "manifest"]}
+                 ).to_parquet(prepared / "subjects.parquet")
+    cfg = {**_cfg(tmp_path), "cohort": {"enabled": True, "datasets": "all"}, "sources": []}
+    cfg["paths"]["data_root"] = str(tmp_path / "data")
+    assert reporting.dataset_sources(cfg) == {"Knee_A": "synthetic", "Spine_real": "real", "Both": "mixed"}
+
+    only_synthetic = pd.DataFrame({"dataset": ["Knee_A"], "dice": [0.9]})
+    t = reporting.save_table(only_synthetic, cfg, "a", "Dice per dataset.")
+    assert pd.read_csv(t)["data_source"].tolist() == ["synthetic"]
+    reg = json.loads((t.parent / "_registry.json").read_text())
+    assert reg["a.csv"]["caption"] == "Synthetic data. Dice per dataset." and reg["a.csv"]["data_source"] == "synthetic"
+
+    both = pd.DataFrame({"dataset": ["Knee_A", "Spine_real"], "dice": [0.9, 0.8]})
+    t = reporting.save_table(both, cfg, "b", "Dice.")
+    assert pd.read_csv(t)["data_source"].tolist() == ["synthetic", "real"]
+    assert json.loads((t.parent / "_registry.json").read_text())["b.csv"]["caption"].startswith("Synthetic and real")
+
+    real = reporting.save_table(both.iloc[1:], cfg, "c", "Vertebral volumes.")
+    assert json.loads((real.parent / "_registry.json").read_text())["c.csv"]["caption"] == "Vertebral volumes."
+
+    # an explicit source wins; a caption that already says synthetic is not prefixed twice
+    t = reporting.save_table(pd.DataFrame({"x": [1]}), cfg, "d", "A synthetic check.", data_source="synthetic")
+    assert json.loads((t.parent / "_registry.json").read_text())["d.csv"]["caption"] == "A synthetic check."
+    try:
+        reporting.save_table(pd.DataFrame({"x": [1]}), cfg, "e", "x", data_source="made-up")
+    except ValueError as exc:
+        assert "data_source" in str(exc)
+    else:
+        raise AssertionError("an unknown data_source was accepted")
+
+
+def test_figure_caption_from_drawn_datasets(tmp_path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cfg = {**_cfg(tmp_path), "cohort": {"enabled": True, "datasets": ["Knee_3D_DESS_Research_Anatomical_86"]},
+           "sources": [{"type": "real_spine", "root": "x"}]}
+    fig, ax = plt.subplots()
+    f = reporting.save_figure(fig, cfg, "k", "Knee Dice.", datasets=["Knee_3D_DESS_Research_Anatomical_86"])
+    plt.close(fig)
+    reg = json.loads((f.parent / "_registry.json").read_text())
+    assert reg["k.png"]["caption"] == "Synthetic data. Knee Dice." and reg["k.png"]["data_source"] == "synthetic"
+    assert reporting.profile_data_source(cfg) == "mixed"

@@ -285,7 +285,8 @@ def _autolabel(args: argparse.Namespace) -> int:
               "started_utc": utc_now_iso(), "git": git_info(), "versions": collect_versions(),
               "detector_weights": str(weights), "device": str(device)}
     report = autolabel(items, Path(args.output), segmenter,
-                       detector_prompts(detector, int(a["detector"]["image_size_px"]), len(spec.labels)),
+                       detector_prompts(detector, int(a["detector"]["image_size_px"]), len(spec.labels),
+                                        resize_mode=settings.resize_mode),
                        settings, model_ids=model_ids, rank=rank, run_record=record)
     if rank.rank == 0:
         counts = _status_counts(report.rows)
@@ -314,7 +315,7 @@ def _video3d(args: argparse.Namespace) -> int:
     cfg = _load(args.profile)
     from mskseg_lib.autolabel import detector as det
     from mskseg_lib.autolabel.inputs import find_volumes, read_volume
-    from mskseg_lib.autolabel.pipeline import clip_percentiles, detector_prompts, slicing
+    from mskseg_lib.autolabel.pipeline import clip_percentiles, detector_prompts, resize_mode_for, slicing
     from mskseg_lib.data.catalog import get_dataset
     from mskseg_lib.data.errors import DataError
     from mskseg_lib.models.interface import pick_device
@@ -329,7 +330,7 @@ def _video3d(args: argparse.Namespace) -> int:
     items = find_volumes(args.input)
     if len(items) != 1:
         raise DataError(Path(args.input), f"expected one volume, found {len(items)}")
-    sl = slicing(read_volume(items[0]), spec, clip_percentiles(cfg, spec.name))
+    sl = slicing(read_volume(items[0]), spec, clip_percentiles(cfg, spec.name), resize_mode_for(cfg))
     device = pick_device(cfg["models"]["device"])
     if args.clicks:
         clicks_path = Path(args.clicks)
@@ -343,7 +344,8 @@ def _video3d(args: argparse.Namespace) -> int:
         if not weights.is_file():
             raise DataError(weights, "detector weights not found")
         a = cfg["autolabel"]["detector"]
-        source = detector_prompts(det.load_detector(weights, a, device), int(a["image_size_px"]), len(spec.labels))
+        source = detector_prompts(det.load_detector(weights, a, device), int(a["image_size_px"]), len(spec.labels),
+                                  resize_mode=sl.resize_mode)
         seeds = segment.detector_seeds(source([sl.display_slice(k) for k in range(sl.n_slices)], list(range(sl.n_slices))))
         if not seeds:
             raise DataError(Path(args.input), "the detector found nothing in this volume: no prompt to propagate")

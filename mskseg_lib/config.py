@@ -40,7 +40,8 @@ SCHEMA: dict[str, Any] = {
     "sources": list,  # extra raw data: [{type: real_spine|manifest, ...}]
     "prepare": {
         "slice_sizes_px": list,  # model input sizes to store (256 LiteMedSAM, 1024 SAM/SAM2)
-        "clip_percentiles": list,  # [low, high] of non-zero voxels
+        "clip_percentiles": list,  # [low, high] of non-zero voxels (the study: [1, 99])
+        "resize": str,  # "stretch" (the study's: straight to the square, cubic spline) or "pad" (aspect kept)
         "min_component_px": int,  # per slice, per label
         "min_component_voxels": int,  # per volume, per label
         "drop_labels": dict,  # dataset -> [label names]
@@ -63,7 +64,8 @@ SCHEMA: dict[str, Any] = {
     "zero_shot": {
         "tag": str,  # run folder name under runs_dir/zero_shot (reruns resume it)
         "models": list,  # zoo names; missing checkpoints are reported, not skipped silently
-        "conditions": list,  # [{name, jitter_px}]: prompt conditions decoded from one embedding
+        "conditions": list,  # [{name, shift_grid_px}] (study: outward shift on the grid) or [{name, kind: jitter, jitter_px}]
+        "mask_grid_px": int,  # square grid the conditions' shift is counted on (the study: 256)
         "split": (list, str),  # "test", a list of splits, or "all"
         "datasets": (list, str),  # "all" or dataset names
         "max_subjects_per_dataset": int,  # 0 = all
@@ -76,19 +78,21 @@ SCHEMA: dict[str, Any] = {
     "finetune": {
         "tag": str,  # run folder name under runs_dir/finetune (reruns resume it)
         "repeats": int,  # Run_1..Run_N per experiment (seed + N - 1)
-        "defaults": dict,  # model, strategy, box_shift_px, train_subjects, evaluate_on
+        "defaults": dict,  # model, strategy, box_shift_grid_px, train_subjects, evaluate_on
         "experiments": list,  # [{group, train_on, <any default as a value or a list>}]: the grid
         "training": {
             "lr": NUM,
             "weight_decay": NUM,
-            "batch_size": int,  # slices (one box each) per micro-batch and process
+            "batch_size": int,  # samples (one slice, one drawn label) per micro-batch and process
             "grad_accum_steps": int,  # micro-batches per optimizer step
             "grad_clip_norm": NUM,  # 0 = no clipping
             "max_epochs": int,
-            "max_samples_per_epoch": int,  # 0 = every (slice, box) sample each epoch
+            "max_samples_per_epoch": int,  # 0 = every training slice once per epoch (the study's epoch)
             "max_slices_per_subject": int,  # training slices per subject (0 = all, evenly spaced)
-            "val_max_samples": int,  # validation samples (0 = all)
-            "scheduler_t0_epochs": int,  # CosineAnnealingWarmRestarts T_0
+            "val_max_samples": int,  # validation slices (0 = all)
+            "mask_grid_px": int,  # square grid of targets, loss, boxes and box shift (the study: 256)
+            "scheduler_t0": int,  # CosineAnnealingWarmRestarts T_0 (the study's code: 10), in scheduler_t0_unit
+            "scheduler_t0_unit": str,  # optimizer_steps (the study's code steps it once per optimizer step) or epochs
             "scheduler_t_mult": int,
             "min_lr": NUM,
             "early_stopping": bool,
@@ -115,10 +119,11 @@ SCHEMA: dict[str, Any] = {
         },
     },
     "mixed_effects": {
-        "condition": str,  # prompt condition whose subject Dice is the response
+        "condition": str,  # prompt condition whose Dice (mean over subjects per experiment and dataset) is the response
         "reference_model": str,  # its zero-shot arm is the reference level (the study: sam_vit_b)
         "vif_threshold": NUM,  # drop features above it, largest first
-        "interactions": list,  # [[a, b], ...] two-way interactions (raw variable names)
+        "interactions": list,  # [[a, b], ...] two-way interactions among te_ms, pixel_spacing_mm,
+        # slice_thickness_mm, flip_angle_deg, acquisition_3d, finetuned, encoder_finetuned, box_shift_applied
         "physics": {  # zero-shot run of one model over the whole cohort for the direction check
             "enabled": bool,
             "tag": str,  # run folder under runs_dir/zero_shot
@@ -134,7 +139,9 @@ SCHEMA: dict[str, Any] = {
         "max_subjects_per_dataset": int,  # 0 = all
         "zero_shot_model": str,  # zero-shot predictions for contrast (and the real spine)
         "tag": str,  # zero-shot whole-volume run folder under runs_dir/zero_shot
-        "n_boot": int,  # subject bootstrap resamples (LMM ICC, non-parametric Bland-Altman)
+        "n_boot": int,  # subject bootstrap resamples (LMM ICC, non-parametric Bland-Altman); the study: 10000
+        "mixedlm_check_resamples": int,  # bootstrap resamples refitted with MixedLM to check the closed-form ICC
+        "normality_on_differences": bool,  # variant: Shapiro-Wilk on the differences also decides (study: arms only)
         "real_spine": bool,  # vertebral body volumes of the real fixture, every subject, zero-shot
     },
     "autolabel": {  # notebook 06 and ``mskseg autolabel``: detector boxes -> segmenter -> 3D NIfTI
@@ -173,6 +180,7 @@ SCHEMA: dict[str, Any] = {
         "real_spine": bool,  # also the real lumbar fixture (vertebral bodies)
         "max_real_subjects": int,  # 0 = all 8
         "tissues": list,  # structures scored: labels of these tissue classes (bone)
+        "combined_structures": list,  # "combined" = 3D Dice of their union (study: femur, tibia)
         "models": list,  # SAM2 sizes and image-only models (unavailable ones are listed, not run)
         "schemes": list,  # points_per_slice, boxes_per_slice, point_video, points_neg_video, box_carry, point_carry
         "carry": {
@@ -192,6 +200,7 @@ SCHEMA: dict[str, Any] = {
 ALLOWED_VALUES = {
     "prepare.on_bad_input": {"raise", "skip"},
     "finetune.distributed.backend": {"auto", "nccl", "gloo"},
+    "finetune.training.scheduler_t0_unit": {"optimizer_steps", "epochs"},
     "video3d.offload_state": {"auto", "always", "never"},
 }
 
@@ -260,6 +269,15 @@ def validate_profile(cfg: Mapping[str, Any], source: str = "<profile>") -> None:
         lo_hi = cfg["prepare"]["clip_percentiles"]
         if len(lo_hi) != 2 or not 0 <= lo_hi[0] < lo_hi[1] <= 100:
             errors.append(f"{source}: 'prepare.clip_percentiles' must be [low, high] with 0 <= low < high <= 100, got {lo_hi}")
+        if cfg["prepare"]["resize"] not in ("stretch", "pad"):
+            errors.append(f"{source}: 'prepare.resize' must be 'stretch' or 'pad', got {cfg['prepare']['resize']!r}")
+        ft = cfg["finetune"]
+        entries = [("finetune.defaults", ft["defaults"])] + [(f"finetune.experiments[{i}]", e)
+                                                            for i, e in enumerate(ft["experiments"])]
+        for where, entry in entries:
+            if isinstance(entry, Mapping) and "box_shift_px" in entry:
+                errors.append(f"{source}: '{where}.box_shift_px' was renamed 'box_shift_grid_px' (largest outward "
+                              "move of a box side, in pixels of the finetune.training.mask_grid_px grid)")
     if errors:
         raise ProfileError("invalid profile:\n  " + "\n  ".join(errors))
 

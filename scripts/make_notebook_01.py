@@ -17,10 +17,18 @@ TARGET = notebook_gen.ROOT / "notebooks" / "01_dataset_overview.ipynb"
 
 CELLS = [
     md("""
-# 01 · Dataset overview
+# 01 · Dataset overview (synthetic cohort)
 
-The cohort of the study at a glance: **figure 2** (panels a–f), the **supplementary tables
-S0–S2** and a **QC montage** of prepared slices with their masks.
+The cohort at a glance, laid out as the study's **figure 2** (panels a–f) and **supplementary
+tables S0–S2**, plus a **QC montage** of prepared slices with their masks (no study counterpart).
+
+**The data here are synthetic.** The study's MRI cannot be shipped, so `mskseg_lib` generates a
+cohort with the study's twelve dataset names, anatomy, label sets, demographics and protocols
+(`mskseg_lib/data/cohort.py`). Every number and figure below describes that generated cohort,
+not the study's subjects; only the real spine fixture (MyoSegmenTUM, 8 lumbar volumes), which the
+`default` and `paper` profiles add, is real data. Each table carries a `data_source` column
+(`synthetic` or `real` per dataset row) and captions of synthetic results start with
+"Synthetic data.".
 
 * (a) age and weight distributions per anatomy
 * (b) subjects and processed slices per anatomy, by split
@@ -65,9 +73,13 @@ print(f"profile: {cfg['profile']} - {cfg['description']}")
 ## Data
 
 `generate_cohort` writes the synthetic cohort (subjects already written are skipped) and
-`prepare_all` turns the raw data into normalised slices, masks and boxes. The two tables used
-below are `subjects` (one row per subject: demographics, acquisition, split) and `slices` (one
-row per processed slice).
+`prepare_all` turns the raw data into model-ready slices, masks and boxes as the study prepared
+them: each volume clipped to the 1st-99th percentiles of its non-zero voxels and scaled to 8-bit,
+each labelled slice resized straight to the square model size with a cubic spline (masks nearest
+neighbour), small components removed (`prepare.clip_percentiles`, `prepare.resize`; `pad` keeps
+the aspect ratio instead). The two tables used below are `subjects` (one row per subject:
+demographics, acquisition, split, where the data came from) and `slices` (one row per processed
+slice).
 """),
     code("""
 from mskseg_lib.data.cohort import generate_cohort
@@ -84,6 +96,14 @@ subjects.head()
 pd.read_csv(prepared.summary_csv)
 """),
     md("""
+Where each dataset's subjects come from: `synthetic` is the generated cohort, `real` the real
+spine fixture (or a site's manifest under `paper`). Tables below label their rows the same way.
+"""),
+    code("""
+kind = subjects["source"].map(lambda s: "synthetic" if s == "synthetic" else "real")
+subjects.assign(data_source=kind).groupby(["data_source", "dataset"], sort=True).size().rename("subjects").to_frame()
+"""),
+    md("""
 ## (a) Age and weight per anatomy
 
 Kernel densities of age and weight per anatomy; missing values are dropped and counted in the
@@ -93,7 +113,7 @@ age, and disc height loss with age, so age is a covariate of the biomarker analy
 """),
     code("""
 fig = dov.plot_age_weight_density(subjects)
-save_figure(fig, cfg, "fig2a_age_weight_density", notebook="01",
+save_figure(fig, cfg, "fig2a_age_weight_density", notebook="01", datasets=subjects["dataset"].unique(),
             caption="Age and weight distributions (kernel density) per anatomy; missing values excluded.")
 """),
     md("""
@@ -104,7 +124,7 @@ Bars are stacked by split (train dark, val, test light). Slices are the 2D slice
 """),
     code("""
 fig = dov.plot_counts_per_anatomy(subjects, slices)
-save_figure(fig, cfg, "fig2b_counts_per_anatomy", notebook="01",
+save_figure(fig, cfg, "fig2b_counts_per_anatomy", notebook="01", datasets=subjects["dataset"].unique(),
             caption="Subjects (left) and processed slices (right) per anatomy, stacked by split.")
 """),
     md("""
@@ -116,7 +136,7 @@ segmentation accuracy between them could then be due to the population, not the 
 """),
     code("""
 fig = dov.plot_demographic_violins(subjects, hue="sequence")
-save_figure(fig, cfg, "fig2c_demographic_violins", notebook="01",
+save_figure(fig, cfg, "fig2c_demographic_violins", notebook="01", datasets=subjects["dataset"].unique(),
             caption="Age (top) and weight (bottom) per dataset, grouped by anatomy, coloured by sequence.")
 """),
     md("""
@@ -131,7 +151,7 @@ thin-slice column depends on the profile.
 """),
     code("""
 fig = dov.plot_acquisition_upset(subjects)
-save_figure(fig, cfg, "fig2d_acquisition_upset", notebook="01",
+save_figure(fig, cfg, "fig2d_acquisition_upset", notebook="01", datasets=subjects["dataset"].unique(),
             caption="UpSet plot of binary acquisition attributes per subject (unknown values count as absent).")
 """),
     md("""
@@ -142,7 +162,7 @@ says so (`prepare.stratify_by`).
 """),
     code("""
 fig = dov.plot_sex_donuts(subjects)
-save_figure(fig, cfg, "fig2e_sex_donuts", notebook="01",
+save_figure(fig, cfg, "fig2e_sex_donuts", notebook="01", datasets=subjects["dataset"].unique(),
             caption="Sex of the subjects per anatomy (female, male, unknown).")
 """),
     md("""
@@ -155,39 +175,43 @@ and fat come from the clinical spine and thigh datasets only.
     code("""
 labels = dov.labels_for_datasets(dov.dataset_order(subjects))
 fig = dov.plot_tissue_layered_donut(labels)
-save_figure(fig, cfg, "fig2f_tissue_layered_donut", notebook="01",
+save_figure(fig, cfg, "fig2f_tissue_layered_donut", notebook="01", datasets=dov.dataset_order(subjects),
             caption="Labels per anatomy (inner ring) and tissue class (outer ring).")
 """),
     md("""
 ## Supplementary tables
 
 S0 lists each dataset with its labels, S1 its demographics (mean ± SD over known values, with
-the number of missing values), S2 its acquisition (median [range] over subjects).
+the number of missing values), S2 its acquisition (median [range] over subjects). They follow the
+study's layout but describe the synthetic cohort (and the real spine fixture where prepared: see
+each row's `data_source`); the study's own values are in its supplement and are not reproduced.
 """),
     code("""
 table_s0 = dov.table_s0_datasets(subjects, labels)
-save_table(table_s0, cfg, "table_S0_datasets", notebook="01",
-           caption="Table S0. Datasets: anatomy, plane, acquisition, labels and task.")
+save_table(table_s0, cfg, "tableS0_datasets", notebook="01",
+           caption="Table S0. Datasets of the synthetic cohort (and the real spine fixture where prepared): anatomy, plane, acquisition, labels and task.")
 table_s0
 """),
     code("""
 table_s1 = dov.table_s1_demographics(subjects)
-save_table(table_s1, cfg, "table_S1_demographics", notebook="01",
-           caption="Table S1. Demographics per dataset: split sizes, age, weight and BMI (mean ± SD of known values), sex, missing values.")
+save_table(table_s1, cfg, "tableS1_demographics", notebook="01",
+           caption="Table S1. Demographics per dataset of the synthetic cohort (real spine fixture rows marked real): split sizes, age, weight and BMI (mean ± SD of known values), sex, missing values.")
 table_s1
 """),
     code("""
 table_s2 = dov.table_s2_acquisition(subjects)
-save_table(table_s2, cfg, "table_S2_acquisition", notebook="01",
-           caption="Table S2. Acquisition per dataset: vendors, field strengths, TE/TR/flip angle, slice thickness and pixel spacing (median [range]), matrix, 2D/3D, protocol type.")
+save_table(table_s2, cfg, "tableS2_acquisition", notebook="01",
+           caption="Table S2. Acquisition per dataset of the synthetic cohort (real spine fixture rows marked real): vendors, field strengths, TE/TR/flip angle, slice thickness and pixel spacing (median [range]), matrix, 2D/3D, protocol type.")
 table_s2
 """),
     md("""
 ## QC montage
 
-Random prepared slices per dataset with their masks overlaid (background transparent). Check
-that masks sit on the anatomy, that intensities are normalised (no black or saturated
-slices) and that the orientation is consistent within an anatomy.
+Per dataset, the prepared slice with the most labels (ties broken at random), exactly as the
+models receive it (resized as `prepare.resize` says), with its mask overlaid (background
+transparent). Check that masks sit on the anatomy, that intensities are normalised (no black or
+saturated slices) and that the orientation is consistent within an anatomy. The montage has no
+study counterpart, hence its `X01` number.
 """),
     code("""
 from mskseg_lib.data.slice_store import qc_samples
@@ -195,8 +219,10 @@ from mskseg_lib.data.slice_store import qc_samples
 samples = qc_samples(cfg, slices, per_dataset=opts.get("qc_slices_per_dataset", 1),
                      size_px=cfg["prepare"]["slice_sizes_px"][0], seed=cfg["seed"])
 fig = dov.plot_qc_montage(samples, order=dov.dataset_order(subjects))
-save_figure(fig, cfg, "fig2_qc_montage", notebook="01",
-            caption="QC montage: prepared slices with label overlays, one row per dataset.")
+how = {"stretch": "resized straight to the square model size", "pad": "aspect kept, zero-padded to the square"}
+save_figure(fig, cfg, "figX01a_qc_montage", notebook="01", datasets=[s["dataset"] for s in samples],
+            caption=f"QC montage: prepared model-input slices ({how[cfg['prepare']['resize']]}) with label overlays, "
+                    "one row per dataset.")
 """),
     md("""
 ## Outputs

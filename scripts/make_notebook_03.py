@@ -29,8 +29,16 @@ with the same engine (and the same boxes) as the zero-shot baseline. This notebo
 * (b) four strategies: image encoder frozen or trained × box-shift augmentation of 0 or 20 px
 * (c) the knee datasets by training-set size and strategy
 * (d) single dataset vs anatomy-mixed vs all-MSK training, scored on knee DESS and thigh
-* Table 1: zero-shot vs finetuned per model, at dataset, tissue and label level
-* S6: experiment definitions; S7+: class-level Dice of every experiment
+* Table 1: zero-shot vs finetuned per model, at dataset, tissue and label level (tiers 1-3)
+* S6 experiment definitions, S7 finetuning configuration, S8 tissue-level Dice of every
+  experiment, S9 initial weights x strategy, S10-S33 class-level (label) Dice and IoU per dataset
+
+**Dice as the study reports it.** Table 1 and S8-S33 give the study's quantities: a label's Dice
+averaged over the test slices of the dataset, a tissue class's Dice as the unweighted mean of its
+labels, and the dataset's "Mean Tissue" as the unweighted mean of its tissue classes (never
+pooled across datasets). The slice-mean subject Dice (mean ± SD over test subjects) is kept
+beside it and is what figure 4 and the paired tests use. Published values sit beside regenerated
+ones in `published_*` columns.
 
 **Training.** Loss Dice + BCE (with logits), AdamW, cosine annealing with warm restarts,
 gradient accumulation and clipping, early stopping on validation loss; all from the profile's
@@ -79,7 +87,7 @@ prepare_all(cfg)
 subjects, slices = load_tables(cfg)
 grid = experiments_frame(expand_grid(cfg, sorted(subjects["dataset"].unique())), f["repeats"])
 print(f"{len(grid)} runs; training: {pd.Series(f['training']).to_dict()}")
-grid[["experiment_id", "groups", "strategy", "box_shift_px", "train_subjects", "eval_datasets"]]
+grid[["experiment_id", "groups", "strategy", "box_shift_grid_px", "train_subjects", "eval_datasets"]]
 """),
     md("""
 ## Train and score
@@ -95,7 +103,7 @@ exps[["experiment_id", "status", "epochs_run", "best_epoch", "seconds_per_epoch"
 """),
     code("""
 fig = fplots.plot_training_curves(result.history, experiments=exps)
-save_figure(fig, cfg, "figS6_training_curves", notebook="03",
+save_figure(fig, cfg, "figX03a_training_curves", notebook="03",
             caption="Training and validation loss and validation Dice per epoch of every finetuning run.")
 """),
     md("""
@@ -106,55 +114,81 @@ bars are the zero-shot baseline of the same initial model on the same slices. On
 model was trained on are plotted (the held-out undersampled knee set appears in table 1).
 """),
     code("""
-fig = fplots.plot_figure4(result.subjects, exps)
-save_figure(fig, cfg, "fig4_finetune_ablations", notebook="03",
-            caption="Finetuning ablations: (a) training-set size, (b) encoder frozen/trained x box shift, "
-                    "(c) knee datasets by size and strategy, (d) single vs mixed vs all-MSK training.")
+panels = {"fig4a_training_set_size": (fplots.plot_size_curve, "training-set size (subjects per dataset)"),
+          "fig4b_finetuning_strategies": (fplots.plot_strategies, "encoder frozen/trained x box shift"),
+          "fig4c_knee_size_and_strategy": (fplots.plot_knee_grid, "knee datasets by training-set size and strategy"),
+          "fig4d_dataset_mixing": (fplots.plot_mixing, "single dataset vs anatomy-mixed vs all-MSK training")}
+for name, (plot, what) in panels.items():
+    fig = plot(result.subjects, exps)
+    save_figure(fig, cfg, name, notebook="03",
+                caption=f"Figure 4{name[4]}: {what}; subject mean Dice (mean ± SD over test subjects), "
+                        "zero-shot of the same initial model beside.")
+fplots.plot_figure4(result.subjects, exps)
 """),
     md("""
 ## Table 1
 
-Tier 1: per initial model (the `initial_weights` ablation, trained on all-MSK data) and dataset,
-zero-shot vs finetuned Dice, their difference and a paired Wilcoxon signed-rank test over test
-subjects (BH-corrected across datasets). The undersampled knee CUBE set is never trained on
-(`in_training` false): it measures transfer to an unseen acquisition.
+Tier 1: per initial model and dataset, zero-shot vs finetuned dataset Dice (Mean Tissue), their
+difference, the subject mean ± SD, and a paired Wilcoxon signed-rank test over test subjects
+(BH-corrected across datasets). The finetuned arm is the study's mskSAM: the `initial_weights`
+experiment trained on all-MSK data with encoder and decoder trained, no box shift and every
+training subject; where a profile did not run exactly that, `finetuned_arm` names the stand-in
+and what it misses. The undersampled knee CUBE set is never trained on (`in_training` false): it
+measures transfer to an unseen acquisition. The published SAM, SAM2 and MedSAM values sit beside
+(`published_note` flags the published Spine_2D_T1ax_59 row, a copy of the knee DESS row).
+
+Tier 2: per dataset with more than one tissue class and tissue class (Mean Tissue last); tier 3:
+per label of knee DESS, undersampled knee CUBE and thigh, as in the study.
 """),
     code("""
-t1 = report.table1_datasets(result.subjects, exps, result.models)
+t1 = report.table1_datasets(result.subjects, result.slices, exps, result.models)
 save_table(t1, cfg, "table1a_zero_shot_vs_finetuned_datasets", notebook="03",
-           caption="Table 1 (tier 1): zero-shot vs finetuned subject mean Dice per model and dataset, "
-                   "paired Wilcoxon over test subjects, BH-corrected within model.")
+           caption="Table 1 (tier 1): zero-shot vs finetuned dataset Dice (Mean Tissue) per model and dataset, "
+                   "subject mean ± SD, paired Wilcoxon over test subjects (BH within model); published values beside.")
 t1
 """),
     code("""
 t1b = report.table1_tissues(result.slices, exps)
 save_table(t1b, cfg, "table1b_zero_shot_vs_finetuned_tissues", notebook="03",
-           caption="Table 1 (tier 2): zero-shot vs finetuned Dice per tissue class and model.")
-label_sets = [d for d in ("Knee_3D_DESS_Research_Anatomical_86", HELD_OUT, "Thigh_2D_T1ax_Clinical_Anatomical_50")
-              if d in set(subjects["dataset"])]
-t1c = report.table1_labels(result.slices, exps, label_sets)
+           caption="Table 1 (tier 2): zero-shot vs finetuned Dice per dataset and tissue class (Mean Tissue last) "
+                   "and model; published tier-2 values beside.")
+t1c = report.table1_labels(result.slices, exps, report.TIER3_DATASETS)
 save_table(t1c, cfg, "table1c_zero_shot_vs_finetuned_labels", notebook="03",
            caption="Table 1 (tier 3): zero-shot vs finetuned Dice per label for knee DESS, "
-                   "undersampled knee CUBE and thigh.")
+                   "undersampled knee CUBE and thigh; published tier-3 values beside.")
 t1b
 """),
     md("""
 ## Supplementary tables
 
-S6 defines every experiment (and says which ablations use it); S7 onward give each experiment's
-class-level Dice next to the zero-shot baseline, also as one long CSV.
+S6 defines every experiment (and says which ablations use it); S7 lists the finetuning
+configuration beside the study's; S8 gives every experiment's tissue-level Dice next to the
+zero-shot baseline of its initial model; S9 compares initial weights under both strategies in the
+mskSAM configuration. The study gives 24 numbers (S10-S33) for class-level tables without saying
+how they are split; here S10-S21 are the label-level Dice of every experiment on one dataset each
+(catalog order: hip, thigh, shoulder, spine T1ax, T2ax, T1sag 23, T1sag 111, MAPSS 22, MAPSS 39,
+knee DESS, CUBE, undersampled CUBE) and S22-S33 the same for IoU (`report.class_level_numbers()`).
 """),
     code("""
 save_table(report.table_s6(exps), cfg, "tableS6_experiments", notebook="03",
            caption="S6: finetuning experiments: data, initial model, strategy, box shift, size, status, time.")
-long = report.class_level_long(result.slices, exps)
-save_table(long, cfg, "tableS7plus_class_level_all_experiments", notebook="03",
-           caption="S7+: class-level (tissue) Dice of every finetuning experiment beside its zero-shot baseline.")
-per_experiment = report.class_level_tables(result.slices, exps)
-for i, (eid, table) in enumerate(per_experiment.items(), start=7):
-    save_table(table, cfg, f"tableS{i}_class_level_{i - 6:02d}", notebook="03",
-               caption=f"S{i}: class-level Dice of {eid} beside its zero-shot baseline.")
-report.table_s6(exps)
+save_table(report.table_s7(f["training"], f["defaults"]), cfg, "tableS7_finetune_configuration", notebook="03",
+           caption="S7: finetuning configuration of this profile beside the study's settings.")
+save_table(report.table_s8(result.slices, exps), cfg, "tableS8_tissue_dice_finetuned", notebook="03",
+           caption="S8: tissue-level Dice (Mean Tissue last) of every finetuning experiment beside the zero-shot "
+                   "of its initial model.")
+s9 = report.table_s9(result.subjects, result.slices, exps)
+save_table(s9, cfg, "tableS9_initial_weights", notebook="03",
+           caption="S9: initial weights x finetuning strategy (full, partial) in the mskSAM configuration: "
+                   "dataset Dice zero-shot vs finetuned.")
+numbers = report.class_level_numbers()
+for row in numbers.itertuples():
+    table = report.class_level_table(result.slices, exps, row.dataset, row.metric)
+    save_table(table.assign(dataset=row.dataset), cfg,
+               f"table{row.table}_class_{row.metric}_{row.dataset.lower().replace('-', '_')}", notebook="03",
+               caption=f"{row.table}: class-level (label) {row.metric} of every experiment scored on {row.dataset}, "
+                       "zero-shot baselines first, Mean Tissue last.")
+s9
 """),
     md("""
 ## Outputs

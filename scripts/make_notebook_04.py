@@ -19,37 +19,50 @@ CELLS = [
     md("""
 # 04 · How acquisition parameters and finetuning choices shape Dice
 
-A linear mixed model per finetuning type relates each subject's Dice to the scan's acquisition
-parameters and to the experiment's settings, with a random intercept per dataset (datasets
-differ in ways no recorded parameter captures). This notebook regenerates **figure 5a** and the
-supplementary tables **S34-S38**.
+The study relates segmentation quality to how each dataset was acquired and how each model was
+finetuned with one linear mixed model per finetuning type and a random intercept per dataset.
+This notebook regenerates **figure 5a** and the supplementary tables **S34-S38** the way the
+study computes them, and adds two labelled extras: the same question asked at the subject level
+(a sensitivity analysis) and, on the synthetic cohort, whether the effects point the way the
+cohort's MR physics says they should. Under the `fixture` and `default` profiles every number
+here comes from the **synthetic cohort**; the study's published coefficients sit beside them
+for comparison, not as targets.
 
-**Data.** Notebook 03's grid: every finetuned model and its zero-shot baseline scored on the
-same test subjects (subject Dice = mean of slice Dice, ground-truth boxes). Each row is one
-(experiment, dataset, subject); the scan's parameters come from the subject table: echo and
-repetition time, flip angle, field strength, vendor, slice thickness, pixel spacing, image rows,
-2D/3D and age. SAR is not recorded by the synthetic cohort or the real-data manifests, so it is
-not a predictor here.
+**The study's model** (`mskseg_lib/stats/study_effects.py`):
 
-**Preprocessing, as in the study.** Missing parameters are imputed once per subject (a scan
-scored by ten experiments is still one scan): nominal ones with a random-forest classifier,
-ordinal and numeric ones iteratively with a random-forest regressor, and checked with
-Kolmogorov-Smirnov tests. Nominal variables are one-hot encoded (first level dropped), field
-strength ordinal-encoded, continuous ones standardised, discrete ones (flip angle, rows, age)
-min-max scaled. Features with a variance inflation factor above the threshold are dropped,
-largest first, and the preprocessing is repeated on what remains.
+* *Response*: the mean Dice across the test subjects of each (experiment, dataset), the study's
+  MeanDiceScore (a subject's Dice is the evaluation's subject Dice: the mean of its slice Dice,
+  ground-truth boxes).
+* *Acquisition covariates per dataset*: numeric ones (echo and repetition time, flip angle,
+  slice thickness, pixel spacing, image rows, age) the mean over the dataset's subjects,
+  categorical ones (vendor, field strength, 2D/3D) the most frequent value.
+* *Preprocessing, as in the study*: what is still missing is imputed with random forests
+  (classifier for nominal, ordinal and discrete variables, iterative regressor for continuous
+  ones), checked with Kolmogorov-Smirnov tests; nominal variables one-hot (first level dropped),
+  field strength ordinal, continuous variables through `StandardScaler`, discrete ones (flip
+  angle, image rows, age) through `MinMaxScaler`; a VIF screen over the study's acquisition
+  features (SAR is not recorded here) drops the largest VIF above the threshold until none is
+  left; then imputation, encoding and scaling are repeated on what remains.
+* *Fixed effects*: echo time, pixel spacing, slice thickness, flip angle, acquisition mode
+  (2D = 0, 3D = 1), finetuned (0 for the reference rows), image encoder finetuned, box shift
+  applied, initial weights (SAM the reference level), and the two interactions the text names:
+  echo time × slice thickness and echo time × finetuning strategy (encoder finetuned or not).
+* *One model per finetuning type*: Type 1 single dataset, Type 2 mixed (anatomy / tissue /
+  sequence), Type 3 mskSAM (all MSK datasets), each on that type's finetuned rows plus the SAM
+  ViT-B zero-shot rows of the same datasets (the reference level). Where SAM ViT-B has no
+  zero-shot rows (no checkpoint) the first zero-shot model present stands in, and the tables
+  say which.
 
-**Models.** One per finetuning type (single dataset, mixed anatomy/muscle, all-MSK): that type's
-finetuned rows plus the reference zero-shot rows on the same datasets. The reference level is
-SAM ViT-B zero-shot, as in the study; where its checkpoint is missing (the `default` profile)
-it is the first zero-shot model present, and the fit table says which. Fixed effects: the
-parameters, the arm (model × finetuned), encoder trained, box shift, and the profile's two-way
-interactions (echo time × slice thickness, echo time × encoder trained).
+**Few rows.** A dataset's acquisition is one fact however many experiments score it: with a
+dozen datasets the forests impute from a dozen rows, the KS test has little power, the VIF
+screen works on an almost saturated design, and every MRI effect is a contrast *between*
+datasets, confounded with anatomy and task. A type's model keeps at most (number of datasets
+− 2) dataset-level terms and lists what it had to drop.
 
-**Validation.** `tests/test_mixed_effects.py` and `tests/test_acquisition_effects.py` fit
-simulated tables with known coefficients and a random dataset effect and recover them. Below, a
-zero-shot model over the whole synthetic cohort tests whether the recovered effects point the
-way the cohort's MR physics says they should.
+**Validation.** `tests/test_study_effects.py` recovers known per-dataset effects (TE, flip
+angle, encoder finetuned, the MedSAM offset, TE × encoder) from a simulated 40-dataset study;
+`tests/test_mixed_effects.py` and `tests/test_acquisition_effects.py` check the generic steps,
+the subject-level model and the physics check.
 """),
     *parameters_cells(),
     code("""
@@ -63,9 +76,9 @@ from mskseg_lib.evaluation.zero_shot import run_zero_shot, zero_shot_variant
 from mskseg_lib.finetuning.runner import run_grid
 from mskseg_lib.plots import mixed_effects as meplots
 from mskseg_lib.plots.style import apply_style
-from mskseg_lib.reporting import save_figure, save_table
+from mskseg_lib.reporting import dataset_sources, profile_data_source, save_figure, save_table
 from mskseg_lib.stats import acquisition_effects as ae
-from mskseg_lib.stats.mixed_effects import MRI_TYPES, PUBLISHED_EFFECTS
+from mskseg_lib.stats import study_effects as se
 
 cfg = load_profile(profile, overrides=params if isinstance(params, dict) else None)
 me = cfg["mixed_effects"]
@@ -75,92 +88,153 @@ print(f"profile: {cfg['profile']} - {cfg['description']}")
 print({k: v for k, v in me.items() if k != "physics"})
 """),
     md("""
-## The assembled table
+## The data (S34)
 
 `run_grid` returns the finished grid of notebook 03 at once (and trains whatever is missing,
-resuming). Rows with `experiment_id` `zero_shot:<model>` are the baselines.
+resuming): every finetuned model and the zero-shot baselines scored on the same test subjects.
+S34 has one row per (experiment, dataset) of the study's models: the mean Dice, the number of
+subjects behind it, the experiment's covariates and the dataset's acquisition (after
+imputation, raw units; `imputed_variables` names any value that was imputed).
 """),
     code("""
 prepare_all(cfg)
 subjects, _ = load_tables(cfg)
 grid = run_grid(cfg)
-result = ae.analyse_effects(grid.subjects, grid.experiments, subjects, reference_model=me["reference_model"],
-                            condition=me["condition"], interactions=me["interactions"],
-                            vif_threshold=me["vif_threshold"], seed=cfg["seed"])
-s34 = ae.data_summary(result.table)
+study = se.analyse_study_effects(grid.subjects, grid.experiments, subjects, reference_model=me["reference_model"],
+                                 condition=me["condition"], interactions=me["interactions"],
+                                 vif_threshold=me["vif_threshold"], seed=cfg["seed"])
+print(f"reference level: {study.reference_arm}; zero-shot arms not in the study's models: {study.excluded_arms}")
+print(f"response: mean over subjects of {study.fits['dice_column'].iloc[0]!r} per (experiment, dataset)")
+modelled = sorted(study.data["dataset"].unique())
+sources = {dataset_sources(cfg).get(d, profile_data_source(cfg)) for d in modelled}
+model_source = sources.pop() if len(sources) == 1 else "mixed"
+s34_columns = ["finetune_type", "experiment_id", "dataset", "mean_dice", "n_subjects", "arm", "initial_weights",
+               "finetuned", "encoder_finetuned", "box_shift_applied",
+               *[c for c in ("te_ms", "tr_ms", "flip_angle_deg", "slice_thickness_mm", "pixel_spacing_mm", "rows_px",
+                             "age_years", "vendor", "field_strength_t", "acquisition_3d") if c in study.data],
+               "imputed_variables"]
+s34 = study.data[s34_columns]
 save_table(s34.round(4), cfg, "tableS34_mixed_effects_data", notebook="04",
-           caption="S34: rows, subjects, experiments and subject Dice per finetuning type and dataset, "
-                   "with the dataset's median acquisition parameters.")
+           caption="S34: the mixed models' data, one row per (experiment, dataset): mean Dice over the test subjects "
+                   "(the study's MeanDiceScore), subjects behind it, experiment covariates and the dataset's "
+                   "acquisition (numeric: mean over its subjects; categorical: mode).")
 s34
 """),
     md("""
-## Missing parameters and imputation
+## Variables, missing values and imputation (S35, S36)
 
-S35 lists each variable's type and how often the subject table lacks it; S36 compares each
-imputed column's observed values with the completed column (two-sample KS: a small statistic
-means the imputation kept the distribution).
+S35 lists each variable's type, its role, how often the subject table lacks it and how many
+datasets lack it after aggregation (only those are imputed). The subject-level sensitivity
+analysis imputes per subject instead; its rows are labelled `level = subject`. S36 compares
+each imputed variable's observed values with the completed column (two-sample KS: a small
+statistic means the imputation kept the distribution).
 """),
     code("""
-save_table(result.missingness.round(4), cfg, "tableS35_variable_types_missingness", notebook="04",
-           caption="S35: variable type, missing count and fraction, and number of levels, per subject.")
-save_table(result.ks.round(4), cfg, "tableS36_imputation_ks", notebook="04",
-           caption="S36: Kolmogorov-Smirnov test, observed vs observed-plus-imputed values, per imputed variable.")
-display(result.missingness.round(3))
-if result.ks.empty:
-    print("S36: no parameter is missing for the subjects in this table, so nothing was imputed")
-result.ks.round(4)
+sens = ae.analyse_effects(grid.subjects, grid.experiments, subjects, reference_model=me["reference_model"],
+                          condition=me["condition"], interactions=me["interactions"],
+                          vif_threshold=me["vif_threshold"], seed=cfg["seed"])
+s35 = pd.concat([study.missingness.assign(level="dataset (the study's model)"),
+                 sens.missingness.rename(columns={"n_missing": "n_missing_subjects",
+                                                  "fraction_missing": "fraction_missing_subjects"})
+                 .assign(level="subject (sensitivity analysis)")], ignore_index=True)
+s35 = s35[["level", *[c for c in s35 if c != "level"]]]
+s36 = pd.concat([study.ks.assign(level="dataset (the study's model)"),
+                 sens.ks.assign(level="subject (sensitivity analysis)")], ignore_index=True)
+s36 = s36[["level", *[c for c in s36 if c != "level"]]]
+save_table(s35.round(4), cfg, "tableS35_variable_types_missingness", notebook="04", data_source=model_source,
+           caption="S35: variable type, role in the model, missing values per subject and per dataset after aggregation, "
+                   "and number of distinct values, for the study's dataset-level model and the subject-level "
+                   "sensitivity analysis.")
+save_table(s36.round(4), cfg, "tableS36_imputation_ks", notebook="04", data_source=model_source,
+           caption="S36: Kolmogorov-Smirnov test, observed vs observed-plus-imputed values, per imputed variable and "
+                   "level (dataset level: the study's model; subject level: the sensitivity analysis).")
+display(s35.round(3))
+if study.ks.empty:
+    print("S36: every modelled dataset has each parameter for some subject, so nothing was imputed at the dataset "
+          "level; subject-level rows (if any) are the sensitivity analysis'")
+s36.round(4)
 """),
     md("""
-## Collinearity
+## Collinearity (S37)
 
 Acquisition parameters travel together (a 3D knee protocol fixes thin slices, long TR and a
-low flip angle at once), so several are near-copies of each other or of the dataset. S37 gives
-each feature's VIF before and after pruning, per finetuning type; dropped features are not in
-that type's model.
+low flip angle at once), and with one row of parameters per dataset the design is nearly
+saturated. S37 gives each screened feature's VIF before and after the screen (VIF above the
+threshold dropped, largest first), its role and whether it is offered to the models as a fixed
+effect; the variables left are imputed, encoded and scaled again before fitting.
 """),
     code("""
-save_table(result.vif.round(3), cfg, "tableS37_vif", notebook="04",
-           caption="S37: variance inflation factor of each feature before and after pruning (VIF > "
-                   f"{me['vif_threshold']}), per finetuning type.")
-result.vif.pivot(index="feature", columns="finetune_type", values="vif_before").round(2)
+save_table(study.vif.round(3), cfg, "tableS37_vif", notebook="04", data_source=model_source,
+           caption=f"S37: variance inflation factor of each acquisition feature before and after the screen (VIF > "
+                   f"{me['vif_threshold']} dropped, largest first) over the modelling rows, its role, and whether it "
+                   "is offered to the models as a fixed effect (X04a lists what a type's rows could not estimate).")
+study.vif.round(2)
 """),
     md("""
-## The mixed models
+## The models (S38, X04a, figure 5a)
 
-One row per finetuning type: whether it was fitted (or why not), the reference arm, convergence,
-the random-intercept (between-dataset) and residual variances, and what was dropped.
+X04a has one row per finetuning type: whether it was fitted (or why not), the reference level,
+rows, datasets, convergence, the random-intercept and residual variances, REML log-likelihood,
+the terms its rows could not estimate, and the **exact formula fitted** (patsy; random
+intercept per dataset). S38 gives each fixed effect with its 95% CI and the random-intercept
+variance (`Group Var`), and beside them the study's published values: flip angle +0.714 to
++0.773 and echo time −0.099 to −0.058 (ranges over the types), echo time −0.099 (95% CI
+−0.158 to −0.040) for Type 2 and −0.058 (−0.096 to −0.019) for Type 3, pixel spacing −0.080
+(−0.136 to −0.025, type not stated). Continuous predictors are z-scored (effect per SD),
+discrete ones min-max scaled (smallest to largest value), binary ones 0/1, so effects compare
+within a term, not across terms. The cohorts differ, so only sign and rough size are worth
+comparing.
 """),
     code("""
-save_table(result.fits, cfg, "tableS38b_mixed_model_fits", notebook="04",
-           caption="S38b: per finetuning type, fit status, reference arm, observations, datasets, convergence, "
-                   "random-intercept and residual variance, dropped features and interactions, formula.")
-result.fits[["finetune_type", "status", "reference_arm", "n_obs", "n_groups", "converged",
-             "random_intercept_var", "residual_var"]]
+save_table(study.fits, cfg, "tableX04a_mixed_model_fits", notebook="04", data_source=model_source,
+           caption="X04a: the study's mixed models, one per finetuning type: status, reference level, rows, datasets, "
+                   "convergence, random-intercept and residual variance, REML log-likelihood, terms not estimable "
+                   "from the type's rows, and the exact formula fitted (random intercept per dataset).")
+display(study.fits[["finetune_type", "status", "reference_arm", "n_obs", "n_groups", "converged",
+                    "random_intercept_var", "residual_var", "dropped_terms"]])
+for r in study.fits.itertuples():
+    if isinstance(r.formula, str):
+        print(f"{r.finetune_type}: {r.formula}  (groups: dataset)")
+"""),
+    code("""
+s38 = se.with_published(study.coefficients)
+save_table(s38.round(5), cfg, "tableS38_mixed_model_coefficients", notebook="04", data_source=model_source,
+           caption="S38: fixed effects on the mean Dice per (experiment, dataset) with SE, 95% CI and p, and the "
+                   "random-intercept variance (Group Var), per finetuning type (reference: "
+                   f"{study.reference_arm}); the study's published values beside flip angle, echo time and pixel "
+                   "spacing (the study's cohort).")
+fig = meplots.plot_forest(study.coefficients, se.published_mixed_effects(),
+                          reference=study.reference_arm)
+save_figure(fig, cfg, "fig5a_mixed_effects_forest", notebook="04", datasets=modelled,
+            caption="Figure 5a: fixed effects on the mean Dice per (experiment, dataset), 95% CI, by finetuning type; "
+                    f"reference: {study.reference_arm}. Grey: the study's published values (its cohort).")
+s38[s38["term"].isin(se.published_mixed_effects()["term"])].round(4)
 """),
     md("""
-## Figure 5a and table S38
+## Sensitivity analysis: subject-level model (X04b, X04c)
 
-Fixed effects with 95% CIs for the three finetuning types side by side. Continuous predictors
-are z-scored (effect per SD), discrete ones min-max scaled (effect from the smallest to the
-largest value), binary ones 0/1, so effects are comparable within a term, not across terms.
-Grey bands are the study's published ranges: flip angle +0.714 to +0.773, echo time -0.099 to
--0.058, pixel spacing -0.080. **The cohort differs** (a synthetic cohort here, or a different
-set of sites), so the regenerated numbers are not expected to match them; the sign and rough
-size are what to compare.
+The same question with each test subject's Dice as its own row: every recorded acquisition
+parameter of the subject (after its own VIF screen, per type), the arm (model × zero-shot /
+finetuned, the reference zero-shot arm as reference), encoder finetuned, box shift applied and
+the same interactions, with random intercepts per dataset and per subject within its dataset
+(a subject scored by several experiments gives correlated rows). This is the project's
+earlier analysis, kept to show how much the aggregation level matters; it is not the study's.
 """),
     code("""
-s38 = ae.with_published(result.coefficients)
-save_table(s38.round(5), cfg, "tableS38_mixed_model_coefficients", notebook="04",
-           caption="S38: fixed effects (coefficient, SE, 95% CI, p) per finetuning type, with the study's "
-                   "published range beside flip angle, echo time and pixel spacing (a different cohort).")
-fig = meplots.plot_forest(result.coefficients, PUBLISHED_EFFECTS)
-save_figure(fig, cfg, "fig5a_mixed_effects_forest", notebook="04",
-            caption="Figure 5a: fixed effects on subject Dice (95% CI) by finetuning type; reference: zero-shot. "
-                    "Grey: published ranges from the study's cohort.")
-s38[s38["term"].isin(PUBLISHED_EFFECTS["term"])].round(4)
+x04b = se.with_published(sens.coefficients)
+save_table(x04b.round(5), cfg, "tableX04b_subject_level_coefficients", notebook="04", data_source=model_source,
+           caption="X04b: sensitivity analysis, not the study's model: fixed effects on each subject's Dice (95% CI) "
+                   "per finetuning type, random intercepts per dataset and per subject; the study's published "
+                   "dataset-level values beside.")
+save_table(sens.fits, cfg, "tableX04c_subject_level_fits", notebook="04", data_source=model_source,
+           caption="X04c: sensitivity analysis fits (subject level): status, reference arm, rows, datasets, convergence, "
+                   "dataset, subject and residual variances, dropped features and interactions, formula.")
+display(sens.fits[["finetune_type", "status", "n_obs", "n_groups", "converged", "random_intercept_var",
+                   "subject_var", "residual_var"]])
+x04b[x04b["term"].isin(se.published_mixed_effects()["term"])].round(4)
 """),
     md("""
-## Do the effects follow the physics? (synthetic cohort)
+## Do the effects follow the physics? (synthetic cohort, X04d)
 
 The synthetic cohort's images are rendered from tissue relaxation with the subject's TE, TR,
 flip angle and field strength, with noise scaled by voxel size and field (`mskseg_lib/data/
@@ -172,7 +246,7 @@ better than a short-TE knee scan suits cartilage), so the verdict uses each para
 per dataset. TE, TR, flip angle, vendor and field strength vary inside the clinical datasets;
 voxel size does not, so it only has a between-dataset estimate (pooled model), marked as
 confounded with anatomy and sequence. A verdict is *agrees* or *contradicts* only when the 95%
-CI excludes zero; otherwise the data cannot tell.
+CI excludes zero; otherwise the data cannot tell. This check has no counterpart in the study.
 """),
     code("""
 ph = me["physics"]
@@ -180,7 +254,7 @@ if not ph["enabled"]:
     print("physics check: disabled in this profile (it needs the synthetic cohort's known physics)")
 else:
     phys_cfg = zero_shot_variant(cfg, tag=ph["tag"], models=[ph["model"]], split=ph["split"],
-                                 conditions=[{"name": me["condition"], "jitter_px": 0}],
+                                 conditions=[{"name": me["condition"], "shift_grid_px": 0}],
                                  max_subjects_per_dataset=ph["max_subjects_per_dataset"],
                                  max_slices_per_subject=ph["max_slices_per_subject"], hd95=False)
     phys = run_zero_shot(phys_cfg)
@@ -194,18 +268,33 @@ else:
                                              seed=cfg["seed"])
         print(f"{len(phys_subjects)} subjects, {phys_subjects['dataset'].nunique()} datasets; within-dataset "
               f"fit: {phys_fit['status']}, converged {phys_fit.get('converged')}")
-        save_table(verdict.round(5), cfg, "tableS38c_physics_direction_check", notebook="04",
-                   caption="S38c: zero-shot Dice over the synthetic cohort vs MRI parameters: expected sign from the "
-                           "cohort's physics, within-dataset estimate (between-dataset where the parameter is constant inside "
-                           "datasets) with 95% CI, whether they agree, and the pooled estimate beside it.")
+        save_table(verdict.round(5), cfg, "tableX04d_physics_direction_check", notebook="04",
+                   data_source="synthetic",
+                   caption="X04d: zero-shot Dice over the synthetic cohort vs MRI parameters: expected sign from the "
+                           "cohort's physics, within-dataset estimate (between-dataset where the parameter is constant "
+                           "inside datasets) with 95% CI, whether they agree, and the pooled estimate beside it.")
         display(verdict.round(4))
 """),
     md("""
 ## Outputs
 
-Tables go to `paths.tables_dir`, the figure to `paths.figures_dir`. The physics run keeps its
-per-subject results in `runs/<profile>/zero_shot/<physics tag>/` and resumes like any zero-shot
-run.
+Tables go to `paths.tables_dir`, the figure to `paths.figures_dir`:
+
+| file | study counterpart | content |
+|---|---|---|
+| `tableS34_mixed_effects_data.csv` | S34 | the models' data, one row per (experiment, dataset) |
+| `tableS35_variable_types_missingness.csv` | S35 | variable types, roles, missing values |
+| `tableS36_imputation_ks.csv` | S36 | KS check of the imputation |
+| `tableS37_vif.csv` | S37 | VIF screen and the final variables |
+| `tableS38_mixed_model_coefficients.csv` | S38 | fixed effects with 95% CI, published values beside |
+| `fig5a_mixed_effects_forest.png` | figure 5a | forest plot of S38 |
+| `tableX04a_mixed_model_fits.csv` | none | fit statistics and exact formula per type |
+| `tableX04b_subject_level_coefficients.csv` | none | sensitivity analysis: subject-level fixed effects |
+| `tableX04c_subject_level_fits.csv` | none | sensitivity analysis: its fits |
+| `tableX04d_physics_direction_check.csv` | none | physics direction check (synthetic cohort) |
+
+The physics run keeps its per-subject results in `runs/<profile>/zero_shot/<physics tag>/`
+and resumes like any zero-shot run.
 """),
 ]
 

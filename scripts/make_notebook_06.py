@@ -24,18 +24,26 @@ a YOLO detector (ultralytics, trained from scratch on the YOLO export of noteboo
 labelled boxes on every slice, the segmenter decodes all boxes of a slice from one embedding,
 post-processing cleans each label, and a 3D NIfTI comes out on the source's grid.
 
-This notebook measures what that costs against ground-truth boxes, for five datasets (thigh,
-shoulder, spine T1 sagittal, knee DESS, spine T1 axial) and every available model (the zero-shot
-zoo and the best finetuned model of notebook 03 with and without box-shift augmentation):
+This notebook measures what that costs against ground-truth boxes, for the study's five
+datasets (thigh T1ax 50, shoulder CUBE 28, spine T1 sagittal 23, knee DESS 86, spine T1 axial 59)
+and every available model (the zero-shot zoo and the best finetuned model of notebook 03 with
+and without box-shift augmentation):
 
-* **detector quality** on the test split: precision, recall, mAP50, mAP50-95;
-* **Dice with ground-truth boxes vs detector boxes** per subject (3D, whole volume: detector
-  boxes on slices without any manual label count as false positives) and per slice;
-  Wilcoxon rank-sum between the two prompt conditions per dataset and model, BH-corrected
-  (tables **S69-S71**, **figure 6a** raincloud plots, **figure 6b** examples);
-* the Dice **cost of post-processing** (on vs off, same predictions);
+* **detector quality** on the test split: precision, recall, mAP50, mAP50-95 (table X06a);
+* **Dice with ground-truth boxes vs detector boxes** as the study computes it: Dice on every
+  manually labelled slice (mean over the slice's labels), averaged over the subject's slices
+  (subject Dice), then over subjects (dataset level); the 3D Dice of the whole volume (where
+  detector boxes on slices without any manual label count as false positives) is kept as an
+  extra column. Tables **S69** (subjects), **S70** (datasets), X06b (slices);
+* the study's **Wilcoxon rank-sum** test between the two prompt conditions per dataset and
+  model, Benjamini-Hochberg-corrected, with the **signed-rank** test the paired design calls
+  for beside it (the project's variant, labelled) (table **S71**, **figure 6a** raincloud plots,
+  **figure 6b** examples);
+* the Dice **cost of post-processing** (on vs off, same predictions; table X06c, figure X06a);
 * the pipeline as a user runs it (`mskseg autolabel`): a raw DICOM series in, a label NIfTI
   with the series' affine, a JSON of detections and review overlays out.
+
+All cohort results here are from **synthetic** data (the captions say so).
 """),
     *parameters_cells(),
     code("""
@@ -59,7 +67,7 @@ from mskseg_lib.models.checkpoints import sha256_file
 from mskseg_lib.plots import autolabel as aplots
 from mskseg_lib.plots.style import apply_style
 from mskseg_lib.reporting import save_figure, save_table
-from mskseg_lib.stats.comparisons import ranksum_by_group
+from mskseg_lib.autolabel.prompt_tests import prompt_condition_tests
 
 cfg = load_profile(profile, overrides=params if isinstance(params, dict) else None)
 a = cfg["autolabel"]
@@ -104,8 +112,9 @@ pd.DataFrame([{"dataset": d, "model": r.model, "weights": str(r.weights), "reuse
     code("""
 det_metrics = pd.concat([det.evaluate_detector(r.weights, cfg, d, split="test") for d, r in runs.items()],
                         ignore_index=True)
-save_table(det_metrics.round(4), cfg, "tableS71b_detector_test_metrics", notebook="06",
-           caption="S71b: detector precision, recall, mAP50 and mAP50-95 on the test split, per class and overall.")
+save_table(det_metrics.round(4), cfg, "tableX06a_detector_test_metrics", notebook="06",
+           caption="X06a: detector precision, recall, mAP50 and mAP50-95 on the test split, per class and overall "
+                   "(no study counterpart).")
 det_metrics[det_metrics["class_name"] == "all"].round(3)
 """),
     md("""
@@ -137,33 +146,41 @@ result.runs.groupby(["model", "status"]).agg(subjects=("subject_id", "size"),
     code("""
 subj = result.subjects
 save_table(subj.round(4), cfg, "tableS69_subject_dice_by_prompt", notebook="06",
-           caption="S69: subject Dice (3D, whole volume, mean over labels) and mean slice Dice with ground-truth "
-                   "boxes and with detector boxes, post-processing off and on.")
-save_table(result.slices.round(4), cfg, "tableS69b_slice_dice_by_prompt", notebook="06",
-           caption="S69b: slice Dice (mean over the slice's manual labels) with ground-truth and detector boxes.")
+           caption="S69: subject Dice (dice: mean of slice Dice, the study's definition; dice_3d: 3D Dice of the "
+                   "whole volume, mean over labels, extra) with ground-truth boxes and with detector boxes, "
+                   "post-processing off and on.")
+save_table(result.slices.round(4), cfg, "tableX06b_slice_dice_by_prompt", notebook="06",
+           caption="X06b: slice Dice (mean over the slice's manual labels) with ground-truth and detector boxes "
+                   "(the values S69 averages; no study counterpart as a table).")
 summary = study.dataset_summary(subj)
 save_table(summary.round(4), cfg, "tableS70_dataset_summary_by_prompt", notebook="06",
-           caption="S70: subject Dice per dataset, model and prompt condition (mean, SD, median).")
+           caption="S70: subject Dice (mean slice Dice) per dataset, model and prompt condition: mean, SD and median "
+                   "over subjects; dice_3d_mean (3D Dice, extra) beside it.")
 summary[summary["postprocess"] == "on"].round(3)
 """),
     md("""
-## Wilcoxon rank-sum tests (S71) and figure 6a
+## Wilcoxon tests (S71) and figure 6a
 
 Per dataset and model, ground-truth boxes vs detector boxes on subject Dice (post-processing on,
-as the pipeline writes it), two-sided Wilcoxon rank-sum, Benjamini-Hochberg over all tests. With
-few test subjects per dataset (the fixture has one) the tests cannot run and say so.
+as the pipeline writes it). The study's test: two-sided Wilcoxon **rank-sum** (the two
+conditions as independent samples), Benjamini-Hochberg over all tests; figure 6a shows its
+adjusted p. Beside it, in the `signed_rank_*` columns, the project's variant: the same subjects
+are segmented under both prompt sources, so the paired Wilcoxon **signed-rank** test on the
+per-subject differences (BH over its own family) is the test that design calls for. With few
+test subjects per dataset (the fixture has one) the tests cannot run and say so.
 """),
     code("""
 final = subj[subj["postprocess"] == "on"]
-tests = ranksum_by_group(final, group_cols=("dataset", "model"), condition_col="prompt", value_col="dice",
-                         conditions=("gt_box", "detector"))
+tests = prompt_condition_tests(final, group_cols=("dataset", "model"), condition_col="prompt", value_col="dice",
+                               block_col="subject_id", conditions=("gt_box", "detector"))
 save_table(tests.round(6), cfg, "tableS71_ranksum_gt_vs_detector", notebook="06",
-           caption="S71: Wilcoxon rank-sum, ground-truth vs detector boxes, subject Dice, per dataset and model; "
-                   "BH-adjusted p over all tests.")
+           caption="S71: Wilcoxon rank-sum (the study's test), ground-truth vs detector boxes, subject Dice, per "
+                   "dataset and model, BH-adjusted p over all tests; signed_rank_* columns: the paired Wilcoxon "
+                   "signed-rank test on the same subjects (project's variant), BH over its own family.")
 fig = aplots.plot_figure6a(final, tests)
-save_figure(fig, cfg, "fig6a_dice_gt_vs_detector", notebook="06",
-            caption="Figure 6a: subject Dice with ground-truth boxes vs detector boxes per dataset and model "
-                    "(raincloud: half violin, box, points); BH-adjusted rank-sum p above each model.")
+save_figure(fig, cfg, "fig6a_dice_gt_vs_detector", notebook="06", datasets=datasets,
+            caption="Figure 6a: subject Dice (mean slice Dice) with ground-truth boxes vs detector boxes per dataset "
+                    "and model (raincloud: half violin, box, points); BH-adjusted rank-sum p above each model.")
 tests.round(4)
 """),
     md("""
@@ -175,12 +192,12 @@ labels: detector boxes, manual and predicted labels, manual and predicted contou
     code("""
 samples = study.example_samples(cfg, result, chosen)
 fig = aplots.plot_figure6b(samples, max_rows=len(datasets))
-save_figure(fig, cfg, "fig6b_autolabel_examples", notebook="06",
+save_figure(fig, cfg, "fig6b_autolabel_examples", notebook="06", datasets=datasets,
             caption="Figure 6b: AutoLabel examples: detector boxes, ground-truth overlay, predicted overlay, "
                     "ground-truth contour, predicted contour.")
 """),
     md("""
-## The cost of post-processing
+## The cost of post-processing (table X06c, figure X06a)
 
 Same predictions, scored before and after the per-label cleanup (small components, closing,
 Gaussian smoothing, overlap rule). A negative difference means the cleanup removed true
@@ -189,13 +206,13 @@ closed holes.
 """),
     code("""
 cost = study.postprocess_cost(subj)
-save_table(cost.round(4), cfg, "tableS71c_postprocessing_cost", notebook="06",
-           caption="S71c: subject Dice with post-processing off and on (paired difference on - off) per dataset, "
-                   "model and prompt condition.")
+save_table(cost.round(4), cfg, "tableX06c_postprocessing_cost", notebook="06",
+           caption="X06c: subject Dice with post-processing off and on (paired difference on - off) per dataset, "
+                   "model and prompt condition (no study counterpart: the study reports post-processed Dice only).")
 fig = aplots.plot_postprocess_cost(subj[subj["prompt"] == "detector"])
-save_figure(fig, cfg, "fig6c_postprocessing_cost", notebook="06",
-            caption="Figure 6c: subject Dice with detector boxes, post-processing off vs on (bars: means; "
-                    "points: subjects; difference on - off above each model).")
+save_figure(fig, cfg, "figX06a_postprocessing_cost", notebook="06", datasets=datasets,
+            caption="Figure X06a: subject Dice with detector boxes, post-processing off vs on (bars: means; "
+                    "points: subjects; difference on - off above each model; no study counterpart).")
 cost.round(3)
 """),
     md("""

@@ -21,8 +21,11 @@ CELLS = [
 
 A 3D MRI volume is a stack of slices, and a stack of slices can be read as a video. SAM2's
 video predictor keeps a memory of the frames it has segmented, so one click on one slice can
-segment a structure through the whole volume. This notebook reproduces the design of the study
-that adapted SAM2's video predictor to knee MRI, and compares four prompt schemes on bones:
+segment a structure through the whole volume. This notebook reproduces the design of a
+*different* study, the one that adapted SAM2's video predictor to knee MRI (Yu et al.,
+`sam2_knee_video_study.txt`, with its own Table 1), so none of its results carry the MSK
+study's supplementary numbers: tables are `tableX07*`, figures `figX07*`. It compares four
+prompt schemes on bones:
 
 1. **points per slice**: a point at each bone's centroid on every slice (image predictor, no memory);
 2. **boxes per slice**: each bone's box on every slice (image predictor, no memory);
@@ -34,12 +37,17 @@ Models without memory (LiteMedSAM, SAM, MedSAM) get a propagation of their own: 
 slice is prompted with a box (or a point), and each slice's predicted mask becomes the prompt
 of the next (**box carried** / **point carried**), in both directions, until the structure ends.
 
-Volumes: the sagittal 3D knee sets of the cohort (femur, tibia, patella) and the real lumbar
-spine fixture (vertebral bodies L1-L5). Prompts come from the manual masks. Outputs: median 3D
-Dice per scheme, model size and structure (**table S72**) with parameter counts and seconds per
-volume; the published anchor beside it (**S72b**); slice Dice against the distance from the
-prompted slice (**figure 7a**: where propagation drifts); 3D Dice per scheme (**7b**); example
-slices (**7c**).
+Volumes: the sagittal 3D knee sets of the **synthetic** cohort (femur, tibia, patella) and the
+**real** lumbar spine fixture (vertebral bodies L1-L5); every table has a `data_source` column.
+Prompts come from the manual masks. As in the study, a volume is scored by the 3D Dice of femur
+only, tibia only and "femur and tibia combined": the Dice of the **union of the femur and tibia
+masks** (the patella, which the study prompted only with negative points, is not part of it;
+its own Dice and an all-bones union are kept as labelled extra columns). Outputs: median 3D
+Dice per scheme, model size and structure (**table X07a**) with parameter counts and seconds
+per volume; per volume (**X07b**); the published anchor beside the regenerated value
+(**X07c**); the runs (**X07d**); slice Dice against the distance from the prompted slice
+(**figure X07a**: where propagation drifts); 3D Dice per scheme (**X07b**); example slices
+(**X07c**).
 
 SAM2's video predictor only reads JPEG folders; here the slices go to it from memory
 (`mskseg_lib.video3d.frames`), with the same arithmetic (a test checks the frames are equal to
@@ -72,7 +80,8 @@ apply_style()
 set_cpu_threads(int(cfg["models"]["cpu_threads"]))
 pd.set_option("display.width", 160)
 print(f"profile: {cfg['profile']} - {cfg['description']}")
-print({k: v[k] for k in ("datasets", "split", "max_subjects_per_dataset", "real_spine", "max_real_subjects", "tissues")})
+print({k: v[k] for k in ("datasets", "split", "max_subjects_per_dataset", "real_spine", "max_real_subjects", "tissues",
+                         "combined_structures")})
 print("carry:", v["carry"], "| offload_state:", v["offload_state"])
 pd.DataFrame({"scheme": list(SCHEMES), "what": list(SCHEMES.values())})
 """),
@@ -89,6 +98,7 @@ prepare_all(cfg)
 subjects, _ = load_tables(cfg)
 notes = []
 volumes = study.study_volumes(cfg, subjects, notes)
+sources = study.volume_sources(volumes)  # dataset -> synthetic (cohort) / real (spine fixture)
 for note in notes:
     print("note:", note)
 if not v["real_spine"]:
@@ -134,12 +144,14 @@ runs.pivot_table(index=["dataset", "model", "scheme"], values=["seconds", "encod
     if not runs.empty else "no model could run in this profile"
 """),
     md("""
-## Table S72: median 3D Dice per scheme and model
+## Table X07a: median 3D Dice per scheme and model
 
-Median over volumes of the 3D Dice per structure and of all structures together ("combined":
-the union of the structures, labels ignored), with the model's parameter count and the median
-seconds per volume. Schemes a model cannot run (video schemes for image-only models) are
-absent here and listed in the run table (S72c).
+Median over volumes of the 3D Dice per structure, of `combined` (the study's "femur and tibia
+combined": the union of the femur and tibia masks, labels ignored; for the spine, which has
+neither, the union of its vertebral bodies; `combined_of` says which) and of `all_structures`
+(every scored bone, patella included: an extra the study does not report), with the model's
+parameter count and the median seconds per volume. Schemes a model cannot run (video schemes
+for image-only models) are absent here and listed in the run table (X07d).
 
 Reading the rows: LiteMedSAM, like MedSAM, was trained with box prompts only, so its point
 rows (points per slice, point carried) show what a box-only model does with a click, not what
@@ -149,35 +161,39 @@ depends on the stopping rules (`video3d.carry`), and figure 7a shows where it dr
 """),
     code("""
 table = study.median_table(result.structures)
-save_table(result.structures.round(4), cfg, "tableS72a_video3d_structure_dice", notebook="07",
-           caption="S72a: 3D Dice per volume, scheme, model and structure (and combined), with prompted slice, "
-                   "seconds per volume and parameter count.")
-save_table(table.round(4), cfg, "tableS72_video3d_median_dice", notebook="07",
-           caption="S72: median 3D Dice per dataset, model and prompt scheme, per structure and combined; "
-                   "parameter count and median seconds per volume.")
-save_table(runs, cfg, "tableS72c_video3d_runs", notebook="07",
-           caption="S72c: every (model, scheme, volume): scored or why not, seconds, slices encoded, output NIfTI.")
+save_table(study.with_data_source(table.round(4), sources), cfg, "tableX07a_video3d_median_dice", notebook="07",
+           caption="X07a: median 3D Dice per dataset, model and prompt scheme, per structure, combined (union of femur "
+                   "and tibia, the SAM2 knee study's definition; spine: union of its vertebral bodies) and "
+                   "all_structures (every bone, extra); parameter count and median seconds per volume.")
+save_table(study.with_data_source(result.structures.round(4), sources), cfg, "tableX07b_video3d_structure_dice",
+           notebook="07",
+           caption="X07b: 3D Dice per volume, scheme, model and structure (and combined, all_structures, with the "
+                   "structures each union joined), prompted slice, seconds per volume and parameter count.")
+save_table(study.with_data_source(runs, sources), cfg, "tableX07d_video3d_runs", notebook="07",
+           caption="X07d: every (model, scheme, volume): scored or why not, seconds, slices encoded, output NIfTI.")
 table.round(3)
 """),
     md("""
-## Table S72b: the published anchor
+## Table X07c: the published anchor
 
 The study that ran SAM2's video predictor on 488 OAI-ZIB DESS knee volumes (femur and tibia)
 reported a median 3D Dice of **0.9196** with one positive point per bone plus negative points
 on the other bones on the middle slice, propagated through the volume; per-slice point prompts
 were no better than a single point plus video. Below, that anchor beside what this profile
-regenerates with the same scheme (nothing where no SAM2 checkpoint is configured: the table
-says so rather than showing a number from another model).
+regenerates with the same scheme, on the same definition: the median over volumes of the 3D
+Dice of the femur and tibia union (`median_3d_dice`), with the femur and tibia medians beside
+it (nothing where no SAM2 checkpoint is configured: the table says so rather than showing a
+number from another model).
 """),
     code("""
 anchor = study.anchor_table(result.structures, published_video3d(), models)
-save_table(anchor, cfg, "tableS72b_video3d_published_anchor", notebook="07",
-           caption="S72b: published median 3D Dice of SAM2 video propagation on 3D knee MRI beside the regenerated "
-                   "medians of the same scheme (or why none).")
+save_table(study.with_data_source(anchor, sources), cfg, "tableX07c_video3d_published_anchor", notebook="07",
+           caption="X07c: published median 3D Dice (femur and tibia combined) of SAM2 video propagation on 3D knee MRI "
+                   "beside the regenerated median of the femur-tibia union for the same scheme (or why none).")
 anchor
 """),
     md("""
-## Figure 7a: where propagation drifts
+## Figure X07a: where propagation drifts
 
 Median slice Dice (band: inter-quartile range) against the distance from the prompted slice.
 Per-slice schemes are flat by construction (each slice has its own prompt); a propagating
@@ -186,23 +202,30 @@ offsets rest on fewer structures (only the longest reach them).
 """),
     code("""
 fig = vplots.plot_dice_vs_offset(result.slices)
-save_figure(fig, cfg, "fig7a_dice_vs_offset", notebook="07",
-            caption="Figure 7a: slice Dice against the offset from the prompted slice, median and IQR over volumes "
+save_figure(fig, cfg, "figX07a_dice_vs_offset", notebook="07",
+            data_source=study.sources_of(sources, result.slices["dataset"].unique() if not result.slices.empty else []),
+            caption="Figure X07a: slice Dice against the offset from the prompted slice, median and IQR over volumes "
                     "and structures, per model and scheme.")
 """),
     md("""
-## Figure 7b: 3D Dice per scheme
+## Figure X07b: 3D Dice per scheme
+
+The `combined` 3D Dice per volume (knee: femur and tibia union, the study's number; spine: its
+vertebral bodies), with the published anchor on the knee panels.
 """),
     code("""
 pub = published_video3d().dropna(subset=["dice"]).iloc[0]
 fig = vplots.plot_scheme_dice(result.structures, anchor=float(pub["dice"]), anchor_anatomy="knee",
                               anchor_label=f"published: {pub['dice']:.4f} ({pub['study_scheme']}, {pub['dataset']})")
-save_figure(fig, cfg, "fig7b_video3d_scheme_dice", notebook="07",
-            caption="Figure 7b: 3D Dice of all structures combined per volume, by scheme and model; bars are medians; "
-                    "dotted (knee panels): the published SAM2 video anchor (OAI-ZIB femur and tibia).")
+save_figure(fig, cfg, "figX07b_video3d_scheme_dice", notebook="07",
+            data_source=study.sources_of(sources, result.structures["dataset"].unique()
+                                         if not result.structures.empty else []),
+            caption="Figure X07b: combined 3D Dice per volume (knee: union of femur and tibia, the SAM2 knee study's "
+                    "definition; spine: union of the vertebral bodies), by scheme and model; bars are medians; "
+                    "dotted (knee panels): the published SAM2 video anchor (OAI-ZIB femur and tibia, 0.9196).")
 """),
     md("""
-## Figure 7c: an example volume
+## Figure X07c: an example volume
 
 Slices at fixed offsets from the prompted slice of the first volume, for the first of
 *points + negatives + video*, *1 point + video* or *box carried* that ran: manual contours
@@ -216,8 +239,8 @@ else:
     fig = vplots.plot_example_slices(ex["image"], ex["gt"], ex["pred"], ex["prompt_slice"], list(v["example_offsets"]),
                                      label_names=ex["names"],
                                      title=f"{ex['model']} · {vplots.scheme_label(ex['scheme'])} · {ex['subject_id']}")
-    save_figure(fig, cfg, "fig7c_video3d_example", notebook="07",
-                caption="Figure 7c: one volume at offsets from the prompted slice; manual (solid) and predicted "
+    save_figure(fig, cfg, "figX07c_video3d_example", notebook="07", data_source=sources.get(ex["dataset"], "synthetic"),
+                caption="Figure X07c: one volume at offsets from the prompted slice; manual (solid) and predicted "
                         "(dashed) contours.")
 """),
     md("""
@@ -248,11 +271,13 @@ else:
     check = study.run_study(check_cfg, volumes.head(1), ["sam2_tiny_random"], loader=tiny_sam2, progress=False)
     display(check.runs[["dataset", "subject_id", "scheme", "status", "seconds", "encoded_slices"]].round(2))
     bench = bench_video3d(cfg, "tiny", repeats=1)
+    sources_of_first = sources.get(str(volumes.iloc[0]["dataset"]), "synthetic")
     timing = pd.DataFrame([{"route": "in-memory frames", "s_per_frame": bench["memory_s_per_frame"]},
                            {"route": "JPEG folder (write + init_state + track)", "s_per_frame": bench["jpeg_s_per_frame"]}])
     timing["frames"] = bench["n_frames"]
-    save_table(timing.round(4), cfg, "tableS72d_video3d_frames_route_timing", notebook="07",
-               caption="S72d: pipeline check with a random miniature SAM2: seconds per frame, in-memory frames vs the "
+    save_table(timing.round(4), cfg, "tableX07e_video3d_frames_route_timing", notebook="07",
+               data_source=sources_of_first,
+               caption="X07e: pipeline check with a random miniature SAM2: seconds per frame, in-memory frames vs the "
                        "sam2 package's JPEG-folder route (timings of the plumbing, not of a real encoder).")
     print("JPEG route / in-memory:", round(bench["jpeg_over_memory"], 2),
           "| mask Dice between the routes (JPEG compression changes the pixels):",

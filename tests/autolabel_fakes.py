@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from mskseg_lib.data.boxes import slice_boxes
-from mskseg_lib.data.preprocess import SliceGeometry, to_display
+from mskseg_lib.data.preprocess import SliceGeometry, scale_box, to_display
 from mskseg_lib.data.volume import Volume, affine_from_spacing, to_canonical
 from mskseg_lib.models.interface import Prompts
 
@@ -25,9 +25,13 @@ class BoxFillSegmenter:
     name = "box-fill"
     autocast_bf16 = False
 
-    def __init__(self, size_px: int = 128, slice_max_side_px: int = 40):
+    def __init__(self, size_px: int = 128, slice_shape_px: int | tuple[int, int] = 40, resize_mode: str = "stretch"):
+        """``slice_shape_px``: (rows, cols) of the volume's display slices (an int: square slices);
+        ``resize_mode`` as the pipeline resizes them (``prepare.resize``)."""
         self.input_size_px = size_px
-        self._scale = size_px / slice_max_side_px  # original -> model pixels of the volume's slices
+        rows, cols = (slice_shape_px, slice_shape_px) if isinstance(slice_shape_px, int) else slice_shape_px
+        geom = SliceGeometry(int(rows), int(cols), size_px, resize_mode)
+        self._fx, self._fy = geom.scale_cols, geom.scale_rows  # original -> model pixels, per axis
         self.device = torch.device("cpu")
         self.encoded = 0
 
@@ -42,10 +46,9 @@ class BoxFillSegmenter:
         out = torch.full((len(prompts), s, s), -10.0)
         for n, (x0, y0, x1, y1) in enumerate(prompts.boxes.tolist()):
             # an inclusive original box [x0, x1] scaled by f covers [x0*f, (x1+1)*f) at model size;
-            # scale_box gives x1*f, so the model-size box extends by one original pixel (f = s/orig)
-            f = self._scale
-            cols = (centres + 0.5 >= x0) & (centres + 0.5 < x1 + f)
-            rows = (centres + 0.5 >= y0) & (centres + 0.5 < y1 + f)
+            # scale_box gives x1*f, so the model-size box extends by one original pixel (f per axis)
+            cols = (centres + 0.5 >= x0) & (centres + 0.5 < x1 + self._fx)
+            rows = (centres + 0.5 >= y0) & (centres + 0.5 < y1 + self._fy)
             out[n][rows[:, None] & cols[None, :]] = 10.0
         return out
 
@@ -63,25 +66,26 @@ class OracleDetector:
     name = "oracle"
 
     def __init__(self, labels_canonical: np.ndarray, slice_axis: int, size_px: int, extra_class: int | None = None,
-                 per_instance: frozenset[int] = frozenset()):
+                 per_instance: frozenset[int] = frozenset(), resize_mode: str = "stretch"):
         moved = np.moveaxis(labels_canonical, slice_axis, 0)
         self.slices = [to_display(moved[k]) for k in range(moved.shape[0])]
         self.size_px = size_px
         self.calls = 0
         self.extra_class = extra_class
         self.per_instance = per_instance  # labels boxed per connected piece (as the ground truth does)
+        self.resize_mode = resize_mode  # how the export resized the detector's images
 
     def detect(self, images: np.ndarray) -> list[Det]:
         out = []
         for _ in images:
             lab = self.slices[self.calls % len(self.slices)]
             self.calls += 1
-            geom = SliceGeometry(lab.shape[0], lab.shape[1], self.size_px)
+            geom = SliceGeometry(lab.shape[0], lab.shape[1], self.size_px, self.resize_mode)
             boxes, inst, _ = slice_boxes(lab)
             rows, classes = [], []
             for v in sorted(boxes):
                 for x0, y0, x1, y1 in (inst[v] if v in self.per_instance else [boxes[v]]):
-                    rows.append([x0 * geom.scale, y0 * geom.scale, (x1 + 1) * geom.scale, (y1 + 1) * geom.scale])
+                    rows.append(scale_box([x0, y0, x1 + 1, y1 + 1], geom).tolist())
                     classes.append(v - 1)
             if self.extra_class is not None and rows:  # a class the dataset does not have
                 rows.append(rows[0])

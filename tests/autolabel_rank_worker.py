@@ -20,7 +20,7 @@ def main() -> None:
     vol = read_volume(items[0])
     _, labels = phantom(orientation="LPS")
     det = OracleDetector(canonical_labels(vol, labels), spec.slice_axis_canonical, 64)
-    seg = BoxFillSegmenter(128, max(pl.slicing(vol, spec).display_slice(0).shape))
+    seg = BoxFillSegmenter(128, pl.slicing(vol, spec).display_slice(0).shape)
     settings = pl.AutolabelSettings(spec, 64, (0.5, 99.5), {"enabled": False}, 0)
     pl.autolabel(items, Path(sys.argv[2]), seg, pl.detector_prompts(det, 64, len(spec.labels)), settings,
                  progress=False)

@@ -28,7 +28,7 @@ def main() -> None:
         return held["seg"]
 
     exp = Experiment(task=HIP, mix_kind="single", train_datasets=(HIP,), eval_datasets=(HIP,),
-                     model_key="lite_medsam", strategy="partial", box_shift_px=10, train_subjects="all")
+                     model_key="lite_medsam", strategy="partial", box_shift_grid_px=10, train_subjects="all")
     train_run(cfg, exp, 1, run_dir=out / "run", segmenter_factory=factory, progress=False)
     rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
     out.mkdir(parents=True, exist_ok=True)

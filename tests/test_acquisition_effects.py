@@ -1,4 +1,5 @@
-"""Notebook 04's analysis on simulated grids whose true effects are known."""
+"""Notebook 04's subject-level sensitivity analysis and physics check on simulated grids whose
+true effects are known; figure 5a's drawing."""
 from __future__ import annotations
 
 import matplotlib
@@ -9,8 +10,9 @@ import pandas as pd
 import pytest
 
 from mskseg_lib.plots.mixed_effects import plot_forest
-from mskseg_lib.stats.acquisition_effects import analyse_effects, data_summary, physics_check, with_published
-from mskseg_lib.stats.mixed_effects import PUBLISHED_EFFECTS, assemble_table
+from mskseg_lib.stats.acquisition_effects import analyse_effects, data_summary, physics_check
+from mskseg_lib.stats.mixed_effects import assemble_table
+from mskseg_lib.stats.study_effects import published_mixed_effects, with_published
 
 TE_EFFECT_PER_MS = -0.004  # Dice per ms of echo time
 FIELD_EFFECT = 0.05  # 3 T vs 1.5 T
@@ -80,14 +82,14 @@ def test_each_finetuning_type_recovers_its_gain_and_the_echo_time_effect(analysi
             assert abs(c.loc[term, "coef"] - value) < 3 * c.loc[term, "se"], (kind, term)
         assert c.loc["te_ms", "ci_high"] < 0 and c.loc["field_strength_t", "ci_low"] > 0
     single = coef[coef["finetune_type"] == "single"].set_index("term")
-    # encoder trained and box shift are the same run here (perfectly collinear): one is dropped,
+    # encoder finetuned and box shift are the same run here (perfectly collinear): one is dropped,
     # the other is null (that run has the same gain)
-    assert len({"encoder_trained", "box_shift"} & set(single.index)) == 1
-    for term in {"encoder_trained", "box_shift"} & set(single.index):
+    assert len({"encoder_finetuned", "box_shift_applied"} & set(single.index)) == 1
+    for term in {"encoder_finetuned", "box_shift_applied"} & set(single.index):
         assert abs(single.loc[term, "coef"]) < 3 * single.loc[term, "se"]
     fits = result.fits.set_index("finetune_type")
-    assert "te_ms:encoder_trained" in fits.loc["single", "dropped_interactions"] or \
-        "te_ms:encoder_trained" in set(single.index)
+    assert "te_ms:encoder_finetuned" in fits.loc["single", "dropped_interactions"] or \
+        "te_ms:encoder_finetuned" in set(single.index)
 
 
 def test_tables_report_missingness_ks_vif_and_the_data(analysis, cohort):
@@ -103,8 +105,9 @@ def test_tables_report_missingness_ks_vif_and_the_data(analysis, cohort):
     summary = data_summary(result.table)
     single = summary[summary["finetune_type"] == "single"]
     assert len(single) == 10 and (single["n_experiments"] == 2).all() and (single["n_rows"] == 32).all()
-    s38 = with_published(result.coefficients)
-    assert s38.loc[s38["term"] == "te_ms", "published_low"].iloc[0] == pytest.approx(-0.099)
+    x04 = with_published(result.coefficients)
+    mixed_te = x04[(x04["term"] == "te_ms") & (x04["finetune_type"] == "mixed")]
+    assert mixed_te["published_coef"].iloc[0] == pytest.approx(-0.099)
 
 
 def test_collinear_parameter_is_dropped_and_the_model_refit(cohort):
@@ -175,22 +178,39 @@ def test_assembled_rows_carry_arm_and_settings(cohort):
     subjects, experiments, scores = cohort
     table = assemble_table(scores, experiments, subjects)
     row = table[table["experiment_id"] == "single/b"].iloc[0]
-    assert (row["arm"], row["encoder_trained"], row["box_shift"], row["finetune_type"]) == ("m finetuned", 1, 1, "single")
+    assert (row["arm"], row["encoder_finetuned"], row["box_shift_applied"], row["finetune_type"]) == \
+        ("m finetuned", 1, 1, "single")
     zs = table[table["experiment_id"] == "zero_shot:m"].iloc[0]
     assert (zs["arm"], zs["finetune_type"]) == ("m zero-shot", "zero_shot")
 
 
-def test_forest_plot_draws_every_estimate_and_the_published_bands(analysis):
+def test_forest_plot_draws_every_estimate_and_the_published_values(analysis):
     result, _ = analysis
-    fig = plot_forest(result.coefficients, PUBLISHED_EFFECTS)
+    coef = result.coefficients
+    fig = plot_forest(coef, published_mixed_effects())
     ax = fig.axes[0]
-    n_terms = result.coefficients.loc[result.coefficients["term"] != "Intercept", "term"].nunique()
-    assert len(ax.get_yticks()) == n_terms
+    drawn = coef[~coef["term"].isin(["Intercept", "Group Var"])]
+    assert len(ax.get_yticks()) == drawn["term"].nunique()
     n_points = sum(len(line.get_xdata()) for line in ax.lines if line.get_marker() == "o")
-    assert n_points == (result.coefficients["term"] != "Intercept").sum()
-    assert len(ax.collections) >= 2  # published bands for te_ms and flip_angle_deg (+ error bar lines)
-    empty = plot_forest(result.coefficients.iloc[:0])
+    assert n_points == len(drawn)
+    # published estimates as diamonds: te_ms beside the mixed and all_msk points, pixel spacing (type not
+    # stated) at its row's centre; the flip-angle and TE ranges are bands
+    terms = set(drawn["term"])
+    assert {"te_ms", "pixel_spacing_mm"} <= terms
+    diamonds = sorted(float(line.get_xdata()[0]) for line in ax.lines if line.get_marker() == "D")
+    assert diamonds == pytest.approx([-0.099, -0.080, -0.058])
+    assert len(ax.collections) >= 1  # the TE range band (fill_betweenx) besides the error bars
+    empty = plot_forest(coef.iloc[:0])
     assert "no fitted" in empty.axes[0].texts[0].get_text()
+
+
+def test_subject_level_fit_reports_the_subject_variance(analysis):
+    result, _ = analysis
+    fits = result.fits.set_index("finetune_type")
+    # the simulated subjects share a subject-level baseline across experiments (TE, field strength
+    # are per subject) but no extra subject intercept: the component is small, and reported
+    assert fits["subject_var"].notna().all() and (fits["subject_var"] < 0.02 ** 2).all()
+    assert fits["formula"].str.endswith("(1 | dataset) + (1 | dataset:subject_id)").all()
 
 
 def test_stored_notebook_04_is_the_generator_output():

@@ -41,8 +41,7 @@ def oracle_source(volume, labels, extra_class=None) -> pl.detector_prompts:
 def test_segment_volume_returns_phantom_through_detector_boxes(orientation):
     vol, labels = phantom(orientation=orientation)
     sl = pl.slicing(vol, SPEC)
-    side = max(sl.display_slice(0).shape)
-    seg = BoxFillSegmenter(128, side)
+    seg = BoxFillSegmenter(128, sl.display_slice(0).shape)
     out, t = pl.segment_volume(sl, seg, [oracle_source(vol, labels)])
     assert np.array_equal(sl.to_source(out["detector"].labels), labels)
     # encoded once per slice holding a box, never for empty slices
@@ -53,7 +52,7 @@ def test_segment_volume_returns_phantom_through_detector_boxes(orientation):
 def test_both_prompt_sources_decode_from_one_encoding():
     vol, labels = phantom()
     sl = pl.slicing(vol, SPEC)
-    seg = BoxFillSegmenter(128, max(sl.display_slice(0).shape))
+    seg = BoxFillSegmenter(128, sl.display_slice(0).shape)
     gt = pl.mask_prompts(canonical_labels(vol, labels), sl.slice_axis, SPEC)
     out, t = pl.segment_volume(sl, seg, [oracle_source(vol, labels), gt])
     assert seg.encoded == t["encoded_slices"] == 5  # slices 0-4 hold labels; once for both sources
@@ -93,7 +92,7 @@ def test_autolabel_folder_writes_source_grid_resumes_and_skips_corrupt(tmp_path)
     items = find_volumes(tmp_path / "in")
     assert [i.name for i in items] == ["broken", "case0", "case1"]
     vol0 = read_volume(items[1])
-    seg = BoxFillSegmenter(128, max(pl.slicing(vol0, SPEC).display_slice(0).shape))
+    seg = BoxFillSegmenter(128, pl.slicing(vol0, SPEC).display_slice(0).shape)
     # the oracle serves both phantoms in turn: same geometry, same labels
     src = oracle_source(vol0, truths[0])
     report = pl.autolabel(items, tmp_path / "out", seg, src, settings(), model_ids={"segmenter": "box-fill"},
@@ -136,7 +135,7 @@ def test_dicom_series_round_trip_keeps_affine_and_shape(tmp_path):
     read = read_volume(items[0])
     assert np.allclose(read.affine, vol.affine, atol=1e-4) and read.shape == vol.shape
     sl = pl.slicing(read, SPEC)
-    seg = BoxFillSegmenter(128, max(sl.display_slice(0).shape))
+    seg = BoxFillSegmenter(128, sl.display_slice(0).shape)
     pl.autolabel(items, tmp_path / "out", seg, oracle_source(vol, labels), settings(), progress=False)
     out = nib.load(tmp_path / "out" / "series01.nii.gz")
     assert out.shape == vol.shape and np.allclose(out.affine, vol.affine, atol=1e-4)
@@ -170,7 +169,7 @@ def test_postprocessing_applies_in_the_pipeline(tmp_path):
     truths = _write_inputs(tmp_path / "in", n=1)
     items = find_volumes(tmp_path / "in")
     vol = read_volume(items[0])
-    seg = BoxFillSegmenter(128, max(pl.slicing(vol, SPEC).display_slice(0).shape))
+    seg = BoxFillSegmenter(128, pl.slicing(vol, SPEC).display_slice(0).shape)
     pp = {"enabled": True, "min_component_px": 0, "kernel_px": {c: 5 for c in ("fat", "muscle", "bone", "nerve", "cartilage")},
           "kernel_px_by_label": {}, "largest_component_3d": False}
     pl.autolabel(items, tmp_path / "out", seg, oracle_source(vol, truths[0]), settings(pp), progress=False)
@@ -209,7 +208,7 @@ def test_unexpected_error_in_one_volume_is_reported_and_the_batch_goes_on(tmp_pa
     _write_inputs(tmp_path / "in", n=2)
     items = find_volumes(tmp_path / "in")
     vol = read_volume(items[0])
-    seg = BoxFillSegmenter(128, max(pl.slicing(vol, SPEC).display_slice(0).shape))
+    seg = BoxFillSegmenter(128, pl.slicing(vol, SPEC).display_slice(0).shape)
 
     class Flaky:
         name = "detector"

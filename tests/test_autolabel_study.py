@@ -37,6 +37,41 @@ def test_score_volume_known_dice():
         study.score_volume(pred, np.zeros_like(gt), 2, (1, 1, 1), {})
 
 
+@pytest.mark.parametrize("profile", ["fixture", "default", "paper"])
+def test_profiles_list_the_study_autolabel_datasets(profile):
+    """Figure 6 / the AutoLabel methods: thigh T1ax 50, shoulder CUBE 28, spine T1sag 23 (not the
+    _111 set), knee DESS 86, spine T1ax 59, in every profile."""
+    from mskseg_lib.config import load_profile
+
+    assert tuple(load_profile(profile)["autolabel"]["datasets"]) == study.STUDY_DATASETS
+    assert "Spine_2D_T1sag_Clinical_Anatomical_23" in study.STUDY_DATASETS
+    assert not any(d.endswith("_111") for d in study.STUDY_DATASETS)
+
+
+def test_subject_dice_is_the_mean_of_slice_dice_and_3d_dice_is_kept_beside_it():
+    """Three labelled slices (slice axis 2). Slice 0: label 1 (16 px) exact -> 1. Slice 1: label 1
+    (16 px) missed -> 0. Slice 2: label 1 (4 px) exact -> 1 and label 2 (8 px) half found ->
+    2 * 4 / 12; slice Dice (1 + 2/3) / 2 = 5/6. Subject Dice = (1 + 0 + 5/6) / 3 = 0.6111.
+    3D Dice: label 1 = 2 * 20 / (36 + 20) = 0.7143, label 2 = 2/3 -> mean 0.6905: different."""
+    gt = np.zeros((8, 8, 3), np.int16)
+    gt[0:4, 0:4, 0] = 1
+    gt[0:4, 0:4, 1] = 1
+    gt[0:2, 0:2, 2] = 1
+    gt[4:6, 4:8, 2] = 2
+    pred = gt.copy()
+    pred[:, :, 1] = 0
+    pred[4:6, 6:8, 2] = 0
+    slices, labels = study.score_volume(pred, gt, 2, (1.0, 1.0, 1.0), {1: "a", 2: "b"})
+    keys = {"model": "m", "model_key": "m", "dataset": "d", "subject_id": "s1", "prompt": "gt_box", "postprocess": "off"}
+    subj = study.subject_table(labels.assign(**keys), slices.assign(**keys)).iloc[0]
+    assert subj["dice"] == pytest.approx((1 + 0 + 5 / 6) / 3)
+    assert subj["n_slices"] == 3 and subj["n_labels"] == 2
+    assert subj["dice_3d"] == pytest.approx((2 * 20 / 56 + 2 / 3) / 2)
+    assert abs(subj["dice"] - subj["dice_3d"]) > 0.05
+    summary = study.dataset_summary(pd.DataFrame([subj])).iloc[0]
+    assert summary["dice_mean"] == pytest.approx(subj["dice"]) and summary["dice_3d_mean"] == pytest.approx(subj["dice_3d"])
+
+
 def test_postprocess_cost_and_summary_tables():
     rows = []
     for sid, off, on in (("s1", 0.8, 0.7), ("s2", 0.6, 0.65)):
@@ -50,7 +85,7 @@ def test_postprocess_cost_and_summary_tables():
 
 
 def test_best_finetuned_splits_by_box_shift():
-    exps = pd.DataFrame({"experiment_id": ["a", "b", "c"], "status": "finished", "box_shift_px": [0, 20, 0],
+    exps = pd.DataFrame({"experiment_id": ["a", "b", "c"], "status": "finished", "box_shift_grid_px": [0, 20, 0],
                          "train_datasets": ["D", "D", "D"]})
     hist = pd.DataFrame({"experiment_id": ["a", "b", "c"], "val_dice": [0.5, 0.9, 0.7]})
     best = study.best_finetuned(exps, hist, ["D"]).set_index("box_shift")["experiment_id"]
@@ -68,7 +103,7 @@ def test_study_oracle_detector_matches_ground_truth_boxes_and_resumes(tiny_cfg):
     subject = chosen.iloc[0]
     spec = get_dataset(subject["dataset"])
     gt = np.asarray(raw_io.read_array("nifti", subject["mask_nifti"], "mask").data)
-    side = max(int(subject["rows_px"]), int(subject["cols_px"]))
+    shape = (int(subject["rows_px"]), int(subject["cols_px"]))
     multi = frozenset(lab.value for lab in spec.labels if lab.multi_instance)
     det = OracleDetector(gt, spec.slice_axis_canonical, cfg["autolabel"]["detector"]["image_size_px"], per_instance=multi)
     # the detector sees exactly the images it was trained on: the YOLO export's PNGs
@@ -85,7 +120,7 @@ def test_study_oracle_detector_matches_ground_truth_boxes_and_resumes(tiny_cfg):
         k = int(png.stem.rsplit("_", 1)[1])
         exported = cv2.imread(str(png), cv2.IMREAD_GRAYSCALE)
         assert np.array_equal(resize_slice(sl.display_slice(k), exported.shape[0]), exported)
-    seg = BoxFillSegmenter(128, side)
+    seg = BoxFillSegmenter(128, shape)
     models = [StudyModel("box_fill", "box fill", lambda: seg, identity={"v": 1}),
               StudyModel("box_fill_2", "box fill 2", lambda: seg, identity={"v": 2})]
     result = study.run_study(cfg, chosen, models, {spec.name: det}, progress=False)

@@ -82,3 +82,85 @@ def test_stored_notebook_05_is_the_generator_output():
     spec.loader.exec_module(gen)
     path = root / "notebooks" / "05_biomarker_agreement.ipynb"
     assert path.read_text() == gen.render(), "run scripts/make_notebook_05.py"
+
+
+# ----------------------------------------------------------------------------- numbering, published values
+def test_supplement_numbering_is_fixed_unique_and_within_s39_s64():
+    from mskseg_lib.biomarkers import study
+    from mskseg_lib.data.catalog import get_dataset
+
+    assert set(study.DEFINITIONS) == {*study.PRIMARY_BIOMARKERS, *study.VARIANT_OF} == set(study.UNITS)
+    numbers = [n for n, _, _ in study.SUPPLEMENT_TABLES]
+    assert len(set(numbers)) == len(numbers) and set(numbers) | set(study.UNUSED_SUPPLEMENT_NUMBERS) == set(range(39, 65))
+    pairs = [(b, d) for _, b, d in study.SUPPLEMENT_TABLES]
+    assert len(set(pairs)) == len(pairs)
+    for _, biomarker, dataset in study.SUPPLEMENT_TABLES:
+        get_dataset(dataset)  # a real catalog name
+        assert biomarker in study.PRIMARY_BIOMARKERS
+    assert study.supplement_table_name(44, "t1rho_ms", "Knee_2D_MAPSS-echo1_Research_Compositional_39") \
+        == "tableS44_t1rho_knee_2d_mapss_39"
+    mapping = study.supplement_mapping()
+    assert list(mapping["table"]) == [f"S{n}" for n in range(39, 65)]
+    assert (mapping.set_index("table").loc[["S63", "S64"], "definition"] == "unused").all()
+
+
+def test_published_ranges_go_beside_the_rows_they_cover():
+    """The study prints: T1rho ICC 0.980-0.997 and rho 0.964 for the lateral femoral condyle
+    (MAPSS 39); muscle volume ICC 0.985-0.9997 (thigh and spine T1ax muscles, not bone); thickness
+    ICC 0.898-0.995 (DESS and CUBE only); disc height ICC 0.808-0.971 (T1sag 23 only)."""
+    from mskseg_lib.biomarkers import study
+
+    rows = pd.DataFrame([
+        ("Knee_2D_MAPSS-echo1_Research_Compositional_39", "t1rho_ms", "fc_lat"),
+        ("Knee_2D_MAPSS-echo1_Research_Compositional_39", "t1rho_ms", "tc_med"),
+        ("Knee_2D_MAPSS-echo1_Research_Compositional_22", "t1rho_ms", "fc_lat"),
+        ("Thigh_2D_T1ax_Clinical_Anatomical_50", "volume_cm3", "extensors"),
+        ("Thigh_2D_T1ax_Clinical_Anatomical_50", "volume_cm3", "femoral_cortex"),
+        ("Knee_3D_DESS_Research_Anatomical_86", "thickness_mm", "patellar"),
+        ("Knee_2D_MAPSS-echo1_Research_Compositional_39", "thickness_mm", "femoral"),
+        ("Spine_2D_T1sag_Clinical_Anatomical_23", "disc_height_mm", "L4_L5"),
+        ("Spine_2D_T1sag_Clinical_Anatomical_111", "disc_height_mm", "L4_L5"),
+    ], columns=["dataset", "biomarker", "structure"])
+    icc = study.with_published(rows, "icc").set_index(["dataset", "biomarker", "structure"])
+    expected = {0: (0.980, 0.997), 1: (0.980, 0.997), 2: None, 3: (0.985, 0.9997), 4: None, 5: (0.898, 0.995),
+                6: None, 7: (0.808, 0.971), 8: None}
+    for i, want in expected.items():
+        row = icc.iloc[i]
+        if want is None:
+            assert np.isnan(row["published_icc_low"]) and row["published_family"] == "", icc.index[i]
+        else:
+            assert (row["published_icc_low"], row["published_icc_high"]) == want, icc.index[i]
+    rho = study.with_published(rows, "spearman_rho").set_index(["dataset", "biomarker", "structure"])
+    assert rho.iloc[0]["published_spearman_rho_low"] == 0.964 and np.isnan(rho.iloc[1]["published_spearman_rho_low"])
+    regenerated = rows.assign(icc=[0.95, 0.99, 0.5, 0.97, 0.9, 0.93, 0.6, 0.85, 0.7])
+    table = study.published_vs_regenerated(regenerated, pd.DataFrame(columns=["dataset", "biomarker", "structure",
+                                                                               "method", "r2"]),
+                                           pd.DataFrame(columns=["dataset", "biomarker", "structure", "rho"]))
+    t1rho = table[(table["family"] == "t1rho") & (table["statistic"] == "icc")].iloc[0]
+    assert (t1rho["regenerated_low"], t1rho["regenerated_high"], t1rho["n_groups"]) == (0.95, 0.99, 2)
+    assert (t1rho["regenerated_low_any_dataset"], t1rho["n_groups_any_dataset"]) == (0.5, 3)
+    muscle = table[(table["family"] == "muscle_volume") & (table["statistic"] == "icc")].iloc[0]
+    assert (muscle["regenerated_low"], muscle["n_groups"]) == (0.97, 1)  # the bone row is not muscle
+
+
+def test_errors_vs_truth_compare_every_definition_with_its_biomarkers_truth():
+    from mskseg_lib.biomarkers import study
+
+    base = {"dataset": "D", "subject_id": "s1", "structure": "femoral", "reason": ""}
+    long = pd.DataFrame([
+        {**base, "source": "truth", "biomarker": "thickness_mm", "value": 2.0},
+        {**base, "source": "manual", "biomarker": "thickness_mm", "value": 2.1},
+        {**base, "source": "manual", "biomarker": "thickness_study_text_mm", "value": 1.2},
+        {**base, "source": "finetuned", "biomarker": "thickness_study_code_mm", "value": 9.0},
+        {**base, "source": "manual", "biomarker": "volume_cm3", "value": 5.0},  # no truth: left out
+    ])
+    errors = study.errors_vs_truth(long).set_index(["definition", "source"])
+    assert len(errors) == 3 and (errors["biomarker"] == "thickness_mm").all() and (errors["truth"] == 2.0).all()
+    assert errors.loc[("thickness_mm", "manual"), "error"] == pytest.approx(0.1)
+    assert errors.loc[("thickness_study_text_mm", "manual"), "error"] == pytest.approx(-0.8)
+    assert errors.loc[("thickness_study_code_mm", "finetuned"), "relative_error"] == pytest.approx(3.5)
+    summary = study.error_summary(study.errors_vs_truth(long)).set_index(["definition", "source"])
+    assert summary.loc[("thickness_study_text_mm", "manual"), "mean_abs_error"] == pytest.approx(0.8)
+    pairs = study.truth_error_pairs(study.errors_vs_truth(long), panel="definition")
+    text = pairs.set_index("definition").loc["thickness_study_text_mm"]
+    assert text["manual"] == pytest.approx(1.2) and text["true"] == 2.0 and np.isnan(text["predicted"])

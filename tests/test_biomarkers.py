@@ -16,9 +16,11 @@ import pytest
 from mskseg_lib.biomarkers.cohort_truth import (compare_subject, is_axial_disc_dataset, load_raw_subject,
                                                 truth_structures)
 from mskseg_lib.biomarkers.common import EMPTY_MASK, labels_from_names
-from mskseg_lib.biomarkers.disc_height import disc_height, disc_height_through_slices, rectangle_fit
+from mskseg_lib.biomarkers.disc_height import (disc_height, disc_height_through_slices, rectangle_fit,
+                                              study_rectangle_height)
 from mskseg_lib.biomarkers.relaxometry import fit_t2_monoexponential, relaxation_time
 from mskseg_lib.biomarkers.thickness import cartilage_thickness, cartilage_thickness_3d, medial_thickness
+from mskseg_lib.biomarkers.thickness_study import study_thickness
 from mskseg_lib.biomarkers.volume import tissue_volume
 from mskseg_lib.config import load_profile
 from mskseg_lib.data import raw_io
@@ -96,6 +98,36 @@ def test_uncorrected_edt_reads_one_pixel_thick_on_odd_slabs():
     assert row["thickness_2edt_mm"] > 7 * 0.3 + 0.2  # mostly 8 x 0.3 (spur pixels at the ends read less)
 
 
+@pytest.mark.parametrize("n", [6, 7])
+@pytest.mark.parametrize("spacing", [(0.5, 0.5, 4.0), (0.4, 0.7, 3.0)])
+def test_study_thickness_variants_on_a_slab_have_their_analytic_values(n, spacing):
+    """A slab n pixels thick across the whole slice (no ends, so the medial axis is its middle
+    row(s)): every medial point is ceil(n/2) pixels from the background, so the study's text
+    (EDT radius x pixel size along the normal) reads ceil(n/2) x s, the study's code (EDT in
+    pixels x slice thickness) ceil(n/2) x t, and the chord method the true n x s."""
+    vol = np.zeros((40, 80, 2), np.int16)
+    vol[12:12 + n, :, :] = 1
+    s, t = spacing[0], spacing[2]
+    study = study_thickness(vol, spacing, {"c": 1}).per_subject.iloc[0]
+    assert study["thickness_study_text_mm"] == pytest.approx(np.ceil(n / 2) * s, abs=1e-9)
+    assert study["thickness_study_code_mm"] == pytest.approx(np.ceil(n / 2) * t, abs=1e-9)
+    assert study["n_slices"] == 2 and study["n_points"] == 2 * 80  # one medial point per column
+    assert cartilage_thickness(vol, spacing, {"c": 1}).value("c") == pytest.approx(n * s, abs=1e-3)
+
+
+def test_study_thickness_subject_value_is_the_mean_of_slice_means_and_absent_is_nan():
+    vol = np.zeros((40, 80, 3), np.int16)
+    vol[10:15, :, 0] = 1  # 5 px: radius 3
+    vol[10:19, :, 1] = 1  # 9 px: radius 5
+    res = study_thickness(vol, (0.5, 0.5, 2.0), {"c": 1, "gone": 2})
+    per_slice = res.per_slice.set_index("slice_index")
+    assert per_slice.loc[0, "thickness_study_text_mm"] == pytest.approx(1.5)
+    assert per_slice.loc[1, "thickness_study_code_mm"] == pytest.approx(10.0)
+    assert res.value("c") == pytest.approx((1.5 + 2.5) / 2)
+    absent = res.per_subject.set_index("structure").loc["gone"]
+    assert np.isnan(absent["thickness_study_text_mm"]) and absent["reason"] == EMPTY_MASK
+
+
 @pytest.mark.parametrize("spacing", [(0.3, 0.3), (0.5, 0.5), (0.7, 0.7), (0.4, 0.7), (0.7, 0.4)])
 def test_rotated_slab_thickness_within_half_a_pixel(spacing):
     """A slab at 30 degrees: the per-subject value is within half a pixel, the pixel measured
@@ -169,7 +201,7 @@ def test_subject_thickness_is_the_mean_of_slice_means_and_point_weighted_mean_is
 
 
 # ----------------------------------------------------------------------------- relaxometry
-def test_relaxation_mean_is_voxel_weighted_clipped_and_skips_undefined_values():
+def test_relaxation_slice_values_are_clipped_and_skip_undefined_values():
     labels = np.zeros((10, 10, 3), np.int16)
     labels[:, :, 0] = 1  # 100 voxels at 30 ms
     labels[:2, :, 1] = 1  # 20 voxels at 60 ms
@@ -178,16 +210,51 @@ def test_relaxation_mean_is_voxel_weighted_clipped_and_skips_undefined_values():
     t2[:, :, 0], t2[:, :, 1] = 30.0, 60.0
     t2[:1, :, 2], t2[1:2, :, 2], t2[2:3, :, 2], t2[3:5, :, 2] = 150.0, -5.0, np.nan, 40.0
     res = relaxation_time(labels, t2, (0.5, 0.5, 2.0), {"fc_lat": 1, "tc_med": 4}, quantity="t2")
-    per_slice = res.per_slice.set_index("slice_index")
-    assert per_slice.loc[2, "t2_ms"] == pytest.approx((10 * 100.0 + 10 * 0.0 + 20 * 40.0) / 40)
+    per_slice = res.per_slice[res.per_slice["structure"] == "fc_lat"].set_index("slice_index")
+    slice2 = (10 * 100.0 + 10 * 0.0 + 20 * 40.0) / 40
+    assert per_slice.loc[2, "t2_ms"] == pytest.approx(slice2)
     assert per_slice.loc[2, "n_clipped"] == 20 and per_slice.loc[2, "n_excluded"] == 10
-    expected = (100 * 30.0 + 20 * 60.0 + 10 * 100.0 + 20 * 40.0) / 160  # over voxels, not slices
-    assert res.value("fc_lat") == pytest.approx(expected)
-    assert res.value("fc_lat") != pytest.approx(per_slice["t2_ms"].mean())
+    assert res.value("fc_lat") == pytest.approx((30.0 + 60.0 + slice2) / 3)  # mean of slice means
+    row = res.per_subject.set_index("structure").loc["fc_lat"]
+    assert row["t2_voxel_weighted_ms"] == pytest.approx((100 * 30.0 + 20 * 60.0 + 10 * 100.0 + 20 * 40.0) / 160)
     assert np.isnan(res.value("tc_med"))
     assert res.per_subject.set_index("structure").loc["tc_med", "reason"] == EMPTY_MASK
     t1rho = relaxation_time(labels, t2, (0.5, 0.5, 2.0), {"fc_lat": 1}, quantity="t1rho")
     assert "t1rho_ms" in t1rho.per_subject and t1rho.value_column == "t1rho_ms"
+    assert "t1rho_voxel_weighted_ms" in t1rho.per_subject
+    with pytest.raises(ValueError, match="reserved"):
+        relaxation_time(labels, t2, (0.5, 0.5, 2.0), {"total": 1})
+
+
+def test_relaxation_two_slices_two_compartments_slice_mean_vs_voxel_weighted():
+    """The study: per slice the mean inside each compartment and a total = mean over the
+    compartments; per subject the mean over slices. Slice 0: A 100 voxels at 30 ms, B 20 at 60;
+    slice 1: A 20 at 50, B 80 at 40. Study: A (30 + 50) / 2 = 40, B (60 + 40) / 2 = 50, total
+    ((30 + 60) / 2 + (50 + 40) / 2) / 2 = 45. Voxel-weighted: A 4000 / 120 = 33.33, B 4400 / 100 = 44,
+    total 8400 / 220 = 38.18."""
+    labels = np.zeros((12, 10, 2), np.int16)
+    t2 = np.zeros(labels.shape, np.float32)
+    labels[:10, :, 0], t2[:10, :, 0] = 1, 30.0  # A: 100 voxels
+    labels[10:12, :, 0], t2[10:12, :, 0] = 2, 60.0  # B: 20 voxels
+    labels[:2, :, 1], t2[:2, :, 1] = 1, 50.0  # A: 20 voxels
+    labels[2:10, :, 1], t2[2:10, :, 1] = 2, 40.0  # B: 80 voxels
+    res = relaxation_time(labels, t2, (0.5, 0.5, 3.0), {"A": 1, "B": 2}, quantity="t2")
+    subject = res.per_subject.set_index("structure")
+    assert subject.loc["A", "t2_ms"] == pytest.approx(40.0)
+    assert subject.loc["B", "t2_ms"] == pytest.approx(50.0)
+    assert subject.loc["total", "t2_ms"] == pytest.approx(45.0)
+    assert subject.loc["A", "t2_voxel_weighted_ms"] == pytest.approx(4000.0 / 120.0)
+    assert subject.loc["B", "t2_voxel_weighted_ms"] == pytest.approx(44.0)
+    assert subject.loc["total", "t2_voxel_weighted_ms"] == pytest.approx(8400.0 / 220.0)
+    assert subject.loc["total", "n_slices"] == 2
+    totals = res.per_slice[res.per_slice["structure"] == "total"].set_index("slice_index")
+    assert totals.loc[0, "t2_ms"] == pytest.approx(45.0) and totals.loc[1, "t2_ms"] == pytest.approx(45.0)
+    assert list(totals["n_structures"]) == [2, 2]
+    # a compartment missing on a slice: the total of that slice is the mean of those present
+    labels[10:12, :, 0] = 0
+    res = relaxation_time(labels, t2, (0.5, 0.5, 3.0), {"A": 1, "B": 2}, quantity="t2")
+    assert res.value("total") == pytest.approx((30.0 + 45.0) / 2)
+    assert relaxation_time(labels, t2, (0.5, 0.5, 3.0), {"A": 1}, total=False).per_subject["structure"].tolist() == ["A"]
 
 
 @pytest.mark.parametrize("echo_times", [T2PREP_TIMES_MS, (10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0)])
@@ -246,6 +313,25 @@ def test_axis_aligned_rectangle_is_whole_pixels_and_subject_value_is_the_maximum
     row = res.per_subject.set_index("structure")
     assert row.loc["L4_L5", "disc_height_mm"] == pytest.approx(12.0) and row.loc["L4_L5", "slice_index_max"] == 1
     assert np.isnan(row.loc["L5_S1", "disc_height_mm"]) and row.loc["L5_S1", "reason"] == EMPTY_MASK
+
+
+def test_study_disc_height_is_measured_between_boundary_pixel_centres():
+    """The study's rectangle is fitted to the contour's pixel centres: an axis-aligned run of n
+    pixels reads (n - 1) x spacing (13 px x 0.8 mm: 9.6 mm, where the disc is 10.4 mm); the
+    subject value is the maximum over slices (15 px: 11.2 mm). A 25 degree rectangle of 10 mm on
+    0.5 mm pixels: within a pixel below."""
+    vol = np.zeros((80, 60, 3), np.int16)
+    vol[10:70, 20:33, 0] = 4
+    vol[10:70, 20:35, 1] = 4
+    vol[10:70, 20:30, 2] = 4
+    res = disc_height(vol, (0.5, 0.8, 4.0), {"L4_L5": 4})
+    per_slice = res.per_slice.set_index("slice_index")
+    assert per_slice.loc[0, "disc_height_study_mm"] == pytest.approx(12 * 0.8, abs=1e-4)
+    assert per_slice.loc[0, "disc_height_mm"] == pytest.approx(13 * 0.8)
+    assert res.per_subject.iloc[0]["disc_height_study_mm"] == pytest.approx(14 * 0.8, abs=1e-4)
+    spacing = (0.5, 0.5)
+    value = study_rectangle_height(rotated_rectangle(10.0, 40.0, 25.0, spacing), spacing)
+    assert 10.0 - 2 * 0.5 <= value <= 10.0
 
 
 def test_disc_height_through_slices_counts_the_longest_run():
@@ -379,16 +465,27 @@ def test_cohort_tibial_thickness_on_the_full_plateau(cohort):
 def test_cohort_volumes_and_relaxation_times_match_truth(cohort):
     """Without supersampling the truth volume is the label's voxel count x voxel volume, so
     any difference is a units, spacing or label-mapping mistake (float32 spacing in the files:
-    1e-4). T2/T1rho maps are re-centred so their mean over the compartment is the truth, exactly
-    (float32 maps: 1e-3 ms). MAPSS has a true patellar thickness but no patellar label: NaN."""
+    1e-4). T2/T1rho maps are re-centred so their mean over the compartment is the truth, exactly:
+    the voxel-weighted variant reproduces it (float32 maps: 1e-3 ms); the study's mean of slice
+    means is that of the per-slice means computed here, and the ``total`` (no truth) the mean
+    of the compartments' per-slice means. MAPSS has a true patellar thickness but no patellar
+    label: NaN."""
     for dataset in (KNEE, MAPSS, SPINE_SAG, SPINE_AX):
         _, table = _table(cohort, dataset)
         vol = table.loc["volume_cm3"]
         assert len(vol) >= 3 and vol["relative_error"].abs().max() < 1e-4, dataset
-    _, table = _table(cohort, MAPSS)
+    subject, table = _table(cohort, MAPSS)
     for biomarker in ("t2_ms", "t1rho_ms"):
-        rows = table.loc[biomarker]
-        assert len(rows) == 4 and rows["error"].abs().max() < 1e-3
+        weighted = table.loc[biomarker.replace("_ms", "_voxel_weighted_ms")].drop(index="total")
+        assert len(weighted) == 4 and weighted["error"].abs().max() < 1e-3
+        study = table.loc[biomarker]
+        assert np.isnan(study.loc["total", "truth"]) and len(study) == 5
+        slice_means = {}
+        for name, key in (("lateral_femoral_cartilage", "fc_lat"), ("medial_tibial_cartilage", "tc_med")):
+            mask = subject.labels == subject.label_values[name]
+            values = np.clip(subject.maps[biomarker], 0, 100)
+            slice_means[key] = [values[..., k][mask[..., k]].mean() for k in range(mask.shape[2]) if mask[..., k].any()]
+            assert study.loc[key, "measured"] == pytest.approx(np.mean(slice_means[key]), rel=1e-5)
     assert np.isnan(table.loc[("thickness_mm", "patellar"), "measured"])
     assert "no label" in table.loc[("thickness_mm", "patellar"), "reason"]
 
@@ -417,3 +514,31 @@ def test_cohort_disc_heights(cohort):
     assert len(rows) == 5 and rows["error"].abs().max() <= 0.5 * subject.spacing_mm[0]
     subject, table = _table(cohort, SPINE_AX)
     assert abs(table.loc[("disc_height_mm", "disc"), "error"]) <= subject.spacing_mm[2]
+
+
+def test_cohort_study_thickness_definitions_against_truth(cohort):
+    """The study's medial-axis EDT is a radius: on the cohort's femoral and patellar cartilage
+    (constant true thickness T in the sagittal plane) the text's reading is T/2 to within a pixel
+    (the EDT reaches the nearest background pixel centre, 0-1 pixel beyond the boundary), and the
+    code's reading is the same pixel distance times the slice thickness, i.e. the text's value x
+    (slice thickness / pixel size) on these square pixels; both are compared with the truth."""
+    subject, table = _table(cohort, KNEE)
+    pixel, slice_mm = subject.spacing_mm[0], subject.spacing_mm[2]
+    assert subject.spacing_mm[0] == pytest.approx(subject.spacing_mm[1])
+    for structure in ("femoral", "patellar"):
+        text = table.loc[("thickness_study_text_mm", structure)]
+        code = table.loc[("thickness_study_code_mm", structure)]
+        truth = table.loc[("thickness_mm", structure), "truth"]
+        assert text["truth"] == truth and code["truth"] == truth
+        assert abs(text["measured"] - truth / 2) <= pixel, structure
+        assert code["measured"] == pytest.approx(text["measured"] * slice_mm / pixel, rel=1e-5)
+        assert text["error"] == pytest.approx(text["measured"] - truth)
+
+
+def test_study_thickness_is_reproducible():
+    """skimage's medial_axis breaks ties in a random order unless seeded: the same mask must give
+    the same value every time (an irregular shape has ties)."""
+    mask = annulus(2.3, (0.5, 0.5))
+    mask[:120, :120] |= rotated_slab(1.7, (0.5, 0.5), 20.0)
+    values = {study_thickness(stack(mask), (0.5, 0.5, 3.0), {"c": 1}).value("c") for _ in range(5)}
+    assert len(values) == 1

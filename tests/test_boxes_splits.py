@@ -2,7 +2,7 @@
 import numpy as np
 import pandas as pd
 
-from mskseg_lib.data.boxes import instance_boxes, jitter_box, mask_box, slice_boxes
+from mskseg_lib.data.boxes import instance_boxes, jitter_box, mask_box, shift_box_outward, slice_boxes
 from mskseg_lib.data.splits import split_counts, stratified_split
 
 
@@ -31,6 +31,31 @@ def test_jitter_stays_within_shift_and_image():
         b = jitter_box([10, 10, 30, 40], 5, rng, (50, 50))
         assert all(abs(x - y) <= 5 for x, y in zip(b, [10, 10, 30, 40]))
         assert 0 <= b[0] < b[2] <= 49 and 0 <= b[1] < b[3] <= 49
+
+
+def test_study_shift_moves_each_side_outward_by_an_integer_0_to_n_and_clips_at_the_border():
+    """The study's shift on a 256 grid: every side moves out by an integer 0..20 (both ends drawn,
+    nothing outside), the shifted box contains the original, and sides near the border stop at
+    0 / 255 (the last pixel index; the study's code allows 256)."""
+    exact = [100, 80, 150, 120]
+    moves = []
+    for seed in range(400):
+        b = shift_box_outward(exact, 20, np.random.default_rng(seed), (255, 255))
+        d = np.array([exact[0] - b[0], exact[1] - b[1], b[2] - exact[2], b[3] - exact[3]])
+        assert np.array_equal(d, np.round(d)) and d.min() >= 0 and d.max() <= 20
+        moves.append(d)
+    moves = np.array(moves)
+    assert (moves.min(axis=0) == 0).all() and (moves.max(axis=0) == 20).all()
+    assert len({tuple(m) for m in moves}) > 300  # the four sides are drawn independently
+    assert shift_box_outward(exact, 0, np.random.default_rng(0), (255, 255)) == exact
+    near = [3, 10, 250, 240]  # 3 px from the left edge, 5 from the right
+    for seed in range(200):
+        b = shift_box_outward(near, 20, np.random.default_rng(seed), (255, 255))
+        assert 0 <= b[0] <= 3 and 250 <= b[2] <= 255 and b[1] <= 10 and b[3] >= 240
+    # on the original slice the moves are whole grid pixels times the pixels one grid pixel spans
+    b = shift_box_outward([40, 30, 60, 50], 20, np.random.default_rng(5), (119, 99), step_xy=(120 / 256, 100 / 256))
+    d = np.array([40 - b[0], b[2] - 60]) / (120 / 256)
+    assert np.allclose(d, np.round(d)) and 0 <= d.min() and d.max() <= 20
 
 
 def test_split_counts():

@@ -44,18 +44,63 @@ def test_multi_instance_labels_get_one_box_per_piece():
 def test_jitter_is_seeded_bounded_and_shared_across_models():
     row = _row()
     base = gt_box_prompts(row)
-    a = apply_condition(base, Condition("shift", 10), row, seed=1)
-    b = apply_condition(base, Condition("shift", 10), row, seed=1)
-    c = apply_condition(base, Condition("shift", 10), row, seed=2)
+    jitter = Condition("jitter", kind="jitter", jitter_px=10)
+    a = apply_condition(base, jitter, row, seed=1)
+    b = apply_condition(base, jitter, row, seed=1)
+    c = apply_condition(base, jitter, row, seed=2)
     assert a == b and a != c
     for p, q in zip(base, a):
         assert np.all(np.abs(np.subtract(p.box_px, q.box_px)) <= 10.5)
         assert 0 <= q.box_px[0] < q.box_px[2] <= 119 and 0 <= q.box_px[1] < q.box_px[3] <= 99
     assert apply_condition(base, Condition("gt", 0), row, seed=1) == base
     with pytest.raises(ValueError, match="distinct names"):
-        parse_conditions([{"name": "a"}, {"name": "a", "jitter_px": 2}])
+        parse_conditions([{"name": "a"}, {"name": "a", "shift_grid_px": 2}], 256)
     with pytest.raises(ValueError, match=r"conditions\[0\]"):
-        parse_conditions([{"name": "a", "jitter": 2}])
+        parse_conditions([{"name": "a", "jitter": 2}], 256)
+
+
+def test_conditions_parse_the_study_shift_by_default_and_jitter_only_when_named():
+    conds = parse_conditions([{"name": "gt_box"}, {"name": "gt0", "jitter_px": 0}, {"name": "s20", "shift_grid_px": 20},
+                              {"name": "j5", "kind": "jitter", "jitter_px": 5}], 256)
+    assert [(c.kind, c.shift_grid_px, c.jitter_px, c.mask_grid_px, c.exact) for c in conds] == [
+        ("shift", 0, 0.0, 256, True), ("shift", 0, 0.0, 256, True), ("shift", 20, 0.0, 256, False),
+        ("jitter", 0, 5.0, 256, False)]
+    with pytest.raises(ValueError, match="add 'kind: jitter'"):
+        parse_conditions([{"name": "old", "jitter_px": 5}], 256)  # the old symmetric jitter, unlabelled
+    with pytest.raises(ValueError, match="integer >= 0"):
+        parse_conditions([{"name": "s", "shift_grid_px": 2.5}], 256)
+    with pytest.raises(ValueError, match="kind must be one of"):
+        parse_conditions([{"name": "s", "kind": "wiggle"}], 256)
+
+
+@pytest.mark.parametrize("resize_mode", ["stretch", "pad"])
+def test_study_shift_condition_contains_the_exact_box_and_is_one_physical_box_for_every_model(resize_mode):
+    """Shift 20 on the 256 grid: each side moves out by a whole number 0..20 of grid pixels; in
+    model pixels that is x1 at 256 (LiteMedSAM) and x4 at 1024 (SAM, SAM2), and mapped back to the
+    original slice both models see the same box, which contains the exact one."""
+    from mskseg_lib.data.preprocess import scale_box, unscale_box
+
+    row = _row(resize_mode=resize_mode)  # 100 rows x 120 cols
+    base = gt_box_prompts(row)
+    cond = parse_conditions([{"name": "shift_20grid", "shift_grid_px": 20}], 256)[0]
+    g256, g1024 = SliceGeometry(100, 120, 256, resize_mode), SliceGeometry(100, 120, 1024, resize_mode)
+    moves = []
+    for seed in range(150):
+        for p, q in zip(base, apply_condition(base, cond, row, seed)):
+            assert q.box_px[0] <= p.box_px[0] and q.box_px[1] <= p.box_px[1]  # contains the exact box
+            assert q.box_px[2] >= p.box_px[2] and q.box_px[3] >= p.box_px[3]
+            assert 0 <= q.box_px[0] and 0 <= q.box_px[1] and q.box_px[2] <= 119 and q.box_px[3] <= 99
+            e256, s256 = scale_box(p.box_px, g256), scale_box(q.box_px, g256)
+            e1024, s1024 = scale_box(p.box_px, g1024), scale_box(q.box_px, g1024)
+            d256 = np.abs(s256 - e256)  # grid pixels = LiteMedSAM pixels (256 grid on a 256 input)
+            assert np.allclose(d256, np.round(d256), atol=1e-9) and d256.max() <= 20 + 1e-9
+            # x4 at 1024 (under pad only up to the rounding of the padded extent: 213 of 256 rows vs 853 of 1024)
+            assert np.allclose(np.abs(s1024 - e1024), 4 * d256, atol=1e-9 if resize_mode == "stretch" else 0.2)
+            assert np.allclose(unscale_box(s256, g256), unscale_box(s1024, g1024), atol=1e-9)  # one physical box
+            moves.append(np.round(d256))
+    moves = np.array(moves)
+    assert moves.min() == 0 and moves.max() == 20
+    assert apply_condition(base, cond, row, 3) == apply_condition(base, cond, row, 3)
 
 
 # ----------------------------------------------------------------------------- masks
@@ -81,7 +126,7 @@ def test_overlap_goes_to_the_smaller_structure_and_instances_merge():
 
 
 def test_logits_map_back_to_the_original_slice_geometry():
-    geom = SliceGeometry(rows_px=50, cols_px=100, size_px=200)  # scale 2, padded rows 100..199
+    geom = SliceGeometry(rows_px=50, cols_px=100, size_px=200, resize_mode="pad")  # scale 2, padded rows 100..199
     logits = torch.full((1, 200, 200), -10.0)
     logits[0, 20:60, 40:120] = 10.0  # original rows 10..29, cols 20..59
     up = to_original(logits, geom)
@@ -144,7 +189,7 @@ class BoxFiller:
 @pytest.fixture
 def hip_cfg(tiny_cfg):
     tiny_cfg["cohort"]["datasets"] = [HIP]
-    tiny_cfg["zero_shot"].update(conditions=[{"name": "gt_box", "jitter_px": 0}, {"name": "shift", "jitter_px": 3}],
+    tiny_cfg["zero_shot"].update(conditions=[{"name": "gt_box", "jitter_px": 0}, {"name": "shift", "shift_grid_px": 6}],
                                  split="all", max_subjects_per_dataset=2, max_slices_per_subject=3, hd95=False)
     prepare_all(tiny_cfg, progress=False)
     return tiny_cfg
@@ -195,7 +240,7 @@ def test_engine_resumes_reuses_embeddings_and_refuses_changed_settings(hip_cfg):
     pd.testing.assert_frame_equal(first.slices, second.slices)
     # a new prompt condition under a new tag decodes from the cached embeddings
     hip_cfg["zero_shot"]["tag"] = "more_jitter"
-    hip_cfg["zero_shot"]["conditions"] = [{"name": "shift_8", "jitter_px": 8}]
+    hip_cfg["zero_shot"]["conditions"] = [{"name": "shift_8", "shift_grid_px": 8}]
     run_zero_shot(hip_cfg, ["filler"], model_loader=lambda key: model, progress=False)
     assert model.encoded == n
     hip_cfg["zero_shot"]["tag"] = "baseline"
@@ -257,6 +302,78 @@ def test_lite_medsam_segments_real_vertebral_bodies(tiny_cfg, real_spine):
     assert stacks["gt_box"].shape == (len(slices), 224, 224)
 
 
+# ------------------------------------------------------- aggregation: the study's dataset Dice
+THIGH = "Thigh_2D_T1ax_Clinical_Anatomical_50"
+
+
+def test_dataset_dice_is_the_mean_of_tissue_means_published_thigh():
+    """Table 1's published thigh labels (tier 3), mapped to tissue classes by the catalog, give
+    the published tissue values (tier 2) and dataset values (tiers 1 and 3)."""
+    from mskseg_lib.data.catalog import get_dataset
+    from mskseg_lib.reference import published_table1, published_table1_labels, published_table1_tissues
+
+    tissue_of = {lab.name: lab.tissue_class for lab in get_dataset(THIGH).labels}
+    labels = published_table1_labels()
+    zs = labels[(labels.dataset == THIGH) & (labels.setting == "zero-shot") & (labels.label_name != "mean_tissue")]
+    zs = zs.assign(tissue_class=zs.label_name.map(tissue_of))
+    assert zs.tissue_class.notna().all() and len(zs) == 3 * 9
+    mean = aggregate.mean_tissue_dice(zs, ["dataset", "model_key"]).set_index("model_key")
+    assert mean["dice"].round(4).to_dict() == {"sam_vit_b": 0.8311, "sam2_hiera_base_plus": 0.8425,
+                                               "medsam_vit_b": 0.5804}
+    assert (mean["n_tissues"] == 4).all() and (mean["n_labels"] == 9).all()
+    tier1 = published_table1().query("dataset == @THIGH and setting == 'zero-shot'").set_index("model_key")["dice"]
+    assert dict(tier1) == {"sam_vit_b": 0.83106, "sam2_hiera_base_plus": 0.84252, "medsam_vit_b": 0.58037}
+    assert (mean["dice"] - tier1).abs().max() < 1e-4  # labels are printed to 4 decimals
+    tissues = aggregate.tissue_dice(zs, ["dataset", "model_key"]).set_index(["model_key", "tissue_class"])["dice"]
+    tier2 = published_table1_tissues().query("dataset == @THIGH and experiment != 'mskSAM2' and "
+                                             "tissue_class != 'mean_tissue'").set_index(["model_key", "tissue_class"])["dice"]
+    assert tissues.loc[("sam_vit_b", "muscle")] == pytest.approx(0.90313, abs=1e-4)  # five muscle groups
+    assert (tissues.reindex(tier2.index) - tier2).abs().max() < 1e-4
+    # the label-balanced mean (every label counts once) is not the published value
+    assert zs[zs.model_key == "sam_vit_b"].dice.mean() == pytest.approx(0.866, abs=1e-3)
+
+
+def _phantom_slices() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One arm, two subjects. Bone: subject a 3 slices at 0.9, subject b 1 slice at 0.3 (absent
+    on b's second slice). Muscle: a 0.5 on one slice, b 0.7 and 0.6."""
+    rows = [("a", 0, 1, 0.9), ("a", 1, 1, 0.9), ("a", 2, 1, 0.9), ("b", 0, 1, 0.3), ("b", 1, 1, np.nan),
+            ("a", 0, 2, 0.5), ("b", 0, 2, 0.7), ("b", 1, 2, 0.6)]
+    names = {1: ("femur", "bone"), 2: ("quadriceps", "muscle")}
+    slices = pd.DataFrame([{"model_key": "m", "model": "M", "condition": "gt_box", "dataset": HIP,
+                            "subject_id": s, "slice_index": k, "label_value": v, "label_name": names[v][0],
+                            "tissue_class": names[v][1], "dice": d, "iou": d / 2} for s, k, v, d in rows])
+    volumes = pd.DataFrame([{"model_key": "m", "model": "M", "condition": "gt_box", "dataset": HIP,
+                             "subject_id": s, "label_value": v, "dice_3d": 0.8} for s in "ab" for v in (1, 2)])
+    return slices, volumes
+
+
+def test_label_dice_readings_pooled_slices_vs_per_subject_on_a_phantom():
+    slices, volumes = _phantom_slices()
+    keys = ["model_key", "condition", "dataset"]
+    pooled = aggregate.label_dice(slices, keys, "pooled_slices").set_index("label_name")
+    per_subject = aggregate.label_dice(slices, keys, "per_subject").set_index("label_name")
+    assert pooled.loc["femur", "dice"] == pytest.approx((3 * 0.9 + 0.3) / 4)  # 0.75: slices pooled
+    assert per_subject.loc["femur", "dice"] == pytest.approx((0.9 + 0.3) / 2)  # 0.6: subjects first
+    assert pooled.loc["quadriceps", "dice"] == pytest.approx(0.6)
+    assert per_subject.loc["quadriceps", "dice"] == pytest.approx((0.5 + 0.65) / 2)
+    assert pooled.loc["femur", "n_slices"] == 4 and pooled.loc["femur", "n_subjects"] == 2
+    subj = aggregate.subject_table(slices, volumes)
+    ds = aggregate.dataset_table(subj, slices).iloc[0]
+    assert ds["dice_mean_tissue"] == pytest.approx((0.75 + 0.6) / 2)  # 0.675, the study's reading
+    assert ds["dice_mean_tissue_per_subject"] == pytest.approx((0.6 + 0.575) / 2)  # 0.5875, the variant
+    # slice-mean subject Dice: a = mean(0.7, 0.9, 0.9), b = mean(0.5, 0.6)
+    assert ds["subject_dice_mean"] == pytest.approx(((0.7 + 0.9 + 0.9) / 3 + 0.55) / 2)
+    assert ds["iou_mean_tissue"] == pytest.approx(0.675 / 2) and ds["n_tissues"] == 2
+    labels = aggregate.grouped_table(slices, "label_name").set_index("label_name")
+    assert labels.loc["femur", "dice_mean"] == pytest.approx(0.75)
+    assert labels.loc["femur", "dice_mean_per_subject"] == pytest.approx(0.6)
+    assert labels.loc["femur", "dice_sd_subjects"] == pytest.approx(np.std([0.9, 0.3], ddof=1))
+    tissues = aggregate.grouped_table(slices, "tissue_class").set_index("tissue_class")
+    assert tissues.loc["bone", "dice_mean"] == pytest.approx(0.75) and tissues.loc["muscle", "n_subjects"] == 2
+    with pytest.raises(ValueError, match="level"):
+        aggregate.label_dice(slices, keys, "volume")  # type: ignore[arg-type]
+
+
 def test_table_s3_puts_published_values_beside_regenerated_ones():
     from mskseg_lib.evaluation.report import PUBLISHED_PREFIX, table_s3
     from mskseg_lib.reference import published_table1
@@ -265,13 +382,92 @@ def test_table_s3_puts_published_values_beside_regenerated_ones():
     assert len(pub) == 12 * 3 * 2
     knee = pub[(pub.dataset == "Knee_3D_DESS_Research_Anatomical_86") & (pub.setting == "zero-shot")]
     assert dict(zip(knee.model, knee.dice)) == {"SAM ViT-B": 0.61008, "SAM2 hiera-b+": 0.62420, "MedSAM ViT-B": 0.48823}
-    ds = pd.DataFrame({"dataset": ["Knee_3D_DESS_Research_Anatomical_86", "RealSpine_MyoSegmenTUM_VB_8"],
-                       "arm": ["LiteMedSAM · gt_box"] * 2, "dice_mean": [0.5, 0.8], "dice_sd": [0.1, np.nan],
-                       "n_subjects": [3, 1]})
+    ds = pd.DataFrame({"dataset": ["Knee_3D_DESS_Research_Anatomical_86", "RealSpine_MyoSegmenTUM_VB_8",
+                                   "Knee_3D_DESS_Research_Anatomical_86", "Spine_2D_T1ax_Clinical_Anatomical_59"],
+                       "model": ["LiteMedSAM", "LiteMedSAM", "LiteMedSAM", "LiteMedSAM"],
+                       "condition": ["gt_box", "gt_box", "shift_5px", "gt_box"],
+                       "dice_mean_tissue": [0.5, 0.8, 0.1, 0.4], "dice_mean_tissue_per_subject": [0.45, 0.8, 0.1, 0.4],
+                       "subject_dice_mean": [0.52, 0.8, 0.1, 0.4], "subject_dice_sd": [0.1, np.nan, 0.1, 0.1],
+                       "n_subjects": [3, 1, 3, 2]})
     s3 = table_s3(ds).set_index("dataset")
-    assert s3.loc["Knee_3D_DESS_Research_Anatomical_86", "LiteMedSAM · gt_box"] == "0.500 ± 0.100 (n=3)"
-    assert s3.loc["Knee_3D_DESS_Research_Anatomical_86", PUBLISHED_PREFIX + "SAM ViT-B"] == 0.61008
-    assert s3.loc["RealSpine_MyoSegmenTUM_VB_8", "published note"] == "not in the study"
+    knee = s3.loc["Knee_3D_DESS_Research_Anatomical_86"]
+    assert knee["LiteMedSAM · mean tissue"] == 0.5  # the exact-box arm only; shifted boxes are elsewhere
+    assert knee["LiteMedSAM · mean tissue (per_subject)"] == 0.45
+    assert knee["LiteMedSAM · subject mean ± SD (n)"] == "0.520 ± 0.100 (n=3)"
+    assert knee[PUBLISHED_PREFIX + "SAM ViT-B"] == 0.61008
+    assert s3.loc["RealSpine_MyoSegmenTUM_VB_8", "published_note"] == "not in the study"
+    assert "copy error" in s3.loc["Spine_2D_T1ax_Clinical_Anatomical_59", "published_note"]
+    assert not any("shift_5px" in c for c in s3.columns)
+
+
+def _study_subjects(models: list[tuple[str, str]], conditions=("gt_box", "shift_5px", "shift_10px"),
+                    n: int = 10, seed: int = 0) -> pd.DataFrame:
+    """Subject Dice of the given (model_key, model) arms on two datasets; MedSAM 0.15 lower."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for dataset in (HIP, THIGH):
+        for i in range(n):
+            base = rng.uniform(0.6, 0.8)
+            for key, model in models:
+                for j, cond in enumerate(conditions):
+                    drop = 0.15 if key == "medsam_vit_b" else 0.0
+                    rows.append({"model_key": key, "model": model, "condition": cond, "dataset": dataset,
+                                 "subject_id": f"s{i}", "dice_mean_slice": base - drop - 0.05 * j + rng.normal(0, 0.01)})
+    return aggregate.add_arm(pd.DataFrame(rows))
+
+
+STUDY = [("sam_vit_b", "SAM ViT-B"), ("sam2_hiera_base_plus", "SAM2 hiera-b+"), ("medsam_vit_b", "MedSAM ViT-B")]
+
+
+def test_study_friedman_compares_exactly_the_three_study_models_with_exact_boxes():
+    from scipy import stats
+
+    from mskseg_lib.evaluation import report
+
+    subj = _study_subjects([*STUDY, ("lite_medsam", "LiteMedSAM")])
+    fr = report.study_friedman(subj).set_index("dataset")
+    assert fr["arms"].unique().tolist() == ["SAM ViT-B,SAM2 hiera-b+,MedSAM ViT-B"]  # never LiteMedSAM
+    hip = subj[(subj.dataset == HIP) & (subj.condition == "gt_box") & (subj.model_key != "lite_medsam")]
+    wide = hip.pivot(index="subject_id", columns="model", values="dice_mean_slice")
+    assert fr.loc[HIP, "p_value"] == pytest.approx(stats.friedmanchisquare(*wide.to_numpy().T).pvalue)
+    wx = report.study_wilcoxon(subj, fr.reset_index())
+    assert len(wx) == 2 * 3 and wx["gate_passed"].all()
+    sam_med = wx[(wx.dataset == HIP) & (wx.arm_a == "SAM ViT-B") & (wx.arm_b == "MedSAM ViT-B")].iloc[0]
+    assert sam_med["p_value"] == pytest.approx(stats.wilcoxon(wide["SAM ViT-B"], wide["MedSAM ViT-B"]).pvalue)
+    s4, s5 = report.table_s4(fr.reset_index()), report.table_s5(wx)
+    assert np.isnan(s4.set_index("dataset").loc[HIP, "published_p"])  # the study prints no hip p
+    assert {"variant_raw_gate_p_value", "variant_bh_all_pairs_p_bh", "p_bh_within_dataset"} <= set(s5.columns)
+    # the extra analyses: LiteMedSAM with the study's models, and each model's prompt conditions
+    fr_x, wx_x = report.extra_tests(subj, ["gt_box", "shift_5px", "shift_10px"])
+    both = fr_x[fr_x.analysis == "all models · gt_box"]
+    assert both["n_arms"].tolist() == [4, 4]
+    lite = fr_x[fr_x.analysis == "prompt conditions · LiteMedSAM"].set_index("dataset")
+    sub = subj[(subj.dataset == THIGH) & (subj.model_key == "lite_medsam")]
+    w = sub.pivot(index="subject_id", columns="condition", values="dice_mean_slice")
+    assert lite.loc[THIGH, "p_value"] == pytest.approx(stats.friedmanchisquare(*w.to_numpy().T).pvalue)
+    assert set(wx_x["analysis"]) == set(fr_x["analysis"])
+
+
+def test_study_tests_say_which_models_ran_and_why_not():
+    from mskseg_lib.evaluation import report
+
+    subj = _study_subjects([("lite_medsam", "LiteMedSAM")])
+    models = pd.DataFrame({"model_key": ["lite_medsam", "sam_vit_b", "medsam_vit_b", "sam2_hiera_base_plus"],
+                           "model": ["LiteMedSAM", "SAM ViT-B", "MedSAM ViT-B", "SAM2 hiera-b+"],
+                           "status": ["available"] + ["not run: checkpoint missing"] * 3})
+    fr = report.study_friedman(subj, models)
+    assert fr["dataset"].tolist() == [HIP, THIGH] and fr["p_value"].isna().all()
+    note = fr["note"].iloc[0]
+    assert "SAM ViT-B: not run: checkpoint missing" in note and "ran: LiteMedSAM" in note
+    s4 = report.table_s4(fr)
+    assert len(s4) == 2 and s4["note"].str.startswith("not run").all()
+    s5 = report.table_s5(report.study_wilcoxon(subj, fr))
+    assert len(s5) == 2 * 3 and s5["p_value"].isna().all() and s5["note"].str.contains("checkpoint missing").all()
+    fr_x, _ = report.extra_tests(subj, ["gt_box", "shift_5px", "shift_10px"])
+    assert fr_x.loc[fr_x.analysis == "prompt conditions · LiteMedSAM", "p_value"].notna().all()
+    lone = fr_x[fr_x.analysis == "all models · gt_box"]
+    assert len(lone) == 1 and lone["note"].iloc[0].startswith("not run: needs >= 3 models")
+    assert report.exact_condition([{"name": "shift_5", "shift_grid_px": 5}, {"name": "exact", "shift_grid_px": 0}]) == "exact"
 
 
 def test_whole_volume_prediction_lines_up_with_the_mask_and_the_engines_3d_dice(hip_cfg):

@@ -1,5 +1,6 @@
 """Finetuning engine: samples, grid, training on CPU (single process and torchrun/gloo), resume,
-checkpoints and scoring of the finetuned model. Tiny randomly initialised SAM (128 px)."""
+checkpoints and scoring of the finetuned model. Tiny randomly initialised SAM (128 px input,
+32 px low-resolution logits; the tests train on a 64 px mask grid)."""
 from __future__ import annotations
 
 import copy
@@ -20,15 +21,18 @@ from mskseg_lib.data.tables import load_tables
 from mskseg_lib.evaluation.zero_shot import RunMismatch
 from mskseg_lib.finetuning.engine import SegLoss, hard_dice, train_run
 from mskseg_lib.finetuning.evaluate import evaluate_run
-from mskseg_lib.finetuning.grid import HELD_OUT, MIXES, Experiment, GridError, expand_grid
+from mskseg_lib.finetuning.grid import HELD_OUT, MIXES, Experiment, GridError, expand_grid, experiments_frame
 from mskseg_lib.finetuning.network import BoxPromptNet
 from mskseg_lib.finetuning.runner import run_grid
-from mskseg_lib.finetuning.samples import BoxSampleDataset, build_samples, choose_subjects
+from mskseg_lib.finetuning.samples import BoxSampleDataset, build_samples, choose_subjects, spread_slices
 from mskseg_lib.models.checkpoints import load_weights
 from mskseg_lib.models.zoo import build_tiny
 
 HIP = "Hip_3D_CUBE_Research_Anatomical_42"
 SPINE = "Spine_2D_T2ax_Clinical_Anatomical_38"
+T1AX = "Spine_2D_T1ax_Clinical_Anatomical_59"  # every label multi-instance (paired muscles)
+THIGH = "Thigh_2D_T1ax_Clinical_Anatomical_50"  # no multi-instance label
+GRID = 64  # the tests' mask grid: the tiny model's 128 px input / 2
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -50,7 +54,7 @@ def ft_cfg(tmp_path_factory) -> dict:
     t = cfg["finetune"]["training"]
     # 12 hip samples: 6 micro-batches of 2, accumulated 4 + 2 (the partial last window is kept)
     t.update(lr=3e-3, max_epochs=3, max_samples_per_epoch=0, max_slices_per_subject=4, val_max_samples=0,
-             grad_accum_steps=4, overrides={})
+             grad_accum_steps=4, overrides={}, mask_grid_px=GRID)
     cfg["finetune"]["evaluation"].update(max_subjects_per_dataset=1, max_slices_per_subject=2)
     prepare_all(cfg, progress=False)
     return cfg
@@ -59,7 +63,7 @@ def ft_cfg(tmp_path_factory) -> dict:
 def _experiment(strategy: str = "partial", shift: int = 0, n: str = "all", datasets=(HIP,)) -> Experiment:
     return Experiment(task=datasets[0], mix_kind="single", train_datasets=tuple(datasets),
                       eval_datasets=tuple(datasets), model_key="lite_medsam", strategy=strategy,
-                      box_shift_px=shift, train_subjects=n, groups=("size",))
+                      box_shift_grid_px=shift, train_subjects=n, groups=("size",))
 
 
 # ----------------------------------------------------------------------------- grid
@@ -68,7 +72,7 @@ def test_grid_crosses_lists_shares_identical_runs_and_holds_out_undersampled_kne
     prepared = [HIP, SPINE, HELD_OUT, *MIXES["knee"]]
     cfg["finetune"]["experiments"] = [
         {"group": "size", "train_on": [HIP], "train_subjects": [2, "all"]},
-        {"group": "strategy", "train_on": [HIP], "strategy": ["partial", "full"], "box_shift_px": [0, 20]},
+        {"group": "strategy", "train_on": [HIP], "strategy": ["partial", "full"], "box_shift_grid_px": [0, 20]},
         {"group": "mixing", "train_on": ["knee", "all_msk"], "evaluate_on": [MIXES["knee"][2]]},
         {"group": "initial_weights", "train_on": ["all_msk"]},
     ]
@@ -76,7 +80,7 @@ def test_grid_crosses_lists_shares_identical_runs_and_holds_out_undersampled_kne
     ids = [e.run_id(1) for e in exps]
     assert len(ids) == len(set(ids)) == 2 + 3 + 2  # the hip n=all frozen shift-0 run is shared
     shared = next(e for e in exps if e.task == HIP and e.train_subjects == "all" and e.strategy == "partial"
-                  and e.box_shift_px == 0)
+                  and e.box_shift_grid_px == 0)
     assert shared.groups == ("size", "strategy")
     knee = next(e for e in exps if e.task == "knee")
     assert knee.mix_kind == "anatomy" and knee.train_datasets == MIXES["knee"]
@@ -84,7 +88,8 @@ def test_grid_crosses_lists_shares_identical_runs_and_holds_out_undersampled_kne
     allmsk = next(e for e in exps if e.task == "all_msk")
     assert HELD_OUT not in allmsk.train_datasets and HELD_OUT in allmsk.eval_datasets
     assert set(allmsk.eval_datasets) == set(prepared)  # initial_weights asks for every dataset
-    assert shared.run_id(1) == f"{HIP}/lite_medsam-frozen-shift0-nall/Run_1"
+    assert shared.run_id(1) == f"{HIP}/lite_medsam-frozen-gridshift0-nall/Run_1"
+    assert not any(e.table1_arm for e in exps)  # initial_weights here is partial (the default strategy)
 
 
 @pytest.mark.parametrize("entry, message", [
@@ -93,12 +98,53 @@ def test_grid_crosses_lists_shares_identical_runs_and_holds_out_undersampled_kne
     ({"group": "size", "train_on": [HIP], "strategy": "half"}, "strategy must be one of"),
     ({"group": "size", "train_on": [HIP], "train_subjects": 0}, "positive integer"),
     ({"group": "size", "train_on": [HIP], "epochs": 3}, "unknown keys"),
+    ({"group": "size", "train_on": [HIP], "box_shift_px": 20}, "renamed 'box_shift_grid_px'"),
+    ({"group": "size", "train_on": [HIP], "box_shift_grid_px": 2.5}, "integer >= 0"),
+    ({"group": "initial_weights", "train_on": [HIP, "all_msk"], "strategy": "full"}, "one such arm per model"),
 ])
 def test_grid_rejects_bad_entries_with_the_entry_named(ft_cfg, entry, message):
     cfg = copy.deepcopy(ft_cfg)
     cfg["finetune"]["experiments"] = [entry]
     with pytest.raises((GridError, KeyError), match=message):
         expand_grid(cfg, [HIP])
+
+
+@pytest.mark.parametrize("profile", ["fixture", "default", "paper"])
+def test_every_profile_trains_table1_full_arm_and_a_partial_arm_per_initial_model(profile):
+    """Table 1's finetuned column is the study's mskSAM: all MSK data (CI: the knee mix), encoder
+    and decoder trained, no box shift, every subject; exactly one such arm per initial model,
+    flagged ``table1_arm`` in the record, beside a partial (frozen-encoder) arm (S9)."""
+    from mskseg_lib.config import load_profile
+    from mskseg_lib.data.catalog import DATASETS
+
+    cfg = load_profile(profile)
+    exps = expand_grid(cfg, sorted(DATASETS))
+    weights = [e for e in exps if "initial_weights" in e.groups]
+    models = {e.model_key for e in weights}
+    assert len(models) >= 2
+    task = "knee" if profile == "fixture" else "all_msk"
+    for model in models:
+        arms = [e for e in weights if e.model_key == model and e.table1_arm]
+        assert len(arms) == 1, (model, arms)
+        arm = arms[0]
+        assert (arm.task, arm.strategy, arm.box_shift_grid_px, arm.train_subjects) == (task, "full", 0, "all")
+        assert HELD_OUT not in arm.train_datasets
+        assert any(e.model_key == model and e.task == task and e.strategy == "partial" and e.box_shift_grid_px == 0
+                   and e.train_subjects == "all" for e in weights)
+    table = experiments_frame(exps)
+    assert table["table1_arm"].sum() == len(models)
+    assert set(table.loc[table["table1_arm"], "strategy"]) == {"full"}
+
+
+def test_profile_with_the_old_box_shift_key_is_refused_with_the_new_name(tmp_path):
+    from mskseg_lib.config import ProfileError, load_profile
+
+    raw = yaml.safe_load((ROOT / "params" / "fixture.yaml").read_text())
+    raw["finetune"]["defaults"]["box_shift_px"] = raw["finetune"]["defaults"].pop("box_shift_grid_px")
+    path = tmp_path / "old.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ProfileError, match="'finetune.defaults.box_shift_px' was renamed 'box_shift_grid_px'"):
+        load_profile(path)
 
 
 # ----------------------------------------------------------------------------- samples
@@ -113,44 +159,146 @@ def test_subject_choice_is_seeded_nested_and_capped(ft_cfg):
     assert len(everyone) == n_train == len(choose_subjects(subjects, [HIP], "train", 40, seed=7))
 
 
-def test_multi_instance_target_is_the_piece_inside_its_own_box(tmp_path):
-    """Two blobs of one multi-instance label: a box around the left blob asks for the left blob."""
-    size = 64
-    mask = np.zeros((1, size, size), np.uint8)
-    mask[0, 10:20, 5:15] = 3
-    mask[0, 10:20, 40:50] = 3
-    image = (mask * 60).astype(np.uint8)
-    np.save(tmp_path / "m.npy", mask)
-    np.save(tmp_path / "i.npy", image)
-    samples = pd.DataFrame([{"dataset": SPINE, "subject_id": "s", "slice_index": 0, "store_index": 0, "rows_px": size,
-                             "cols_px": size, "label": 3, "instance": 0, "box_px": [5, 10, 14, 19], "multi_instance": True,
-                             "image_path": str(tmp_path / "i.npy"), "mask_path": str(tmp_path / "m.npy")}])
-    item = BoxSampleDataset(samples, size)[0]
-    target = item["target"].numpy().astype(bool)
-    assert target.sum() == 100 and target[10:20, 5:15].all() and not target[:, 30:].any()
-    assert item["box"].tolist() == [5, 10, 14, 19]
+def _store(tmp_path: Path, masks: np.ndarray, dataset: str, rows_px: int | None = None,
+           cols_px: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(subjects, slices) tables of one subject whose model-size slice stack is ``masks`` (N, S, S)."""
+    size = masks.shape[1]
+    folder = tmp_path / f"{dataset}_{size}"
+    folder.mkdir(parents=True, exist_ok=True)
+    np.save(folder / "m.npy", masks.astype(np.uint8))
+    np.save(folder / "i.npy", (masks * 40).astype(np.uint8))
+    subjects = pd.DataFrame([{"dataset": dataset, "subject_id": "s", "split": "train",
+                              f"slices_{size}_image": str(folder / "i.npy"), f"slices_{size}_mask": str(folder / "m.npy")}])
+    slices = pd.DataFrame([{"dataset": dataset, "subject_id": "s", "slice_index": k, "store_index": k,
+                            "rows_px": rows_px or size, "cols_px": cols_px or size, "resize_mode": "stretch"}
+                           for k in range(len(masks))])
+    return subjects, slices
 
 
-def test_upscaled_piece_keeps_every_model_pixel_of_its_original_pixels(tmp_path):
-    """32 px slice -> 128 px model input (x4): the left piece's mask after nearest resizing is
-    the target in full (its right and bottom edges included), the right piece is excluded."""
-    from mskseg_lib.data.preprocess import resize_slice
+def _dataset(tmp_path, masks, dataset, grid, shift=0, seed=0) -> BoxSampleDataset:
+    subjects, slices = _store(tmp_path, masks, dataset)
+    return BoxSampleDataset(build_samples(subjects, slices, 0, masks.shape[1], grid), masks.shape[1], grid, shift, seed)
 
-    original = np.zeros((32, 32), np.uint8)
-    original[10:20, 5:15] = 3
-    original[10:20, 20:28] = 3
-    mask = resize_slice(original, 128, is_mask=True)[None]
-    np.save(tmp_path / "m.npy", mask)
-    np.save(tmp_path / "i.npy", mask * 60)
-    row = {"dataset": SPINE, "subject_id": "s", "slice_index": 0, "store_index": 0, "rows_px": 32, "cols_px": 32,
-           "label": 3, "instance": 0, "box_px": [5, 10, 14, 19], "multi_instance": True,
-           "image_path": str(tmp_path / "i.npy"), "mask_path": str(tmp_path / "m.npy")}
-    target = BoxSampleDataset(pd.DataFrame([row]), 128)[0]["target"].numpy().astype(bool)
-    left = np.zeros_like(target)
-    left[:, :72] = mask[0, :, :72] == 3
-    assert target.sum() == left.sum() == 40 * 40 and np.array_equal(target, left)
-    whole = BoxSampleDataset(pd.DataFrame([{**row, "multi_instance": False}]), 128)[0]["target"].numpy()
-    assert whole.sum() == (mask[0] == 3).sum()  # a single-instance label keeps its whole mask
+
+def test_one_sample_per_slice_and_every_label_of_a_slice_is_drawn_uniformly(tmp_path, ft_cfg):
+    """Slice 0 has labels 1, 2, 3; slice 1 only label 4; slice 2 none (not a sample). Over 900
+    epochs slice 0 draws each label about 300 times (within 4.5 binomial SDs), its target is that
+    label's whole mask on the grid and the box is that mask's tight box."""
+    masks = np.zeros((3, GRID, GRID), np.uint8)
+    masks[0, 5:15, 5:20] = 1
+    masks[0, 30:40, 10:30] = 2
+    masks[0, 45:60, 40:60] = 3
+    masks[1, 20:30, 20:30] = 4
+    ds = _dataset(tmp_path, masks, THIGH, GRID)
+    assert len(ds) == 2 and list(ds.samples["labels"]) == [[1, 2, 3], [4]]
+    counts = {1: 0, 2: 0, 3: 0}
+    n = 900
+    for epoch in range(n):
+        ds.set_epoch(epoch)
+        item = ds[0]
+        counts[item["label"]] += 1
+        target = item["target"].numpy().astype(bool)
+        assert target.shape == (GRID, GRID) and np.array_equal(target, masks[0] == item["label"])
+        ys, xs = np.nonzero(target)
+        assert item["box"].tolist() == [xs.min(), ys.min(), xs.max(), ys.max()]  # grid = input: x1
+        assert ds[1]["label"] == 4
+    sd = np.sqrt(n * (1 / 3) * (2 / 3))
+    assert all(abs(c - n / 3) < 4.5 * sd for c in counts.values()), counts
+    # prepared data: as many samples as training slices (one per slice, not one per box)
+    subjects, slices = load_tables(ft_cfg)
+    chosen = choose_subjects(subjects, [SPINE], "train", "all", 0)
+    picked = spread_slices(slices[slices["subject_id"].isin(chosen["subject_id"]) & (slices["dataset"] == SPINE)], 2)
+    samples = build_samples(chosen, slices, 2, 128, GRID)
+    assert len(samples) == len(picked)
+    assert [sorted(v) for v in samples["labels"]] == [sorted(json.loads(v)) for v in picked["labels_present"]]
+
+
+def test_multi_instance_label_yields_one_piece_and_its_target_is_that_piece(tmp_path):
+    """Left and right psoas (label 3 of T1ax, multi-instance): a draw of label 3 targets one side
+    only, with that side's box; both sides come up over epochs. The same two blobs of a thigh
+    label (single-instance) are one target."""
+    masks = np.zeros((1, GRID, GRID), np.uint8)
+    masks[0, 20:30, 5:15] = 3
+    masks[0, 22:34, 40:52] = 3
+    left, right = np.zeros((GRID, GRID), bool), np.zeros((GRID, GRID), bool)
+    left[20:30, 5:15] = True
+    right[22:34, 40:52] = True
+    ds = _dataset(tmp_path, masks, T1AX, GRID)
+    seen = set()
+    for epoch in range(60):
+        ds.set_epoch(epoch)
+        item = ds[0]
+        target = item["target"].numpy().astype(bool)
+        side = "left" if np.array_equal(target, left) else "right" if np.array_equal(target, right) else None
+        assert side is not None  # one piece, never both, never a part
+        seen.add(side)
+        assert item["box"].tolist() == ([5, 20, 14, 29] if side == "left" else [40, 22, 51, 33])
+    assert seen == {"left", "right"}
+    whole = _dataset(tmp_path, masks, THIGH, GRID)[0]["target"].numpy().astype(bool)
+    assert np.array_equal(whole, left | right)
+
+
+def test_targets_and_boxes_live_on_the_grid_and_scale_to_the_input(tmp_path):
+    """One labelled slice stored at 1024 (SAM) and at 256 (LiteMedSAM), grid 256: identical
+    targets of shape (256, 256), the 1024 box is 4x the 256 box (shifted or not: the draws are
+    the same), and a label that vanishes on the grid (one 1024 px) is not drawn."""
+    small = np.zeros((2, 256, 256), np.uint8)
+    small[:, 100:140, 60:200] = 1
+    small[:, 10:20, 230:250] = 2
+    big = small.repeat(4, axis=1).repeat(4, axis=2)
+    big[1] = 0
+    big[1, 1, 1] = 5  # centre-aligned nearest neighbour reads rows/cols 2, 6, 10, ...: gone on the grid
+    for shift in (0, 20):
+        ds256 = _dataset(tmp_path / f"s{shift}", small, THIGH, 256, shift, seed=3)
+        ds1024 = _dataset(tmp_path / f"b{shift}", big, THIGH, 256, shift, seed=3)
+        assert len(ds256) == 2 and len(ds1024) == 1  # the slice whose only label vanishes is left out
+        for epoch in range(20):
+            ds256.set_epoch(epoch)
+            ds1024.set_epoch(epoch)
+            a, b = ds256[0], ds1024[0]
+            assert a["target"].shape == b["target"].shape == (256, 256)
+            assert a["label"] == b["label"] and torch.equal(a["target"], b["target"])
+            assert torch.equal(b["box"], 4 * a["box"])
+            exact = ds256.draw(0)["box_grid"]
+            if shift == 0:
+                assert a["box"].tolist() == exact
+            else:
+                assert a["box"][0] <= exact[0] and a["box"][2] >= exact[2]
+
+
+def test_box_shift_is_outward_integer_on_the_grid_redrawn_each_epoch_and_reproducible(tmp_path):
+    """Shift 5 on a 64 grid of a 128 px input: each side moves out by an integer 0..5 grid px
+    (both ends occur), the model box is twice the grid box, a side at the border stays there;
+    draws repeat for the same epoch and seed, and do not change which label is drawn."""
+    masks = np.zeros((1, 128, 128), np.uint8)
+    masks[0, 40:80, 0:50] = 1  # touches the left border (grid x = 0)
+    masks[0, 90:110, 60:100] = 2
+    shifted = _dataset(tmp_path / "a", masks, THIGH, GRID, shift=5, seed=1)
+    plain = _dataset(tmp_path / "b", masks, THIGH, GRID, shift=0, seed=1)
+    moves, firsts = [], []
+    for epoch in range(300):
+        shifted.set_epoch(epoch)
+        plain.set_epoch(epoch)
+        d = shifted.draw(0)
+        exact, box = np.array(d["box_grid"]), np.array(d["shifted_box_grid"])
+        move = np.concatenate([exact[:2] - box[:2], box[2:] - exact[2:]])
+        assert np.array_equal(move, np.round(move)) and move.min() >= 0 and move.max() <= 5
+        assert box.min() >= 0 and box.max() <= GRID - 1
+        assert shifted[0]["box"].tolist() == (box * 2).tolist()
+        assert shifted[0]["label"] == plain[0]["label"]  # separate streams: same labels with and without shift
+        if d["label"] == 1:
+            assert box[0] == 0
+            firsts.append(move[1:])
+        else:
+            moves.append(move)
+    moves = np.array(moves + [np.r_[0, m] for m in firsts])
+    assert (np.array(moves)[:, 1:].min(axis=0) == 0).all() and (np.array(moves)[:, 1:].max(axis=0) == 5).all()
+    shifted.set_epoch(7)
+    again = shifted[0]["box"]
+    shifted.set_epoch(8)
+    other = [shifted[0]["box"]]
+    shifted.set_epoch(7)
+    assert torch.equal(again, shifted[0]["box"]) and not all(torch.equal(again, o) for o in other + [plain[0]["box"]])
 
 
 def test_sam2_decoder_gives_the_same_logits_in_training_and_evaluation():
@@ -166,20 +314,28 @@ def test_sam2_decoder_gives_the_same_logits_in_training_and_evaluation():
     assert frozen and all(not p.requires_grad for n, p in seg.model.named_parameters() if "conv_s" in n)
 
 
-def test_box_shift_is_bounded_and_redrawn_each_epoch_but_reproducible(ft_cfg):
-    subjects, slices = load_tables(ft_cfg)
-    chosen = choose_subjects(subjects, [HIP], "train", "all", 0)
-    samples = build_samples(chosen, slices, 2, 128)
-    ds = BoxSampleDataset(samples, 128, box_shift_px=20, seed=1)
-    exact = np.array(samples["box_px"].tolist())
-    ds.set_epoch(0)
-    e0 = np.array([ds.box_px(i) for i in range(len(ds))])
-    ds.set_epoch(1)
-    e1 = np.array([ds.box_px(i) for i in range(len(ds))])
-    ds.set_epoch(0)
-    assert np.array_equal(e0, [ds.box_px(i) for i in range(len(ds))])
-    assert not np.array_equal(e0, e1) and not np.array_equal(e0, exact)
-    assert np.abs(e0 - exact).max() <= 21  # 20 px plus rounding
+def test_logits_come_out_on_the_mask_grid_as_the_decoder_gives_them():
+    """The tiny SAM decodes 32 x 32 low-resolution logits for its 128 px input: on a 32 grid the
+    network returns exactly those (no resizing), on a 64 grid a bilinear resize of them."""
+    from mskseg_lib.models.interface import Prompts
+    from mskseg_lib.models.sam_vit import prompt_tensors
+
+    seg = tiny_factory()
+    emb = seg.encode(np.random.default_rng(0).integers(0, 255, (1, 128, 128), np.uint8))
+    box = torch.tensor([[10.0, 12.0, 60.0, 50.0]])
+    with torch.no_grad():
+        on32 = BoxPromptNet(seg, "partial", 32).eval()(box, embeddings=emb)
+        on64 = BoxPromptNet(seg, "partial", 64).eval()(box, embeddings=emb)
+        sparse, dense = seg.model.prompt_encoder(points=None, boxes=prompt_tensors(Prompts(boxes=box.numpy()), seg.device)[1],
+                                                 masks=None)
+        low, _ = seg.model.mask_decoder(image_embeddings=emb[0]["image_embed"][None],
+                                        image_pe=seg.model.prompt_encoder.get_dense_pe(),
+                                        sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
+                                        multimask_output=False)
+    assert on32.shape == (1, 32, 32) and on64.shape == (1, 64, 64)
+    assert torch.equal(on32, low[:, 0].float())
+    assert torch.allclose(on64, torch.nn.functional.interpolate(low, size=(64, 64), mode="bilinear",
+                                                                align_corners=False)[:, 0], atol=1e-6)
 
 
 def test_loss_and_dice_on_known_predictions():
@@ -187,6 +343,10 @@ def test_loss_and_dice_on_known_predictions():
     target[0, :4] = 1
     perfect = (target * 2 - 1) * 50
     assert SegLoss()(perfect, target).item() == pytest.approx(0.0, abs=1e-4)
+    # logits 0 (p = 0.5) on a half-filled 8 x 8 target: the study's squared Dice is
+    # 1 - 2*16 / (64*0.25 + 32) = 1/3 (the plain Dice would be 1/2), BCE is ln 2, weights 0.5 each
+    unsure = torch.zeros(1, 8, 8)
+    assert SegLoss()(unsure, target).item() == pytest.approx(0.5 / 3 + 0.5 * np.log(2), abs=1e-5)
     half = torch.full((1, 8, 8), -50.0)
     half[0, :2] = 50  # predicts 16 of the 32 target pixels
     assert hard_dice(half, target).item() == pytest.approx(2 * 16 / (16 + 32))
@@ -254,6 +414,24 @@ def test_resumed_run_matches_an_uninterrupted_one(ft_cfg, tmp_path):
     changed["finetune"]["training"]["lr"] = 1e-2
     with pytest.raises(RunMismatch, match="changed: \\['lr'\\]"):
         train_run(changed, exp, 1, run_dir=tmp_path / "b", segmenter_factory=tiny_factory, progress=False)
+
+
+@pytest.mark.parametrize("unit", ["optimizer_steps", "epochs"])
+def test_scheduler_period_counts_optimizer_steps_as_the_study_or_epochs_as_the_variant(ft_cfg, tmp_path, unit):
+    """CosineAnnealingWarmRestarts with T_0 = 3: the learning rate each epoch starts with follows
+    the cosine of (optimizer steps so far mod 3), as the study's code steps it, or of (epochs so
+    far mod 3) in the labelled variant."""
+    cfg = copy.deepcopy(ft_cfg)
+    t = cfg["finetune"]["training"]
+    t.update(max_epochs=4, scheduler_t0=3, scheduler_t0_unit=unit, scheduler_t_mult=1, lr=1e-3, min_lr=1e-5,
+             early_stopping=False)
+    summary = train_run(cfg, _experiment(), 1, run_dir=tmp_path / "r", segmenter_factory=tiny_factory, progress=False)
+    hist = json.loads((tmp_path / "r" / "history.json").read_text())
+    steps = int(np.ceil(np.ceil(summary["n_train_samples"] / t["batch_size"]) / t["grad_accum_steps"]))
+    done = [e * (steps if unit == "optimizer_steps" else 1) for e in range(4)]
+    expected = [1e-5 + (1e-3 - 1e-5) * (1 + np.cos(np.pi * (d % 3) / 3)) / 2 for d in done]
+    assert [h["lr"] for h in hist] == pytest.approx(expected, rel=1e-6)
+    assert steps % 3 != 1  # the two units give different schedules here
 
 
 def test_early_stopping_stops_when_validation_stalls(ft_cfg, tmp_path):
@@ -325,8 +503,8 @@ def test_cli_lists_the_grid_and_names_an_unknown_run(ft_cfg, tmp_path, capsys):
     path = tmp_path / "p.yaml"
     path.write_text(yaml.safe_dump(cfg))
     assert main(["finetune", "--profile", str(path), "--list"]) == 0
-    assert capsys.readouterr().out.split() == [f"{HIP}/lite_medsam-frozen-shift0-n1/Run_1",
-                                               f"{HIP}/lite_medsam-frozen-shift0-nall/Run_1"]
+    assert capsys.readouterr().out.split() == [f"{HIP}/lite_medsam-frozen-gridshift0-n1/Run_1",
+                                               f"{HIP}/lite_medsam-frozen-gridshift0-nall/Run_1"]
     assert main(["finetune", "--profile", str(path), "--experiment", "nope/Run_1"]) != 0
     assert "unknown run id(s) ['nope/Run_1']" in capsys.readouterr().err
 

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mskseg_lib.stats.mixed_effects import (VariableTypes, drop_collinear, encode, fit_mixed, impute,
+from mskseg_lib.stats.mixed_effects import (VariableTypes, drop_collinear, encode, fit_mixed, formula_string, impute,
                                             ks_sensitivity, missingness, simulate_table, vif_table)
 
 
@@ -103,3 +103,51 @@ def test_encoding_drops_the_reference_and_scales_by_type():
     assert x["flip_angle_deg"].tolist() == [0, 1, 0.5, 0]
     with pytest.raises(ValueError, match="reference level"):
         encode(df, types, references={"vendor": "Canon"})
+
+
+def test_discrete_values_are_imputed_by_a_classifier_not_a_rounded_regression():
+    """In group A the flip angle is 10 or 90 (never 50), in group B always 50. A regressor
+    averages group A to about 50 and snapping keeps 50, a level group A never has; the study's
+    random-forest classifier predicts one of the levels group A does have."""
+    rng = np.random.default_rng(4)
+    n = 200
+    group_b = np.arange(n) >= n // 2
+    x = np.where(group_b, 5.0, -5.0) + rng.normal(0, 0.1, n)
+    flip = np.where(group_b, 50.0, rng.choice([10.0, 90.0], n))
+    df = pd.DataFrame({"te_ms": x, "flip_angle_deg": flip})
+    hidden = df.copy()
+    idx_a = rng.choice(np.flatnonzero(~group_b), 15, replace=False)
+    hidden.loc[idx_a, "flip_angle_deg"] = np.nan
+    types = VariableTypes(nominal=(), ordinal={}, continuous=("te_ms",), discrete=("flip_angle_deg",))
+    filled = impute(hidden, types, seed=0)
+    assert set(filled.loc[idx_a, "flip_angle_deg"]) <= {10.0, 90.0}
+
+
+def test_nested_subject_variance_component_is_recovered():
+    """Every subject scored by four experiments: a subject intercept (SD 0.04) inside each
+    dataset's intercept (SD 0.05); the nested component recovers the subject variance."""
+    rng = np.random.default_rng(8)
+    rows = []
+    for d in range(12):
+        u_d = rng.normal(0, 0.05)
+        for s in range(10):
+            u_s = rng.normal(0, 0.04)
+            for e in range(4):
+                x = rng.standard_normal()
+                rows.append({"dataset": f"d{d}", "subject_id": f"d{d}s{s}", "x": x,
+                             "dice": 0.7 + 0.05 * x + u_d + u_s + rng.normal(0, 0.02)})
+    data = pd.DataFrame(rows)
+    fit = fit_mixed(data, "dice", ["x"], variance_components={"subject": "subject_id"})
+    assert fit.variance_components["subject"] == pytest.approx(0.04 ** 2, rel=0.35)
+    assert fit.residual_var == pytest.approx(0.02 ** 2, rel=0.2)
+    coef = fit.coefficients.set_index("term")
+    assert coef.loc["x", "ci_low"] <= 0.05 <= coef.loc["x", "ci_high"]
+    plain = fit_mixed(data, "dice", ["x"])  # without it, the subject variance lands in the residual
+    assert plain.residual_var > 3 * fit.residual_var and plain.variance_components == {}
+
+
+def test_formula_string_is_the_fitted_formula():
+    assert formula_string("dice", ["a", "b"], [("a", "b"), ("a", "c")]) == "dice ~ a + b + a:b"
+    assert formula_string("dice", []) == "dice ~ 1"
+    data = simulate_table({"a": 0.1, "b": -0.05}, n_datasets=6, n_subjects=10, seed=2)
+    assert fit_mixed(data, "dice", ["a", "b"], interactions=[("a", "b")]).formula == "dice ~ a + b + a:b"

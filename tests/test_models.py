@@ -49,7 +49,7 @@ def test_prompts_validate_shapes():
 
 # ----------------------------------------------------------------------------- checkpoints
 def test_registry_entries_are_complete():
-    assert {"sam_vit_b", "medsam_vit_b", "sam2_hiera_tiny", "sam2_hiera_small", "sam2_hiera_base_plus",
+    assert {"sam_vit_b", "sam_vit_l", "sam_vit_h", "medsam_vit_b", "sam2_hiera_tiny", "sam2_hiera_small", "sam2_hiera_base_plus",
             "sam2_hiera_large", "lite_medsam"} <= set(REGISTRY)
     for spec in REGISTRY.values():
         assert spec.file_name and spec.source and spec.input_size_px in (256, 1024)
@@ -145,6 +145,91 @@ def test_ddp_checkpoint_of_tiny_sam_loads_and_reproduces_outputs(tmp_path):
     torch.save({"something_else.w": torch.zeros(1)}, tmp_path / "wrong.pth")
     with pytest.raises(ck.StateDictMismatch, match="wrong.pth"):
         load_sam_segmenter("x", tmp_path / "wrong.pth", "sam_mean_std", CPU, arch=TINY_SAM)
+
+
+# ----------------------------------------------------------------------------- SAM ViT-L / ViT-H
+@pytest.mark.parametrize("name, arch, file_name, digest", [
+    ("sam_vit_l", "vit_l", "sam_vit_l_0b3195.pth", "3adcc4315b642a4d2101128f611684e8734c41232a17c648ed1693702a49a622"),
+    ("sam_vit_h", "vit_h", "sam_vit_h_4b8939.pth", "a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e"),
+])
+def test_registry_lists_sam_vit_l_and_h_with_the_published_files(name, arch, file_name, digest):
+    spec = get_spec(name)
+    assert (spec.family, spec.architecture, spec.file_name, spec.sha256) == ("sam", arch, file_name, digest)
+    assert (spec.input_size_px, spec.normalisation) == (1024, "sam_mean_std")
+    assert spec.source == "https://dl.fbaipublicfiles.com/segment_anything/" + file_name
+
+
+@pytest.mark.parametrize("arch", ["vit_b", "vit_l", "vit_h"])
+def test_sam_architectures_equal_segment_anythings_own_builders(arch):
+    """Built on the meta device (no memory, no weights): every parameter name and shape of our
+    ViT-B/L/H equals what ``segment_anything.sam_model_registry`` builds for the published
+    checkpoints, so their state dicts load strictly. Known sizes: 93.7M, 312.3M, 641.1M."""
+    from segment_anything import sam_model_registry
+
+    from mskseg_lib.models.sam_vit import build_sam_vit, sam_architecture
+
+    with torch.device("meta"):
+        ours = build_sam_vit(sam_architecture(arch))
+        ref = sam_model_registry[arch]()
+    shapes = lambda m: {k: tuple(v.shape) for k, v in m.state_dict().items()}  # noqa: E731
+    assert shapes(ours) == shapes(ref)
+    n_params = sum(p.numel() for p in ours.parameters())
+    assert n_params == {"vit_b": 93_735_472, "vit_l": 312_342_832, "vit_h": 641_090_608}[arch]
+    with pytest.raises(ValueError, match="known: vit_b, vit_l, vit_h"):
+        sam_architecture("vit_x")
+
+
+@pytest.mark.parametrize("name", ["sam_vit_b", "sam_vit_l", "sam_vit_h", "medsam_vit_b"])
+def test_load_model_builds_the_registry_architecture(cfg, tmp_path, monkeypatch, name):
+    """``load_model`` hands the adapter the encoder of the registry entry (ViT-L for sam_vit_l ...),
+    not always ViT-B; checkpoint reading and hashing are stubbed, the builder call is captured."""
+    from mskseg_lib.models import sam_vit, zoo
+    from mskseg_lib.models.sam_vit import SAM_ARCHITECTURES
+
+    weights = tmp_path / "w.pth"
+    weights.write_bytes(b"x")
+    cfg["models"]["checkpoints"] = {name: str(weights)}
+    seen, tiny = {}, build_tiny("sam")
+
+    def fake_loader(display, path, norm, device, bf16, arch=None):
+        seen.update(display=display, arch=arch, norm=norm)
+        return tiny
+
+    monkeypatch.setattr(zoo, "verify_sha256", lambda path, expected: {"path": str(path), "verified": False})
+    monkeypatch.setattr(sam_vit, "load_sam_segmenter", fake_loader)
+    load_model(cfg, name, device=CPU)
+    spec = get_spec(name)
+    assert seen == {"display": spec.display_name, "arch": SAM_ARCHITECTURES[spec.architecture],
+                    "norm": spec.normalisation}
+
+
+def test_sam2_registry_configs_are_the_published_hiera_sizes_and_build_tiny():
+    """Each SAM2 entry names the sam2 package config of its size (Hiera trunk width and blocks per
+    stage as published: t 96 [1,2,7,2], s 96 [1,2,11,2], b+ 112 [2,3,16,3], l 144 [2,6,36,4]) and
+    that config builds through the same builder, shrunk by the tiny overrides, and decodes a box."""
+    pytest.importorskip("sam2")
+    import inspect
+
+    from hydra import compose
+    from sam2.modeling.backbones.hieradet import Hiera
+
+    from mskseg_lib.models.sam2_hiera import TINY_SAM2_OVERRIDES, Sam2Segmenter, build_sam2_model, sam2_hydra
+
+    published = {"sam2_hiera_tiny": (96, [1, 2, 7, 2]), "sam2_hiera_small": (96, [1, 2, 11, 2]),
+                 "sam2_hiera_base_plus": (112, [2, 3, 16, 3]), "sam2_hiera_large": (144, [2, 6, 36, 4])}
+    sam2_specs = {k: s for k, s in REGISTRY.items() if s.family == "sam2"}
+    assert set(sam2_specs) == set(published)
+    for key, spec in sam2_specs.items():
+        assert spec.input_size_px == 1024 and spec.file_name == f"{key}.pt"
+        with sam2_hydra():
+            trunk = compose(config_name=spec.sam2_config).model.image_encoder.trunk
+        stages = trunk.get("stages", inspect.signature(Hiera).parameters["stages"].default)  # b+: Hiera's default
+        assert (trunk.embed_dim, list(stages)) == published[key], key
+        torch.manual_seed(0)
+        seg = Sam2Segmenter(model=build_sam2_model(spec.sam2_config, None, CPU, TINY_SAM2_OVERRIDES),
+                            name=key, device=CPU, autocast_bf16=False)
+        logits = seg.decode(seg.encode(_image(256, 256)[None])[0], Prompts(boxes=[[40, 40, 200, 200]]))
+        assert logits.shape == (1, 256, 256) and torch.isfinite(logits).all()
 
 
 # ----------------------------------------------------------------------------- LiteMedSAM

@@ -94,10 +94,17 @@ def test_bland_altman_nonparametric_uses_percentiles(nonparametric):
 
 # ----------------------------------------------------------------------------- regression
 def test_regression_linear(parametric):
+    """Figure 5b as the study draws it: automated (predicted-mask) values on x, manual on y; the
+    line is the regression of manual on automated; ICC(3,1) with ICC(A,1) beside it."""
     ax = bm.plot_regression(parametric, unit="mm").axes[0]
     points = _one(ax, "reg_points").get_offsets()
-    np.testing.assert_allclose(points[:, 0], parametric.data["manual"])
-    np.testing.assert_allclose(points[:, 1], parametric.data["predicted"])
+    np.testing.assert_allclose(points[:, 0], parametric.data["predicted"])
+    np.testing.assert_allclose(points[:, 1], parametric.data["manual"])
+    slope, intercept = np.polyfit(parametric.data["predicted"], parametric.data["manual"], 1)
+    fit_line = _one(ax, "reg_fit")
+    np.testing.assert_allclose(fit_line.get_ydata(), intercept + slope * np.asarray(fit_line.get_xdata()))
+    assert "automated" in ax.get_xlabel() and "manual" in ax.get_ylabel()
+    assert f"ICC(A,1) = {parametric.icc_a1.icc:.2f}" in _one(ax, "reg_annotation").get_text()
     identity = _one(ax, "identity")
     assert identity.get_linestyle() == "--"
     np.testing.assert_allclose(identity.get_xdata(), identity.get_ydata())
@@ -116,7 +123,7 @@ def test_regression_gp_band_and_rho(nonparametric):
     assert len(_gid(ax, "reg_band")) == 1
     np.testing.assert_allclose(_one(ax, "reg_fit").get_ydata(), nonparametric.regression.fit_y)
     text = _one(ax, "reg_annotation").get_text()
-    assert f"ICC (LMM) = {nonparametric.icc.icc:.2f}" in text
+    assert f"ICC (LMM, bootstrap median) = {nonparametric.icc.icc:.2f}" in text
     assert f"ρ = {nonparametric.spearman.rho:.2f}" in text and "GP R²" in text
 
 
@@ -145,7 +152,8 @@ def test_figure5b_layout(parametric, nonparametric):
     assert len(fig.axes) == 4
     (ba0, reg0), (ba1, reg1) = np.reshape(fig.axes, (2, 2))
     assert "volume_cm3" in ba0.get_title() and "(parametric)" in ba0.get_title()
-    assert "thickness_mm · femoral" in reg1.get_title() and "mm" in reg1.get_xlabel()
+    assert "thickness_mm · femoral" in ba1.get_title() and "mm" in reg1.get_xlabel()
+    assert reg1.get_title() == "manual vs automated"
     assert _gid(ba0, "ba_points") and _gid(reg0, "identity") and _gid(reg1, "reg_band")
     assert "cm³" in ba0.get_ylabel()
     empty = bm.plot_figure5b({}, units={})

@@ -400,6 +400,10 @@ def test_notebook_01_matches_generator_and_has_no_outputs():
     for c in code_cells:
         ast.parse(c.source)
     text = "\n".join(c.source for c in code_cells)
-    for name in ("fig2a_age_weight_density", "fig2f_tissue_layered_donut", "fig2_qc_montage",
-                 "table_S0_datasets", "table_S1_demographics", "table_S2_acquisition"):
+    for name in ("fig2a_age_weight_density", "fig2f_tissue_layered_donut", "figX01a_qc_montage",
+                 "tableS0_datasets", "tableS1_demographics", "tableS2_acquisition"):
         assert f'"{name}"' in text
+    for old in ("fig2_qc_montage", "table_S0", "table_S1", "table_S2"):  # item 11: one naming scheme
+        assert old not in text
+    title = nb.cells[0].source.splitlines()[0]
+    assert "synthetic" in title.lower()  # the cohort is generated, and the notebook says so up front

@@ -37,7 +37,7 @@ def _exp(task: str, groups: str, train: list[str], evals: list[str], n: str = "a
     return {"experiment_id": eid, "task": task, "mix_kind": mix_kind, "groups": groups,
             "model_key": "lite_medsam", "model": "LiteMedSAM",
             "strategy": "partial" if encoder == "frozen" else "full", "encoder": encoder,
-            "box_shift_px": shift, "train_subjects": n,
+            "box_shift_grid_px": shift, "train_subjects": n,
             "n_train_subjects_max": N_ALL.get(task, 50) if n == "all" else int(n),
             "train_datasets": ",".join(train), "eval_datasets": ",".join(evals),
             "n_train_samples": 100, "status": status, "epochs_run": 5, "best_epoch": 3,
@@ -150,7 +150,7 @@ def test_size_curve_points_are_subject_means(tables):
     x = np.asarray(line.get_xdata(), dtype=float)
     assert np.allclose(np.diff(x), 1.0) and np.allclose(np.round(x), [0, 1, 2])  # dodged a little
     expected = [_expected(subjects, _ids(exps, task=DESS, train_subjects=n, encoder="frozen",
-                                         box_shift_px=0), DESS) for n in ("5", "10", "all")]
+                                         box_shift_grid_px=0), DESS) for n in ("5", "10", "all")]
     assert np.allclose(line.get_ydata(), [m for m, _ in expected])
     # SD bars span mean ± SD over subjects (the two runs of n=5 averaged per subject first)
     bars = _by_gid(ax.collections, "sd:Knee DESS 86").get_segments()
@@ -179,7 +179,7 @@ def test_strategy_bars(tables):
     strat = exps[exps["groups"].str.contains("strategy")]
     for (encoder, shift), label in zip(STRATEGIES, LABELS):
         bar = _by_gid(ax.patches, f"bar:{THIGH}:{label}")
-        ids = _ids(strat, task=THIGH, encoder=encoder, box_shift_px=shift)
+        ids = _ids(strat, task=THIGH, encoder=encoder, box_shift_grid_px=shift)
         assert bar.get_height() == pytest.approx(_expected(subjects, ids, THIGH)[0])
     zero = _by_gid(ax.patches, f"bar:{DESS}:zero-shot")
     assert zero.get_height() == pytest.approx(_expected(subjects, ["zero_shot:lite_medsam"], DESS)[0])
@@ -196,7 +196,7 @@ def test_knee_grid_panels_and_lines(tables):
     assert _gids(cube.lines, "knee:") == {f"knee:{h}" for h in LABELS}
     assert [t.get_text() for t in cube.get_xticklabels()] == ["5", "all (n=200)"]
     line = _by_gid(cube.lines, f"knee:{LABELS[3]}")
-    ids = [_ids(exps, task=CUBE, train_subjects=n, encoder="trained", box_shift_px=20)
+    ids = [_ids(exps, task=CUBE, train_subjects=n, encoder="trained", box_shift_grid_px=20)
            for n in ("5", "all")]
     assert np.allclose(line.get_ydata(), [_expected(subjects, i, CUBE)[0] for i in ids])
     zs = _by_gid(cube.lines, f"zero_shot:{CUBE}:lite_medsam")
@@ -225,7 +225,7 @@ def test_mixing_bars_in_domain_only(tables):
     knee_mix = _by_gid(ax.patches, f"bar:{DESS}:anatomy-mixed")
     assert knee_mix.get_height() == pytest.approx(_expected(subjects, _ids(exps, task="knee"), DESS)[0])
     single = _by_gid(ax.patches, f"bar:{THIGH}:single dataset")
-    ids = _ids(exps, task=THIGH, train_subjects="all", encoder="frozen", box_shift_px=0)
+    ids = _ids(exps, task=THIGH, train_subjects="all", encoder="frozen", box_shift_grid_px=0)
     assert single.get_height() == pytest.approx(_expected(subjects, ids, THIGH)[0])
 
 
@@ -291,3 +291,13 @@ def test_stored_notebook_03_is_the_generator_output():
     spec.loader.exec_module(gen)
     path = root / "notebooks" / "03_finetune_ablations.ipynb"
     assert path.read_text() == gen.render(), "run scripts/make_notebook_03.py"
+    text = path.read_text()
+    for name in ("fig4a_training_set_size", "fig4b_finetuning_strategies", "fig4c_knee_size_and_strategy",
+                 "fig4d_dataset_mixing", "figX03a_training_curves", "table1a_zero_shot_vs_finetuned_datasets",
+                 "table1b_zero_shot_vs_finetuned_tissues", "table1c_zero_shot_vs_finetuned_labels",
+                 "tableS6_experiments", "tableS7_finetune_configuration", "tableS8_tissue_dice_finetuned",
+                 "tableS9_initial_weights"):
+        assert name in text, name
+    # no study number with another meaning (training curves are not the study's S6)
+    for old in ("figS6_", "tableS7plus", "class_level_{i - 6"):
+        assert old not in text, old

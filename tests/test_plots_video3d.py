@@ -229,7 +229,7 @@ def test_scheme_dice_panels_ticks_points_and_medians():
             assert np.all(np.abs(offsets[:, 0] - centre) <= 0.1)
             _, y = medians[f"median:{dataset}:{model}:{scheme}"].get_data()
             assert y == pytest.approx([np.median(expected)] * 2)
-        assert ax.get_ylabel() in ("", "3D Dice (all structures combined)")
+        assert ax.get_ylabel() in ("", "3D Dice (combined)")
     # only combined rows are drawn: 4 groups x 4 subjects - 1 NaN, per panel
     assert all(sum(len(c.get_offsets()) for c in _collections(ax, "subjects:").values()) == 15
                for ax in fig.axes)

@@ -155,6 +155,22 @@ def test_boxplots_on_given_axes(subjects):
     assert _boxes(a) and not _boxes(b)
 
 
+def test_condition_panels_one_row_per_model_with_its_own_p(subjects):
+    friedman = pd.concat([make_friedman().assign(analysis="prompt conditions · SAM ViT-B"),
+                          make_friedman().assign(analysis="prompt conditions · LiteMedSAM", p_bh=0.5)])
+    fig = zs.plot_condition_panels(subjects, friedman)
+    axes = [a for a in fig.axes if (a.get_gid() or "").startswith("model:")]
+    assert [a.get_gid() for a in axes] == ["model:LiteMedSAM", "model:SAM ViT-B"]
+    sam = axes[1]
+    p_texts = {t.get_gid()[2:]: t.get_text() for t in sam.texts if (t.get_gid() or "").startswith("p:")}
+    assert p_texts[SPINE_T2] == "p=0.012" and p_texts[KNEE_DESS] == "p<0.001"
+    lite = {t.get_gid()[2:]: t.get_text() for t in axes[0].texts if (t.get_gid() or "").startswith("p:")}
+    assert lite[SPINE_T2] == "p=0.500"  # each model's own analysis, not another's
+    # SAM: two conditions x datasets with data (jittered: spine and hip only)
+    assert len(_boxes(sam)) == 2 * 4 - 2
+    assert zs.plot_condition_panels(subjects.iloc[0:0]) is not None
+
+
 # -------------------------------------------------------------------- panel (b): variance
 def test_variance_table_matches_pandas(subjects):
     t = zs.dice_variance_table(subjects)
@@ -267,5 +283,10 @@ def test_notebook_02_matches_generator_and_has_no_outputs():
         ast.parse(c.source)
     text = "\n".join(c.source for c in code_cells)
     for name in ("fig3a_zero_shot_dice", "fig3b_zero_shot_variance", "fig3c_zero_shot_overlays",
-                 "tableS3_zero_shot_dice", "tableS4_friedman", "tableS5_wilcoxon"):
+                 "tableS3_zero_shot_dice", "tableS4_friedman", "tableS5_wilcoxon",
+                 "tableX02a_zero_shot_label_dice", "tableX02b_zero_shot_tissue_dice", "tableX02c_models_run",
+                 "tableX02d_zero_shot_dice_all_arms", "tableX02e_friedman_extra", "tableX02f_wilcoxon_extra",
+                 "figX02a_zero_shot_dice_by_condition"):
         assert f'"{name}"' in text
+    # extra series only: no study number with another meaning
+    assert "tableS5b" not in text and "tableS5c" not in text and "tableS5d" not in text

@@ -18,10 +18,19 @@ from mskseg_lib.data.tables import load_tables
 SUBJECT_COLUMNS = {"dataset", "subject_id", "anatomy", "plane", "acquisition", "sequence", "protocol_type", "task",
                    "sex", "age_years", "weight_kg", "bmi", "vendor", "field_strength_t", "te_ms", "tr_ms",
                    "flip_angle_deg", "slice_thickness_mm", "pixel_spacing_mm", "rows_px", "cols_px", "n_slices",
-                   "n_processed_slices", "split", "image_nifti", "mask_nifti", "slices_256_image"}
-SLICE_COLUMNS = {"dataset", "subject_id", "slice_index", "store_index", "split", "rows_px", "cols_px",
+                   "n_processed_slices", "split", "image_nifti", "mask_nifti", "slices_256_image", "resize_mode"}
+SLICE_COLUMNS = {"dataset", "subject_id", "slice_index", "store_index", "split", "rows_px", "cols_px", "resize_mode",
                  "pixel_spacing_row_mm", "pixel_spacing_col_mm", "labels_present", "boxes_json",
                  "instance_boxes_json", "voxel_counts_json"}
+
+
+def _assert_box_covers(xs, ys, box, fx, fy):
+    """Model pixel j shows original pixel floor((j + 0.5) / f): the first model pixel of a box
+    starting at x0 has its centre in [x0 f, x0 f + 1), the last in ((x1 + 1) f - 1, (x1 + 1) f]."""
+    x0, y0, x1, y1 = box
+    for lo_px, hi_px, first, last, f in ((x0, x1, xs.min(), xs.max(), fx), (y0, y1, ys.min(), ys.max(), fy)):
+        assert 0 <= first + 0.5 - lo_px * f < 1
+        assert 0 < (hi_px + 1) * f - (last + 0.5) <= 1
 
 
 @pytest.fixture
@@ -47,13 +56,15 @@ def test_tables_orientation_and_spacing(prepared):
         assert nib.aff2axcodes(img.affine) == ("R", "A", "S")  # canonical orientation
         mask = np.asarray(nib.load(s.mask_nifti).dataobj)
         assert mask.shape == img.shape
-    # slice boxes agree with the stored mask slices
-    row = slices.iloc[0]
-    _, msk = load_slice(cfg, row.dataset, row.subject_id, int(row.store_index), 256)
-    scale = 256 / max(row.rows_px, row.cols_px)
-    for value, box in json.loads(row.boxes_json).items():
-        ys, xs = np.nonzero(msk == int(value))
-        assert abs(xs.min() - box[0] * scale) <= scale + 1 and abs(ys.max() - box[3] * scale) <= scale + 1
+    # slice boxes (original pixels) agree with the stored, stretched mask slices: pixel edges
+    # x0 .. x1 + 1 scale per axis (256 / cols, 256 / rows) onto the model pixels of the label
+    assert set(slices.resize_mode) == {"stretch"} and set(subjects.resize_mode) == {"stretch"}
+    for row in slices.groupby("dataset").head(1).itertuples():
+        _, msk = load_slice(cfg, row.dataset, row.subject_id, int(row.store_index), 256)
+        fx, fy = 256 / row.cols_px, 256 / row.rows_px
+        for value, (x0, y0, x1, y1) in json.loads(row.boxes_json).items():
+            ys, xs = np.nonzero(msk == int(value))
+            _assert_box_covers(xs, ys, (x0, y0, x1, y1), fx, fy)
     summary = pd.read_csv(out.summary_csv)
     assert summary.subjects.sum() == 6 and (summary.train + summary.val + summary.test == summary.subjects).all()
     assert set(subjects.split) == {"train", "val", "test"}
@@ -89,6 +100,25 @@ def test_yolo_export(prepared):
     assert len(lines) == 5 * n_boxes
     vals = np.array(lines, float).reshape(-1, 5)
     assert ((vals[:, 1:] > 0) & (vals[:, 1:] <= 1)).all()
+    # stretched export: a box's normalised centre and size are its fractions of the original slice
+    x0, y0, x1, y1 = json.loads(row.instance_boxes_json)[str(int(vals[0, 0]) + 1)][0]
+    expected = [(x0 + x1 + 1) / 2 / row.cols_px, (y0 + y1 + 1) / 2 / row.rows_px,
+                (x1 + 1 - x0) / row.cols_px, (y1 + 1 - y0) / row.rows_px]
+    assert vals[0, 1:] == pytest.approx(expected, abs=1e-6)
+
+
+def test_yolo_labels_of_a_stretched_non_square_slice_are_fractions_of_the_slice():
+    from mskseg_lib.data.preprocess import SliceGeometry
+    from mskseg_lib.data.yolo_export import yolo_lines
+
+    # an inclusive box x 3..19, y 5..30 on a 60 x 40 slice: pixel edges 3..20 and 5..31
+    stretched = yolo_lines({2: [[3, 5, 19, 30]]}, SliceGeometry(60, 40, 256))
+    assert np.array(stretched[0].split(), float) == pytest.approx([1, 11.5 / 40, 18 / 60, 17 / 40, 26 / 60], abs=1e-6)
+    # padded: the 40 columns fill 171 of the 256 model pixels, the rows all of them
+    padded = yolo_lines({2: [[3, 5, 19, 30]]}, SliceGeometry(60, 40, 256, "pad"))
+    f = 171 / 40
+    assert np.array(padded[0].split(), float) == pytest.approx(
+        [1, 11.5 * f / 256, 18 / 60, 17 * f / 256, 26 / 60], abs=1e-6)
 
 
 # ----------------------------------------------------------------------------- bad inputs
@@ -198,3 +228,69 @@ def test_dropped_labels_are_absent(tiny_cfg):
     assert 5 not in present and 6 not in present and {1, 2, 3, 4} <= set(present)
     mask = np.asarray(nib.load(subject_dir(tiny_cfg, KNEE, row["subject_id"]) / "mask.nii.gz").dataobj)
     assert not np.isin(mask, [5, 6]).any()
+
+
+# ----------------------------------------------------------------------------- study settings
+def test_every_profile_prepares_as_the_study():
+    from mskseg_lib.config import ProfileError, load_profile, validate_profile
+
+    for name in ("fixture", "default", "paper"):
+        p = load_profile(name)["prepare"]
+        assert p["clip_percentiles"] == [1, 99] and p["resize"] == "stretch", name
+    bad = load_profile("fixture")
+    bad["prepare"]["resize"] = "crop"
+    with pytest.raises(ProfileError, match="prepare.resize"):
+        validate_profile(bad, "fixture.yaml")
+
+
+def _non_square_knee(cfg, tmp):
+    """A copy of a knee subject cropped to 60 of its 96 rows in-plane: non-square slices."""
+    row = _copy_subject(_row(cfg, KNEE), tmp)
+    for key in ("image_path", "mask_path"):
+        img = nib.load(row[key])
+        nib.save(nib.Nifti1Image(np.asarray(img.dataobj)[18:78], img.affine), row[key])
+    return row
+
+
+def test_non_square_slices_are_stretched_and_boxes_scale_per_axis(tiny_cfg, tmp_path):
+    row = _non_square_knee(tiny_cfg, tmp_path)
+    rec = prepare_subject(row, tiny_cfg)
+    s0 = next(s for s in rec["slices"] if len(json.loads(s["labels_present"])) >= 2)
+    assert s0["resize_mode"] == "stretch" and s0["rows_px"] != s0["cols_px"]
+    image, mask = load_slice(tiny_cfg, KNEE, row["subject_id"], s0["store_index"], 256)
+    assert image.shape == mask.shape == (256, 256)
+    fx, fy = 256 / s0["cols_px"], 256 / s0["rows_px"]
+    for value, (x0, y0, x1, y1) in json.loads(s0["boxes_json"]).items():
+        ys, xs = np.nonzero(mask == int(value))  # pixel edges x0 .. x1 + 1 scaled per axis
+        _assert_box_covers(xs, ys, (x0, y0, x1, y1), fx, fy)
+
+
+def test_changed_resize_or_clip_setting_re_prepares_the_subject(tiny_cfg, tmp_path):
+    from mskseg_lib.data.preprocess import SliceGeometry
+
+    row = _non_square_knee(tiny_cfg, tmp_path)
+    first = prepare_subject(row, tiny_cfg)
+    assert prepare_subject(row, tiny_cfg)["fingerprint"] == first["fingerprint"]  # same settings: reused
+    stretched, _ = load_slice(tiny_cfg, KNEE, row["subject_id"], 0, 256)
+    tiny_cfg["prepare"]["resize"] = "pad"
+    padded_rec = prepare_subject(row, tiny_cfg)
+    assert padded_rec["fingerprint"] != first["fingerprint"]
+    assert padded_rec["subject"]["resize_mode"] == "pad" and padded_rec["slices"][0]["resize_mode"] == "pad"
+    s0 = padded_rec["slices"][0]
+    rows, cols = SliceGeometry(s0["rows_px"], s0["cols_px"], 256, "pad").resized_shape
+    padded, _ = load_slice(tiny_cfg, KNEE, row["subject_id"], 0, 256)  # the new stack, not a cached one
+    assert (rows, cols) != (256, 256) and not padded[rows:].any() and not padded[:, cols:].any()
+    assert not np.array_equal(stretched, padded)
+    tiny_cfg["prepare"]["per_dataset"] = {KNEE: {"clip_percentiles": [0.5, 99.5]}}
+    reclipped = prepare_subject(row, tiny_cfg)
+    assert reclipped["fingerprint"] != padded_rec["fingerprint"]
+    assert reclipped["settings"]["clip_percentiles"] == [0.5, 99.5]
+    assert json.loads(reclipped["subject"]["clip_percentiles"]) == [0.5, 99.5]
+
+
+def test_tables_without_a_resize_mode_are_refused(prepared):
+    cfg, out = prepared
+    slices = pd.read_parquet(out.slices_parquet).drop(columns=["resize_mode"])
+    slices.to_parquet(out.slices_parquet)
+    with pytest.raises(DataError, match="older version"):
+        load_tables(cfg)

@@ -9,7 +9,7 @@ import pytest
 from scipy import stats
 
 from mskseg_lib.stats.comparisons import (bh_correct, complete_blocks, friedman_by_group,
-                                          pairwise_wilcoxon)
+                                          gated_wilcoxon, pairwise_wilcoxon)
 
 
 def _long(groups: dict[str, tuple[list[str], int]], seed: int = 0) -> pd.DataFrame:
@@ -186,3 +186,69 @@ def test_validation_errors() -> None:
         with pytest.raises(ValueError, match="duplicate") as err:
             fn(dup)
         assert example in str(err.value)
+
+
+# --- the study's readings: arms fixed, post-hoc gated by the Friedman p ---------------------
+def test_friedman_with_fixed_arms_names_the_missing_ones_and_keeps_requested_groups() -> None:
+    df = _long({"hip": (["A", "B", "C", "D"], 8), "knee": (["A", "B"], 8)})
+    out = friedman_by_group(df, arms=["A", "B", "C"], groups=["spine", "hip", "knee"]).set_index("dataset")
+    assert list(out.index) == ["spine", "hip", "knee"]
+    hip = df[(df.dataset == "hip") & df.arm.isin(["A", "B", "C"])]
+    wide = hip.pivot(index="subject_id", columns="arm", values="dice")
+    assert out.loc["hip", "p_value"] == pytest.approx(stats.friedmanchisquare(*wide.to_numpy().T).pvalue)
+    assert out.loc["hip", "arms"] == "A,B,C"  # arm D ignored, not compared
+    assert out.loc["knee", "note"] == "not run: no scores for C" and np.isnan(out.loc["knee", "p_value"])
+    assert out.loc["spine", "note"] == "not run: no scores for A, B, C" and out.loc["spine", "n_subjects"] == 0
+    assert out.loc["hip", "p_bh"] == pytest.approx(out.loc["hip", "p_value"])  # one test in the family
+
+
+def _gate_table(p_raw: dict[str, float]) -> pd.DataFrame:
+    """A Friedman table with given raw p-values (BH-adjusted here) for the gating tests."""
+    fr = pd.DataFrame({"dataset": list(p_raw), "p_value": list(p_raw.values())})
+    return fr.assign(p_bh=bh_correct(fr["p_value"]))
+
+
+def test_gated_wilcoxon_runs_only_where_the_adjusted_friedman_p_is_significant() -> None:
+    strong = _effect(0.1).assign(dataset="knee")
+    null = _effect(0.0, seed=7).assign(dataset="spine", subject_id=lambda d: "p" + d["subject_id"])
+    df = pd.concat([strong, null], ignore_index=True)
+    fr = friedman_by_group(df)
+    assert fr.set_index("dataset").loc["knee", "p_bh"] < 0.05 <= fr.set_index("dataset").loc["spine", "p_bh"]
+    out = gated_wilcoxon(df, fr)
+    knee, spine = out[out.dataset == "knee"], out[out.dataset == "spine"]
+    assert len(knee) == len(spine) == 3 and knee["gate_passed"].all() and not spine["gate_passed"].any()
+    assert spine["p_value"].isna().all() and spine["p_bh"].isna().all()
+    assert spine["note"].str.startswith("not run: Friedman p_bh = ").all()
+    # where it runs, the same numbers as the ungated test (scipy's signed-rank, BH within dataset)
+    ref = pairwise_wilcoxon(strong).set_index(["arm_a", "arm_b"])
+    got = knee.set_index(["arm_a", "arm_b"])
+    for pair in ref.index:
+        assert got.loc[pair, "p_value"] == pytest.approx(ref.loc[pair, "p_value"])
+        assert got.loc[pair, "p_bh"] == pytest.approx(ref.loc[pair, "p_bh"])
+    # today's ungated test reports the null dataset's pairs as if they had been run
+    assert pairwise_wilcoxon(df)["p_value"].notna().all()
+
+
+def test_gate_readings_raw_vs_adjusted_and_bh_families() -> None:
+    # raw Friedman p 0.04 and 0.03 -> BH-adjusted 0.04 and 0.04; 0.04 and 0.9 -> 0.08 and 0.9
+    df = pd.concat([_effect(0.1).assign(dataset="hip"),
+                    _effect(0.1, seed=3).assign(dataset="knee", subject_id=lambda d: "k" + d["subject_id"])])
+    fr = _gate_table({"hip": 0.04, "knee": 0.9})
+    assert fr["p_bh"].tolist() == pytest.approx([0.08, 0.9])
+    adjusted = gated_wilcoxon(df, fr)
+    assert adjusted["p_value"].isna().all()  # 0.08 >= 0.05: the study's default reading runs nothing
+    raw = gated_wilcoxon(df, fr, gate="p_value")
+    hip = raw[raw.dataset == "hip"]
+    assert hip["p_value"].notna().all() and raw.loc[raw.dataset == "knee", "p_value"].isna().all()
+    assert (raw["gate"] == "p_value").all() and (adjusted["gate"] == "p_bh").all()
+    # BH within dataset vs over every tested pair: both datasets pass at raw 0.01 / 0.02
+    both = _gate_table({"hip": 0.01, "knee": 0.02})
+    within = gated_wilcoxon(df, both)
+    pooled = gated_wilcoxon(df, both, correction="all")
+    assert within["p_value"].tolist() == pytest.approx(pooled["p_value"].tolist())
+    for d in ("hip", "knee"):
+        sel = within.dataset == d
+        assert within.loc[sel, "p_bh"].tolist() == pytest.approx(bh_correct(within.loc[sel, "p_value"]).tolist())
+    assert pooled["p_bh"].tolist() == pytest.approx(bh_correct(within["p_value"]).tolist())
+    with pytest.raises(ValueError, match="gate"):
+        gated_wilcoxon(df, fr, gate="raw")  # type: ignore[arg-type]

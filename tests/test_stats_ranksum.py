@@ -171,3 +171,78 @@ def test_empty_input_gives_empty_table():
     out = ranksum_by_group(pd.DataFrame(columns=["dataset", "model", "prompt", "dice"]))
     assert out.empty
     assert list(out.columns) == COLUMNS
+
+
+# --- the paired variant beside the study's test (table S71) --------------------------------
+def _paired(samples: dict[tuple[str, str], tuple[list[float], list[float]]]) -> pd.DataFrame:
+    """{(dataset, model): (gt_box values, detector values)} -> long rows, subject i in both."""
+    rows = [{"dataset": d, "model": m, "prompt": p, "subject_id": f"s{i:02d}", "dice": v}
+            for (d, m), pair in samples.items() for p, values in zip(("gt_box", "detector"), pair)
+            for i, v in enumerate(values)]
+    return pd.DataFrame(rows)
+
+
+GT = [0.50, 0.60, 0.70, 0.80, 0.90, 0.55, 0.65]
+
+
+def test_signed_rank_exact_p_and_bh_on_a_known_example():
+    """Knee: every subject loses 0.01 with detector boxes -> all 7 signed differences positive,
+    W = 0, exact two-sided p = 2 / 2**7 = 0.015625. Hip: differences +.05 -.02 +.03 +.04 -.01
+    +.06 +.07 -> W- = 1 + 2 = 3, exact p = 2 * 5 / 128 = 0.078125 (5 subsets of ranks 1..7 sum
+    to <= 3). BH over the two: 0.015625 * 2 / 1 = 0.03125 and 0.078125."""
+    from mskseg_lib.autolabel.prompt_tests import signed_rank_by_group
+
+    hip_d = [0.05, -0.02, 0.03, 0.04, -0.01, 0.06, 0.07]
+    df = _paired({("knee", "sam"): (GT, [g - 0.01 for g in GT]),
+                  ("hip", "sam"): (GT, [g - d for g, d in zip(GT, hip_d)])})
+    out = signed_rank_by_group(df).set_index("dataset")
+    assert list(out.index) == ["hip", "knee"]
+    assert out.loc["knee", "statistic"] == 0 and out.loc["knee", "p_value"] == pytest.approx(0.015625, rel=1e-12)
+    assert out.loc["hip", "statistic"] == 3 and out.loc["hip", "p_value"] == pytest.approx(0.078125, rel=1e-12)
+    for d in ("knee", "hip"):
+        a = df[(df["dataset"] == d) & (df["prompt"] == "gt_box")]["dice"].to_numpy()
+        b = df[(df["dataset"] == d) & (df["prompt"] == "detector")]["dice"].to_numpy()
+        assert out.loc[d, "p_value"] == pytest.approx(stats.wilcoxon(a, b).pvalue, rel=1e-12)
+        assert out.loc[d, "n_pairs"] == 7
+    assert out.loc["knee", "p_bh"] == pytest.approx(0.03125) and out.loc["hip", "p_bh"] == pytest.approx(0.078125)
+    assert out.loc["knee", "median_difference"] == pytest.approx(0.01)
+
+
+def test_table_s71_has_the_study_rank_sum_and_the_paired_variant_beside_it():
+    """A small consistent paired drop (0.01 on every subject, spread 0.5-0.9 between subjects):
+    the study's rank-sum test, blind to the pairing, sees nothing (p = scipy's, about 0.85);
+    the signed-rank variant finds it (p = 0.015625). Both BH-adjusted within their own family."""
+    from mskseg_lib.autolabel.prompt_tests import prompt_condition_tests
+
+    det = [g - 0.01 for g in GT]
+    other = [0.3, 0.35, 0.4, 0.45, 0.5, 0.42, 0.38]
+    df = _paired({("knee", "sam"): (GT, det), ("knee", "medsam"): (GT, other)})
+    out = prompt_condition_tests(df).set_index("model")
+    assert list(out.columns[:len(COLUMNS) - 1]) == ["dataset", *COLUMNS[2:]]  # the study's test first
+    assert [c for c in out.columns if c.startswith("signed_rank_")] == [
+        "signed_rank_n_pairs", "signed_rank_median_difference", "signed_rank_statistic", "signed_rank_p_value",
+        "signed_rank_p_bh", "signed_rank_note"]
+    rs = stats.ranksums(GT, det)
+    assert out.loc["sam", "p_value"] == pytest.approx(rs.pvalue, rel=1e-12) and out.loc["sam", "p_value"] > 0.5
+    assert out.loc["sam", "signed_rank_p_value"] == pytest.approx(0.015625)
+    p_rank = [out.loc[m, "p_value"] for m in ("medsam", "sam")]
+    np.testing.assert_allclose(out.loc[["medsam", "sam"], "p_bh"], multipletests(p_rank, method="fdr_bh")[1])
+    p_signed = [out.loc[m, "signed_rank_p_value"] for m in ("medsam", "sam")]
+    np.testing.assert_allclose(out.loc[["medsam", "sam"], "signed_rank_p_bh"],
+                               multipletests(p_signed, method="fdr_bh")[1])
+
+
+def test_signed_rank_pairs_by_subject_and_says_why_not_run():
+    from mskseg_lib.autolabel.prompt_tests import signed_rank_by_group
+
+    df = _paired({("knee", "sam"): ([0.8, 0.7, 0.9], [0.6, np.nan, 0.5]),  # one pair lost to NaN
+                  ("hip", "sam"): ([0.8, 0.7], [0.8, 0.7]),  # identical
+                  ("spine", "sam"): ([0.8], [0.6])})
+    out = signed_rank_by_group(df).set_index("dataset")
+    assert out.loc["knee", "n_pairs"] == 2 and out.loc["knee", "note"] == ""
+    assert out.loc["knee", "p_value"] == pytest.approx(stats.wilcoxon([0.8, 0.9], [0.6, 0.5]).pvalue)
+    assert out.loc["hip", "note"] == "not run: every paired difference is zero"
+    assert out.loc["spine", "note"].startswith("not run: needs >= 2 subjects")
+    assert out.loc["knee", "p_bh"] == pytest.approx(out.loc["knee", "p_value"])  # a family of one
+    with pytest.raises(ValueError, match="duplicate rows"):
+        signed_rank_by_group(pd.concat([df, df.head(1)]))

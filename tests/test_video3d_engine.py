@@ -161,6 +161,32 @@ def test_structure_scores_known_dice_volumes_and_combined():
         structure_scores(pred[:-1], gt, [1], {}, (1, 1, 1))
 
 
+def test_combined_is_the_femur_tibia_union_and_all_structures_adds_the_patella():
+    """Knee phantom: femur (label 1) and tibia (3) found exactly, patella (5) missed and a
+    patella-sized false positive elsewhere. The study's combined (femur + tibia union) is 1.0;
+    the all-bones union counts the patella: 2 * 2000 / (2125 + 2125) = 0.9412."""
+    gt = np.zeros((20, 20, 20), np.int16)
+    gt[0:10, 0:10, 0:10] = 1  # femur, 1000 voxels
+    gt[10:20, 0:10, 0:10] = 3  # tibia, 1000 voxels
+    gt[0:5, 15:20, 15:20] = 5  # patella, 125 voxels
+    pred = np.where(gt == 5, 0, gt).astype(np.int16)
+    pred[15:20, 15:20, 15:20] = 5  # the patella predicted in the wrong place
+    names = {1: "femur", 3: "tibia", 5: "patella"}
+    rows = structure_scores(pred, gt, [1, 3, 5], names, (1.0, 1.0, 1.0)).set_index("structure")
+    assert list(rows.index) == ["femur", "tibia", "patella", "combined", "all_structures"]
+    assert rows.loc["combined", "dice"] == pytest.approx(1.0)
+    assert rows.loc["combined", "union_of"] == "femur, tibia"
+    assert rows.loc["combined", "gt_volume_cm3"] == pytest.approx(2.0)
+    assert rows.loc["patella", "dice"] == pytest.approx(0.0)
+    assert rows.loc["all_structures", "dice"] == pytest.approx(2 * 2000 / (2125 + 2125))
+    assert rows.loc["all_structures", "union_of"] == "femur, tibia, patella"
+    # a volume with none of the combined structures (the spine) joins its own structures
+    spine = structure_scores(pred, gt, [1, 3, 5], {1: "L1", 3: "L2", 5: "L3"}, (1.0, 1.0, 1.0)).set_index("structure")
+    assert list(spine.index) == ["L1", "L2", "L3", "combined"]
+    assert spine.loc["combined", "dice"] == pytest.approx(2 * 2000 / (2125 + 2125))
+    assert spine.loc["combined", "union_of"] == "L1, L2, L3"
+
+
 def test_slice_scores_offsets_and_one_sided_slices():
     gt = np.zeros((6, 4, 4), np.int16)
     gt[1:4, :2, :2] = 1

@@ -29,8 +29,8 @@ def knee_cfg(tiny_cfg):
     return cfg
 
 
-def _box_fill_loader(side_px: int):
-    seg = BoxFillSegmenter(128, side_px)
+def _box_fill_loader(slice_shape_px):
+    seg = BoxFillSegmenter(128, slice_shape_px)
 
     def load(cfg, key):
         return study.VideoModel(key, "box fill", seg, None, 0, {"fake": 1})
@@ -50,8 +50,7 @@ def test_boxes_per_slice_with_a_box_filling_model_gives_the_boxes_dice_and_resum
     assert vols["dataset"].tolist() == [KNEE] and vols["source"].tolist() == ["cohort"]
     vol = study.load_volume(cfg, vols.iloc[0])
     assert vol.values == [1, 3, 5]  # femur, tibia, patella: the bones of the knee set
-    side = max(vol.image.shape[1:])
-    load, seg = _box_fill_loader(side)
+    load, seg = _box_fill_loader(vol.image.shape[1:])
     cfg["video3d"]["schemes"] = ["boxes_per_slice", "point_video", "box_carry"]
     result = study.run_study(cfg, vols, ["box_fill"], loader=load, progress=False)
     # known answer: each structure's mask replaced by its box on every slice where it is present
@@ -166,28 +165,51 @@ def test_notebook_07_matches_its_generator():
     assert path.read_text() == gen.render(), "run scripts/make_notebook_07.py"
 
 
-def test_anchor_table_compares_the_published_structures_only():
+def test_anchor_table_compares_the_femur_tibia_union():
+    """The regenerated anchor value is the median over volumes of the combined (femur + tibia
+    union) 3D Dice, not the median of the per-structure Dice; femur and tibia medians beside it."""
     from mskseg_lib.reference import published_video3d
 
     rows = []
-    for sid, (femur, tibia, patella, combined) in {"a": (0.9, 0.8, 0.1, 0.7), "b": (0.95, 0.85, 0.2, 0.8)}.items():
-        for name, dice in (("femur", femur), ("tibia", tibia), ("patella", patella), ("combined", combined)):
+    per_subject = {"a": (0.9, 0.8, 0.1, 0.86, 0.7), "b": (0.95, 0.85, 0.2, 0.91, 0.8)}
+    for sid, (femur, tibia, patella, combined, all_bones) in per_subject.items():
+        for name, dice, union in (("femur", femur, ""), ("tibia", tibia, ""), ("patella", patella, ""),
+                                  ("combined", combined, "femur, tibia"),
+                                  ("all_structures", all_bones, "femur, tibia, patella")):
             rows.append({"model_key": "sam2_hiera_tiny", "model": "SAM2 hiera-t", "scheme": "points_neg_video",
-                         "dataset": KNEE, "subject_id": sid, "structure": name, "dice": dice})
-    for name, dice in (("vertebral_body_L1", 0.5), ("combined", 0.6)):
+                         "dataset": KNEE, "subject_id": sid, "structure": name, "dice": dice, "union_of": union})
+    for name, dice, union in (("vertebral_body_L1", 0.5, ""), ("combined", 0.6, "vertebral_body_L1")):
         rows.append({"model_key": "sam2_hiera_tiny", "model": "SAM2 hiera-t", "scheme": "points_neg_video",
-                     "dataset": "RealSpine_MyoSegmenTUM_VB_8", "subject_id": "vb3_01", "structure": name, "dice": dice})
+                     "dataset": "RealSpine_MyoSegmenTUM_VB_8", "subject_id": "vb3_01", "structure": name, "dice": dice,
+                     "union_of": union})
     rows.append({"model_key": "lite_medsam", "model": "LiteMedSAM", "scheme": "points_per_slice", "dataset": KNEE,
-                 "subject_id": "a", "structure": "combined", "dice": 0.3})
+                 "subject_id": "a", "structure": "combined", "dice": 0.3, "union_of": "femur, tibia"})
     models = pd.DataFrame({"model_key": ["sam2_hiera_tiny", "sam2_hiera_large", "lite_medsam"],
                            "model": ["SAM2 hiera-t", "SAM2 hiera-l", "LiteMedSAM"], "family": ["sam2", "sam2", "lite_medsam"],
                            "video_predictor": [True, True, False],
                            "status": ["available", "not run: checkpoint missing", "available"]})
     table = study.anchor_table(pd.DataFrame(rows), published_video3d(), models)
     reg = table[(table["source"] == "regenerated") & (table["scheme"] == "points_neg_video")].set_index("dataset")
-    assert reg.loc[KNEE, "median_3d_dice"] == pytest.approx(np.median([0.9, 0.8, 0.95, 0.85]))  # no patella
+    assert reg.loc[KNEE, "median_3d_dice"] == pytest.approx(np.median([0.86, 0.91]))  # the union's Dice
+    assert reg.loc[KNEE, "median_3d_dice_femur"] == pytest.approx(0.925)
+    assert reg.loc[KNEE, "median_3d_dice_tibia"] == pytest.approx(0.825)
+    assert reg.loc[KNEE, "structures"] == "femur, tibia" and "study's definition" in reg.loc[KNEE, "note"]
     assert reg.loc["RealSpine_MyoSegmenTUM_VB_8", "median_3d_dice"] == pytest.approx(0.6)
     assert "different structures" in reg.loc["RealSpine_MyoSegmenTUM_VB_8", "note"]
     assert reg.loc["", "note"] == "not run: checkpoint missing" and reg.loc["", "model"] == "SAM2 hiera-l"
     assert "LiteMedSAM" not in set(table["model"])  # the anchor is SAM2's
-    assert table.loc[table["source"] == "published", "median_3d_dice"].iloc[0] == pytest.approx(0.9196)
+    pub = table[table["source"] == "published"].iloc[0]
+    assert pub["median_3d_dice"] == pytest.approx(0.9196) and pub["structures"] == "femur and tibia"
+    assert np.isnan(pub["median_3d_dice_femur"])
+
+
+def test_study_scores_combined_on_the_profile_structures(knee_cfg):
+    """On a real knee volume scored with the manual mask itself minus the patella, the combined
+    row (femur + tibia) is exactly 1 and the all-structures row is below it."""
+    subjects, _ = load_tables(knee_cfg)
+    vol = study.load_volume(knee_cfg, study.study_volumes(knee_cfg, subjects).iloc[0])
+    pred = np.where(vol.gt == 5, 0, vol.gt)
+    rows = structure_scores(pred, vol.gt, vol.values, vol.names, vol.spacing_mm,
+                            combined=tuple(knee_cfg["video3d"]["combined_structures"])).set_index("structure")
+    assert rows.loc["combined", "dice"] == pytest.approx(1.0)
+    assert rows.loc["all_structures", "dice"] < 1.0 and rows.loc["patella", "dice"] == 0.0

@@ -8,4 +8,6 @@
 * :mod:`~mskseg_lib.autolabel.pipeline`: one volume in, one label volume + detections out;
   resumable over a folder, split across torchrun ranks.
 * :mod:`~mskseg_lib.autolabel.study`: notebook 06 (ground-truth boxes vs detector boxes).
+* :mod:`~mskseg_lib.autolabel.prompt_tests`: table S71, the study's rank-sum test and the
+  paired signed-rank test beside it.
 """

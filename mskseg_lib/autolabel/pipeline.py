@@ -4,7 +4,8 @@ For one volume:
 
 1. Reorient to canonical RAS (flips/permutations only), clip intensities to uint8 as
    ``prepare`` does, and take slices along the dataset's acquisition plane in display
-   orientation: exactly the images the detector was trained on (the YOLO export).
+   orientation; resized as ``prepare.resize`` says (``Slicing.resize_mode``), these are exactly
+   the images the detector was trained on (the YOLO export).
 2. **Prompts** per slice from one or more *prompt sources*: the detector (``detector_prompts``)
    or, for comparison in notebook 06, the manual mask (``mask_prompts``). Boxes are inclusive
    pixel boxes ``[x0, y0, x1, y1]`` of the slice (the convention of :mod:`mskseg_lib.data.boxes`).
@@ -47,7 +48,9 @@ from mskseg_lib.data import raw_io
 from mskseg_lib.data.boxes import slice_boxes
 from mskseg_lib.data.catalog import DatasetSpec
 from mskseg_lib.data.errors import DataError
-from mskseg_lib.data.preprocess import SliceGeometry, clip_to_uint8, from_display, resize_slice, scale_box, to_display
+from mskseg_lib.data.preprocess import (
+    STUDY_CLIP_PERCENTILES, SliceGeometry, clip_to_uint8, from_display, resize_slice, scale_box, to_display, unscale_box,
+)
 from mskseg_lib.data.volume import RAS_ORNT, Volume, to_canonical
 from mskseg_lib.evaluation.masks import logits_to_label_map
 from mskseg_lib.evaluation.zero_shot import encode_in_batches
@@ -100,8 +103,9 @@ class detector_prompts:  # noqa: N801 - used like a function returning a prompt 
     """Prompt source running ``detector`` on each slice resized as in the YOLO export.
 
     Detector boxes are continuous pixel edges of the detector's input; they are mapped back to
-    the original slice (divided by the resize scale) and made inclusive (right/bottom edge - 1),
-    the inverse of how the export wrote its labels.
+    the original slice (``unscale_box``: per axis under ``stretch``) and made inclusive
+    (right/bottom edge - 1), the inverse of how the export wrote its labels. ``resize_mode``
+    must be the export's (``prepare.resize``).
     """
 
     detector: Detector
@@ -109,12 +113,13 @@ class detector_prompts:  # noqa: N801 - used like a function returning a prompt 
     n_labels: int
     batch_size: int = 16
     name: str = "detector"
+    resize_mode: str = "stretch"
 
     def __call__(self, images: Sequence[np.ndarray], indices: Sequence[int]) -> list[SliceBoxes]:
         out: list[SliceBoxes] = []
         for start in range(0, len(images), self.batch_size):
             chunk = images[start:start + self.batch_size]
-            batch = np.stack([resize_slice(im, self.image_size_px) for im in chunk])
+            batch = np.stack([resize_slice(im, self.image_size_px, resize_mode=self.resize_mode) for im in chunk])
             for im, det in zip(chunk, self.detector.detect(batch)):
                 out.append(self._to_slice(im.shape, det))
         return out
@@ -127,8 +132,8 @@ class detector_prompts:  # noqa: N801 - used like a function returning a prompt 
         if not len(boxes) or not keep.any():
             return SliceBoxes.empty()
         boxes, classes, scores = boxes[keep], classes[keep], scores[keep]
-        geom = SliceGeometry(shape[0], shape[1], self.image_size_px)
-        orig = boxes / geom.scale
+        geom = SliceGeometry(shape[0], shape[1], self.image_size_px, self.resize_mode)
+        orig = unscale_box(boxes, geom)
         orig[:, 2:] -= 1.0
         orig[:, [0, 2]] = np.clip(orig[:, [0, 2]], 0, shape[1] - 1)
         orig[:, [1, 3]] = np.clip(orig[:, [1, 3]], 0, shape[0] - 1)
@@ -191,6 +196,7 @@ class Slicing:
     slice_axis: int
     source_affine: np.ndarray
     source_shape: tuple[int, ...]
+    resize_mode: str = "stretch"  # how slices reach the model (``prepare.resize``)
 
     @property
     def n_slices(self) -> int:
@@ -215,11 +221,13 @@ class Slicing:
         return axis, (self.n_slices - 1 - k) if flipped else k
 
 
-def slicing(volume: Volume, spec: DatasetSpec, clip_percentiles: tuple[float, float] = (0.5, 99.5)) -> Slicing:
-    """Canonical RAS data clipped to uint8 like ``prepare``, sliced along the dataset's plane."""
+def slicing(volume: Volume, spec: DatasetSpec, clip_percentiles: tuple[float, float] = STUDY_CLIP_PERCENTILES,
+            resize_mode: str = "stretch") -> Slicing:
+    """Canonical RAS data clipped to uint8 like ``prepare``, sliced along the dataset's plane;
+    ``resize_mode`` (``prepare.resize``) is how its slices are resized for the segmenter."""
     canonical = to_canonical(volume)
     return Slicing(canonical, clip_to_uint8(canonical.data, clip_percentiles), spec.slice_axis_canonical,
-                   np.asarray(volume.affine, np.float64), tuple(volume.data.shape))
+                   np.asarray(volume.affine, np.float64), tuple(volume.data.shape), resize_mode)
 
 
 def segment_volume(sl: Slicing, segmenter: Segmenter, sources: Sequence[PromptSource], *,
@@ -242,9 +250,10 @@ def segment_volume(sl: Slicing, segmenter: Segmenter, sources: Sequence[PromptSo
     bar = tqdm(total=len(todo), desc=desc or "slices", unit="slice", disable=not progress, leave=False)
     for start in range(0, len(todo), step):
         ks = todo[start:start + step]
-        geoms = [SliceGeometry(*displays[k].shape, size) for k in ks]
+        geoms = [SliceGeometry(*displays[k].shape, size, sl.resize_mode) for k in ks]
         t0 = time.perf_counter()
-        embs = encode_in_batches(segmenter, np.stack([resize_slice(displays[k], size) for k in ks]), geoms, step)
+        embs = encode_in_batches(segmenter, np.stack([resize_slice(displays[k], size, resize_mode=sl.resize_mode)
+                                                      for k in ks]), geoms, step)
         t["encode_s"] += time.perf_counter() - t0
         for k, geom, emb in zip(ks, geoms, embs):
             parts = [(name, per_source[name][k]) for name in per_source if len(per_source[name][k])]
@@ -368,6 +377,7 @@ class AutolabelSettings:
     postprocess: dict
     overlay_every_n: int
     encode_batch_size: int = 1
+    resize_mode: str = "stretch"  # prepare.resize: the segmenter and detector see slices as prepared
 
     @staticmethod
     def from_profile(cfg: Mapping[str, Any], spec: DatasetSpec) -> "AutolabelSettings":
@@ -380,21 +390,28 @@ class AutolabelSettings:
         label_kernels(spec, a["postprocess"])  # a bad kernel setting fails here, not once per volume
         return AutolabelSettings(spec, size, clip_percentiles(cfg, spec.name),
                                  dict(a["postprocess"]), int(a["overlay_every_n"]),
-                                 int(cfg["models"]["encode_batch_size"]))
+                                 int(cfg["models"]["encode_batch_size"]), resize_mode_for(dict(cfg)))
 
     def as_record(self) -> dict[str, Any]:
         return {"pipeline_version": PIPELINE_VERSION, "dataset": self.spec.name,
                 "detector_image_size_px": self.detector_image_size_px,
-                "clip_percentiles": list(self.clip_percentiles), "postprocess": self.postprocess,
+                "clip_percentiles": list(self.clip_percentiles), "resize_mode": self.resize_mode,
+                "postprocess": self.postprocess,
                 "overlay_every_n": self.overlay_every_n}
 
 
 def clip_percentiles(cfg: Mapping[str, Any], dataset: str) -> tuple[float, float]:
     """The intensity clipping ``prepare`` used for ``dataset`` (per-dataset override honoured)."""
-    from mskseg_lib.data.prepare import _settings as prepare_settings
+    from mskseg_lib.data.prepare import clip_percentiles_for
 
-    lo, hi = prepare_settings(dict(cfg), dataset)["clip_percentiles"]
-    return float(lo), float(hi)
+    return clip_percentiles_for(dict(cfg), dataset)
+
+
+def resize_mode_for(cfg: Mapping[str, Any]) -> str:
+    """How ``prepare`` resized slices for the models and the YOLO export (``prepare.resize``)."""
+    from mskseg_lib.data.prepare import resize_mode_for as prepare_resize_mode
+
+    return prepare_resize_mode(dict(cfg))
 
 
 def label_one(item: VolumeInput, out_dir: Path, segmenter: Segmenter, source: PromptSource,
@@ -402,8 +419,11 @@ def label_one(item: VolumeInput, out_dir: Path, segmenter: Segmenter, source: Pr
     """Label one volume and write its outputs; returns its report row."""
     t0 = time.perf_counter()
     spec = settings.spec
+    if getattr(source, "resize_mode", settings.resize_mode) != settings.resize_mode:
+        raise ValueError(f"prompt source {source.name!r} resizes slices by {source.resize_mode!r} but prepare "
+                         f"(and the detector's export) used {settings.resize_mode!r}")
     volume = read_volume(item)
-    sl = slicing(volume, spec, settings.clip_percentiles)
+    sl = slicing(volume, spec, settings.clip_percentiles, settings.resize_mode)
     raw, timings = segment_volume(sl, segmenter, [source], encode_batch_size=settings.encode_batch_size,
                                   progress=progress, desc=item.name)
     pred = raw[source.name]

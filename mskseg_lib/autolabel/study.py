@@ -6,10 +6,15 @@ validation Dice), each whole volume is segmented twice from the same embeddings:
 the ground-truth boxes of the manual mask (``gt_box``) and with the dataset's detector
 (``detector``). Both are scored against the manual mask with and without post-processing:
 
-* slice Dice: mean over the labels present on each manually labelled slice (a missed slice
-  scores 0 for the labels it lacks);
-* subject Dice: 3D Dice per label over the whole volume (so detector boxes on slices without
-  any manual label count as false positives), averaged over the subject's labels.
+* slice Dice: mean over the labels present on each manually labelled slice (a label the
+  prediction misses scores 0; labels absent from the manual slice are not scored, as MONAI's
+  ``DiceMetric(ignore_empty=True)`` in the study's evaluation code leaves them out);
+* subject Dice (``dice``, the study's definition, tables S69-S71): the mean of the subject's
+  slice Dice values ("Dice ... on a slice-by-slice basis ... aggregated to determine the mean
+  Dice score at the subject level"); the dataset level is the mean over subjects;
+* ``dice_3d`` (an extra column, not the study's): 3D Dice per label over the whole volume, so
+  detector boxes on slices without any manual label count as false positives, averaged over
+  the subject's labels.
 
 Each (model, dataset, subject) is stored as it finishes under
 ``runs_dir/autolabel/<tag>/scores`` with a fingerprint of everything that shapes it, so a rerun
@@ -38,6 +43,7 @@ from mskseg_lib.autolabel.pipeline import (
     detector_prompts,
     file_key,
     mask_prompts,
+    resize_mode_for,
     segment_volume,
     slicing,
 )
@@ -51,6 +57,10 @@ from mskseg_lib.evaluation.metrics import label_metrics
 from mskseg_lib.models.interface import Segmenter
 
 PROMPTS = ("gt_box", "detector")
+#: the study's five AutoLabel datasets, in figure 6b's order (top-down)
+STUDY_DATASETS = ("Thigh_2D_T1ax_Clinical_Anatomical_50", "Shoulder_3D_CUBE_Research_Anatomical_28",
+                  "Spine_2D_T1sag_Clinical_Anatomical_23", "Knee_3D_DESS_Research_Anatomical_86",
+                  "Spine_2D_T1ax_Clinical_Anatomical_59")
 
 
 @dataclass
@@ -85,14 +95,14 @@ def study_subjects(cfg: Mapping[str, Any], subjects: pd.DataFrame) -> pd.DataFra
 
 def best_finetuned(experiments: pd.DataFrame, history: pd.DataFrame, datasets: Sequence[str]) -> pd.DataFrame:
     """Per dataset the finished experiment with the best validation Dice, without box shift
-    (``box_shift_px == 0``) and with it (``> 0``): the two finetuned arms of the study."""
+    (``box_shift_grid_px == 0``) and with it (``> 0``): the two finetuned arms of the study."""
     from mskseg_lib.biomarkers.study import best_experiment_per_dataset
 
     rows = []
-    if experiments.empty or "box_shift_px" not in experiments:
+    if experiments.empty or "box_shift_grid_px" not in experiments:
         return pd.DataFrame(columns=["dataset", "box_shift", "experiment_id"])
     for shifted in (False, True):
-        pick = experiments[(experiments["box_shift_px"] > 0) == shifted]
+        pick = experiments[(experiments["box_shift_grid_px"] > 0) == shifted]
         for d, eid in best_experiment_per_dataset(pick, history, datasets).items():
             rows.append({"dataset": d, "box_shift": shifted, "experiment_id": eid})
     return pd.DataFrame(rows, columns=["dataset", "box_shift", "experiment_id"])
@@ -145,7 +155,8 @@ class SubjectResult:
 
 def evaluate_subject(subject: Mapping[str, Any], segmenter: Segmenter, detector_source: PromptSource | None,
                      spec: DatasetSpec, postprocess: Mapping[str, Any], clip_percentiles: tuple[float, float],
-                     encode_batch_size: int = 1, instance_prompts: bool = True) -> tuple[SubjectResult, Slicing, dict[str, Any]]:
+                     encode_batch_size: int = 1, instance_prompts: bool = True,
+                     resize_mode: str = "stretch") -> tuple[SubjectResult, Slicing, dict[str, Any]]:
     """Segment one prepared subject with ground-truth boxes and (when given) detector boxes, from
     the same embeddings; score both with post-processing off and on.
 
@@ -153,7 +164,7 @@ def evaluate_subject(subject: Mapping[str, Any], segmenter: Segmenter, detector_
     """
     image = raw_io.read_array("nifti", Path(subject["image_nifti"]), "image")
     gt = np.asarray(raw_io.read_array("nifti", Path(subject["mask_nifti"]), "mask").data).astype(np.int16)
-    sl = slicing(image, spec, clip_percentiles)
+    sl = slicing(image, spec, clip_percentiles, resize_mode)
     if gt.shape != sl.image_u8.shape:
         raise DataError(Path(subject["mask_nifti"]), f"mask shape {gt.shape} differs from image {sl.image_u8.shape}")
     if not gt.any():
@@ -202,17 +213,33 @@ class StudyResult:
     root: Path
     slices: pd.DataFrame  # one row per (model, dataset, subject, prompt, postprocess, slice)
     labels: pd.DataFrame  # one row per (model, dataset, subject, prompt, postprocess, label): 3D Dice
-    subjects: pd.DataFrame  # one row per (model, dataset, subject, prompt, postprocess): subject Dice
+    subjects: pd.DataFrame  # one row per (model, dataset, subject, prompt, postprocess): mean slice Dice, 3D Dice
     runs: pd.DataFrame  # one row per (model, dataset, subject): timings, reused or computed
 
 
-def _subject_table(labels: pd.DataFrame, slices: pd.DataFrame) -> pd.DataFrame:
-    keys = ["model", "model_key", "dataset", "subject_id", "prompt", "postprocess"]
-    if labels.empty:
-        return pd.DataFrame(columns=[*keys, "dice", "dice_mean_slice", "n_labels", "n_slices"])
-    out = labels.groupby(keys, sort=False).agg(dice=("dice", "mean"), n_labels=("label", "size")).reset_index()
-    per_slice = slices.groupby(keys, sort=False).agg(dice_mean_slice=("dice", "mean"), n_slices=("dice", "size")).reset_index()
-    return out.merge(per_slice, on=keys, how="left")
+SUBJECT_KEYS = ["model", "model_key", "dataset", "subject_id", "prompt", "postprocess"]
+
+
+def subject_table(labels: pd.DataFrame, slices: pd.DataFrame) -> pd.DataFrame:
+    """One row per (model, dataset, subject, prompt, postprocess).
+
+    Parameters
+    ----------
+    labels : one row per (subject keys, label) with the label's 3D ``dice`` over the volume.
+    slices : one row per (subject keys, manually labelled slice) with its slice ``dice`` (mean
+        over the slice's manual labels).
+
+    Returns
+    -------
+    DataFrame with the keys and ``dice`` (the study's subject Dice: mean of slice Dice),
+    ``n_slices``, ``dice_3d`` (mean over labels of the 3D Dice: extra) and ``n_labels``.
+    """
+    keys = SUBJECT_KEYS
+    if labels.empty or slices.empty:
+        return pd.DataFrame(columns=[*keys, "dice", "n_slices", "dice_3d", "n_labels"])
+    out = slices.groupby(keys, sort=False).agg(dice=("dice", "mean"), n_slices=("dice", "size")).reset_index()
+    volume = labels.groupby(keys, sort=False).agg(dice_3d=("dice", "mean"), n_labels=("label", "size")).reset_index()
+    return out.merge(volume, on=keys, how="left")
 
 
 def run_study(cfg: Mapping[str, Any], subjects: pd.DataFrame, models: Sequence[StudyModel],
@@ -238,13 +265,14 @@ def run_study(cfg: Mapping[str, Any], subjects: pd.DataFrame, models: Sequence[S
     for model, subject in bar:
         spec = get_dataset(subject["dataset"])
         clip = clip_percentiles(cfg, spec.name)
+        resize = resize_mode_for(cfg)
         folder = root / "scores" / model.key / spec.name
         done_path = folder / f"{subject['subject_id']}.json"
         inference = {k: a["detector"][k] for k in ("conf", "iou", "max_det")}
         fp = _fingerprint({"model": model.key, **model.identity, "detector": detector_ids.get(spec.name),
                            "detector_inference": inference, "pipeline_version": PIPELINE_VERSION,
                            "instance_prompts": instance,
-                           "postprocess": a["postprocess"], "detector_size": size, "clip": clip,
+                           "postprocess": a["postprocess"], "detector_size": size, "clip": clip, "resize_mode": resize,
                            "image": file_key(Path(subject["image_nifti"])),
                            "mask": file_key(Path(subject["mask_nifti"]))})
         keys = {"model": model.label, "model_key": model.key, "dataset": spec.name, "subject_id": subject["subject_id"]}
@@ -259,10 +287,11 @@ def run_study(cfg: Mapping[str, Any], subjects: pd.DataFrame, models: Sequence[S
                 loaded[model.key] = model.load()
             seg = loaded[model.key]
             key = (spec.name, subject["subject_id"])
-            source = detected.get(key) or _Remembered(detector_prompts(detectors[spec.name], size, len(spec.labels)))
+            source = detected.get(key) or _Remembered(detector_prompts(detectors[spec.name], size, len(spec.labels),
+                                                                          resize_mode=resize))
             detected[key] = source  # the next model of this subject reuses the boxes: detect once
             res, _, raw = evaluate_subject(subject, seg, source, spec, a["postprocess"], clip,
-                                           int(cfg["models"]["encode_batch_size"]), instance)
+                                           int(cfg["models"]["encode_batch_size"]), instance, resize)
             s_rows, l_rows = res.slices, res.labels
             for key, value in keys.items():
                 s_rows.insert(0, key, value)
@@ -279,20 +308,24 @@ def run_study(cfg: Mapping[str, Any], subjects: pd.DataFrame, models: Sequence[S
         labels.append(l_rows)
     slices_df = pd.concat(slices, ignore_index=True) if slices else pd.DataFrame()
     labels_df = pd.concat(labels, ignore_index=True) if labels else pd.DataFrame()
-    return StudyResult(root, slices_df, labels_df, _subject_table(labels_df, slices_df), pd.DataFrame(runs))
+    return StudyResult(root, slices_df, labels_df, subject_table(labels_df, slices_df), pd.DataFrame(runs))
 
 
 # ----------------------------------------------------------------------------------------------
 # summaries and examples
 # ----------------------------------------------------------------------------------------------
 def dataset_summary(subjects: pd.DataFrame) -> pd.DataFrame:
-    """S70: per dataset, model, prompt and post-processing: subject Dice mean, SD, median, n."""
+    """S70: per dataset, model, prompt and post-processing: the mean, SD and median over subjects
+    of the subject Dice (mean slice Dice, the study's), n; ``dice_3d_mean`` (extra) beside it."""
     keys = ["dataset", "model", "prompt", "postprocess"]
+    cols = [*keys, "n_subjects", "dice_mean", "dice_sd", "dice_median", "dice_3d_mean"]
     if subjects.empty:
-        return pd.DataFrame(columns=[*keys, "n_subjects", "dice_mean", "dice_sd", "dice_median"])
-    g = subjects.groupby(keys, sort=True)["dice"]
-    return pd.DataFrame({"n_subjects": g.size(), "dice_mean": g.mean(), "dice_sd": g.std(),
-                         "dice_median": g.median()}).reset_index()
+        return pd.DataFrame(columns=cols)
+    g = subjects.groupby(keys, sort=True)
+    out = pd.DataFrame({"n_subjects": g["dice"].size(), "dice_mean": g["dice"].mean(), "dice_sd": g["dice"].std(),
+                        "dice_median": g["dice"].median()})
+    out["dice_3d_mean"] = g["dice_3d"].mean() if "dice_3d" in subjects else np.nan
+    return out.reset_index()[cols]
 
 
 def postprocess_cost(subjects: pd.DataFrame) -> pd.DataFrame:

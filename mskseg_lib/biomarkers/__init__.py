@@ -13,13 +13,20 @@ Modules:
   the empty-mask rule and small geometry helpers;
 * :mod:`.thickness`: cartilage thickness per slice (``cartilage_thickness``) and in 3D
   (``cartilage_thickness_3d``): chords through the skeleton along the normal, to the sub-pixel
-  boundary (no half-pixel bias of the raw distance transform);
+  boundary (no half-pixel bias of the raw distance transform); the project's validated measure;
+* :mod:`.thickness_study`: the study's medial-axis EDT thickness in its two readings
+  (``study_thickness``: ``study_text``, EDT radius x pixel spacing; ``study_code``, EDT radius in
+  pixels x slice thickness), shown beside the chord method;
 * :mod:`.relaxometry`: mean T2 / T1rho per compartment (``relaxation_time``, maps clipped to
-  0-100 ms, voxel-weighted per subject) and the vectorised mono-exponential fit
+  0-100 ms; per subject the mean of slice means as the study, plus a ``total`` over compartments,
+  with the voxel-weighted mean as a labelled variant) and the vectorised mono-exponential fit
   (``fit_monoexponential`` / ``fit_t2_monoexponential``);
 * :mod:`.disc_height`: intervertebral disc height from the minimum-area rectangle in mm
-  (``disc_height``; ``disc_height_through_slices`` for axial stacks);
+  (``disc_height``, with the study's pixel-centre rectangle beside it;
+  ``disc_height_through_slices`` for axial stacks);
 * :mod:`.volume`: tissue volume in cm3 per label and in total (``tissue_volume``);
 * :mod:`.cohort_truth`: measure a synthetic-cohort subject and line the values up with the
-  cohort's ``truth.json``.
+  cohort's ``truth.json`` (every definition against its biomarker's truth);
+* :mod:`.study`: notebook 05's measurement layer, the S39-S64 numbering and the study's printed
+  agreement ranges.
 """

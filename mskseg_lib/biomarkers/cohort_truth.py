@@ -22,6 +22,13 @@ Which labels measure what:
 * disc height: ``disc_<level>`` labels in-plane (sagittal), or ``disc`` along the slice axis
   (axial stacks, ``through_slices=True``).
 
+Definitions beside the project's measure (:data:`VARIANT_OF`, each compared with the truth of
+the biomarker it is a variant of): ``thickness_study_text_mm`` and ``thickness_study_code_mm``
+(the study's medial-axis EDT, :mod:`.thickness_study`), ``t2_voxel_weighted_ms`` and
+``t1rho_voxel_weighted_ms`` (the voxel-weighted mean; ``t2_ms``/``t1rho_ms`` are the study's
+mean of slice means, plus a ``total`` over compartments) and ``disc_height_study_mm`` (the
+study's pixel-centre rectangle, sagittal discs only).
+
 A truth value with no label to measure it (MAPSS sets have a true patellar thickness but no
 patellar label) gets NaN with the reason. The raw cohort files are in acquisition layout, with
 the slices on the last array axis (:mod:`mskseg_lib.data.grids`).
@@ -40,6 +47,9 @@ from mskseg_lib.biomarkers.common import check_label_volume, check_spacing
 from mskseg_lib.biomarkers.disc_height import disc_height, disc_height_through_slices
 from mskseg_lib.biomarkers.relaxometry import relaxation_time
 from mskseg_lib.biomarkers.thickness import cartilage_thickness
+from mskseg_lib.biomarkers.thickness_study import CODE as THICKNESS_CODE
+from mskseg_lib.biomarkers.thickness_study import TEXT as THICKNESS_TEXT
+from mskseg_lib.biomarkers.thickness_study import study_thickness
 from mskseg_lib.biomarkers.volume import tissue_volume
 
 COMPARISON_COLUMNS = ["biomarker", "structure", "measured", "truth", "error", "relative_error", "reason"]
@@ -47,6 +57,12 @@ THICKNESS_SUFFIX = {"femoral": "femoral_cartilage", "tibial": "tibial_cartilage"
 COMPARTMENTS = {"lateral_femoral_cartilage": "fc_lat", "medial_femoral_cartilage": "fc_med",
                 "lateral_tibial_cartilage": "tc_lat", "medial_tibial_cartilage": "tc_med"}
 MAP_BIOMARKERS = ("t2_ms", "t1rho_ms")
+PRIMARY_BIOMARKERS = ("thickness_mm", "volume_cm3", *MAP_BIOMARKERS, "disc_height_mm")
+# variant biomarker -> (the biomarker whose truth it estimates, the definition's label)
+VARIANT_OF = {THICKNESS_TEXT: ("thickness_mm", "study_text"), THICKNESS_CODE: ("thickness_mm", "study_code"),
+              "t2_voxel_weighted_ms": ("t2_ms", "voxel_weighted"),
+              "t1rho_voxel_weighted_ms": ("t1rho_ms", "voxel_weighted"),
+              "disc_height_study_mm": ("disc_height_mm", "study")}
 NO_LABEL = "no label in this dataset measures it"
 NO_MAP = "no map given"
 RAW_SLICE_AXIS = 2  # the cohort writes volumes in acquisition layout: slices along the last axis
@@ -94,6 +110,9 @@ def measure_for_truth(label_volume: np.ndarray, spacing_mm: Sequence[float], lab
     if groups["thickness_mm"]:
         res = cartilage_thickness(vol, spacing, groups["thickness_mm"], slice_axis)
         rows += _rows("thickness_mm", res.per_subject, "thickness_mm")
+        res = study_thickness(vol, spacing, groups["thickness_mm"], slice_axis)
+        rows += _rows(THICKNESS_TEXT, res.per_subject, THICKNESS_TEXT) + _rows(THICKNESS_CODE, res.per_subject,
+                                                                                 THICKNESS_CODE)
     res = tissue_volume(vol, spacing, groups["volume_cm3"], slice_axis)
     rows += _rows("volume_cm3", res.per_subject[res.per_subject["structure"] != "total"], "volume_cm3")
     for key in MAP_BIOMARKERS:
@@ -104,23 +123,33 @@ def measure_for_truth(label_volume: np.ndarray, spacing_mm: Sequence[float], lab
             continue
         res = relaxation_time(vol, maps[key], spacing, groups[key], slice_axis, quantity=key[:-3])
         rows += _rows(key, res.per_subject, key)
+        rows += _rows(f"{key[:-3]}_voxel_weighted_ms", res.per_subject, f"{key[:-3]}_voxel_weighted_ms")
     if groups["disc_height_mm"]:
         fn = disc_height_through_slices if through_slices else disc_height
         res = fn(vol, spacing, groups["disc_height_mm"], slice_axis)
         rows += _rows("disc_height_mm", res.per_subject, "disc_height_mm")
+        if not through_slices:
+            rows += _rows("disc_height_study_mm", res.per_subject, "disc_height_study_mm")
     return pd.DataFrame(rows, columns=["biomarker", "structure", "measured", "reason"])
 
 
 def compare_with_truth(measured: pd.DataFrame, truth: Mapping) -> pd.DataFrame:
     """One row per truth value (and per finite measured value without a truth): ``measured``,
-    ``truth``, ``error = measured - truth``, ``relative_error = error / truth``, ``reason``."""
+    ``truth``, ``error = measured - truth``, ``relative_error = error / truth``, ``reason``.
+    A variant definition (:data:`VARIANT_OF`) is compared with its biomarker's truth."""
     got = {(r.biomarker, r.structure): (r.measured, r.reason) for r in measured.itertuples()}
     rows = []
-    for biomarker in ("thickness_mm", "volume_cm3", *MAP_BIOMARKERS, "disc_height_mm"):
+    variants = {primary: [v for v, (p, _) in VARIANT_OF.items() if p == primary] for primary in PRIMARY_BIOMARKERS}
+    for biomarker in PRIMARY_BIOMARKERS:
         for structure, true_value in (truth.get(biomarker) or {}).items():
             value, reason = got.pop((biomarker, structure), (np.nan, NO_LABEL))
             rows.append({"biomarker": biomarker, "structure": structure, "measured": float(value),
                          "truth": float(true_value), "reason": reason})
+            for variant in variants[biomarker]:  # only where that definition was measured
+                if (variant, structure) in got:
+                    value, reason = got.pop((variant, structure))
+                    rows.append({"biomarker": variant, "structure": structure, "measured": float(value),
+                                 "truth": float(true_value), "reason": reason})
     rows += [{"biomarker": b, "structure": s, "measured": float(v), "truth": np.nan, "reason": r or "no truth value"}
              for (b, s), (v, r) in got.items() if np.isfinite(v)]  # nothing measured, nothing to compare
     df = pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
@@ -186,4 +215,5 @@ def is_axial_disc_dataset(dataset_spec) -> bool:
 
 
 __all__ = ["truth_structures", "measure_for_truth", "compare_with_truth", "SubjectArrays", "load_raw_subject",
-           "load_prepared_subject", "compare_subject", "is_axial_disc_dataset", "COMPARISON_COLUMNS"]
+           "load_prepared_subject", "compare_subject", "is_axial_disc_dataset", "COMPARISON_COLUMNS",
+           "PRIMARY_BIOMARKERS", "VARIANT_OF"]

@@ -19,6 +19,16 @@ Height = the shorter extent, length = the longer; per subject the disc height is
 over slices (the mid-sagittal slice of a disc is its tallest). The field of view's edge counts
 as outside.
 
+The study's own reading, beside it as the labelled column ``disc_height_study_mm``
+(``study_rectangle_height``): the minimum-area rectangle of the convex hull of the region's
+contour (``cv2.findContours``: the centres of its boundary pixels), fitted in pixel units; its
+shorter side, with its row and column components scaled by the pixel spacing (the study's text
+and ``src/finetuning/engine/metrics/disc_height.py``). Measured between boundary pixel *centres*,
+it reads one pixel short of the region's extent on an axis-aligned run (n pixels: (n - 1) x
+spacing), up to about one pixel on rotated ones. The same largest component is measured (the
+text's connected-component instances; the study's code took the whole label), and the subject
+value is again the maximum over slices.
+
 ``disc_height_through_slices`` is for axial stacks, where the disc's height runs along the slice
 axis: the longest run of consecutive slices holding the disc times the slice spacing (a
 resolution of one slice thickness).
@@ -37,9 +47,9 @@ from mskseg_lib.biomarkers.common import (OK, BiomarkerResult, Labels, check_lab
                                           check_spacing, empty_row, frame, in_plane_spacing, normalise_labels,
                                           present_slices, structure_mask, take_slice)
 
-PER_SLICE_COLUMNS = ["structure", "slice_index", "disc_height_mm", "disc_length_mm", "angle_deg", "n_components",
-                     "n_voxels_component", "n_voxels", "reason"]
-PER_SUBJECT_COLUMNS = ["structure", "disc_height_mm", "slice_index_max", "n_slices", "reason"]
+PER_SLICE_COLUMNS = ["structure", "slice_index", "disc_height_mm", "disc_height_study_mm", "disc_length_mm",
+                     "angle_deg", "n_components", "n_voxels_component", "n_voxels", "reason"]
+PER_SUBJECT_COLUMNS = ["structure", "disc_height_mm", "disc_height_study_mm", "slice_index_max", "n_slices", "reason"]
 THROUGH_SLICE_COLUMNS = ["structure", "slice_index", "n_voxels", "reason"]
 THROUGH_SUBJECT_COLUMNS = ["structure", "disc_height_mm", "n_slices", "reason"]
 
@@ -93,6 +103,22 @@ def rectangle_fit(region: np.ndarray, spacing_mm: Sequence[float]) -> RectangleF
     return RectangleFit(height_mm=min(ext1, ext2), length_mm=max(ext1, ext2), angle_deg=angle)
 
 
+def study_rectangle_height(region: np.ndarray, spacing_mm: Sequence[float]) -> float:
+    """The study's disc height of a non-empty 2D region (mm): the shorter side of the
+    minimum-area rectangle around its contour's pixel centres, fitted in pixel units, the side's
+    components scaled by the pixel spacing of the two array axes. 0 for a region one pixel wide."""
+    region = np.asarray(region, dtype=bool)
+    if region.ndim != 2 or not region.any():
+        raise ValueError(f"region must be a non-empty 2D mask, got shape {region.shape}")
+    s0, s1 = check_spacing(spacing_mm, 2)
+    contours, _ = cv2.findContours(region.astype(np.uint8), cv2.RETR_TREE, cv2.CHAIN_APPROX_NONE)
+    points = np.concatenate(contours).reshape(-1, 2).astype(np.float32)  # (x, y) = (axis 1, axis 0)
+    box = cv2.boxPoints(cv2.minAreaRect(points))
+    sides = [box[j] - box[0] for j in (1, 3)]  # the two sides meeting at a corner
+    side = min(sides, key=lambda v: float(np.hypot(*v)))  # shorter in pixel units, as the study
+    return float(np.hypot(side[0] * s1, side[1] * s0))
+
+
 def largest_component(region: np.ndarray) -> tuple[np.ndarray, int]:
     """The largest 8-connected component of a 2D mask and the number of components."""
     lab, n = connected_components(region, connectivity=2, return_num=True)
@@ -117,19 +143,24 @@ def disc_height(label_volume: np.ndarray, spacing_mm: Sequence[float], labels: L
         mask = structure_mask(vol, values)
         slices = present_slices(mask, axis)
         if slices.size == 0:
-            subject_rows.append(empty_row(name, ["disc_height_mm"], ["n_slices"], slice_index_max=-1))
+            subject_rows.append(empty_row(name, ["disc_height_mm", "disc_height_study_mm"], ["n_slices"],
+                                          slice_index_max=-1))
             continue
-        best_h, best_k = -np.inf, -1
+        best_h, best_k, best_study = -np.inf, -1, -np.inf
         for k in slices:
             m2 = take_slice(mask, axis, int(k))
             comp, n_comp = largest_component(m2)
             fit = rectangle_fit(comp, pixel)
+            study_h = study_rectangle_height(comp, pixel)
+            best_study = max(best_study, study_h)
             slice_rows.append({"structure": name, "slice_index": int(k), "disc_height_mm": fit.height_mm,
-                               "disc_length_mm": fit.length_mm, "angle_deg": fit.angle_deg, "n_components": n_comp,
+                               "disc_height_study_mm": study_h, "disc_length_mm": fit.length_mm,
+                               "angle_deg": fit.angle_deg, "n_components": n_comp,
                                "n_voxels_component": int(comp.sum()), "n_voxels": int(m2.sum()), "reason": OK})
             if fit.height_mm > best_h:
                 best_h, best_k = fit.height_mm, int(k)
-        subject_rows.append({"structure": name, "disc_height_mm": float(best_h), "slice_index_max": best_k,
+        subject_rows.append({"structure": name, "disc_height_mm": float(best_h),
+                             "disc_height_study_mm": float(best_study), "slice_index_max": best_k,
                              "n_slices": int(slices.size), "reason": OK})
     return BiomarkerResult(frame(slice_rows, PER_SLICE_COLUMNS), frame(subject_rows, PER_SUBJECT_COLUMNS), "disc_height_mm")
 
@@ -160,4 +191,4 @@ def disc_height_through_slices(label_volume: np.ndarray, spacing_mm: Sequence[fl
                            "disc_height_mm")
 
 
-__all__ = ["RectangleFit", "rectangle_fit", "largest_component", "disc_height", "disc_height_through_slices"]
+__all__ = ["RectangleFit", "rectangle_fit", "study_rectangle_height", "largest_component", "disc_height", "disc_height_through_slices"]

@@ -1,10 +1,18 @@
 """Compositional biomarkers: mean T2 / T1rho per cartilage compartment, and the T2 fit itself.
 
-``relaxation_time`` averages a relaxation map (ms) inside each compartment. Map values are
-clipped to 0-100 ms first (as in the study: fluid partial volume and failed fits would otherwise
-dominate a mean), non-finite values (undefined fits) are left out and counted. Per slice: the mean
-of that slice's voxels. Per subject: the *voxel-weighted* mean over all the compartment's voxels
-(a slice with few voxels does not weigh as much as a full one), not the mean of slice means.
+``relaxation_time`` averages a relaxation map (ms) inside each compartment, as the study does.
+Map values are clipped to 0-100 ms first (as in the study: fluid partial volume and failed fits
+would otherwise dominate a mean); non-finite values (undefined fits) are left out and counted.
+
+* Per slice: the mean of the compartment's voxels on that slice; and a ``total`` row, the mean
+  of the compartments' slice means over the compartments present on that slice (the study's
+  "overall total value ... averaging results across all relevant regions for a given slice").
+* Per subject (the study's definition, ``<q>_ms``): the mean of the slice means over the slices
+  where the compartment has a value (each slice counts once, however many voxels it has); the
+  ``total`` is the mean of the slice totals.
+* Labelled variant ``<q>_voxel_weighted_ms``: the mean over all the compartment's voxels (slices
+  with more cartilage weigh more; for ``total``, over the union of the compartments). This is
+  the mean of the map over the structure, which is what the synthetic cohort stores as truth.
 
 ``fit_monoexponential`` (alias ``fit_t2_monoexponential``) fits ``S(t) = S0 exp(-t / T)`` to a
 series of images at times ``t`` (echo or T2-preparation times for T2, spin-lock times for
@@ -34,25 +42,44 @@ NO_VALID = "no finite map values in the mask"
 DEFAULT_MIN_SIGNAL_FRACTION = 0.02
 
 
+TOTAL = "total"
+
+
 def _columns(q: str) -> tuple[list[str], list[str]]:
-    per_slice = ["structure", "slice_index", f"{q}_ms", f"{q}_sd_ms", "n_voxels", "n_excluded", "n_clipped", "reason"]
-    per_subject = ["structure", f"{q}_ms", f"{q}_sd_ms", "n_slices", "n_voxels", "n_excluded", "n_clipped", "reason"]
+    per_slice = ["structure", "slice_index", f"{q}_ms", f"{q}_sd_ms", "n_structures", "n_voxels", "n_excluded",
+                 "n_clipped", "reason"]
+    per_subject = ["structure", f"{q}_ms", f"{q}_voxel_weighted_ms", f"{q}_sd_ms", "n_slices", "n_voxels",
+                   "n_excluded", "n_clipped", "reason"]
     return per_slice, per_subject
 
 
+def _mean(values: np.ndarray) -> float:
+    return float(values.mean()) if values.size else np.nan
+
+
+def _sd(values: np.ndarray) -> float:
+    return float(values.std(ddof=1)) if values.size > 1 else np.nan
+
+
 def relaxation_time(label_volume: np.ndarray, map_ms: np.ndarray, spacing_mm: Sequence[float], labels: Labels,
-                    slice_axis: int = 2, quantity: str = "t2", clip_ms: tuple[float, float] = CLIP_MS) -> BiomarkerResult:
-    """Mean relaxation time (ms) per compartment, per slice and voxel-weighted per subject.
+                    slice_axis: int = 2, quantity: str = "t2", clip_ms: tuple[float, float] = CLIP_MS,
+                    total: bool = True) -> BiomarkerResult:
+    """Mean relaxation time (ms) per compartment: per slice, and per subject as the mean of the
+    slice means (the study), with the voxel-weighted mean beside it; plus a ``total`` row.
 
     ``map_ms`` is on the label volume's grid; ``quantity`` ("t2", "t1rho") names the value
-    columns (``t2_ms``, ``t2_sd_ms``...). ``spacing_mm`` is checked for the common interface
-    (a mean needs no geometry). ``n_excluded`` counts non-finite map values inside the mask,
-    ``n_clipped`` the values moved into ``clip_ms``.
+    columns (``t2_ms``, ``t2_voxel_weighted_ms``, ``t2_sd_ms``...). ``spacing_mm`` is checked for
+    the common interface (a mean needs no geometry). ``n_excluded`` counts non-finite map values
+    inside the mask, ``n_clipped`` the values moved into ``clip_ms``. ``total=False`` leaves out
+    the ``total`` rows (the name is then free for a structure).
     """
     vol = check_label_volume(label_volume)
     check_spacing(spacing_mm)
     axis = check_slice_axis(slice_axis)
     structures = normalise_labels(labels)
+    if total and TOTAL in structures:
+        raise ValueError(f"{TOTAL!r} is reserved for the mean over compartments; rename that structure or pass "
+                         f"total=False")
     if not re.fullmatch(r"[a-z][a-z0-9_]*", str(quantity)):
         raise ValueError(f"quantity must be a short lower-case name like 't2' or 't1rho', got {quantity!r}")
     values_map = np.asarray(map_ms)
@@ -66,12 +93,17 @@ def relaxation_time(label_volume: np.ndarray, map_ms: np.ndarray, spacing_mm: Se
     slice_cols, subject_cols = _columns(q)
     slice_rows, subject_rows = [], []
     moved_map = np.moveaxis(values_map.astype(np.float64), axis, 0)
-    for name, label_values in structures.items():
-        mask = np.moveaxis(structure_mask(vol, label_values), axis, 0)
+    value_cols = [f"{q}_ms", f"{q}_voxel_weighted_ms", f"{q}_sd_ms"]
+    count_cols = ["n_slices", "n_voxels", "n_excluded", "n_clipped"]
+    slice_means: dict[int, list[float]] = {}  # slice -> the compartments' means on it (for the total)
+    union = np.zeros(moved_map.shape, dtype=bool)
+
+    def measure(name: str, mask: np.ndarray, n_structures: int, per_slice_value=None) -> None:
+        """Rows of one structure; ``per_slice_value(k, clipped)`` overrides the slice value (total)."""
         if not mask.any():
-            subject_rows.append(empty_row(name, [f"{q}_ms", f"{q}_sd_ms"], ["n_slices", "n_voxels", "n_excluded", "n_clipped"]))
-            continue
-        pooled = []
+            subject_rows.append(empty_row(name, value_cols, count_cols))
+            return
+        pooled, means = [], []
         n_excluded = n_clipped = 0
         for k in np.flatnonzero(mask.any(axis=(1, 2))):
             raw = moved_map[k][mask[k]]
@@ -81,16 +113,30 @@ def relaxation_time(label_volume: np.ndarray, map_ms: np.ndarray, spacing_mm: Se
             n_excluded += n_ex
             n_clipped += n_cl
             pooled.append(clipped)
-            slice_rows.append({"structure": name, "slice_index": int(k),
-                               f"{q}_ms": float(clipped.mean()) if clipped.size else np.nan,
-                               f"{q}_sd_ms": float(clipped.std(ddof=1)) if clipped.size > 1 else np.nan,
+            value = _mean(clipped) if per_slice_value is None else per_slice_value(int(k))
+            means.append(value)
+            if per_slice_value is None and np.isfinite(value):
+                slice_means.setdefault(int(k), []).append(value)
+            slice_rows.append({"structure": name, "slice_index": int(k), f"{q}_ms": value, f"{q}_sd_ms": _sd(clipped),
+                               "n_structures": n_structures if per_slice_value is None
+                               else len(slice_means.get(int(k), [])),
                                "n_voxels": int(raw.size), "n_excluded": n_ex, "n_clipped": n_cl,
-                               "reason": OK if clipped.size else NO_VALID})
+                               "reason": OK if np.isfinite(value) else NO_VALID})
         allv = np.concatenate(pooled)
-        subject_rows.append({"structure": name, f"{q}_ms": float(allv.mean()) if allv.size else np.nan,
-                             f"{q}_sd_ms": float(allv.std(ddof=1)) if allv.size > 1 else np.nan,
-                             "n_slices": int(sum(p.size > 0 for p in pooled)), "n_voxels": int(mask.sum()),
-                             "n_excluded": n_excluded, "n_clipped": n_clipped, "reason": OK if allv.size else NO_VALID})
+        means_arr = np.asarray(means, dtype=np.float64)
+        means_arr = means_arr[np.isfinite(means_arr)]
+        subject_rows.append({"structure": name, f"{q}_ms": _mean(means_arr), f"{q}_voxel_weighted_ms": _mean(allv),
+                             f"{q}_sd_ms": _sd(allv), "n_slices": int(means_arr.size), "n_voxels": int(mask.sum()),
+                             "n_excluded": n_excluded, "n_clipped": n_clipped,
+                             "reason": OK if means_arr.size else NO_VALID})
+
+    for name, label_values in structures.items():
+        mask = np.moveaxis(structure_mask(vol, label_values), axis, 0)
+        union |= mask
+        measure(name, mask, 1)
+    if total:
+        measure(TOTAL, union, len(structures),
+                per_slice_value=lambda k: float(np.mean(slice_means[k])) if slice_means.get(k) else np.nan)
     return BiomarkerResult(frame(slice_rows, slice_cols), frame(subject_rows, subject_cols), f"{q}_ms")
 
 
@@ -150,4 +196,4 @@ def fit_monoexponential(signals: np.ndarray, times_ms: Sequence[float], *, echo_
 
 fit_t2_monoexponential = fit_monoexponential
 
-__all__ = ["relaxation_time", "fit_monoexponential", "fit_t2_monoexponential", "CLIP_MS"]
+__all__ = ["relaxation_time", "fit_monoexponential", "fit_t2_monoexponential", "CLIP_MS", "TOTAL"]

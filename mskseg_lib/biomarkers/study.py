@@ -8,6 +8,19 @@ label. Where the synthetic cohort knows the truth it is put beside them.
 Which finetuned model predicts a dataset: among finished experiments trained on it, the one with
 the best validation Dice during training (``history``), so the choice never looks at the test
 subjects whose biomarkers are then compared.
+
+Definitions: every biomarker is measured in the project's definition (``thickness_mm``: the
+validated chord; ``t2_ms``/``t1rho_ms``: the study's mean of slice means; ``disc_height_mm``: the
+sub-pixel rectangle; ``volume_cm3``: voxel count x voxel volume, as the study) and, beside it, in
+the labelled variants of :data:`DEFINITIONS` (the study's thickness readings, the voxel-weighted
+relaxation mean, the study's pixel-centre disc rectangle). ``errors_vs_truth`` compares each
+definition with the synthetic cohort's truth.
+
+Supplementary numbering: the study puts its biomarker tables in S39-S64 without saying which is
+which; :data:`SUPPLEMENT_TABLES` is the project's fixed mapping of (biomarker, dataset) to a
+number (S63 and S64 unused), the same in every profile. ``published_agreement`` loads the
+agreement ranges the study prints (``mskseg_lib/reference/paper_biomarker_agreement.csv``) and
+``with_published`` puts them beside regenerated rows.
 """
 from __future__ import annotations
 
@@ -16,11 +29,51 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from mskseg_lib.biomarkers.cohort_truth import (SubjectArrays, is_axial_disc_dataset, load_prepared_subject,
-                                                 measure_for_truth)
+from mskseg_lib.biomarkers.cohort_truth import (PRIMARY_BIOMARKERS, VARIANT_OF, SubjectArrays, is_axial_disc_dataset,
+                                                 load_prepared_subject, measure_for_truth)
 from mskseg_lib.data.catalog import get_dataset
 
-UNITS = {"thickness_mm": "mm", "volume_cm3": "cm3", "t2_ms": "ms", "t1rho_ms": "ms", "disc_height_mm": "mm"}
+UNITS = {"thickness_mm": "mm", "volume_cm3": "cm3", "t2_ms": "ms", "t1rho_ms": "ms", "disc_height_mm": "mm",
+         "thickness_study_text_mm": "mm", "thickness_study_code_mm": "mm", "t2_voxel_weighted_ms": "ms",
+         "t1rho_voxel_weighted_ms": "ms", "disc_height_study_mm": "mm"}
+# biomarker column -> (the biomarker it measures, the definition in words); primaries first
+DEFINITIONS = {
+    "thickness_mm": ("thickness_mm", "chord through the medial axis to the sub-pixel boundary (validated; project)"),
+    "thickness_study_text_mm": ("thickness_mm", "study text: EDT radius at the medial axis x pixel spacing"),
+    "thickness_study_code_mm": ("thickness_mm", "study code: EDT radius in pixels at the medial axis x slice thickness"),
+    "t2_ms": ("t2_ms", "study: mean of slice means per compartment (total: mean over compartments)"),
+    "t2_voxel_weighted_ms": ("t2_ms", "variant: voxel-weighted mean over the compartment"),
+    "t1rho_ms": ("t1rho_ms", "study: mean of slice means per compartment (total: mean over compartments)"),
+    "t1rho_voxel_weighted_ms": ("t1rho_ms", "variant: voxel-weighted mean over the compartment"),
+    "disc_height_mm": ("disc_height_mm", "minimum-area rectangle to the sub-pixel edge, max over slices (validated; "
+                                         "project)"),
+    "disc_height_study_mm": ("disc_height_mm", "study: minimum-area rectangle of the contour's pixel centres, max over "
+                                               "slices"),
+    "volume_cm3": ("volume_cm3", "study: voxel count x voxel volume, summed over slices"),
+}
+SHORT_NAMES = {"thickness_mm": "thickness", "t1rho_ms": "t1rho", "t2_ms": "t2", "disc_height_mm": "disc_height",
+               "volume_cm3": "volume"}
+_DS = {"dess": "Knee_3D_DESS_Research_Anatomical_86", "cube": "Knee_3D_CUBE_Research_Anatomical_300",
+       "cube_us": "Knee_3D_CUBE_Undersampled_Research_Anatomical_50",
+       "mapss22": "Knee_2D_MAPSS-echo1_Research_Compositional_22", "mapss39": "Knee_2D_MAPSS-echo1_Research_Compositional_39",
+       "t1sag23": "Spine_2D_T1sag_Clinical_Anatomical_23", "t1sag111": "Spine_2D_T1sag_Clinical_Anatomical_111",
+       "t2ax38": "Spine_2D_T2ax_Clinical_Anatomical_38", "t1ax59": "Spine_2D_T1ax_Clinical_Anatomical_59",
+       "thigh50": "Thigh_2D_T1ax_Clinical_Anatomical_50", "hip42": "Hip_3D_CUBE_Research_Anatomical_42",
+       "shoulder28": "Shoulder_3D_CUBE_Research_Anatomical_28"}
+# the project's mapping of the study's S39-S64 (per-subject values of one biomarker in one dataset)
+SUPPLEMENT_TABLES: tuple[tuple[int, str, str], ...] = (
+    (39, "thickness_mm", _DS["dess"]), (40, "thickness_mm", _DS["cube"]), (41, "thickness_mm", _DS["cube_us"]),
+    (42, "thickness_mm", _DS["mapss22"]), (43, "thickness_mm", _DS["mapss39"]),
+    (44, "t1rho_ms", _DS["mapss39"]), (45, "t1rho_ms", _DS["mapss22"]),
+    (46, "t2_ms", _DS["mapss39"]), (47, "t2_ms", _DS["mapss22"]),
+    (48, "disc_height_mm", _DS["t1sag23"]), (49, "disc_height_mm", _DS["t1sag111"]),
+    (50, "disc_height_mm", _DS["t2ax38"]),
+    (51, "volume_cm3", _DS["thigh50"]), (52, "volume_cm3", _DS["t1ax59"]), (53, "volume_cm3", _DS["dess"]),
+    (54, "volume_cm3", _DS["cube"]), (55, "volume_cm3", _DS["cube_us"]), (56, "volume_cm3", _DS["mapss22"]),
+    (57, "volume_cm3", _DS["mapss39"]), (58, "volume_cm3", _DS["hip42"]), (59, "volume_cm3", _DS["shoulder28"]),
+    (60, "volume_cm3", _DS["t1sag23"]), (61, "volume_cm3", _DS["t1sag111"]), (62, "volume_cm3", _DS["t2ax38"]),
+)
+UNUSED_SUPPLEMENT_NUMBERS = (63, 64)
 LONG_COLUMNS = ["dataset", "subject_id", "source", "biomarker", "structure", "value", "reason"]
 
 
@@ -107,6 +160,175 @@ def best_experiment_per_dataset(experiments: pd.DataFrame, history: pd.DataFrame
         if not scores.empty:
             out[d] = str(scores.idxmax())
     return out
+
+
+def dataset_slug(dataset: str) -> str:
+    """A short file-name form of a dataset name: ``Knee_2D_MAPSS-echo1_Research_Compositional_22``
+    -> ``knee_2d_mapss_22``."""
+    import re
+
+    drop = {"research", "clinical", "anatomical", "compositional"}
+    parts = [p for p in re.split(r"[^A-Za-z0-9]+", str(dataset).replace("-echo1", "")) if p and p.lower() not in drop]
+    return "_".join(parts).lower()
+
+
+def supplement_table_name(number: int, biomarker: str, dataset: str) -> str:
+    """``tableS<N>_<biomarker>_<dataset slug>`` (without extension)."""
+    return f"tableS{number}_{SHORT_NAMES[biomarker]}_{dataset_slug(dataset)}"
+
+
+def supplement_mapping(present: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The S39-S64 mapping as a table (number, table name, biomarker, dataset, definition) and,
+    given the long table of measurements, how many subjects each table holds in this run."""
+    rows = [{"table": f"S{n}", "file": supplement_table_name(n, b, d), "biomarker": b, "dataset": d,
+             "definition": DEFINITIONS[b][1]} for n, b, d in SUPPLEMENT_TABLES]
+    rows += [{"table": f"S{n}", "file": "", "biomarker": "", "dataset": "", "definition": "unused"}
+             for n in UNUSED_SUPPLEMENT_NUMBERS]
+    out = pd.DataFrame(rows)
+    if present is not None:
+        counts = present.groupby(["biomarker", "dataset"])["subject_id"].nunique()
+        out["subjects_in_this_run"] = [int(counts.get((b, d), 0)) if b else 0 for b, d in zip(out["biomarker"],
+                                                                                              out["dataset"])]
+    return out
+
+
+def errors_vs_truth(long: pd.DataFrame, sources: Sequence[str] = ("manual", "finetuned", "zero_shot")) -> pd.DataFrame:
+    """Every measured value with a known truth, in every definition: one row per (dataset,
+    subject, biomarker, definition, structure, source) with ``value``, ``truth`` (of the
+    biomarker the definition measures), ``error = value - truth``, ``relative_error``."""
+    columns = ["dataset", "subject_id", "biomarker", "definition", "description", "structure", "source", "value",
+               "truth", "error", "relative_error"]
+    truth = long[long["source"] == "truth"].set_index(["dataset", "subject_id", "biomarker", "structure"])["value"]
+    measured = long[long["source"].isin(list(sources)) & long["biomarker"].isin(list(DEFINITIONS))].copy()
+    if measured.empty or truth.empty:
+        return pd.DataFrame(columns=columns)
+    measured["definition"] = measured["biomarker"]
+    measured["biomarker"] = measured["definition"].map(lambda b: DEFINITIONS[b][0])
+    measured["description"] = measured["definition"].map(lambda b: DEFINITIONS[b][1])
+    keys = pd.MultiIndex.from_frame(measured[["dataset", "subject_id", "biomarker", "structure"]])
+    measured["truth"] = truth.reindex(keys).to_numpy() if truth.index.is_unique else \
+        truth.groupby(level=[0, 1, 2, 3]).first().reindex(keys).to_numpy()
+    out = measured.dropna(subset=["truth", "value"])
+    out = out.assign(error=out["value"] - out["truth"], relative_error=(out["value"] - out["truth"]) / out["truth"])
+    return out[columns].reset_index(drop=True)
+
+
+def error_summary(errors: pd.DataFrame) -> pd.DataFrame:
+    """Mean, SD and mean absolute error (and relative error) per biomarker, definition and source."""
+    cols = ["biomarker", "definition", "description", "source"]
+    if errors.empty:
+        return pd.DataFrame(columns=[*cols, "n", "mean_error", "sd_error", "mean_abs_error", "mean_relative_error"])
+    g = errors.groupby(cols, sort=False)
+    out = g.agg(n=("error", "size"), mean_error=("error", "mean"), sd_error=("error", "std"),
+                mean_abs_error=("error", lambda e: float(np.abs(e).mean())),
+                mean_relative_error=("relative_error", "mean")).reset_index()
+    return out
+
+
+def truth_error_pairs(errors: pd.DataFrame, panel: str = "biomarker", predicted_source: str = "finetuned",
+                      definitions: Sequence[str] | None = None) -> pd.DataFrame:
+    """``errors_vs_truth`` rows as one row per (panel, dataset, subject, structure) with the
+    ``manual`` and ``predicted`` (``predicted_source``) values and the ``true`` value, for
+    :func:`mskseg_lib.plots.biomarkers.plot_truth_error`. ``definitions``: keep only these."""
+    keys = [panel, "dataset", "subject_id", "structure"]
+    sel = errors if definitions is None else errors[errors["definition"].isin(list(definitions))]
+    sel = sel[sel["source"].isin(["manual", predicted_source])]
+    if sel.empty:
+        return pd.DataFrame(columns=[*keys, "manual", "predicted", "true"])
+    wide = sel.pivot_table(index=keys, columns="source", values="value", aggfunc="first").reset_index()
+    truth = sel.groupby(keys, as_index=False)["truth"].first().rename(columns={"truth": "true"})
+    out = wide.merge(truth, on=keys, how="left").rename(columns={predicted_source: "predicted"})
+    for col in ("manual", "predicted"):
+        if col not in out:
+            out[col] = np.nan
+    return out[[*keys, "manual", "predicted", "true"]]
+
+
+# ----------------------------------------------------------------------------- published ranges
+def published_agreement() -> pd.DataFrame:
+    """The study's printed agreement ranges (finetuned vs manual), one row per family, dataset
+    set and statistic (``icc``, ``r2``, ``spearman_rho``): ``low``, ``high``, ``datasets``
+    (";"-separated), ``tissue_class`` and ``structure`` where the range is that narrow."""
+    from importlib import resources
+
+    with resources.files("mskseg_lib.reference").joinpath("paper_biomarker_agreement.csv").open() as fh:
+        df = pd.read_csv(fh, keep_default_na=False, na_values=[""])
+    for col in ("tissue_class", "structure", "p_text"):
+        df[col] = df[col].fillna("")
+    return df
+
+
+def _tissue(dataset: str, structure: str) -> str:
+    try:
+        spec = get_dataset(str(dataset))
+    except (KeyError, ValueError):
+        return ""
+    return next((lab.tissue_class for lab in spec.labels if lab.name == structure), "")
+
+
+def with_published(table: pd.DataFrame, statistic: str, published: pd.DataFrame | None = None) -> pd.DataFrame:
+    """``table`` (rows with ``dataset``, ``biomarker``, ``structure``) with the study's printed
+    range of ``statistic`` beside each row it covers: ``published_family``,
+    ``published_<statistic>_low``/``_high`` (empty / NaN where the study prints none)."""
+    published = published_agreement() if published is None else published
+    pub = published[published["statistic"] == statistic]
+    fam, low, high = [], [], []
+    for row in table.itertuples(index=False):
+        match = None
+        for p in pub.itertuples(index=False):
+            if p.biomarker != row.biomarker or row.dataset not in str(p.datasets).split(";"):
+                continue
+            if p.tissue_class and _tissue(row.dataset, row.structure) != p.tissue_class:
+                continue
+            if p.structure and p.structure != row.structure:
+                continue
+            if match is None or (p.structure and not match.structure):  # the narrowest range wins
+                match = p
+        fam.append(match.family if match is not None else "")
+        low.append(float(match.low) if match is not None else np.nan)
+        high.append(float(match.high) if match is not None else np.nan)
+    out = table.copy()
+    out["published_family"] = fam
+    out[f"published_{statistic}_low"] = low
+    out[f"published_{statistic}_high"] = high
+    return out
+
+
+def published_vs_regenerated(icc: pd.DataFrame, regression: pd.DataFrame, spearman: pd.DataFrame,
+                             published: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per printed range: the study's low-high beside the regenerated range of the same
+    statistic over the same family in the study's datasets (``regenerated_*``) and, because small
+    profiles rarely hold those datasets, over the family in every dataset (``*_any_dataset``).
+
+    The regenerated ICC is the one the decision picks (``icc``: ICC(3,1) or the bootstrap median),
+    R2 that of the linear regressions, rho Spearman's."""
+    published = published_agreement() if published is None else published
+    linear = regression[regression["method"] == "linear"] if "method" in regression else regression
+    sources = {"icc": (icc, "icc"), "r2": (linear, "r2"), "spearman_rho": (spearman, "rho")}
+    rows = []
+    for p in published.itertuples(index=False):
+        table, col = sources[p.statistic]
+        if table.empty or col not in table:
+            values_study = values_any = pd.Series(dtype=float)
+        else:
+            sel = table[table["biomarker"] == p.biomarker]
+            if p.tissue_class:
+                sel = sel[[_tissue(d, s) == p.tissue_class for d, s in zip(sel["dataset"], sel["structure"])]]
+            if p.structure:
+                sel = sel[sel["structure"] == p.structure]
+            values_any = pd.to_numeric(sel[col], errors="coerce").dropna()
+            values_study = pd.to_numeric(sel[sel["dataset"].isin(str(p.datasets).split(";"))][col],
+                                         errors="coerce").dropna()
+        rows.append({"family": p.family, "statistic": p.statistic, "structure": p.structure_text,
+                     "published_datasets": p.datasets, "published_low": p.low, "published_high": p.high,
+                     "published_p": p.p_text,
+                     "regenerated_low": values_study.min() if len(values_study) else np.nan,
+                     "regenerated_high": values_study.max() if len(values_study) else np.nan,
+                     "n_groups": int(len(values_study)),
+                     "regenerated_low_any_dataset": values_any.min() if len(values_any) else np.nan,
+                     "regenerated_high_any_dataset": values_any.max() if len(values_any) else np.nan,
+                     "n_groups_any_dataset": int(len(values_any))})
+    return pd.DataFrame(rows)
 
 
 def safe_structure(name: str) -> str:

@@ -3,8 +3,8 @@
 Definition. Thickness at a point of the medial axis (the skeleton) is the length of the chord
 through it along the local normal, from boundary to boundary. At the true medial axis that is
 twice the distance to the nearest boundary, the textbook "2 x distance transform at the
-skeleton". (The study's original code multiplied the distance by the slice thickness and did not
-double it: wrong units and half the value. This module doubles and works in mm.)
+skeleton". (The study measures the distance itself, a radius, and its code scales it by the
+slice thickness; both readings are in :mod:`.thickness_study`, shown beside this measure.)
 
 Why not just ``2 * distance_transform_edt`` at skeleton pixels. On a binary mask the EDT at a
 pixel is the distance to the nearest *background pixel centre*, which lies beyond the true

@@ -8,15 +8,19 @@ Per subject (``prepare_subject``):
 2. reorient both to canonical RAS (spacing and orientation live in the affine and are kept);
 3. drop configured labels; remove components under ``min_component_voxels`` in 3D and under
    ``min_component_px`` per slice;
-4. clip intensities to percentiles of non-zero voxels, scale to uint8;
+4. clip intensities to percentiles of non-zero voxels (the study's 1st-99th by default), scale
+   to uint8;
 5. every slice with a label (a *processed* slice) is rotated to display orientation, resized to
-   each model size and stored as one uint8 stack per subject and size (``slice_store``); its
-   boxes (per label and per instance) and pixel counts go to the slice table.
+   each model size (``prepare.resize``: straight to the square with a cubic spline, the
+   study's, or aspect kept and padded) and stored as one uint8 stack per subject and size
+   (``slice_store``); its boxes (per label and per instance, original-slice pixels), pixel
+   counts and the resize mode go to the slice table, so readers rebuild the geometry
+   (``preprocess.geometry_of``) without the profile.
 
 Each subject is written to a temporary folder and renamed when complete, with ``record.json``
 last, so a crash never leaves half-written output and a rerun skips finished subjects (unless
-the preparation settings changed). Splits, tables and the YOLO export are then rebuilt from
-the records, which is cheap.
+the preparation settings, including the clip percentiles and the resize mode, changed). Splits,
+tables and the YOLO export are then rebuilt from the records, which is cheap.
 """
 from __future__ import annotations
 
@@ -42,7 +46,7 @@ from mskseg_lib.data.boxes import slice_boxes
 from mskseg_lib.data.catalog import DatasetSpec, get_dataset
 from mskseg_lib.data.dicom_io import read_dicom_series
 from mskseg_lib.data.errors import DataError
-from mskseg_lib.data.preprocess import clean_mask_volume, clip_to_uint8, resize_slice, to_display
+from mskseg_lib.data.preprocess import check_resize_mode, clean_mask_volume, clip_to_uint8, resize_slice, to_display
 from mskseg_lib.data.sources import collect_sources
 from mskseg_lib.data.splits import stratified_split
 from mskseg_lib.data.volume import Volume, check_finite, check_labels, check_same_grid, to_canonical
@@ -81,17 +85,34 @@ def _settings(cfg: dict, dataset: str) -> dict:
     unknown = set(per) - {"min_component_px", "min_component_voxels", "clip_percentiles"}
     if unknown:
         raise DataError(Path("params"), f"prepare.per_dataset.{dataset}: unknown keys {sorted(unknown)}")
+    lo_hi = list(per.get("clip_percentiles", p["clip_percentiles"]))
+    if len(lo_hi) != 2 or not 0 <= float(lo_hi[0]) < float(lo_hi[1]) <= 100:
+        raise DataError(Path("params"), f"prepare.per_dataset.{dataset}.clip_percentiles must be [low, high] "
+                                        f"with 0 <= low < high <= 100, got {lo_hi}")
     return {
         "min_component_px": int(per.get("min_component_px", p["min_component_px"])),
         "min_component_voxels": int(per.get("min_component_voxels", p["min_component_voxels"])),
         "clip_percentiles": list(per.get("clip_percentiles", p["clip_percentiles"])),
         "drop_labels": list(p["drop_labels"].get(dataset, []) or []),
         "slice_sizes_px": [int(s) for s in p["slice_sizes_px"]],
+        "resize_mode": check_resize_mode(str(p["resize"])),
     }
 
 
+def clip_percentiles_for(cfg: dict, dataset: str) -> tuple[float, float]:
+    """The intensity clipping ``prepare`` uses for ``dataset`` (a ``per_dataset`` override honoured)."""
+    lo, hi = _settings(cfg, dataset)["clip_percentiles"]
+    return float(lo), float(hi)
+
+
+def resize_mode_for(cfg: dict) -> str:
+    """``prepare.resize`` of a profile: ``"stretch"`` (the study's) or ``"pad"``."""
+    return check_resize_mode(str(cfg["prepare"]["resize"]))
+
+
 def _fingerprint(row: dict, settings: dict) -> str:
-    blob = json.dumps({"row": row, "settings": settings, "version": 1}, sort_keys=True, default=str)
+    # version 2: the study's spline resize, truncating uint8 conversion and the resize mode
+    blob = json.dumps({"row": row, "settings": settings, "version": 2}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -179,12 +200,14 @@ def prepare_subject(row: dict, cfg: dict) -> dict:
             lab2d = to_display(lab_moved[k])
             img2d = to_display(img_moved[k])
             boxes, inst, counts = slice_boxes(lab2d)
+            mode = settings["resize_mode"]
             for size in settings["slice_sizes_px"]:
-                stacks_img[size].append(resize_slice(img2d, size))
-                stacks_msk[size].append(resize_slice(lab2d.astype(np.uint8), size, is_mask=True))
+                stacks_img[size].append(resize_slice(img2d, size, resize_mode=mode))
+                stacks_msk[size].append(resize_slice(lab2d.astype(np.uint8), size, is_mask=True, resize_mode=mode))
             slice_rows.append({
                 "dataset": spec.name, "subject_id": row["subject_id"], "slice_index": k,
                 "store_index": len(slice_rows), "rows_px": lab2d.shape[0], "cols_px": lab2d.shape[1],
+                "resize_mode": settings["resize_mode"],
                 "pixel_spacing_row_mm": spacing[in_plane_axes[1]], "pixel_spacing_col_mm": spacing[in_plane_axes[0]],
                 "slice_thickness_mm": spacing[axis],
                 "labels_present": json.dumps(sorted(boxes)),
@@ -202,6 +225,7 @@ def prepare_subject(row: dict, cfg: dict) -> dict:
             "sequence": spec.sequence_name, "protocol_type": spec.protocol_type, "task": spec.task, **fields,
             "rows_px": int(image.data.shape[in_plane_axes[1]]), "cols_px": int(image.data.shape[in_plane_axes[0]]),
             "n_slices": int(labels.shape[axis]), "n_processed_slices": len(slice_rows), "slice_axis": axis,
+            "resize_mode": settings["resize_mode"], "clip_percentiles": json.dumps(settings["clip_percentiles"]),
             "labels_present": json.dumps(sorted(int(v) for v in np.unique(labels) if v)),
             "label_names": json.dumps({str(v): n for v, n in names.items()}),
             "voxel_counts_json": json.dumps({str(int(v)): int(c) for v, c in zip(*np.unique(labels, return_counts=True)) if v}),

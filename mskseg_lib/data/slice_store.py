@@ -20,8 +20,20 @@ from mskseg_lib.data.prepare import subject_dir
 
 
 @lru_cache(maxsize=64)
-def _open(path: str) -> np.ndarray:
+def _open_version(path: str, mtime_ns: int, size: int) -> np.ndarray:
     return np.load(path, mmap_mode="r")
+
+
+def _open(path: str) -> np.ndarray:
+    """The memory-mapped stack at ``path``; a re-prepared (replaced) file is opened afresh."""
+    try:
+        st = Path(path).stat()
+    except FileNotFoundError:
+        return np.load(path, mmap_mode="r")  # raises the clear "No such file" error
+    return _open_version(path, st.st_mtime_ns, st.st_size)
+
+
+_open.cache_clear = _open_version.cache_clear  # type: ignore[attr-defined]
 
 
 def load_stack(cfg: dict, dataset: str, subject_id: str, size_px: int) -> tuple[np.ndarray, np.ndarray]:

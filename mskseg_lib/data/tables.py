@@ -16,7 +16,11 @@ def load_tables(cfg: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
     for p in paths:
         if not p.exists():
             raise DataError(p, "prepared table missing: run `mskseg prepare --profile NAME` (or notebook 01) first")
-    return pd.read_parquet(paths[0]), pd.read_parquet(paths[1])
+    subjects, slices = pd.read_parquet(paths[0]), pd.read_parquet(paths[1])
+    if "resize_mode" not in slices.columns:  # written before the study's straight resize became the default
+        raise DataError(paths[1], "prepared with an older version (padded slices, no resize_mode column): "
+                                  "run `mskseg prepare --profile NAME` (or notebook 01) again")
+    return subjects, slices
 
 
 def slice_boxes_of(row: pd.Series, instances: bool = False) -> dict[int, list]:

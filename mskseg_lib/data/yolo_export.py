@@ -1,9 +1,12 @@
 """YOLO detection export: images/labels train/val/test trees and a dataset YAML per dataset.
 
-Each processed slice becomes a PNG (the prepared uint8 slice at ``yolo_image_size_px``) and a
-label file with one line per instance box: ``class cx cy w h`` normalised to the image. Class
-ids are label value - 1 (YOLO classes start at 0), names from the catalog. The whole tree is
-built in a temporary folder and swapped in, so a split change leaves no stale files.
+Each processed slice becomes a PNG (the prepared uint8 slice at ``yolo_image_size_px``, resized
+as ``prepare.resize`` made it) and a label file with one line per instance box: ``class cx cy w
+h`` normalised to the image, from the box's pixel edges (``x0`` to ``x1 + 1``). Under
+``stretch`` these are the box's fractions of the original slice; under ``pad`` fractions of the
+padded square. (The study's export measured centre-to-centre on its resized mask, one mask pixel
+narrower.) Class ids are label value - 1 (YOLO classes start at 0), names from the catalog. The
+whole tree is built in a temporary folder and swapped in, so a split change leaves no stale files.
 """
 from __future__ import annotations
 
@@ -18,16 +21,20 @@ import pandas as pd
 import yaml
 
 from mskseg_lib.data.catalog import get_dataset
-from mskseg_lib.data.preprocess import SliceGeometry
+from mskseg_lib.data.preprocess import SliceGeometry, geometry_of, scale_box
 
 
 def yolo_lines(instance_boxes: dict[int, list[list[int]]], geom: SliceGeometry) -> list[str]:
-    """Label lines for one slice; boxes are inclusive pixel boxes in the original slice."""
+    """Label lines for one slice; boxes are inclusive pixel boxes in the original slice.
+
+    The box's pixel edges (``x0`` to ``x1 + 1``) are scaled to the model input per axis
+    (``scale_box``), then normalised by the square's side.
+    """
     lines = []
     s = geom.size_px
     for value, boxes in sorted(instance_boxes.items()):
         for x0, y0, x1, y1 in boxes:
-            bx0, by0, bx1, by1 = x0 * geom.scale, y0 * geom.scale, (x1 + 1) * geom.scale, (y1 + 1) * geom.scale
+            bx0, by0, bx1, by1 = scale_box([x0, y0, x1 + 1, y1 + 1], geom)
             cx, cy, w, h = (bx0 + bx1) / 2 / s, (by0 + by1) / 2 / s, (bx1 - bx0) / s, (by1 - by0) / s
             lines.append(f"{value - 1} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}")
     return lines
@@ -54,7 +61,7 @@ def export_yolo(cfg: dict, subjects: pd.DataFrame, slices: pd.DataFrame, out_dir
                 images, _ = load_stack(cfg, dataset, subject_id, size)
                 for row in gs.itertuples():
                     stem = f"{subject_id}_{row.slice_index:04d}"
-                    geom = SliceGeometry(int(row.rows_px), int(row.cols_px), size)
+                    geom = geometry_of(row, size)
                     cv2.imwrite(str(root / "images" / row.split / f"{stem}.png"), np.asarray(images[row.store_index]))
                     inst = {int(k): v for k, v in json.loads(row.instance_boxes_json).items()}
                     (root / "labels" / row.split / f"{stem}.txt").write_text("\n".join(yolo_lines(inst, geom)) + "\n")

@@ -2,9 +2,10 @@
 
 1. The logits of the instances of one label are merged by their maximum (a pixel belongs to
    the label if any of its pieces claims it).
-2. Each label's logits are cropped to the unpadded part of the model input and resized
-   bilinearly to the original (rows, cols), as SAM's own ``postprocess_masks`` does, then
-   thresholded at 0 (sigmoid 0.5).
+2. Each label's logits are cropped to the part of the model input the slice occupies (the
+   whole square under the study's ``stretch`` resize, the unpadded corner under ``pad``; see
+   ``data.preprocess.SliceGeometry``) and resized bilinearly to the original (rows, cols), as
+   SAM's own ``postprocess_masks`` does, then thresholded at 0 (sigmoid 0.5).
 3. Overlap rule: a pixel claimed by several labels goes to the label whose predicted mask is
    smallest. MSK anatomy is nested (the subcutaneous-fat box of the thigh encloses every
    muscle; a femur box holds its cartilage rim), and a model prompted with the enclosing box
@@ -29,7 +30,11 @@ def merge_instances(logits: torch.Tensor, labels: list[int]) -> tuple[torch.Tens
 
 
 def to_original(label_logits: torch.Tensor, geom: SliceGeometry) -> torch.Tensor:
-    """(L, S, S) logits at model input -> (L, rows, cols) logits at the original slice size."""
+    """(L, S, S) logits at model input -> (L, rows, cols) logits at the original slice size.
+
+    Bilinear, centre-aligned (``align_corners=False``), from the region ``geom.resized_shape``
+    (everything under ``stretch``; rows and columns then scale by different factors).
+    """
     rows, cols = geom.resized_shape
     crop = label_logits[:, :rows, :cols].float()
     return F.interpolate(crop[None], size=(geom.rows_px, geom.cols_px), mode="bilinear", align_corners=False)[0]

@@ -1,5 +1,6 @@
 """QC overlays of a zero-shot run: image, prompt boxes, ground truth and prediction, drawn in
-the model-input frame (the stored slice), one PNG per dataset in the run's ``qc`` folder."""
+the model-input frame (the stored slice, stretched or padded as prepared), one PNG per dataset
+in the run's ``qc`` folder."""
 from __future__ import annotations
 
 import json
@@ -12,7 +13,7 @@ import pandas as pd
 
 from mskseg_lib.atomic import save_figure
 from mskseg_lib.data.catalog import get_dataset
-from mskseg_lib.data.preprocess import SliceGeometry, resize_slice, scale_box
+from mskseg_lib.data.preprocess import geometry_of, resize_slice, scale_box
 from mskseg_lib.evaluation.prompting import gt_box_prompts
 from mskseg_lib.evaluation.zero_shot import load_predictions, load_stack_or_raise
 
@@ -34,12 +35,13 @@ def overlay_samples(run_dir: Path, subjects: pd.DataFrame, selection: pd.DataFra
             images, masks = load_stack_or_raise(subject, size_px)
             preds = load_predictions(run_dir, model_key, r.dataset, r.subject_id)
             pred = preds[condition][list(preds["slice_index"]).index(r.slice_index)]
-            geom = SliceGeometry(int(r.rows_px), int(r.cols_px), size_px)
+            geom = geometry_of(r, size_px)
             boxes = [scale_box(p.box_px, geom).tolist() for p in gt_box_prompts(pd.Series(r._asdict()))]
             out.append({"dataset": r.dataset, "subject_id": r.subject_id, "slice_index": int(r.slice_index),
                         "model": str(scores["model"].iloc[0]) if "model" in scores else model_key,
                         "image": np.array(images[int(r.store_index)]), "gt": np.array(masks[int(r.store_index)]),
-                        "pred": resize_slice(pred.astype(np.uint8), size_px, is_mask=True), "boxes": boxes,
+                        "pred": resize_slice(pred.astype(np.uint8), size_px, is_mask=True, resize_mode=geom.resize_mode),
+                        "boxes": boxes,
                         "label_names": get_dataset(r.dataset).label_names(), "dice": float(dice.loc[key])})
     return out
 

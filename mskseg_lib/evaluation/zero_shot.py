@@ -37,7 +37,7 @@ from mskseg_lib.atomic import atomic_path, save_csv, save_parquet, write_json, w
 from mskseg_lib.config import resolve_path
 from mskseg_lib.data import raw_io
 from mskseg_lib.data.catalog import get_dataset
-from mskseg_lib.data.preprocess import SliceGeometry, scale_box, to_display
+from mskseg_lib.data.preprocess import SliceGeometry, geometry_of, scale_box, to_display
 from mskseg_lib.data.slice_store import load_stack
 from mskseg_lib.data.tables import load_tables
 from mskseg_lib.evaluation import aggregate
@@ -51,7 +51,7 @@ from mskseg_lib.models.zoo import load_model, model_availability
 from mskseg_lib.provenance import write_manifest
 
 log = logging.getLogger(__name__)
-SETTINGS_KEYS = ("conditions", "split", "datasets", "max_subjects_per_dataset", "max_slices_per_subject",
+SETTINGS_KEYS = ("conditions", "mask_grid_px", "split", "datasets", "max_subjects_per_dataset", "max_slices_per_subject",
                  "instance_prompts", "hd95", "cache_embeddings")
 
 
@@ -139,7 +139,7 @@ def evaluate_subject(model: Segmenter, model_key: str, slice_rows: pd.DataFrame,
         stack, _ = load_stack_or_raise(subject, size)
         images = np.stack([stack[int(i)] for i in rows["store_index"]])
     gts = ground_truth_slices(subject["mask_nifti"], int(subject["slice_axis"]), rows["slice_index"].astype(int).tolist())
-    geoms = [SliceGeometry(int(r), int(c), size) for r, c in zip(rows["rows_px"], rows["cols_px"])]
+    geoms = [geometry_of(r, size) for _, r in rows.iterrows()]  # stretched or padded, as prepared
     t["load_s"] += time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -257,7 +257,7 @@ def run_zero_shot(cfg: Mapping[str, Any], model_keys: list[str] | None = None, *
     """Evaluate the profile's models zero-shot; resumable. ``model_loader`` replaces the zoo
     (tests pass tiny models); ``selection`` replaces the profile's slice selection."""
     z = cfg["zero_shot"]
-    conditions = parse_conditions(z["conditions"])
+    conditions = parse_conditions(z["conditions"], z["mask_grid_px"])
     model_keys = list(model_keys or z["models"])
     run_dir = Path(run_dir) if run_dir else run_dir_for(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -323,13 +323,14 @@ def run_zero_shot(cfg: Mapping[str, Any], model_keys: list[str] | None = None, *
                "n_subjects": len(groups)}
     if not slices_df.empty:
         subj = aggregate.subject_table(slices_df, volumes_df)
-        ds = aggregate.dataset_table(subj)
+        ds = aggregate.dataset_table(subj, slices_df)
         save_csv(subj, run_dir / "subject_metrics.csv", index=False)
         save_csv(ds, run_dir / "dataset_metrics.csv", index=False)
         save_csv(aggregate.grouped_table(slices_df, "tissue_class"), run_dir / "tissue_metrics.csv", index=False)
         save_csv(aggregate.grouped_table(slices_df, "label_name"), run_dir / "label_metrics.csv", index=False)
-        summary["mean_dice_by_arm"] = ds.groupby("arm")["dice_mean"].mean().round(4).to_dict()
-        summary["datasets"] = ds[["arm", "dataset", "n_subjects", "dice_mean", "dice_sd", "dice_3d_mean"]].round(4).to_dict("records")
+        summary["mean_dice_by_arm"] = ds.groupby("arm")["dice_mean_tissue"].mean().round(4).to_dict()
+        summary["datasets"] = ds[["arm", "dataset", "n_subjects", "dice_mean_tissue", "subject_dice_mean", "subject_dice_sd",
+                                  "dice_3d_mean"]].round(4).to_dict("records")
     write_json(run_dir / "summary.json", summary)
     timings_all = {"total_s": round(time.perf_counter() - t_start, 3), "cpu_threads": threads, "models": timings}
     write_manifest(run_dir / "manifest.json", profile=cfg["profile"], seed=cfg["seed"], config=dict(cfg),

@@ -54,8 +54,9 @@ def bench_finetune(cfg: Mapping[str, Any], model_key: str = "lite_medsam", datas
     out: dict[str, Any] = {"model": model_key, "dataset": dataset, "batch_size": batch, "steps": steps,
                            "cpu_threads": threads}
     seg = load_model(cfg, model_key)
-    samples = build_samples(chosen, slices, 0, seg.input_size_px).head(n)
-    ds = BoxSampleDataset(samples, seg.input_size_px)
+    grid = int(cfg["finetune"]["training"]["mask_grid_px"])
+    samples = build_samples(chosen, slices, 0, seg.input_size_px, grid).head(n)
+    ds = BoxSampleDataset(samples, seg.input_size_px, grid)
     t0 = time.perf_counter()
     store = {}
     for i in range(len(ds)):
@@ -63,9 +64,10 @@ def bench_finetune(cfg: Mapping[str, Any], model_key: str = "lite_medsam", datas
         emb = seg.encode(item["image"].numpy()[None], [item["valid_hw"]])[0]
         store[embedding_key(ds.samples.iloc[i])] = emb
     out["encode_s_per_slice"] = round((time.perf_counter() - t0) / len(ds), 4)
-    out["partial_s_per_step"] = round(_time_steps(BoxPromptNet(seg, "partial"), ds, store, batch, steps, seg.device), 4)
+    out["partial_s_per_step"] = round(_time_steps(BoxPromptNet(seg, "partial", grid), ds, store, batch, steps,
+                                                  seg.device), 4)
     seg = load_model(cfg, model_key)  # fresh weights for the full model
-    out["full_s_per_step"] = round(_time_steps(BoxPromptNet(seg, "full"), ds, None, batch, steps, seg.device), 4)
+    out["full_s_per_step"] = round(_time_steps(BoxPromptNet(seg, "full", grid), ds, None, batch, steps, seg.device), 4)
     out["full_vs_partial"] = round(out["full_s_per_step"] / out["partial_s_per_step"], 2)
     out["device"] = str(seg.device)
     out["versions"] = collect_versions()

@@ -3,14 +3,24 @@
 ``train_run(cfg, experiment, repeat)`` trains one experiment in its run folder
 (``runs_dir/finetune/<tag>/<task>/<group>/Run_N``) and returns its summary:
 
-* loss: MONAI ``DiceLoss`` (sigmoid) + BCE with logits, per (slice, box) sample at the model's
-  input size; AdamW; ``CosineAnnealingWarmRestarts`` stepped per optimizer step (fractional
-  epochs); gradient accumulation over ``grad_accum_steps`` micro-batches, the last, partial
-  window of an epoch included (its loss scaled by its own length); gradient clipping; bf16
-  autocast on CUDA;
-* data: a ``DistributedSampler`` (seeded shuffle; world size 1 without torchrun), at most
-  ``max_samples_per_epoch`` samples per epoch; with a frozen encoder and ``cache_embeddings``,
-  each training slice is encoded once (shared with the zero-shot embedding cache);
+* samples (``samples.py``): one per training slice, with one label (and, for multi-instance
+  labels, one connected piece) drawn at random each epoch, as the study's code does; target
+  and box on the square mask grid ``mask_grid_px`` (256), the box scaled to the model input and
+  optionally shifted outward by 0..``box_shift_grid_px`` grid pixels per side. An epoch is one
+  pass over the training slices (``max_samples_per_epoch`` > 0 caps it for small budgets: a
+  different seeded subset each epoch). Validation slices are drawn the same way (the study
+  validates with its training dataset class, box shift included), seeded per epoch;
+* loss: as the study's code, 0.5 x MONAI ``DiceLoss(sigmoid=True, squared_pred=True)`` + 0.5 x
+  BCE with logits, on the mask grid (the decoder's low-resolution logits; resized to the grid
+  only for a model whose low-resolution output is not the grid); AdamW;
+  ``CosineAnnealingWarmRestarts`` stepped once per optimizer step, so ``scheduler_t0`` counts
+  optimizer steps as in the study's code (``scheduler_t0_unit: epochs``, the labelled variant,
+  steps it with fractional epochs instead); gradient accumulation over ``grad_accum_steps``
+  micro-batches, the last, partial window of an epoch included (its loss scaled by its own
+  length); gradient clipping; bf16 autocast on CUDA;
+* data: a ``DistributedSampler`` (seeded shuffle; world size 1 without torchrun); with a frozen
+  encoder and ``cache_embeddings``, each training slice is encoded once (shared with the
+  zero-shot embedding cache);
 * metrics: training loss, validation loss and validation Dice are sums reduced over ranks, so
   every rank sees the same numbers and takes the same early-stopping decision;
 * checkpoints (rank 0 only, atomic): ``checkpoint_latest.pt`` after every epoch (model,
@@ -45,7 +55,7 @@ from tqdm.auto import tqdm
 
 from mskseg_lib.atomic import atomic_path, write_json, write_text
 from mskseg_lib.config import resolve_path
-from mskseg_lib.data.preprocess import SliceGeometry
+from mskseg_lib.data.preprocess import geometry_of
 from mskseg_lib.data.tables import load_tables
 from mskseg_lib.evaluation.embedding_cache import EmbeddingCache, cache_key, round_trip
 from mskseg_lib.evaluation.zero_shot import RunMismatch
@@ -96,15 +106,17 @@ def make_datasets(cfg: Mapping[str, Any], experiment: Experiment, params: Mappin
     subjects, slices = load_tables(cfg)
     train_subj = choose_subjects(subjects, experiment.train_datasets, "train", experiment.train_subjects, seed)
     val_subj = choose_subjects(subjects, experiment.train_datasets, "val", "all", seed)
-    train = build_samples(train_subj, slices, params["max_slices_per_subject"], size_px)
-    val = build_samples(val_subj, slices, params["max_slices_per_subject"], size_px)
+    grid = int(params["mask_grid_px"])
+    train = build_samples(train_subj, slices, params["max_slices_per_subject"], size_px, grid)
+    val = build_samples(val_subj, slices, params["max_slices_per_subject"], size_px, grid)
     if params["val_max_samples"] and len(val) > params["val_max_samples"]:
         pick = np.sort(np.random.default_rng(seed).choice(len(val), params["val_max_samples"], replace=False))
         val = val.iloc[pick]
     if train.empty or val.empty:
         raise ValueError(f"{experiment.task}: no training or validation samples (train {len(train)}, val {len(val)})")
-    return (BoxSampleDataset(train, size_px, experiment.box_shift_px, seed),
-            BoxSampleDataset(val, size_px, 0.0, seed), train_subj)
+    shift = experiment.box_shift_grid_px
+    return (BoxSampleDataset(train, size_px, grid, shift, seed),
+            BoxSampleDataset(val, size_px, grid, shift, seed), train_subj)
 
 
 def precompute_embeddings(cfg: Mapping[str, Any], segmenter: Segmenter, model_key: str,
@@ -140,7 +152,7 @@ def precompute_embeddings(cfg: Mapping[str, Any], segmenter: Segmenter, model_ke
             fresh: dict[int, Embedding] = {}
             for i in range(0, len(todo), batch):
                 part = todo.iloc[i:i + batch]
-                hw = [SliceGeometry(int(r), int(c), size).resized_shape for r, c in zip(part["rows_px"], part["cols_px"])]
+                hw = [geometry_of(r, size).resized_shape for _, r in part.iterrows()]
                 embs = segmenter.encode(np.stack([stack[int(k)] for k in part["store_index"]]), hw)
                 fresh.update({int(k): round_trip(e) for k, e in zip(part["store_index"], embs)})
             cache.save(model_key, dataset, subject_id, key, fresh)
@@ -176,15 +188,22 @@ def _forward(net: torch.nn.Module, ds: BoxSampleDataset, idx: list[int], store: 
 
 
 class SegLoss(torch.nn.Module):
-    """Dice (MONAI, sigmoid, per sample then mean) + binary cross-entropy with logits."""
+    """The study's loss: ``0.5 * Dice + 0.5 * BCE`` on ``(B, G, G)`` logits and targets.
 
-    def __init__(self) -> None:
+    Dice is MONAI's ``DiceLoss(sigmoid=True, squared_pred=True, reduction="mean")`` (per sample,
+    ``1 - (2 sum(p t) + 1e-5) / (sum(p^2) + sum(t^2) + 1e-5)`` with ``p = sigmoid(logits)``,
+    then the mean), BCE is ``BCEWithLogitsLoss`` (mean over pixels), weights 0.5 and 0.5: the
+    study's ``finetune_main.py`` and ``calculate_loss``.
+    """
+
+    def __init__(self, dice_weight: float = 0.5, bce_weight: float = 0.5) -> None:
         super().__init__()
-        self.dice = DiceLoss(sigmoid=True, reduction="mean")
+        self.dice = DiceLoss(sigmoid=True, squared_pred=True, reduction="mean")
         self.bce = torch.nn.BCEWithLogitsLoss()
+        self.dice_weight, self.bce_weight = float(dice_weight), float(bce_weight)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return self.dice(logits[:, None], target[:, None]) + self.bce(logits, target)
+        return self.dice_weight * self.dice(logits[:, None], target[:, None]) + self.bce_weight * self.bce(logits, target)
 
 
 def hard_dice(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -242,7 +261,7 @@ def check_settings(run_dir: Path, experiment: Experiment, params: Mapping[str, A
     """
     training = {k: v for k, v in params.items() if k != "max_epochs"}
     what = {k: experiment.to_record()[k] for k in ("task", "train_datasets", "model_key", "strategy",
-                                                     "box_shift_px", "train_subjects")}
+                                                     "box_shift_grid_px", "train_subjects")}
     settings = {"experiment": what, "training": training, "seed": seed}
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
     marker = Path(run_dir) / "settings.json"
@@ -283,7 +302,7 @@ def train_run(cfg: Mapping[str, Any], experiment: Experiment, repeat: int = 1, *
     segmenter = segmenter_factory(ctx.device) if segmenter_factory else load_model(cfg, experiment.model_key, ctx.device)
     size = segmenter.input_size_px
     train_ds, val_ds, train_subjects = make_datasets(cfg, experiment, params, size, seed)
-    net = BoxPromptNet(segmenter, experiment.strategy)
+    net = BoxPromptNet(segmenter, experiment.strategy, int(params["mask_grid_px"]))
     store = None
     if not net.encoder_trained and params["cache_embeddings"]:
         t0 = time.perf_counter()
@@ -303,7 +322,8 @@ def train_run(cfg: Mapping[str, Any], experiment: Experiment, repeat: int = 1, *
                                         find_unused_parameters=True)  # SAM decoders leave multimask heads unused
     optimizer = torch.optim.AdamW(net.trainable_parameters(), lr=params["lr"], weight_decay=params["weight_decay"])
     scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
-        optimizer, T_0=params["scheduler_t0_epochs"], T_mult=params["scheduler_t_mult"], eta_min=params["min_lr"])
+        optimizer, T_0=params["scheduler_t0"], T_mult=params["scheduler_t_mult"], eta_min=params["min_lr"])
+    per_step = params["scheduler_t0_unit"] == "optimizer_steps"
     loss_fn = SegLoss()
     amp = bool(params["mixed_precision"]) and ctx.device.type == "cuda"
 
@@ -354,8 +374,12 @@ def train_run(cfg: Mapping[str, Any], experiment: Experiment, repeat: int = 1, *
             if params["grad_clip_norm"] > 0:
                 torch.nn.utils.clip_grad_norm_(net.trainable_parameters(), params["grad_clip_norm"])
             optimizer.step()
-            scheduler.step(epoch + (w + 1) / len(windows))
+            if per_step:  # the study's code: one scheduler step per optimizer step
+                scheduler.step()
+            else:
+                scheduler.step(epoch + (w + 1) / len(windows))
         loss_sum, n = dist_utils.sum_across(ctx, sums)
+        val_ds.set_epoch(epoch)
         val_loss, val_dice = validate(net, val_ds, store, ctx, params["batch_size"], amp, loss_fn)
         record = {"epoch": epoch + 1, "train_loss": loss_sum / max(n, 1), "val_loss": val_loss, "val_dice": val_dice,
                   "lr": lr_epoch, "train_samples": int(n),

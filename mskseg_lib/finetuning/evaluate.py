@@ -6,6 +6,9 @@ A finetuned model is its zoo architecture with ``model_best.pt`` loaded; it is s
 ``Run_N/evaluation``. Its zero-shot baseline is the initial model on the same selection,
 scored once per model into ``runs_dir/finetune/<tag>/_zero_shot/<model>``. A decoder-only
 finetune keeps the initial encoder, so it reuses the zero-shot embedding cache (no encoding).
+Shifted prompt conditions of ``finetune.evaluation.conditions`` count their shift on the
+training grid (``finetune.training.mask_grid_px``), so ``shift_grid_px: 20`` there is the box
+shift ``box_shift_grid_px: 20`` of training; both arms see the same boxes.
 """
 from __future__ import annotations
 
@@ -33,6 +36,7 @@ def evaluation_cfg(cfg: Mapping[str, Any], datasets: list[str] | str, cache_embe
     e = cfg["finetune"]["evaluation"]
     out = copy.deepcopy(dict(cfg))
     out["zero_shot"] = {**cfg["zero_shot"], "conditions": e["conditions"], "split": e["split"], "datasets": datasets,
+                        "mask_grid_px": int(cfg["finetune"]["training"]["mask_grid_px"]),
                         "max_subjects_per_dataset": e["max_subjects_per_dataset"],
                         "max_slices_per_subject": e["max_slices_per_subject"], "hd95": e["hd95"],
                         "instance_prompts": True, "cache_embeddings": cache_embeddings, "qc_overlays_per_dataset": 0}

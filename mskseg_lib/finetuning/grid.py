@@ -6,6 +6,16 @@ mixing, initial_weights), what to ``train_on`` (dataset names or a mix) and, for
 the same training (same data, model, strategy, shift and size) share one experiment, which then
 lists both groups and is scored on the union of their evaluation datasets.
 
+``box_shift_grid_px`` is the study's box-shift augmentation: each box side moves outward by a
+uniform random integer 0..N pixels of the square mask grid (``finetune.training.mask_grid_px``,
+256 by default), so N = 20 is up to 80 px at 1024 px input and 20 px for 256-px LiteMedSAM.
+
+Table 1's "Fine-tuned" arm is the study's mskSAM: trained on ``all_msk`` (or the profile's
+chosen mix) with the image encoder *and* the mask decoder trained (``strategy: full``), no box
+shift and every training subject. The experiment of group ``initial_weights`` with exactly
+these settings carries ``table1_arm = True`` in its record; the ``partial`` experiments of the
+same group (encoder frozen) are the second arm of the initial-weights comparison (S9).
+
 Training mixes (the study's dataset-mixing ablation):
 
 * ``knee``: MAPSS (both sites) + DESS + CUBE; ``spine``: T1ax + T1sag (both) + T2ax;
@@ -14,7 +24,8 @@ Training mixes (the study's dataset-mixing ablation):
   scored as an external validation set.
 
 An experiment lives in ``runs_dir/finetune/<tag>/<task>/<group>/Run_N``: ``task`` is what it
-trains on, ``group`` the setting slug (``lite_medsam-frozen-shift0-nall``), ``N`` the repeat.
+trains on, ``group`` the setting slug (``lite_medsam-frozen-gridshift0-nall``: initial weights,
+encoder frozen or trained, box shift in grid pixels, training subjects), ``N`` the repeat.
 """
 from __future__ import annotations
 
@@ -38,7 +49,9 @@ MIXES: dict[str, tuple[str, ...]] = {
 MIX_KIND = {"knee": "anatomy", "spine": "anatomy", "muscle": "muscle", "all_msk": "all_msk"}
 GROUPS = ("size", "strategy", "knee", "mixing", "initial_weights")
 STRATEGIES = ("partial", "full")
-SETTINGS = ("model", "strategy", "box_shift_px", "train_subjects", "evaluate_on")
+SETTINGS = ("model", "strategy", "box_shift_grid_px", "train_subjects", "evaluate_on")
+RENAMED = {"box_shift_px": "box_shift_grid_px"}  # old key -> new key (clear error for old profiles)
+TABLE1_GROUP = "initial_weights"
 
 
 class GridError(ValueError):
@@ -55,27 +68,34 @@ class Experiment:
     eval_datasets: tuple[str, ...]
     model_key: str  # initial weights: a zoo model
     strategy: str  # partial (encoder frozen) or full
-    box_shift_px: int
+    box_shift_grid_px: int  # largest outward move of a box side, in mask-grid pixels
     train_subjects: str  # "all" or a count per dataset
     groups: tuple[str, ...] = field(default=())
 
     @property
     def slug(self) -> str:
         enc = "frozen" if self.strategy == "partial" else "trained"
-        return f"{self.model_key}-{enc}-shift{self.box_shift_px}-n{self.train_subjects}"
+        return f"{self.model_key}-{enc}-gridshift{self.box_shift_grid_px}-n{self.train_subjects}"
 
     def run_id(self, repeat: int) -> str:
         return f"{self.task}/{self.slug}/Run_{repeat}"
 
     @property
     def training_key(self) -> tuple:
-        return (self.task, self.model_key, self.strategy, self.box_shift_px, self.train_subjects)
+        return (self.task, self.model_key, self.strategy, self.box_shift_grid_px, self.train_subjects)
+
+    @property
+    def table1_arm(self) -> bool:
+        """True for Table 1's finetuned arm: group ``initial_weights``, encoder and decoder trained,
+        no box shift, every training subject (the study's mskSAM)."""
+        return (TABLE1_GROUP in self.groups and self.strategy == "full" and self.box_shift_grid_px == 0
+                and self.train_subjects == "all")
 
     def to_record(self) -> dict[str, Any]:
         d = asdict(self)
         d.update(train_datasets=",".join(self.train_datasets), eval_datasets=",".join(self.eval_datasets),
                  groups=",".join(self.groups), encoder="frozen" if self.strategy == "partial" else "trained",
-                 model=get_spec(self.model_key).display_name, slug=self.slug)
+                 model=get_spec(self.model_key).display_name, slug=self.slug, table1_arm=self.table1_arm)
         return d
 
 
@@ -102,8 +122,8 @@ def _as_list(value: Any) -> list:
 def _check_value(key: str, value: Any, where: str) -> Any:
     if key == "strategy" and value not in STRATEGIES:
         raise GridError(f"{where}: strategy must be one of {STRATEGIES}, got {value!r}")
-    if key == "box_shift_px" and (not isinstance(value, (int, float)) or value < 0):
-        raise GridError(f"{where}: box_shift_px must be a number >= 0, got {value!r}")
+    if key == "box_shift_grid_px" and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        raise GridError(f"{where}: box_shift_grid_px must be an integer >= 0 (mask-grid pixels), got {value!r}")
     if key == "train_subjects" and not (value == "all" or (isinstance(value, int) and value > 0)):
         raise GridError(f"{where}: train_subjects must be a positive integer or 'all', got {value!r}")
     if key == "model":
@@ -111,10 +131,18 @@ def _check_value(key: str, value: Any, where: str) -> Any:
     return value
 
 
+def _refuse_renamed(where: str, entry: Mapping[str, Any]) -> None:
+    for old, new in RENAMED.items():
+        if old in entry:
+            raise GridError(f"{where}: '{old}' was renamed '{new}' (largest outward move of a box side, in "
+                            "pixels of the finetune.training.mask_grid_px grid)")
+
+
 def expand_grid(cfg: Mapping[str, Any], prepared: list[str]) -> list[Experiment]:
     """Every unique experiment of the profile's grid, in the profile's order."""
     f = cfg["finetune"]
     defaults = dict(f["defaults"])
+    _refuse_renamed("finetune.defaults", defaults)
     missing = sorted(set(SETTINGS) - set(defaults))
     if missing or set(defaults) - set(SETTINGS):
         raise GridError(f"finetune.defaults must set exactly {list(SETTINGS)} (missing {missing})")
@@ -123,6 +151,7 @@ def expand_grid(cfg: Mapping[str, Any], prepared: list[str]) -> list[Experiment]
         where = f"finetune.experiments[{i}]"
         if not isinstance(entry, Mapping) or "group" not in entry or "train_on" not in entry:
             raise GridError(f"{where}: needs 'group' and 'train_on', got {entry!r}")
+        _refuse_renamed(where, entry)
         unknown = set(entry) - {"group", "train_on", *SETTINGS}
         if unknown:
             raise GridError(f"{where}: unknown keys {sorted(unknown)} (allowed: group, train_on, {', '.join(SETTINGS)})")
@@ -131,7 +160,7 @@ def expand_grid(cfg: Mapping[str, Any], prepared: list[str]) -> list[Experiment]
             raise GridError(f"{where}: group must be one of {GROUPS}, got {group!r}")
         evaluate_on = [str(d) for d in _as_list(entry.get("evaluate_on", defaults["evaluate_on"]))]
         axes = {k: [_check_value(k, v, where) for v in _as_list(entry.get(k, defaults[k]))]
-                for k in ("model", "strategy", "box_shift_px", "train_subjects")}
+                for k in ("model", "strategy", "box_shift_grid_px", "train_subjects")}
         for train_on in _as_list(entry["train_on"]):
             kind, datasets = resolve_training_data(str(train_on), prepared)
             for model, strategy, shift, n in itertools.product(*axes.values()):
@@ -145,9 +174,20 @@ def expand_grid(cfg: Mapping[str, Any], prepared: list[str]) -> list[Experiment]
                 if group not in rec["groups"]:
                     rec["groups"].append(group)
                 rec["eval"].extend(d for d in wanted if d not in rec["eval"])
-    return [Experiment(task=k[0], mix_kind=v["kind"], train_datasets=v["datasets"], eval_datasets=tuple(v["eval"]),
-                       model_key=k[1], strategy=k[2], box_shift_px=k[3], train_subjects=k[4], groups=tuple(v["groups"]))
-            for k, v in merged.items()]
+    out = [Experiment(task=k[0], mix_kind=v["kind"], train_datasets=v["datasets"], eval_datasets=tuple(v["eval"]),
+                      model_key=k[1], strategy=k[2], box_shift_grid_px=k[3], train_subjects=k[4],
+                      groups=tuple(v["groups"]))
+           for k, v in merged.items()]
+    arms: dict[str, list[str]] = {}
+    for e in out:
+        if e.table1_arm:
+            arms.setdefault(e.model_key, []).append(e.task)
+    for model, tasks in arms.items():
+        if len(tasks) > 1:
+            raise GridError(f"finetune.experiments: group initial_weights trains {model} with strategy full, no box "
+                            f"shift and every subject on {tasks}; Table 1 takes one such arm per model (train it "
+                            "on one mix)")
+    return out
 
 
 def experiments_frame(experiments: list[Experiment], repeats: int = 1) -> pd.DataFrame:

@@ -10,6 +10,12 @@ mode even when the encoder is trained: with 2 slices per step their batch statis
 noise, while their affine weights still learn. Every other module (SAM2's memory blocks) is
 frozen. The forward decodes each sample's box against its own embedding, one decoder call per
 sample, since SAM's decoder broadcasts one image over many prompts, not many over many.
+
+The logits come out on the square mask grid (``mask_grid_px``) where the targets and the loss
+live, as in the study's code: SAM, MedSAM and SAM2 decoders return 256 x 256 low-resolution
+logits at 1024 px input and LiteMedSAM's returns 256 x 256 at 256 px, so with the default
+256 grid the decoder's own output is used as it is; a model whose low-resolution output is
+not the grid (the tiny test models) has its logits resized bilinearly to it.
 """
 from __future__ import annotations
 
@@ -24,15 +30,19 @@ STRATEGIES = {"partial": ("mask_decoder",), "full": ("encoder", "mask_decoder")}
 
 
 class BoxPromptNet(torch.nn.Module):
-    """``forward(boxes, images=None, embeddings=None) -> (B, S, S)`` logits for one box per sample."""
+    """``forward(boxes, images=None, embeddings=None) -> (B, G, G)`` logits for one box per sample.
 
-    def __init__(self, segmenter: Segmenter, strategy: str):
+    ``boxes`` are in model-input pixels; G is ``mask_grid_px`` (the input size S when None).
+    """
+
+    def __init__(self, segmenter: Segmenter, strategy: str, mask_grid_px: int | None = None):
         super().__init__()
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {sorted(STRATEGIES)}, got {strategy!r}")
         self.model = segmenter.model  # registered: the state dict is the zoo model's, under "model."
         object.__setattr__(self, "segmenter", segmenter)  # not a submodule (no duplicate parameters)
         self.strategy = strategy
+        self.mask_grid_px = int(mask_grid_px or segmenter.input_size_px)
         self.trained_parts = STRATEGIES[strategy]
         fixed_single_mask_output(segmenter)
         self.set_trainable()
@@ -86,7 +96,8 @@ class BoxPromptNet(torch.nn.Module):
         elif self.encoder_trained:
             raise ValueError("precomputed embeddings cannot train the encoder (strategy 'full')")
         box_np = boxes.detach().cpu().numpy().astype(np.float32)
-        out = [self.segmenter.predict(e, Prompts(boxes=box_np[i:i + 1])) for i, e in enumerate(embeddings)]
+        out = [self.segmenter.predict(e, Prompts(boxes=box_np[i:i + 1]), size_px=self.mask_grid_px)
+               for i, e in enumerate(embeddings)]
         return torch.cat(out, dim=0)
 
 
@@ -106,4 +117,4 @@ def describe(net: BoxPromptNet) -> dict[str, Any]:
     n_all = sum(p.numel() for p in net.model.parameters())
     n_train = sum(p.numel() for p in net.trainable_parameters())
     return {"strategy": net.strategy, "trained_parts": list(net.trained_parts), "parameters": n_all,
-            "trainable_parameters": n_train}
+            "trainable_parameters": n_train, "mask_grid_px": net.mask_grid_px}

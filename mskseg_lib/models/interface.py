@@ -1,11 +1,14 @@
 """The one interface every promptable segmenter offers, and the inference context it runs in.
 
 A segmenter works on square uint8 slices of ``input_size_px`` (the stored, model-ready slices of
-``prepare``: longest side resized to the input size, padded bottom/right). It offers:
+``prepare``: resized straight to the square, the study's ``stretch``, or with ``prepare.resize:
+pad`` longest side resized and padded bottom/right; see ``data.preprocess.SliceGeometry``). It
+offers:
 
 * ``encode(images, valid_hw=None) -> list[Embedding]``: run the image encoder once on a batch
-  of slices ``(B, S, S)``; ``valid_hw`` gives each slice's unpadded (rows, cols) for models
-  whose preprocessing treats the padding specially (SAM normalises before padding).
+  of slices ``(B, S, S)``; ``valid_hw`` gives the (rows, cols) each slice occupies (the whole
+  square when stretched) for models whose preprocessing treats padding specially (SAM
+  normalises before padding).
 * ``decode(embedding, prompts) -> Tensor (N, S, S)``: logits for all N prompts of one slice in
   one call of the prompt encoder and mask decoder, upsampled to the input size.
 

@@ -233,8 +233,10 @@ class Sam2Segmenter:
         with inference_context(self.device, self.autocast_bf16):
             return self.predict(embedding, prompts)
 
-    def predict(self, embedding: Embedding, prompts: Prompts) -> torch.Tensor:
-        """Differentiable decoding of all prompts of one slice (``decode`` without inference mode)."""
+    def predict(self, embedding: Embedding, prompts: Prompts, size_px: int | None = None) -> torch.Tensor:
+        """Differentiable decoding of all prompts of one slice (``decode`` without inference mode),
+        as (N, s, s) logits with ``s = size_px`` (default: the input size; finetuning asks for its
+        mask grid, 256 = the decoder's own low-resolution logits at 1024 px input)."""
         model = self.model
         dtype = next(model.parameters()).dtype
         image_embed = embedding["image_embed"].to(self.device, dtype)[None]
@@ -250,7 +252,7 @@ class Sam2Segmenter:
             repeat_image=points[0].shape[0] > 1,
             high_res_features=high_res,
         )
-        return upsample_logits(low_res, self.input_size_px)
+        return upsample_logits(low_res, size_px or self.input_size_px)
 
 
 def load_sam2_segmenter(

@@ -1,4 +1,4 @@
-"""SAM ViT-B and MedSAM ViT-B: one architecture (segment-anything), two input conventions.
+"""SAM ViT-B/L/H and MedSAM ViT-B: one architecture family (segment-anything), two input conventions.
 
 * SAM: RGB 0-255, minus the ImageNet mean and over its std (``Sam.preprocess``), padding
   applied *after* normalisation, so the padded region is zero in normalised units. Given each
@@ -6,8 +6,10 @@
 * MedSAM: each slice min-max scaled to 0-1, no mean/std (MedSAM's inference script).
 
 ``decode_sam_style`` is the shared prompt path (prompt encoder + mask decoder, many prompts of
-one slice against one embedding); LiteMedSAM uses it too. ``TINY_SAM`` is a randomly
-initialised miniature of the architecture for tests, built by the same ``build_sam_vit``.
+one slice against one embedding); LiteMedSAM uses it too. ``VIT_B``, ``VIT_L`` and ``VIT_H`` are
+the published encoders (embedding width, depth, heads, global-attention blocks; the rest is
+shared), looked up by the registry's ``architecture`` in ``SAM_ARCHITECTURES``. ``TINY_SAM`` is
+a randomly initialised miniature of the architecture for tests, built by the same ``build_sam_vit``.
 """
 from __future__ import annotations
 
@@ -25,11 +27,25 @@ from mskseg_lib.models.interface import Embedding, Prompts, as_image_batch, infe
 VIT_B: dict[str, Any] = {"img_size": 1024, "patch_size": 16, "embed_dim": 768, "depth": 12, "num_heads": 12,
                          "global_attn_indexes": (2, 5, 8, 11), "window_size": 14, "prompt_dim": 256,
                          "decoder_depth": 2, "decoder_mlp_dim": 2048, "decoder_heads": 8}
+VIT_L: dict[str, Any] = {**VIT_B, "embed_dim": 1024, "depth": 24, "num_heads": 16,
+                         "global_attn_indexes": (5, 11, 17, 23)}
+VIT_H: dict[str, Any] = {**VIT_B, "embed_dim": 1280, "depth": 32, "num_heads": 16,
+                         "global_attn_indexes": (7, 15, 23, 31)}
+#: registry ``architecture`` -> encoder settings (as ``segment_anything.build_sam`` builds them)
+SAM_ARCHITECTURES: dict[str, dict[str, Any]] = {"vit_b": VIT_B, "vit_l": VIT_L, "vit_h": VIT_H}
 TINY_SAM: dict[str, Any] = {"img_size": 128, "patch_size": 16, "embed_dim": 32, "depth": 2, "num_heads": 2,
                             "global_attn_indexes": (1,), "window_size": 4, "prompt_dim": 32,
                             "decoder_depth": 1, "decoder_mlp_dim": 64, "decoder_heads": 2}
 SAM_PIXEL_MEAN = (123.675, 116.28, 103.53)
 SAM_PIXEL_STD = (58.395, 57.12, 57.375)
+
+
+def sam_architecture(name: str) -> dict[str, Any]:
+    """The encoder settings of a registry ``architecture`` (``vit_b``, ``vit_l``, ``vit_h``)."""
+    try:
+        return SAM_ARCHITECTURES[name]
+    except KeyError:
+        raise ValueError(f"unknown SAM architecture {name!r}; known: {', '.join(SAM_ARCHITECTURES)}") from None
 
 
 def build_sam_vit(arch: dict[str, Any] = VIT_B) -> Sam:
@@ -130,10 +146,12 @@ class SamSegmenter:
         """Differentiable image encoding of a prepared batch (used by ``encode`` and by training)."""
         return [{"image_embed": e} for e in self.model.image_encoder(x)]
 
-    def predict(self, embedding: Embedding, prompts: Prompts) -> torch.Tensor:
-        """Differentiable decoding of all prompts of one slice: (N, S, S) logits."""
+    def predict(self, embedding: Embedding, prompts: Prompts, size_px: int | None = None) -> torch.Tensor:
+        """Differentiable decoding of all prompts of one slice: (N, s, s) logits, ``s = size_px``
+        (the input size S by default; finetuning asks for its mask grid, e.g. the decoder's own
+        256-px low-resolution logits of a 1024-px model, which then need no resizing)."""
         return decode_sam_style(self.model.prompt_encoder, self.model.mask_decoder, embedding, prompts,
-                                self.input_size_px, self.device)
+                                size_px or self.input_size_px, self.device)
 
     def encode(self, images: np.ndarray, valid_hw: list[tuple[int, int]] | None = None) -> list[Embedding]:
         with inference_context(self.device, self.autocast_bf16):

@@ -33,9 +33,10 @@ def load_model(cfg: Mapping[str, Any], name: str, device: torch.device | None = 
 
         model = load_lite_medsam(spec.display_name, path, device, bf16)
     elif spec.family == "sam":
-        from mskseg_lib.models.sam_vit import load_sam_segmenter
+        from mskseg_lib.models.sam_vit import load_sam_segmenter, sam_architecture
 
-        model = load_sam_segmenter(spec.display_name, path, spec.normalisation, device, bf16)
+        model = load_sam_segmenter(spec.display_name, path, spec.normalisation, device, bf16,
+                                   arch=sam_architecture(spec.architecture))
     elif spec.family == "sam2":
         from mskseg_lib.models.sam2_hiera import load_sam2_segmenter
 

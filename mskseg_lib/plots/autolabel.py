@@ -6,13 +6,14 @@ boxes instead of ground-truth boxes?
   shows the whole distribution (cloud), every subject (rain) and the quartiles (box) at once,
   which matters here because detector failures make the distributions skewed and bimodal
   (a missed structure costs a whole subject) where a box or a mean alone would hide it.
-  Each model carries the BH-adjusted Wilcoxon rank-sum p of the two conditions
-  (:func:`mskseg_lib.stats.comparisons.ranksum_by_group`).
+  Each model carries the BH-adjusted Wilcoxon rank-sum p of the two conditions, the study's
+  test (:func:`mskseg_lib.stats.comparisons.ranksum_by_group`, or table S71 of
+  :func:`mskseg_lib.autolabel.prompt_tests.prompt_condition_tests`, whose ``p_bh`` it is).
 * **6b** (:func:`plot_figure6b`): example slices, one row each: the detector's boxes, the
   ground-truth and predicted labels as overlays, and the same as contours (where a fill hides
   how far a border is off, a contour shows it).
-* :func:`plot_postprocess_cost`: mean subject Dice with the pipeline's post-processing on
-  and off, the Dice cost (or gain) of the cleanup.
+* :func:`plot_postprocess_cost` (figure X06a, no study counterpart): mean subject Dice with
+  the pipeline's post-processing on and off, the Dice cost (or gain) of the cleanup.
 
 **ptitprince.** The clouds and the rain are drawn with ptitprince (0.3.1, the release for
 seaborn 0.13). Its ``RainCloud`` runs with the installed seaborn 0.13 / matplotlib 3.11 but is

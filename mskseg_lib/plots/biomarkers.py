@@ -3,9 +3,10 @@
 Per biomarker, a Bland-Altman panel (mean of the two measurements against predicted - manual,
 with the bias and limits of agreement of ``mskseg_lib.stats.agreement``: mean +- 1.96 SD when
 the analysis was parametric, median and 2.5/97.5 percentiles when not, each with its 95% CI as
-a shaded band) and a regression panel (predicted against manual, identity line dashed, the
-fitted line or the Gaussian-process mean with its 95% band, annotated with the ICC, R2 and p or
-Spearman's rho).
+a shaded band) and a regression panel as the study draws it: manual (y) against automated, i.e.
+predicted-mask, values (x), identity line dashed, the fitted line or the Gaussian-process mean with
+its 95% band over the automated range, annotated with the ICC (ICC(3,1) with ICC(A,1) beside it,
+or the mixed-model ICC's bootstrap median), R2 and p or Spearman's rho).
 
 ``plot_truth_error`` goes beyond the study: the synthetic cohort knows every biomarker's true
 value, so the error of manual *and* predicted masks against the truth can be shown, which a
@@ -132,8 +133,10 @@ def plot_bland_altman(result_or_data: Any, ax: Optional[Axes] = None, title: Opt
 
 def _regression_text(res: AgreementResult) -> str:
     icc, reg, rho = res.icc, res.regression, res.spearman
-    name = "ICC(3,1)" if icc.method == "ICC(3,1)" else "ICC (LMM)"
+    name = "ICC(3,1)" if icc.method == "ICC(3,1)" else "ICC (LMM, bootstrap median)"
     lines = [f"{name} = {icc.icc:.2f} [{icc.ci_low:.2f}, {icc.ci_high:.2f}]"]
+    if icc.method == "ICC(3,1)" and res.icc_a1 is not None:
+        lines.append(f"ICC(A,1) = {res.icc_a1.icc:.2f}")
     if reg.method == "linear":
         lines += [f"y = {_fmt(reg.slope)}x {'+' if reg.intercept >= 0 else '−'} {_fmt(abs(reg.intercept))}",
                   f"R² = {reg.r2:.2f}, {format_p(reg.p_value)}"]
@@ -145,15 +148,15 @@ def _regression_text(res: AgreementResult) -> str:
 
 def plot_regression(result_or_data: Any, ax: Optional[Axes] = None, title: Optional[str] = None,
                     unit: Optional[str] = None, *, n_boot: int = 2000, seed: int = 0) -> Figure:
-    """Predicted vs manual with the identity line (dashed), the fitted line or the GP mean and
-    95% band, and the ICC, R2 and p (or GP R2 and Spearman's rho) written in the corner."""
+    """Manual (y) vs automated (x) with the identity line (dashed), the fitted line or the GP
+    mean and 95% band, and the ICC, R2 and p (or GP R2 and Spearman's rho) in the corner."""
     fig, ax = _fig_of(ax, (4.2, 4.0))
     res = _as_result(result_or_data, n_boot, seed)
     if isinstance(res, str):
         _placeholder(ax, res, title)
         return fig
     data, reg = res.data, res.regression
-    ax.scatter(data["manual"], data["predicted"], s=18, color=POINT_COLOR, alpha=0.75, lw=0, gid="reg_points")
+    ax.scatter(data["predicted"], data["manual"], s=18, color=POINT_COLOR, alpha=0.75, lw=0, gid="reg_points")
     values = np.r_[data["manual"].to_numpy(), data["predicted"].to_numpy()]
     lo, hi = float(values.min()), float(values.max())
     pad = 0.05 * (hi - lo) if hi > lo else max(abs(hi), 1.0) * 0.05
@@ -170,8 +173,8 @@ def plot_regression(result_or_data: Any, ax: Optional[Axes] = None, title: Optio
     ax.text(0.03, 0.97, _regression_text(res), transform=ax.transAxes, ha="left", va="top", fontsize=8,
             gid="reg_annotation", bbox={"facecolor": "white", "alpha": 0.8, "lw": 0})
     ax.legend(loc="lower right", fontsize="small")
-    ax.set_xlabel(_with_unit("manual masks", unit))
-    ax.set_ylabel(_with_unit("predicted masks", unit))
+    ax.set_xlabel(_with_unit("automated (predicted masks)", unit))
+    ax.set_ylabel(_with_unit("manual masks", unit))
     ax.set_title(title or ("linear regression" if reg.method == "linear" else "Gaussian-process regression"))
     return fig
 
@@ -193,7 +196,8 @@ def _unit(units: Optional[Mapping[Any, str]], key: Any) -> Optional[str]:
 def plot_figure5b(results: Mapping[Any, AgreementResult], units: Optional[Mapping[Any, str]] = None) -> Figure:
     """Figure 5b: one row per biomarker, Bland-Altman left and regression right.
 
-    Keys name the rows (a tuple key such as (biomarker, structure) is joined with " · ").
+    Keys name the rows (a tuple key such as (biomarker, structure) is joined with " · "); the
+    row's name and the decision head its Bland-Altman panel.
     """
     if not results:
         fig, ax = plt.subplots(figsize=(6, 2.5), constrained_layout=True)
@@ -206,7 +210,8 @@ def plot_figure5b(results: Mapping[Any, AgreementResult], units: Optional[Mappin
         label, unit = _label(key), _unit(units, key)
         decision = f" ({res.test_choice.decision})" if isinstance(res, AgreementResult) else ""
         plot_bland_altman(res, ax=axes[row, 0], title=f"{label}{decision}: Bland-Altman", unit=unit)
-        plot_regression(res, ax=axes[row, 1], title=f"{label}: predicted vs manual", unit=unit)
+        plot_regression(res, ax=axes[row, 1], title="manual vs automated", unit=unit)
+        axes[row, 0].title.set_fontsize("medium")
     return fig
 
 

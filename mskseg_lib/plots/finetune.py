@@ -280,10 +280,10 @@ def _bar_panel(ax: Axes, subjects: pd.DataFrame, s: pd.DataFrame, hues: list[str
 def _strategy_hues(s: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     """``s`` with a ``hue`` strategy label; labels frozen before trained, shifts ascending."""
     hue = [strategy_label(e, b) + x
-           for e, b, x in zip(s["encoder"], s["box_shift_px"], _model_suffixes(s))]
+           for e, b, x in zip(s["encoder"], s["box_shift_grid_px"], _model_suffixes(s))]
     s = s.assign(hue=hue)
     keys = s.drop_duplicates("hue")
-    order = sorted(zip(keys["hue"], keys["encoder"], keys["box_shift_px"], keys["model_key"]),
+    order = sorted(zip(keys["hue"], keys["encoder"], keys["box_shift_grid_px"], keys["model_key"]),
                    key=lambda t: (str(t[3]), *_strategy_sort_key((t[1], t[2]))))
     return s, [t[0] for t in order]
 

@@ -12,9 +12,11 @@ to the next as a box / point prompt. The figures answer two questions:
   falls off with the distance, and asymmetry shows whether forward or backward propagation is
   the weak direction. The far offsets rest on fewer structures (only the long ones reach them),
   so their bands are noisier.
-* :func:`plot_scheme_dice`: *how good* is each scheme on the whole volume? 3D Dice of all
-  structures combined, per scheme (x) and model (dodged), each subject a point with the median
-  as a bar; optionally anchored on a published value.
+* :func:`plot_scheme_dice`: *how good* is each scheme on the whole volume? The ``combined`` 3D
+  Dice (the SAM2 knee study's "femur and tibia combined": the Dice of the union of the femur
+  and tibia masks; spine: the union of the vertebral bodies), per scheme (x) and model
+  (dodged), each subject a point with the median as a bar; optionally anchored on a published
+  value.
 * :func:`plot_example_slices`: what the drift looks like: slices of one volume at chosen
   offsets from the prompted slice, manual mask as solid contours and prediction as dashed
   contours in the same colour per label.
@@ -196,7 +198,7 @@ def plot_dice_vs_offset(slices: pd.DataFrame, *, max_offset: int | None = None,
 def plot_scheme_dice(structures: pd.DataFrame, *, anchor: float | None = None,
                      anchor_label: str = "published", anchor_anatomy: str | None = None,
                      title: str | None = None) -> Figure:
-    """3D Dice of all structures combined, per scheme and model, one panel per dataset.
+    """The ``combined`` 3D Dice (femur + tibia union), per scheme and model, one panel per dataset.
 
     ``structures``: the engine's structure table; only its ``structure == "combined"`` rows
     (one per model x scheme x subject) are drawn. x = scheme (``SCHEME_LABELS`` order of the
@@ -252,7 +254,7 @@ def plot_scheme_dice(structures: pd.DataFrame, *, anchor: float | None = None,
         ax.grid(axis="x", visible=False)
         ax.set_ylim(0.0, 1.02)
         ax.set_title(short_dataset_name(dataset))
-    axes[0, 0].set_ylabel("3D Dice (all structures combined)")
+    axes[0, 0].set_ylabel("3D Dice (combined)")
     handles: list[Any] = [Line2D([], [], ls="", marker=markers[m], color=palette[m], label=m)
                           for m in models]
     handles.append(Line2D([], [], color="black", lw=2.0, label="median"))

@@ -85,11 +85,16 @@ def _dataset_axis(ax: Axes, datasets: list[str]) -> None:
     ax.grid(axis="x", visible=False)
 
 
-def _arm_legend(ax: Axes, colors: Mapping[str, Any], alpha: float = 1.0) -> None:
+def _arm_legend(ax: Axes, colors: Mapping[str, Any], alpha: float = 1.0, title: str = "Arm") -> None:
     if colors:
         ax.legend(handles=[Patch(facecolor=c, alpha=alpha, label=a) for a, c in colors.items()],
-                  title="Arm", fontsize=8, title_fontsize=8, loc="upper left",
+                  title=title, fontsize=8, title_fontsize=8, loc="upper left",
                   bbox_to_anchor=(1.01, 1.0))
+
+
+def _legend_title(arm_col: str) -> str:
+    """Legend title for the column the arms come from (``arm`` -> "Arm", ``model`` -> "Model")."""
+    return {"arm": "Arm", "model": "Model", "condition": "Prompt condition"}.get(arm_col, arm_col)
 
 
 def _offsets(n_arms: int, width: float = 0.8) -> tuple[np.ndarray, float]:
@@ -101,7 +106,7 @@ def _offsets(n_arms: int, width: float = 0.8) -> tuple[np.ndarray, float]:
 # ----------------------------------------------------------------------- panel (a): boxes
 def plot_dice_boxplots(subjects: pd.DataFrame, friedman: Optional[pd.DataFrame] = None,
                        value_col: str = "dice_mean_slice", arm_col: str = "arm",
-                       ax: Optional[Axes] = None) -> Figure:
+                       ax: Optional[Axes] = None, title: Optional[str] = None) -> Figure:
     """Figure 3a: subject Dice per dataset, one box per arm with the subjects as points.
 
     Boxes show where the arms differ and the points show how few subjects some datasets
@@ -137,8 +142,39 @@ def plot_dice_boxplots(subjects: pd.DataFrame, friedman: Optional[pd.DataFrame] 
     _dataset_axis(ax, datasets)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel(VALUE_LABELS.get(value_col, value_col))
-    ax.set_title("Zero-shot Dice per dataset (Friedman, BH-adjusted)", pad=16)
-    _arm_legend(ax, colors, alpha=0.6)
+    ax.set_title(title or "Zero-shot Dice per dataset (Friedman, BH-adjusted)", pad=16)
+    _arm_legend(ax, colors, alpha=0.6, title=_legend_title(arm_col))
+    return fig
+
+
+def plot_condition_panels(subjects: pd.DataFrame, friedman: Optional[pd.DataFrame] = None,
+                          value_col: str = "dice_mean_slice", analysis_prefix: str = "prompt conditions · ",
+                          models: Optional[Sequence[str]] = None) -> Figure:
+    """The project's extra zero-shot figure: one row per model, subject Dice per dataset and
+    prompt condition (exact vs shifted boxes), each row with its own Friedman p across
+    conditions (BH-adjusted across datasets).
+
+    ``friedman`` is the extra-analysis table (an ``analysis`` column, rows of analysis
+    ``analysis_prefix + <model>``); panels are :func:`plot_dice_boxplots` with the condition as
+    the arm. Axes carry ``gid`` ``"model:<model>"``.
+    """
+    models = list(dict.fromkeys(subjects["model"].astype(str))) if models is None else list(models)
+    n_datasets = max(subjects["dataset"].nunique(), 1)
+    n_arms = max(subjects["condition"].nunique(), 1)
+    fig, axs = plt.subplots(max(len(models), 1), 1, squeeze=False, constrained_layout=True,
+                            figsize=(max(6.0, 0.5 + n_datasets * (0.4 + 0.35 * n_arms)), 3.8 * max(len(models), 1)))
+    if not models:
+        axs[0, 0].text(0.5, 0.5, "no zero-shot results", ha="center", va="center")
+        axs[0, 0].axis("off")
+        return fig
+    for ax, model in zip(axs[:, 0], models):
+        sub = subjects[subjects["model"].astype(str) == model]
+        fr = None
+        if friedman is not None and "analysis" in friedman:
+            fr = friedman[friedman["analysis"] == analysis_prefix + model]
+        plot_dice_boxplots(sub, fr, value_col=value_col, arm_col="condition", ax=ax,
+                           title=f"{model}: exact vs shifted boxes (Friedman across conditions, BH-adjusted)")
+        ax.set_gid(f"model:{model}")
     return fig
 
 
@@ -195,7 +231,7 @@ def plot_dice_variance(subjects: pd.DataFrame, value_col: str = "dice_mean_slice
     ax.set_ylim(bottom=0)
     ax.set_ylabel(f"Variance of {VALUE_LABELS.get(value_col, value_col)}", fontsize=9)
     ax.set_title("Between-subject variance of Dice")
-    _arm_legend(ax, colors)
+    _arm_legend(ax, colors, title=_legend_title(arm_col))
     return fig
 
 

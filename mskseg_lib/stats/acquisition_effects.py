@@ -1,6 +1,10 @@
-"""The study's mixed-effects analysis of Dice: acquisition parameters and finetuning choices.
+"""Sensitivity analysis: the mixed model at the *subject* level, and the physics direction check.
 
-``analyse_effects`` runs the steps of :mod:`mskseg_lib.stats.mixed_effects` in the study's order:
+The study's own analysis (one mean Dice per experiment and dataset) is
+:mod:`mskseg_lib.stats.study_effects`. This module keeps the project's earlier, finer-grained
+model as a labelled sensitivity analysis (tables X04c/X04d): does the picture change when each
+test subject's Dice is a row of its own? ``analyse_effects`` runs the steps of
+:mod:`mskseg_lib.stats.mixed_effects`:
 
 1. acquisition parameters are imputed once per *subject* (a subject scored by ten experiments
    is still one scan, so it must not weigh ten times in the imputation or its KS check);
@@ -8,11 +12,13 @@
    data are that type's finetuned rows plus the zero-shot rows on the same datasets, the
    reference arm being the reference model zero-shot (SAM ViT-B in the study; the first
    available zero-shot model otherwise, stated in the fit table);
-3. fixed effects: MRI parameters, the arm (model x zero-shot/finetuned, one-hot against the
-   reference), encoder trained, box shift, and two-way interactions from the profile; features
-   with VIF > threshold are dropped and the preprocessing repeated on what remains (imputation
-   with only the kept parameters as predictors, standardisation on the model's own rows);
-4. a random intercept per dataset (statsmodels ``MixedLM``, REML).
+3. fixed effects: every recorded MRI parameter, the arm (model x zero-shot/finetuned, one-hot
+   against the reference), image encoder finetuned, box shift applied, and two-way interactions
+   from the profile; features with VIF > threshold are dropped and the preprocessing repeated on
+   what remains (imputation with only the kept parameters as predictors, scaling on the model's
+   own rows);
+4. random intercepts per dataset and per subject within its dataset (statsmodels ``MixedLM``,
+   REML): a subject scored by several experiments gives correlated rows.
 
 ``physics_check`` fits the MRI parameters alone to one zero-shot model's Dice over the whole
 synthetic cohort and compares the sign of each effect with the sign the cohort's physics implies
@@ -24,17 +30,17 @@ table says why (``status``), so a partial grid still gives a report.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
-from mskseg_lib.stats.mixed_effects import (ACQUISITION_COLUMNS, MRI_TYPES, PHYSICS_SIGNS, PUBLISHED_EFFECTS,
-                                            VariableTypes, arm_name, assemble_table, drop_collinear, encode, fit_mixed,
-                                            impute, ks_sensitivity, missingness, safe_name)
+from mskseg_lib.stats.mixed_effects import (ACQUISITION_COLUMNS, MRI_TYPES, PHYSICS_SIGNS, SUBJECT_DICE_COLUMNS,
+                                            VariableTypes, arm_name, assemble_table, drop_collinear, encode,
+                                            first_column, fit_mixed, impute, ks_sensitivity, missingness, safe_name)
 
 FINETUNE_TYPES = ("single", "mixed", "all_msk")
-SETTING_TYPES = {"nominal": ("arm",), "binary": ("encoder_trained", "box_shift")}
+SETTING_TYPES = {"nominal": ("arm",), "binary": ("encoder_finetuned", "box_shift_applied")}
 GROUP = "dataset"
 MIN_GROUPS = 3  # a between-dataset variance from two datasets is not an estimate
 MIN_RESIDUAL_DF = 3  # observations beyond the fixed effects and the two variances
@@ -46,18 +52,19 @@ PHYSICS_RATIONALE = {
     "slice_thickness_mm": "thicker slices: through-plane partial volume blurs edges",
 }
 FIT_COLUMNS = ["finetune_type", "status", "reference_arm", "n_obs", "n_groups", "n_experiments", "converged",
-               "random_intercept_var", "residual_var", "dropped_features", "dropped_interactions", "formula"]
+               "random_intercept_var", "subject_var", "residual_var", "dropped_features", "dropped_interactions",
+               "formula"]
 
 
 @dataclass
 class EffectsAnalysis:
-    """Everything notebook 04 reports (tables S34-S38 and figure 5a)."""
+    """The subject-level sensitivity analysis (notebook 04's X04 tables)."""
 
-    table: pd.DataFrame  # assembled rows with imputed acquisition (S34 is its summary)
-    missingness: pd.DataFrame  # S35, per subject
-    ks: pd.DataFrame  # S36
-    vif: pd.DataFrame  # S37: finetune_type, feature, vif_before, vif_after, dropped
-    coefficients: pd.DataFrame  # S38: finetune_type, term, coef, se, ci_low, ci_high, p_value
+    table: pd.DataFrame  # assembled rows (one per experiment, dataset, subject) with imputed acquisition
+    missingness: pd.DataFrame  # per subject
+    ks: pd.DataFrame  # observed vs completed, per subject
+    vif: pd.DataFrame  # finetune_type, feature, vif_before, vif_after, dropped
+    coefficients: pd.DataFrame  # finetune_type, term, coef, se, ci_low, ci_high, p_value
     fits: pd.DataFrame  # one row per finetuning type: status, convergence, variances, formula
 
 
@@ -126,8 +133,12 @@ def _estimable_interactions(data: pd.DataFrame, fixed: list[str],
 
 def fit_one(rows: pd.DataFrame, subjects: pd.DataFrame, *, reference: str, types: VariableTypes,
             interactions: Sequence[tuple[str, str]], vif_threshold: float, seed: int,
-            label: str) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
+            label: str, subject_effects: bool = False) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
     """Preprocess, prune by VIF, preprocess again on the kept variables, fit.
+
+    ``subject_effects`` adds a random intercept per subject within its dataset where some
+    subject has more than one row (several experiments scored it) and some dataset more than
+    one subject (with one subject per dataset it would be the dataset's intercept again).
 
     Returns (fit row, VIF table, coefficient table); a model that cannot be fitted gets a
     ``status`` saying why and empty tables.
@@ -158,23 +169,36 @@ def fit_one(rows: pd.DataFrame, subjects: pd.DataFrame, *, reference: str, types
     if len(data) - (len(fixed) + 3) < MIN_RESIDUAL_DF:
         return {**fit_row, "status": f"not estimable: {len(data)} observations for {len(fixed)} fixed effects, "
                                      "an intercept and two variances"}, vif, empty
+    nested = {}
+    if (subject_effects and data.groupby([GROUP, "subject_id"]).size().max() > 1
+            and data.groupby(GROUP)["subject_id"].nunique().max() > 1):  # else it is the dataset's intercept
+        nested = {"subject": "subject_id"}
     try:
-        fit = fit_mixed(data, RESPONSE, fixed, GROUP, inter)
+        fit = fit_mixed(data, RESPONSE, fixed, GROUP, inter, variance_components=nested)
     except (ValueError, RuntimeError) as exc:
         return {**fit_row, "status": f"not estimable: {exc}"}, vif, empty
     fit_row.update(status="fitted", converged=fit.converged, random_intercept_var=fit.random_intercept_var,
-                   residual_var=fit.residual_var, formula=fit.formula)
+                   subject_var=fit.variance_components.get("subject", float("nan")),
+                   residual_var=fit.residual_var,
+                   formula=fit.formula + (" + (1 | dataset) + (1 | dataset:subject_id)" if nested else " + (1 | dataset)"))
     return fit_row, vif, fit.coefficients
 
 
 def analyse_effects(subject_scores: pd.DataFrame, experiments: pd.DataFrame, subjects: pd.DataFrame, *,
                     reference_model: str = "sam_vit_b", condition: str = "gt_box",
                     interactions: Sequence[Sequence[str]] = (("te_ms", "slice_thickness_mm"),
-                                                             ("te_ms", "encoder_trained")),
+                                                             ("te_ms", "encoder_finetuned")),
                     vif_threshold: float = 10.0, seed: int = 0,
-                    types: VariableTypes = MRI_TYPES) -> EffectsAnalysis:
-    """One mixed model per finetuning type, as in the study (see the module docstring)."""
-    raw = assemble_table(subject_scores, experiments, subjects, condition)
+                    types: VariableTypes = MRI_TYPES, dice_column: str | None = None) -> EffectsAnalysis:
+    """The subject-level sensitivity analysis: one mixed model per finetuning type with random
+    intercepts per dataset and per subject (see the module docstring).
+
+    ``subject_scores``: one row per (experiment, condition, dataset, subject) with the subject's
+    Dice (``dice_column``, default the first of ``SUBJECT_DICE_COLUMNS`` present);
+    ``experiments``: the grid's experiment table; ``subjects``: the prepared subject table with
+    the acquisition columns.
+    """
+    raw = assemble_table(subject_scores, experiments, subjects, condition, dice_column)
     if raw.empty:
         raise ValueError(f"mixed effects: no subject scores under condition {condition!r}")
     in_table = subjects.merge(raw[["dataset", "subject_id"]].drop_duplicates(), on=["dataset", "subject_id"])
@@ -194,7 +218,7 @@ def analyse_effects(subject_scores: pd.DataFrame, experiments: pd.DataFrame, sub
         base = raw[(raw["arm"] == reference) & raw[GROUP].isin(tuned[GROUP].unique())]
         row, vif, coef = fit_one(pd.concat([base, tuned], ignore_index=True), in_table, reference=reference,
                                  types=full_types, interactions=pairs, vif_threshold=vif_threshold, seed=seed,
-                                 label=kind)
+                                 label=kind, subject_effects=True)
         fits.append(row)
         if not vif.empty:
             vifs.append(vif.assign(finetune_type=kind))
@@ -220,8 +244,8 @@ def _typed(fits: pd.DataFrame) -> pd.DataFrame:
 
 # ----------------------------------------------------------------------------- reporting helpers
 def data_summary(table: pd.DataFrame) -> pd.DataFrame:
-    """Table S34: rows, subjects, experiments and Dice per finetuning type and dataset, with the
-    dataset's typical acquisition (median over its subjects)."""
+    """Rows, subjects, experiments and subject Dice per finetuning type and dataset of the
+    subject-level table, with the dataset's typical acquisition (median over its subjects)."""
     keys = ["finetune_type", GROUP]
     counts = table.groupby(keys).agg(n_rows=(RESPONSE, "size"), n_subjects=("subject_id", "nunique"),
                                      n_experiments=("experiment_id", "nunique"), dice_mean=(RESPONSE, "mean"),
@@ -232,11 +256,6 @@ def data_summary(table: pd.DataFrame) -> pd.DataFrame:
     order = {k: i for i, k in enumerate(("zero_shot", *FINETUNE_TYPES))}
     out = counts.join(acq).reset_index()
     return out.sort_values(keys, key=lambda s: s.map(order) if s.name == "finetune_type" else s).reset_index(drop=True)
-
-
-def with_published(coefficients: pd.DataFrame) -> pd.DataFrame:
-    """S38: the regenerated coefficients with the study's published range beside each term."""
-    return coefficients.merge(PUBLISHED_EFFECTS, on="term", how="left")
 
 
 # ----------------------------------------------------------------------------- physics check
@@ -279,8 +298,9 @@ def physics_check(zero_shot_subjects: pd.DataFrame, subjects: pd.DataFrame, *, m
                               & (zero_shot_subjects["condition"] == condition)]
     if rows.empty:
         raise ValueError(f"physics check: no zero-shot scores of {model_key!r} under {condition!r}")
+    dice = first_column(rows, SUBJECT_DICE_COLUMNS, "subject Dice", "zero-shot subject scores")
     data = pd.DataFrame({"experiment_id": f"zero_shot:{model_key}", GROUP: rows[GROUP].to_numpy(),
-                         "subject_id": rows["subject_id"].to_numpy(), RESPONSE: rows["dice_mean_slice"].to_numpy()})
+                         "subject_id": rows["subject_id"].to_numpy(), RESPONSE: rows[dice].to_numpy()})
     in_table = subjects.merge(data[["dataset", "subject_id"]].drop_duplicates(), on=["dataset", "subject_id"])
     pooled_row, pooled_vif, pooled = fit_one(data, in_table, reference="", types=types, interactions=(),
                                              vif_threshold=vif_threshold, seed=seed, label=f"zero_shot:{model_key}")

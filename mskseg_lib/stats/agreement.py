@@ -1,42 +1,53 @@
 """Agreement of a biomarker measured from manual masks and from predicted masks (figure 5b,
-tables S65-S68).
+tables S65-S68), computed the way the study describes it.
 
 Each subject has one value from its manual mask and one from the model's mask, so the data are
 *paired*. The study's recipe, for each biomarker and structure:
 
-1. ``choose_test``: Shapiro-Wilk on the paired differences *and* on each arm, plus Levene
-   (Brown-Forsythe, median-centred) between the arms. The analysis is parametric only when all
-   three Shapiro-Wilk tests and Levene's test are non-significant at ``alpha``: the ICC and the
-   regression assume normal values in each arm, the Bland-Altman limits assume normal
-   differences, and one decision governs all of them. (Levene treats the arms as independent
-   samples although they are paired; it is used as in the study, as a screen only.)
-2. ``icc3_1`` (parametric): ICC(3,1), two-way mixed, consistency, single rater (pingouin
-   ``intraclass_corr``, row ``ICC(C,1)``, called ``ICC3`` in older pingouin) with its exact
-   F-based 95% CI. ``icc_lmm`` (non-parametric): a linear mixed model ``value ~ rater`` with a
-   random intercept per subject (statsmodels ``MixedLM``, REML), ICC = var_subject /
-   (var_subject + var_residual), with a subject bootstrap (subjects resampled with replacement,
-   both of their values kept; median and 2.5/97.5 percentiles reported).
-   With complete pairs the design is balanced, so the REML variance components equal the ANOVA
-   ones (var_residual = MS_error, var_subject = (MS_subjects - MS_error) / k, truncated at 0)
-   and the LMM ICC *equals* ICC(3,1) (or 0 when that is negative). The two paths differ in the
-   interval: F distribution vs subject bootstrap, which assumes no normality. The bootstrap
-   therefore uses that exact closed form per resample (10,000 MixedLM fits would take ~20 min
-   per biomarker); ``refit="mixedlm"`` refits statsmodels on every resample instead.
-3. ``bland_altman``: differences are **predicted - manual** (positive bias = the model
-   measures more). Parametric: mean bias and bias +- 1.96 SD (SD with ddof=1), CIs from the
-   approximate standard errors of Bland & Altman (1999): SE(bias) = s / sqrt(n) and
-   SE(limit) = sqrt(3 s^2 / n), with t(n-1) quantiles. Non-parametric: median difference and
-   the 2.5th / 97.5th percentiles of the differences (numpy's linear interpolation), with
-   subject-bootstrap percentile CIs.
-4. ``linear_regression`` (parametric): predicted on manual by ``scipy.stats.linregress``.
-   ``gp_regression`` (non-parametric): ``GaussianProcessRegressor`` (RBF + WhiteKernel,
-   ``normalize_y=True``, manual values z-scored internally), mean and a 95% band
-   (mean +- 1.96 sd of the predictive distribution, fitted noise included) on a grid;
-   R2 on the fitted points.
-5. ``spearman``: Spearman's rho with its p value (always reported).
+1. ``choose_test`` (S65): Shapiro-Wilk on each arm (the manual and the automated values: "the
+   normality of biomarker metric distributions") and Levene (scipy's default, median-centred)
+   between the arms. The analysis is parametric when neither Shapiro-Wilk test nor Levene's test
+   rejects at ``alpha``. Shapiro-Wilk on the paired differences is always reported; with
+   ``test_differences=True`` it also enters the decision (a stricter, labelled variant: the
+   parametric Bland-Altman limits assume normal *differences*).
+2. ICC (S66). Parametric: ``icc3_1``, pingouin's ICC(3,1) (two-way mixed, consistency, single
+   rater, row ``ICC(C,1)``) with its F-based 95% CI, the coefficient the study names. The study
+   calls it "absolute agreement", which is ICC(A,1) (pingouin ``ICC(A,1)``, Shrout & Fleiss'
+   ICC(2,1)); ``icc_a1`` reports that beside it, labelled. ICC(3,1) ignores a constant bias
+   between the arms, ICC(A,1) is lowered by it.
+   Non-parametric: ``icc_lmm``, a statsmodels ``MixedLM`` with a random intercept per subject and
+   *no rater term* (``value ~ 1``, groups = subject, REML): ICC = var_subject / (var_subject +
+   var_residual). Without a rater term, a systematic difference between the arms is residual
+   variance, so this ICC also measures absolute agreement (it is the one-way ICC(1,1)). Bootstrap:
+   ``n_boot`` resamples of subjects with replacement (both values of a subject kept together; a
+   subject drawn twice counts as two subjects), one ICC per resample; the study reports the
+   **median** of the resampled ICCs with their 2.5th / 97.5th percentiles, and so does ``icc``
+   here (the full-data fit is ``icc_point``).
+   Refitting MixedLM 10,000 times takes minutes per biomarker, so each resample is scored with
+   the closed form of that model: with complete pairs the design is a balanced one-way layout,
+   whose REML estimates are the ANOVA ones, var_residual = MS_within and var_subject =
+   (MS_between - MS_within) / k (REML puts var_subject at 0 when that is negative), so
+   ICC = (MS_b - MS_w) / (MS_b + (k - 1) MS_w), floored at 0. ``check_resamples`` refits MixedLM
+   on that many of the resamples and reports the largest difference (``mixedlm_check_max_abs_diff``).
+3. ``bland_altman``: differences are **predicted - manual** (the study's "model predictions and
+   manual annotations"; positive bias = the model measures more). Parametric: mean bias and
+   bias +- 1.96 SD (SD with ddof=1), CIs as pingouin's ``plot_blandaltman`` draws them
+   (SE(bias) = s / sqrt(n), SE(limit) = sqrt(3 s^2 / n), t(n-1) quantiles). Non-parametric:
+   median difference and the 2.5th / 97.5th percentiles of the differences (numpy's linear
+   interpolation), with subject-bootstrap percentile CIs.
+4. Regression (S67), with the **automated** value as x and the **manual** value as y, as the
+   study fits and plots it (figure 5b: manual on the y axis). Parametric: ``linear_regression``
+   (``scipy.stats.linregress``). Non-parametric: ``gp_regression``, ``GaussianProcessRegressor``
+   with kernel RBF + WhiteKernel, ``alpha=0``, ``normalize_y=True``; mean and a 95% band
+   (mean +- 1.96 sd of the prediction, the fitted white noise included) over the observed
+   automated range; R2 on the fitted points. (The automated values are z-scored before the fit,
+   which only conditions the length-scale search: the model is the same.)
+5. ``spearman`` (S68): Spearman's rho with its p value (always reported; the study reports it for
+   the non-parametric biomarkers).
 
-``agreement`` runs all of it on one biomarker; ``agreement_table`` on every (biomarker,
-structure) group of a long table, returning the long tables of the notebook.
+``agreement`` runs all of it on one biomarker (every ICC is computed; ``icc`` is the one the
+decision picks); ``agreement_table`` on every group of a long table, returning the long tables
+of the notebook.
 
 Bad input: pairs where either value is NaN or infinite are dropped and counted
 (``n_pairs``, ``n_dropped``); mismatched lengths, duplicate subjects, or fewer than 3 remaining
@@ -48,7 +59,7 @@ from __future__ import annotations
 import warnings
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Iterator, Literal, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -62,24 +73,29 @@ from sklearn.gaussian_process.kernels import RBF, WhiteKernel
 from sklearn.metrics import r2_score
 
 __all__ = ["TestChoice", "ICCResult", "BlandAltmanResult", "RegressionResult", "SpearmanResult",
-           "AgreementResult", "AgreementTables", "paired_values", "choose_test", "icc3_1", "icc_lmm",
-           "bland_altman", "linear_regression", "gp_regression", "spearman", "agreement",
-           "agreement_table"]
+           "AgreementResult", "AgreementTables", "paired_values", "choose_test", "icc3_1", "icc_a1",
+           "icc_oneway_closed_form", "icc_lmm", "bland_altman", "linear_regression", "gp_regression", "spearman",
+           "agreement", "agreement_table"]
 
 LOA_Z = 1.96  # Bland-Altman limits: bias +- 1.96 SD
 PERCENTILES = (2.5, 97.5)  # non-parametric limits and bootstrap intervals
 MIN_PAIRS = 3  # Shapiro-Wilk needs 3 values
+ICC_C1, ICC_A1, ICC_LMM = "ICC(3,1)", "ICC(A,1)", "LMM"
 
 TEST_COLUMNS = ["shapiro_diff_w", "shapiro_diff_p", "shapiro_manual_w", "shapiro_manual_p",
                 "shapiro_predicted_w", "shapiro_predicted_p", "levene_stat", "levene_p", "alpha",
-                "normal", "equal_variance", "parametric", "decision"]
-ICC_COLUMNS = ["method", "icc", "ci_low", "ci_high", "ci_method", "boot_median", "n_boot", "f_stat", "df1",
-               "df2", "p_value", "var_subject", "var_residual"]
+                "differences_tested", "normal", "equal_variance", "parametric", "decision"]
+ICC_COLUMNS = ["method", "icc", "ci_low", "ci_high", "ci_method",
+               "icc3_1", "icc3_1_ci_low", "icc3_1_ci_high", "f_stat", "df1", "df2", "p_value",
+               "icc_a1", "icc_a1_ci_low", "icc_a1_ci_high",
+               "icc_lmm_median", "icc_lmm_ci_low", "icc_lmm_ci_high", "icc_lmm_point", "n_boot",
+               "mixedlm_check_n", "mixedlm_check_max_abs_diff", "var_subject", "var_residual"]
 BA_COLUMNS = ["method", "bias", "sd", "loa_lower", "loa_upper", "bias_ci_low", "bias_ci_high",
               "loa_lower_ci_low", "loa_lower_ci_high", "loa_upper_ci_low", "loa_upper_ci_high", "ci_method"]
-REGRESSION_COLUMNS = ["method", "slope", "intercept", "r", "r2", "p_value", "stderr", "intercept_stderr",
+REGRESSION_COLUMNS = ["method", "x", "y", "slope", "intercept", "r", "r2", "p_value", "stderr", "intercept_stderr",
                       "kernel"]
 SPEARMAN_COLUMNS = ["rho", "p_value"]
+X_AUTOMATED, Y_MANUAL = "automated", "manual"
 
 
 # ----------------------------------------------------------------------------- results
@@ -98,7 +114,8 @@ class TestChoice:
     levene_stat: float
     levene_p: float
     alpha: float
-    normal: bool  # no Shapiro-Wilk test rejected normality
+    differences_tested: bool  # did Shapiro-Wilk on the differences enter the decision?
+    normal: bool  # no Shapiro-Wilk test that enters the decision rejected normality
     equal_variance: bool  # Levene did not reject equal variances
     parametric: bool
 
@@ -109,7 +126,11 @@ class TestChoice:
 
 @dataclass(frozen=True)
 class ICCResult:
-    """An ICC with its 95% interval (table S66). ``method``: ``"ICC(3,1)"`` or ``"LMM"``."""
+    """An ICC with its 95% interval (table S66).
+
+    ``method``: ``"ICC(3,1)"``, ``"ICC(A,1)"`` (both pingouin, F-based CI) or ``"LMM"`` (the
+    mixed-model ICC: ``icc`` is the bootstrap median, ``icc_point`` the full-data fit).
+    """
 
     method: str
     icc: float
@@ -120,12 +141,14 @@ class ICCResult:
     n_raters: int
     var_subject: float
     var_residual: float
-    f_stat: float = np.nan  # ICC(3,1) only
+    f_stat: float = np.nan  # pingouin ICCs only
     df1: float = np.nan
     df2: float = np.nan
     p_value: float = np.nan
-    boot_median: float = np.nan  # LMM only
+    icc_point: float = np.nan  # LMM only: the full-data MixedLM fit
     n_boot: int = 0
+    check_n: int = 0  # LMM only: resamples refitted with MixedLM to check the closed form
+    check_max_abs_diff: float = np.nan
     note: str = ""
 
 
@@ -150,11 +173,11 @@ class BlandAltmanResult:
 
 @dataclass(frozen=True)
 class RegressionResult:
-    """Predicted on manual: a line (``"linear"``) or a Gaussian process (``"gaussian_process"``).
+    """Manual (y) on automated (x): a line (``"linear"``) or a Gaussian process (``"gaussian_process"``).
 
-    ``grid_x``/``fit_y`` draw the fit; ``band_low``/``band_high`` the GP's 95% predictive band
-    (``None`` for the line). Slope, intercept, p and standard errors are NaN for the GP, whose
-    ``r`` is the correlation of fitted and observed values (so ``r2`` may differ from ``r**2``).
+    ``grid_x``/``fit_y`` draw the fit over the automated range; ``band_low``/``band_high`` the
+    GP's 95% band (``None`` for the line). Slope, intercept, p and standard errors are NaN for
+    the GP, whose ``r`` is the correlation of fitted and observed values.
     """
 
     method: str
@@ -170,6 +193,9 @@ class RegressionResult:
     band_low: np.ndarray | None = None
     band_high: np.ndarray | None = None
     kernel: str = ""
+    x: str = X_AUTOMATED
+    y: str = Y_MANUAL
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -181,7 +207,11 @@ class SpearmanResult:
 @dataclass(frozen=True)
 class AgreementResult:
     """Everything ``agreement`` computed for one biomarker. ``data``: subject, manual,
-    predicted, mean, difference (predicted - manual) of the pairs that entered."""
+    predicted, mean, difference (predicted - manual) of the pairs that entered.
+
+    ``icc`` is the ICC the decision picks (ICC(3,1) when parametric, the LMM ICC when not);
+    ``icc3_1``, ``icc_a1`` and ``icc_lmm`` are all three, always computed.
+    """
 
     n_pairs: int
     n_dropped: int
@@ -191,6 +221,9 @@ class AgreementResult:
     regression: RegressionResult
     spearman: SpearmanResult
     data: pd.DataFrame = field(repr=False)
+    icc3_1: ICCResult | None = None
+    icc_a1: ICCResult | None = None
+    icc_lmm: ICCResult | None = None
 
     @property
     def parametric(self) -> bool:
@@ -241,7 +274,7 @@ def paired_values(manual: ArrayLike, predicted: ArrayLike,
 
 
 def _boot_indices(n: int, n_boot: int, seed: int) -> np.ndarray:
-    """(n_boot, n) subject indices drawn with replacement."""
+    """(n_boot, n) subject indices drawn with replacement (row b = resample b)."""
     if n_boot < 1:
         raise ValueError(f"n_boot must be >= 1, got {n_boot}")
     return np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
@@ -255,9 +288,12 @@ def _shapiro(x: np.ndarray) -> tuple[float, float]:
     return float(res.statistic), float(res.pvalue)
 
 
-def choose_test(manual: ArrayLike, predicted: ArrayLike, alpha: float = 0.05) -> TestChoice:
-    """Shapiro-Wilk (differences, manual, predicted) and Levene (median-centred) at ``alpha``;
-    parametric when none of the four rejects. Inputs must already be clean pairs."""
+def choose_test(manual: ArrayLike, predicted: ArrayLike, alpha: float = 0.05,
+                test_differences: bool = False) -> TestChoice:
+    """Shapiro-Wilk on each arm and Levene (median-centred) between them, at ``alpha``;
+    parametric when none of them rejects (the study's rule). Shapiro-Wilk on the differences is
+    reported, and enters the decision only with ``test_differences=True`` (labelled variant).
+    Inputs must already be clean pairs."""
     m, p = np.asarray(manual, float), np.asarray(predicted, float)
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
@@ -273,10 +309,11 @@ def choose_test(manual: ArrayLike, predicted: ArrayLike, alpha: float = 0.05) ->
     lev_stat, lev_p = float(lev.statistic), float(lev.pvalue)
     if not np.isfinite(lev_p):  # both arms constant: no evidence of unequal variances
         lev_p = 1.0
-    normal = bool(min(pd_, pm, pp) >= alpha)
+    tested = [pm, pp, pd_] if test_differences else [pm, pp]
+    normal = bool(min(tested) >= alpha)
     equal_var = bool(lev_p >= alpha)
-    return TestChoice(wd, pd_, wm, pm, wp, pp, lev_stat, lev_p, float(alpha), normal, equal_var,
-                      normal and equal_var)
+    return TestChoice(wd, pd_, wm, pm, wp, pp, lev_stat, lev_p, float(alpha), bool(test_differences), normal,
+                      equal_var, normal and equal_var)
 
 
 # ----------------------------------------------------------------------------- 2. ICC
@@ -314,9 +351,17 @@ def _anova_components(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return ss_rows / (n - 1), ss_err / ((n - 1) * (k - 1))
 
 
-def icc3_1(values: pd.DataFrame | ArrayLike) -> ICCResult:
-    """ICC(3,1) of a complete targets x raters matrix (k >= 2 raters) via pingouin, with the
-    F-based 95% CI at full precision and the ANOVA variance components."""
+def _oneway_components(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """MS_between and MS_within of the one-way layout (subjects only), for (..., n, k) arrays."""
+    n, k = x.shape[-2:]
+    grand = x.mean(axis=(-2, -1), keepdims=True)
+    rows = x.mean(axis=-1, keepdims=True)
+    ms_between = k * ((rows - grand) ** 2).sum(axis=(-2, -1)) / (n - 1)
+    ms_within = ((x - rows) ** 2).sum(axis=(-2, -1)) / (n * (k - 1))
+    return ms_between, ms_within
+
+
+def _pingouin_icc(values: pd.DataFrame | ArrayLike, rows: Sequence[str], method: str) -> ICCResult:
     x = _as_matrix(values)
     n, k = x.shape
     long = pd.DataFrame({"target": np.repeat(np.arange(n), k), "rater": np.tile(np.arange(k), n),
@@ -324,32 +369,53 @@ def icc3_1(values: pd.DataFrame | ArrayLike) -> ICCResult:
     with _pingouin_full_precision(), warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")  # zero error variance: F = inf, a CI of (1, 1)
         table = pg.intraclass_corr(long, targets="target", raters="rater", ratings="value").set_index("Type")
-    row = table.loc["ICC(C,1)" if "ICC(C,1)" in table.index else "ICC3"]
+    row = table.loc[next(r for r in rows if r in table.index)]
     ci = np.asarray(row["CI95" if "CI95" in table.columns else "CI95%"], float)
     if np.isinf(row["F"]) and not np.isfinite(ci).all():
-        ci = np.array([1.0, 1.0])  # no error variance: perfect consistency, a degenerate interval
+        ci = np.array([1.0, 1.0])  # no error variance: perfect agreement, a degenerate interval
     ms_rows, ms_err = _anova_components(x)
-    return ICCResult("ICC(3,1)", float(row["ICC"]), float(ci[0]), float(ci[1]), "F distribution (Shrout & Fleiss)",
+    return ICCResult(method, float(row["ICC"]), float(ci[0]), float(ci[1]), "F distribution (McGraw & Wong)",
                      n, k, float((ms_rows - ms_err) / k), float(ms_err), float(row["F"]), float(row["df1"]),
                      float(row["df2"]), float(row["pval"]))
 
 
-def _icc_closed_form(x: np.ndarray) -> np.ndarray:
-    """REML ICC of a balanced subjects x raters array, (..., n, k) -> (...): the ANOVA estimate
-    (MS_s - MS_e) / (MS_s + (k-1) MS_e), 0 where negative (REML puts var_subject at 0)."""
+def icc3_1(values: pd.DataFrame | ArrayLike) -> ICCResult:
+    """ICC(3,1) (two-way mixed, consistency, single rater) of a complete targets x raters
+    matrix (k >= 2 raters) via pingouin, with the F-based 95% CI at full precision and the
+    two-way ANOVA variance components. The study's parametric ICC."""
+    return _pingouin_icc(values, ("ICC(C,1)", "ICC3"), ICC_C1)
+
+
+def icc_a1(values: pd.DataFrame | ArrayLike) -> ICCResult:
+    """ICC(A,1) (two-way, absolute agreement, single rater; Shrout & Fleiss' ICC(2,1)) via
+    pingouin, with its 95% CI: the coefficient the study's words ("absolute agreement") describe.
+    A constant bias between raters lowers it; it leaves ICC(3,1) unchanged."""
+    return _pingouin_icc(values, ("ICC(A,1)", "ICC2"), ICC_A1)
+
+
+def icc_oneway_closed_form(x: np.ndarray) -> np.ndarray:
+    """ICC of ``value ~ 1 + (1 | subject)`` fitted by REML to balanced subjects x measurements
+    arrays, (..., n, k) -> (...).
+
+    With every subject measured k times the REML estimates are the one-way ANOVA ones
+    (var_residual = MS_w, var_subject = (MS_b - MS_w) / k), so
+    ICC = (MS_b - MS_w) / (MS_b + (k - 1) MS_w); REML puts var_subject at 0 when MS_b < MS_w,
+    hence the floor at 0. NaN when every value is equal (0 / 0).
+    """
+    x = np.asarray(x, float)
     k = x.shape[-1]
-    ms_rows, ms_err = _anova_components(x)
+    ms_b, ms_w = _oneway_components(x)
     with np.errstate(divide="ignore", invalid="ignore"):
-        icc = (ms_rows - ms_err) / (ms_rows + (k - 1) * ms_err)
+        icc = (ms_b - ms_w) / (ms_b + (k - 1) * ms_w)
     return np.where(np.isfinite(icc), np.clip(icc, 0.0, 1.0), np.nan)
 
 
 def _fit_lmm(x: np.ndarray) -> tuple[float, float]:
-    """(var_subject, var_residual) of ``value ~ rater + (1 | subject)`` by REML (MixedLM)."""
+    """(var_subject, var_residual) of ``value ~ 1`` with a random intercept per row of ``x``
+    (each row its own subject; no rater term), REML, statsmodels MixedLM."""
     n, k = x.shape
-    long = pd.DataFrame({"subject": np.repeat(np.arange(n), k), "rater": np.tile([f"r{j}" for j in range(k)], n),
-                         "value": x.ravel()})
-    model = smf.mixedlm("value ~ rater", long, groups=long["subject"])
+    long = pd.DataFrame({"subject": np.repeat(np.arange(n), k), "value": x.ravel()})
+    model = smf.mixedlm("value ~ 1", long, groups=long["subject"])
     errors = []
     for method in ("lbfgs", "powell"):
         try:
@@ -365,48 +431,53 @@ def _fit_lmm(x: np.ndarray) -> tuple[float, float]:
     raise RuntimeError("; ".join(errors))
 
 
-def icc_lmm(manual: ArrayLike, predicted: ArrayLike, *, n_boot: int = 10_000, seed: int = 0,
-            refit: Literal["closed_form", "mixedlm"] = "closed_form") -> ICCResult:
-    """ICC from ``MixedLM`` (value ~ rater, random intercept per subject) with a subject bootstrap.
+def _lmm_icc(x: np.ndarray) -> float:
+    var_s, var_r = _fit_lmm(x)
+    return var_s / (var_s + var_r) if var_s + var_r > 0 else np.nan
 
-    ``manual`` and ``predicted`` are clean pairs (one subject each). The point estimate is the
-    full-data fit; the interval is the 2.5/97.5 percentiles of ``n_boot`` resamples (subjects
-    drawn with replacement, a subject drawn twice counts as two subjects), ``boot_median`` their
-    median. Resamples are scored with the exact balanced-design REML solution unless
-    ``refit="mixedlm"`` (slow). If MixedLM fails (e.g. zero residual variance) the point
-    estimate falls back to that closed form, with a ``note``.
+
+def icc_lmm(manual: ArrayLike, predicted: ArrayLike, *, n_boot: int = 10_000, seed: int = 0,
+            check_resamples: int = 0) -> ICCResult:
+    """The study's non-parametric ICC: MixedLM ``value ~ 1`` with a random intercept per subject
+    (no rater term), subject bootstrap, median and 2.5/97.5 percentiles reported.
+
+    ``manual`` and ``predicted`` are clean pairs (one subject each). ``icc`` is the median of the
+    ``n_boot`` resampled ICCs (subjects drawn with replacement, pairs kept, a subject drawn twice
+    counts as two subjects), ``ci_low``/``ci_high`` their percentiles, ``icc_point`` the
+    full-data MixedLM fit (falls back to the closed form, with a ``note``, if MixedLM fails).
+    Resamples are scored with :func:`icc_oneway_closed_form`; the first ``check_resamples`` of
+    them are also refitted with MixedLM and the largest absolute difference is reported
+    (``check_max_abs_diff``; resamples on which MixedLM fails are left out of the check).
     """
     x = np.column_stack([np.asarray(manual, float), np.asarray(predicted, float)])
     n, k = x.shape
-    note = ""
+    notes = []
+    ms_b, ms_w = _oneway_components(x)
     try:
         var_s, var_r = _fit_lmm(x)
-        icc = var_s / (var_s + var_r) if var_s + var_r > 0 else np.nan
+        point = var_s / (var_s + var_r) if var_s + var_r > 0 else np.nan
     except RuntimeError as exc:
-        ms_rows, ms_err = _anova_components(x)
-        var_s, var_r = max(float((ms_rows - ms_err) / k), 0.0), float(ms_err)
-        icc = float(_icc_closed_form(x))
-        note = f"MixedLM failed ({exc}); balanced-design REML closed form used"
+        var_s, var_r = max(float((ms_b - ms_w) / k), 0.0), float(ms_w)
+        point = float(icc_oneway_closed_form(x))
+        notes.append(f"MixedLM failed ({exc}); balanced-design REML closed form used")
     idx = _boot_indices(n, n_boot, seed)
-    if refit == "closed_form":
-        boot = np.concatenate([_icc_closed_form(x[chunk]) for chunk in np.array_split(idx, max(1, n_boot // 1000))])
-    elif refit == "mixedlm":
-        boot = np.empty(n_boot)
-        for b, rows in enumerate(idx):
-            try:
-                vs, vr = _fit_lmm(x[rows])
-                boot[b] = vs / (vs + vr) if vs + vr > 0 else np.nan
-            except RuntimeError:
-                boot[b] = np.nan
-    else:
-        raise ValueError(f"refit must be 'closed_form' or 'mixedlm', got {refit!r}")
+    boot = np.concatenate([icc_oneway_closed_form(x[chunk]) for chunk in np.array_split(idx, max(1, n_boot // 1000))])
+    diffs = []
+    for rows, closed in zip(idx[:max(0, int(check_resamples))], boot):
+        try:
+            refit = _lmm_icc(x[rows])
+        except RuntimeError:
+            continue
+        if np.isfinite(refit) and np.isfinite(closed):
+            diffs.append(abs(refit - closed))
     finite = boot[np.isfinite(boot)]
     lo, hi = np.percentile(finite, PERCENTILES) if finite.size else (np.nan, np.nan)
     med = float(np.median(finite)) if finite.size else np.nan
     if finite.size < n_boot:
-        note = (note + "; " if note else "") + f"{n_boot - finite.size} degenerate resamples left out"
-    return ICCResult("LMM", float(icc), float(lo), float(hi), "subject bootstrap percentile", n, k,
-                     float(var_s), float(var_r), boot_median=med, n_boot=int(n_boot), note=note)
+        notes.append(f"{n_boot - finite.size} degenerate resamples (all values equal) left out")
+    return ICCResult(ICC_LMM, med, float(lo), float(hi), "subject bootstrap: median, 2.5/97.5 percentiles", n, k,
+                     float(var_s), float(var_r), icc_point=float(point), n_boot=int(n_boot), check_n=len(diffs),
+                     check_max_abs_diff=float(max(diffs)) if diffs else np.nan, note="; ".join(notes))
 
 
 # ----------------------------------------------------------------------------- 3. Bland-Altman
@@ -445,11 +516,12 @@ def _grid(x: np.ndarray, n_grid: int) -> np.ndarray:
     return np.linspace(float(np.min(x)), float(np.max(x)), n_grid)
 
 
-def linear_regression(manual: ArrayLike, predicted: ArrayLike, n_grid: int = 100) -> RegressionResult:
-    """Least-squares line predicted = intercept + slope * manual (``scipy.stats.linregress``)."""
-    x, y = np.asarray(manual, float), np.asarray(predicted, float)
+def linear_regression(automated: ArrayLike, manual: ArrayLike, n_grid: int = 100) -> RegressionResult:
+    """Least-squares line manual = intercept + slope * automated (``scipy.stats.linregress``):
+    the automated (predicted-mask) value is x, the manual value y, as in the study."""
+    x, y = np.asarray(automated, float), np.asarray(manual, float)
     if np.ptp(x) == 0:
-        raise ValueError("linear regression needs manual values that vary")
+        raise ValueError("linear regression needs automated values that vary")
     res = stats.linregress(x, y)
     grid = _grid(x, n_grid)
     return RegressionResult("linear", float(res.slope), float(res.intercept), float(res.rvalue),
@@ -457,20 +529,22 @@ def linear_regression(manual: ArrayLike, predicted: ArrayLike, n_grid: int = 100
                             float(res.intercept_stderr), grid, res.intercept + res.slope * grid)
 
 
-def gp_regression(manual: ArrayLike, predicted: ArrayLike, *, n_grid: int = 100, seed: int = 0) -> RegressionResult:
-    """Gaussian-process regression of predicted on manual (RBF + WhiteKernel, ``normalize_y``).
+def gp_regression(automated: ArrayLike, manual: ArrayLike, *, n_grid: int = 100, seed: int = 0) -> RegressionResult:
+    """Gaussian-process regression of the manual value (y) on the automated value (x): kernel
+    RBF + WhiteKernel, ``alpha=0``, ``normalize_y=True`` (the study's settings).
 
-    Manual values are z-scored before fitting so the RBF's length-scale starts at the data's
-    scale whatever the unit. The band is mean +- 1.96 sd of the predictive distribution (the
-    fitted white noise included) on a grid over the manual range; R2 is on the fitted points.
+    The band is mean +- 1.96 sd of the prediction (fitted white noise included) on a grid over
+    the observed automated range; R2 is on the fitted points. The automated values are z-scored
+    before fitting so the RBF length-scale search starts at the data's scale whatever the unit.
     """
-    x, y = np.asarray(manual, float), np.asarray(predicted, float)
+    x, y = np.asarray(automated, float), np.asarray(manual, float)
     centre, scale = float(np.mean(x)), float(np.std(x))
     if scale == 0:
-        raise ValueError("GP regression needs manual values that vary")
+        raise ValueError("GP regression needs automated values that vary")
     z = ((x - centre) / scale)[:, None]
-    kernel = RBF(length_scale=1.0, length_scale_bounds=(1e-2, 1e3)) + WhiteKernel(0.1, (1e-8, 1e1))
-    gp = GaussianProcessRegressor(kernel=kernel, normalize_y=True, n_restarts_optimizer=3, random_state=seed)
+    kernel = RBF(length_scale=1.0, length_scale_bounds=(1e-2, 1e3)) + WhiteKernel(0.1, (1e-5, 1e1))
+    gp = GaussianProcessRegressor(kernel=kernel, alpha=0.0, normalize_y=True, n_restarts_optimizer=3,
+                                  random_state=seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # a bound reached: the fit is still usable
         gp.fit(z, y)
@@ -478,8 +552,10 @@ def gp_regression(manual: ArrayLike, predicted: ArrayLike, *, n_grid: int = 100,
     mean, sd = gp.predict(((grid - centre) / scale)[:, None], return_std=True)
     fitted = gp.predict(z)
     r2 = float(r2_score(y, fitted)) if np.ptp(y) > 0 else np.nan
-    return RegressionResult("gaussian_process", np.nan, np.nan, float(np.corrcoef(y, fitted)[0, 1]), r2, np.nan,
-                            np.nan, np.nan, grid, mean, mean - LOA_Z * sd, mean + LOA_Z * sd, str(gp.kernel_))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = float(np.corrcoef(y, fitted)[0, 1]) if np.ptp(y) > 0 and np.ptp(fitted) > 0 else np.nan
+    return RegressionResult("gaussian_process", np.nan, np.nan, r, r2, np.nan, np.nan, np.nan, grid, mean,
+                            mean - LOA_Z * sd, mean + LOA_Z * sd, str(gp.kernel_))
 
 
 # ----------------------------------------------------------------------------- 5. Spearman
@@ -493,40 +569,59 @@ def spearman(manual: ArrayLike, predicted: ArrayLike) -> SpearmanResult:
 
 # ----------------------------------------------------------------------------- entry points
 def agreement(manual: Sequence[float], predicted: Sequence[float], subjects: Sequence[str] | None = None, *,
-              n_boot: int = 10_000, seed: int = 0, alpha: float = 0.05,
-              parametric: bool | None = None) -> AgreementResult:
+              n_boot: int = 10_000, seed: int = 0, alpha: float = 0.05, parametric: bool | None = None,
+              test_differences: bool = False, check_resamples: int = 0) -> AgreementResult:
     """Agreement of one biomarker between manual and predicted masks (paired per subject).
 
     ``parametric=None`` lets ``choose_test`` decide; True/False forces a path (the assumption
-    tests are still reported). Both bootstraps use ``seed``, so results are reproducible.
+    tests are still reported). All three ICCs are computed; ``icc`` is the decision's. Both
+    bootstraps use ``seed``, so results are reproducible. ``check_resamples``: see ``icc_lmm``.
     """
     data, n_dropped = paired_values(manual, predicted, subjects)
     m, p = data["manual"].to_numpy(), data["predicted"].to_numpy()
-    choice = choose_test(m, p, alpha)
+    choice = choose_test(m, p, alpha, test_differences=test_differences)
     if parametric is not None:
         choice = replace(choice, parametric=bool(parametric))
-    if choice.parametric:
-        icc = icc3_1(np.column_stack([m, p]))
-        regression = linear_regression(m, p)
-    else:
-        icc = icc_lmm(m, p, n_boot=n_boot, seed=seed)
-        regression = gp_regression(m, p, seed=seed)
+    pair_matrix = np.column_stack([m, p])
+    c1, a1 = icc3_1(pair_matrix), icc_a1(pair_matrix)
+    lmm = icc_lmm(m, p, n_boot=n_boot, seed=seed, check_resamples=check_resamples)
+    icc = c1 if choice.parametric else lmm
+    try:
+        regression = linear_regression(p, m) if choice.parametric else gp_regression(p, m, seed=seed)
+    except ValueError as exc:  # e.g. every automated value equal: no regression, the rest still stands
+        regression = RegressionResult("linear" if choice.parametric else "gaussian_process", *[np.nan] * 7,
+                                      np.zeros(0), np.zeros(0), note=f"not run: {exc}")
     ba = bland_altman(m, p, parametric=choice.parametric, n_boot=n_boot, seed=seed)
-    return AgreementResult(len(data), n_dropped, choice, icc, ba, regression, spearman(m, p), data)
+    return AgreementResult(len(data), n_dropped, choice, icc, ba, regression, spearman(m, p), data,
+                           icc3_1=c1, icc_a1=a1, icc_lmm=lmm)
+
+
+def _icc_row(result: AgreementResult) -> dict[str, Any]:
+    icc, c1, a1, lmm = result.icc, result.icc3_1, result.icc_a1, result.icc_lmm
+    return {"method": icc.method, "icc": icc.icc, "ci_low": icc.ci_low, "ci_high": icc.ci_high,
+            "ci_method": icc.ci_method,
+            "icc3_1": c1.icc, "icc3_1_ci_low": c1.ci_low, "icc3_1_ci_high": c1.ci_high, "f_stat": c1.f_stat,
+            "df1": c1.df1, "df2": c1.df2, "p_value": c1.p_value,
+            "icc_a1": a1.icc, "icc_a1_ci_low": a1.ci_low, "icc_a1_ci_high": a1.ci_high,
+            "icc_lmm_median": lmm.icc, "icc_lmm_ci_low": lmm.ci_low, "icc_lmm_ci_high": lmm.ci_high,
+            "icc_lmm_point": lmm.icc_point, "n_boot": lmm.n_boot, "mixedlm_check_n": lmm.check_n,
+            "mixedlm_check_max_abs_diff": lmm.check_max_abs_diff,
+            "var_subject": icc.var_subject, "var_residual": icc.var_residual}
 
 
 def _rows_of(result: AgreementResult) -> dict[str, dict]:
     """One flat row per table for a result."""
     reg = {k: v for k, v in asdict(result.regression).items() if k in REGRESSION_COLUMNS}
     return {"test_choice": {**asdict(result.test_choice), "decision": result.test_choice.decision},
-            "icc": {k: v for k, v in asdict(result.icc).items() if k in ICC_COLUMNS},
+            "icc": _icc_row(result),
             "bland_altman": {k: v for k, v in asdict(result.bland_altman).items() if k in BA_COLUMNS},
             "regression": reg, "spearman": asdict(result.spearman)}
 
 
 def agreement_table(df: pd.DataFrame, value_manual: str, value_predicted: str,
                     by: Sequence[str] = ("biomarker", "structure"), subject_col: str = "subject_id", *,
-                    n_boot: int = 10_000, seed: int = 0, alpha: float = 0.05) -> AgreementTables:
+                    n_boot: int = 10_000, seed: int = 0, alpha: float = 0.05, test_differences: bool = False,
+                    check_resamples: int = 0) -> AgreementTables:
     """``agreement`` for every group of ``by`` in a long table (one row per subject and group).
 
     Every table starts with the ``by`` columns, ``n_pairs``, ``n_dropped`` and ends with
@@ -546,7 +641,8 @@ def agreement_table(df: pd.DataFrame, value_manual: str, value_predicted: str,
         head = dict(zip(by, key))
         try:
             res = agreement(sub[value_manual].to_numpy(), sub[value_predicted].to_numpy(),
-                            sub[subject_col].to_numpy(), n_boot=n_boot, seed=seed, alpha=alpha)
+                            sub[subject_col].to_numpy(), n_boot=n_boot, seed=seed, alpha=alpha,
+                            test_differences=test_differences, check_resamples=check_resamples)
         except ValueError as exc:
             n_ok = int((pd.to_numeric(sub[value_manual], errors="coerce").notna()
                         & pd.to_numeric(sub[value_predicted], errors="coerce").notna()).sum())
@@ -555,9 +651,8 @@ def agreement_table(df: pd.DataFrame, value_manual: str, value_predicted: str,
             continue
         results[key] = res
         for name, row in _rows_of(res).items():
-            note = res.icc.note if name == "icc" else ""
+            note = {"icc": res.icc_lmm.note, "regression": res.regression.note}.get(name, "")
             rows[name].append({**head, "n_pairs": res.n_pairs, "n_dropped": res.n_dropped, **row, "note": note})
     tables = {name: pd.DataFrame(rows[name], columns=[*by, "n_pairs", "n_dropped", *cols, "note"])
               for name, cols in columns.items()}
     return AgreementTables(**tables, results=results)
-

@@ -6,6 +6,13 @@ pair) instead of treating the arms as independent samples. Groups (datasets) are
 separately and their p-values are corrected with Benjamini-Hochberg (false discovery rate).
 Tests that cannot run keep their row with NaN results and a ``note`` saying why.
 
+The study runs the post-hoc Wilcoxon tests only "for datasets where the Friedman test indicated
+statistically significant differences" and calls a difference significant when "the corrected
+p-value" is below 0.05, without saying which Friedman p gates the post-hoc tests or over which
+family the Wilcoxon p-values are corrected. :func:`gated_wilcoxon` implements the reading used
+as the default (gate: the BH-adjusted Friedman p across datasets; BH within each dataset's
+pairs) and takes the other readings as arguments (``gate="p_value"``, ``correction="all"``).
+
 ``ranksum_by_group`` is the exception: it compares two prompt conditions (ground-truth boxes
 vs detector boxes, notebook 06) as independent samples with the Wilcoxon rank-sum test, as
 the study does, BH-corrected over all (dataset, model) tests.
@@ -13,7 +20,7 @@ the study does, BH-corrected over all (dataset, model) tests.
 from __future__ import annotations
 
 from itertools import combinations
-from typing import Literal
+from typing import Any, Literal, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -22,7 +29,7 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 __all__ = ["bh_correct", "complete_blocks", "friedman_by_group", "pairwise_wilcoxon",
-           "ranksum_by_group"]
+           "gated_wilcoxon", "ranksum_by_group"]
 
 FRIEDMAN_COLUMNS = ["n_subjects", "n_arms", "arms", "statistic", "p_value", "kendall_w", "p_bh", "note"]
 WILCOXON_COLUMNS = ["arm_a", "arm_b", "n_subjects", "median_a", "median_b", "median_difference",
@@ -90,18 +97,38 @@ def _friedman_one(wide: pd.DataFrame) -> tuple[float, float, float, str]:
 
 
 def friedman_by_group(df: pd.DataFrame, group_col: str = "dataset", block_col: str = "subject_id",
-                      arm_col: str = "arm", value_col: str = "dice") -> pd.DataFrame:
+                      arm_col: str = "arm", value_col: str = "dice", arms: Optional[Sequence[str]] = None,
+                      groups: Optional[Sequence[Any]] = None) -> pd.DataFrame:
     """Friedman test across arms (models) with subjects as blocks, one row per group.
 
     Only complete subjects enter (``complete_blocks``). Kendall's W = chi2 / (n (k - 1)) gives
     the effect size; ``p_bh`` is Benjamini-Hochberg across the groups. Groups where the test
     cannot run (< 3 arms, < 2 complete subjects, no variation) keep a NaN row with a ``note``.
+
+    ``arms`` fixes the arms a test compares (other arms are ignored, in the given order): a
+    group where one is missing is not run, and the note names the missing arms, so a
+    comparison is never silently made over fewer arms than asked for. ``groups`` lists groups
+    that keep a row even without any data (they are reported first, in the given order).
     """
     _check(df, [group_col, block_col, arm_col], value_col)
+    wanted = None if arms is None else [str(a) for a in arms]
+    data = df if wanted is None else df[df[arm_col].astype(str).isin(wanted)]
+    present = {g: sub for g, sub in data.groupby(group_col, sort=True, dropna=False)}
+    order = list(dict.fromkeys([*(groups or []), *sorted(df[group_col].dropna().unique(), key=str)]))
+    order += [g for g in present if g not in order]
     rows = []
-    for group, sub in df.groupby(group_col, sort=True, dropna=False):
-        wide = _wide(sub, block_col, arm_col, value_col).dropna(how="any")
-        statistic, p, w, note = _friedman_one(wide)
+    for group in order:
+        sub = present.get(group, data.iloc[0:0])
+        wide = _wide(sub, block_col, arm_col, value_col) if len(sub) else pd.DataFrame()
+        missing = [] if wanted is None else [a for a in wanted if a not in set(map(str, wide.columns))]
+        if wanted is not None:
+            wide = wide.reindex(columns=[a for a in wanted if a not in missing])
+        wide = wide.dropna(how="any")
+        if missing:
+            statistic = p = w = np.nan
+            note = f"not run: no scores for {', '.join(missing)}"
+        else:
+            statistic, p, w, note = _friedman_one(wide)
         rows.append({group_col: group, "n_subjects": wide.shape[0], "n_arms": wide.shape[1],
                      "arms": ",".join(map(str, wide.columns)), "statistic": statistic,
                      "p_value": p, "kendall_w": w, "note": note})
@@ -147,6 +174,74 @@ def pairwise_wilcoxon(df: pd.DataFrame, group_col: str = "dataset", block_col: s
             rows.append({group_col: group, "arm_a": arm_a, "arm_b": arm_b,
                          **_wilcoxon_pair(wide[arm_a], wide[arm_b])})
     out = pd.DataFrame(rows, columns=[group_col, *WILCOXON_COLUMNS])
+    out["p_bh"] = bh_correct(out["p_value"])
+    if correction == "per_group":
+        for _, idx in out.groupby(group_col, sort=False, dropna=False).groups.items():
+            out.loc[idx, "p_bh"] = bh_correct(out.loc[idx, "p_value"])
+    return out
+
+
+GATED_COLUMNS = ["friedman_p", "friedman_p_bh", "gate", "gate_passed"]
+
+
+def gated_wilcoxon(df: pd.DataFrame, friedman: pd.DataFrame, group_col: str = "dataset",
+                   block_col: str = "subject_id", arm_col: str = "arm", value_col: str = "dice",
+                   arms: Optional[Sequence[str]] = None, alpha: float = 0.05,
+                   gate: Literal["p_bh", "p_value"] = "p_bh",
+                   correction: Literal["per_group", "all"] = "per_group") -> pd.DataFrame:
+    """Post-hoc Wilcoxon signed-rank tests, run only where the Friedman test is significant.
+
+    Parameters
+    ----------
+    df : one row per (group, block, arm) with ``value_col`` (e.g. subject Dice).
+    friedman : :func:`friedman_by_group`'s table for the same data (one row per group).
+    arms : the arms compared (all pairs among them; default: every arm in ``df``).
+    alpha : significance level of the gate.
+    gate : which Friedman p must be below ``alpha`` for a group's pairs to be tested:
+        ``"p_bh"`` (default: BH-adjusted across groups) or ``"p_value"`` (raw).
+    correction : BH family of the Wilcoxon p-values: ``"per_group"`` (default: the pairs of one
+        group) or ``"all"`` (every pair tested in the table).
+
+    Returns
+    -------
+    :func:`pairwise_wilcoxon`'s columns plus ``friedman_p``, ``friedman_p_bh``, ``gate`` (the
+    column that gated), ``gate_passed``. Every pair of every group keeps a row; pairs of groups
+    that did not pass the gate have NaN results and a note giving the Friedman p.
+    """
+    if gate not in ("p_bh", "p_value"):
+        raise ValueError(f"gate must be 'p_bh' or 'p_value', got {gate!r}")
+    if correction not in ("per_group", "all"):
+        raise ValueError(f"correction must be 'per_group' or 'all', got {correction!r}")
+    _check(df, [group_col, block_col, arm_col], value_col)
+    _require_columns(friedman, [group_col, "p_value", "p_bh"])
+    wanted = None if arms is None else [str(a) for a in arms]
+    fr = friedman.set_index(group_col)
+    groups = list(dict.fromkeys([*fr.index, *sorted(df[group_col].dropna().unique(), key=str)]))
+    rows = []
+    for group in groups:
+        sub = df[df[group_col] == group]
+        if wanted is not None:
+            sub = sub[sub[arm_col].astype(str).isin(wanted)]
+        wide = _wide(sub, block_col, arm_col, value_col) if len(sub) else pd.DataFrame()
+        pair_arms = wanted if wanted is not None else [str(c) for c in wide.columns]
+        p_raw = float(fr.at[group, "p_value"]) if group in fr.index else np.nan
+        p_adj = float(fr.at[group, "p_bh"]) if group in fr.index else np.nan
+        p_gate = p_adj if gate == "p_bh" else p_raw
+        passed = bool(np.isfinite(p_gate) and p_gate < alpha)
+        for arm_a, arm_b in combinations(pair_arms, 2):
+            base = {group_col: group, "arm_a": arm_a, "arm_b": arm_b, "friedman_p": p_raw,
+                    "friedman_p_bh": p_adj, "gate": gate, "gate_passed": passed}
+            if passed and arm_a in wide and arm_b in wide:
+                rows.append({**base, **_wilcoxon_pair(wide[arm_a], wide[arm_b])})
+                continue
+            reason = ("Friedman not run" if not np.isfinite(p_gate)
+                      else f"Friedman {gate} = {p_gate:.3g} >= {alpha:g}")
+            if passed:
+                reason = "no scores for one of the arms"
+            rows.append({**base, "n_subjects": 0, "median_a": np.nan, "median_b": np.nan,
+                         "median_difference": np.nan, "statistic": np.nan, "p_value": np.nan,
+                         "note": f"not run: {reason}"})
+    out = pd.DataFrame(rows, columns=[group_col, *WILCOXON_COLUMNS, *GATED_COLUMNS])
     out["p_bh"] = bh_correct(out["p_value"])
     if correction == "per_group":
         for _, idx in out.groupby(group_col, sort=False, dropna=False).groups.items():

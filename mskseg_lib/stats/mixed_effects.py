@@ -1,23 +1,27 @@
-"""How MRI acquisition parameters and finetuning choices shape Dice: a linear mixed model.
+"""How MRI acquisition parameters and finetuning choices shape Dice: the generic steps.
 
-The study's recipe, step by step:
+The study's recipe (Methods, "Data Preprocessing for Mixed-Effects Modeling" to "Hierarchical
+Mixed-Effects Modeling"), one function per step:
 
-1. ``assemble_table``: one row per (experiment, model, dataset, subject) with the subject's mean
-   Dice, the acquisition parameters of the scan (echo/repetition time, flip angle, field
-   strength, vendor, slice thickness, pixel spacing, image rows, 2D/3D, age) and the
-   experiment's settings (finetuning type, encoder trained, box shift, initial weights).
-2. ``impute``: nominal variables by a random-forest classifier, ordinal and numeric ones
-   iteratively with a random-forest regressor (scikit-learn ``IterativeImputer``);
-   ``ks_sensitivity`` compares observed and imputed distributions (two-sample
+1. ``assemble_table``: one row per (experiment, model, dataset, subject) with the subject's
+   Dice, the scan's acquisition parameters and the experiment's settings (finetuning type,
+   image encoder finetuned, box shift applied, initial weights). This is the *subject-level*
+   table of the sensitivity analysis; the study's own response is one mean Dice per
+   (experiment, dataset), built in :mod:`mskseg_lib.stats.study_effects`.
+2. ``impute``: continuous variables iteratively with a random-forest regressor (scikit-learn
+   ``IterativeImputer``); nominal, ordinal, discrete and binary ones with a random-forest
+   classifier (so an imputed flip angle is a flip angle that occurs in the data);
+   ``ks_sensitivity`` compares observed and completed distributions (two-sample
    Kolmogorov-Smirnov).
 3. ``encode``: one-hot nominal variables (first level dropped, so the reference is explicit),
-   ordinal codes, continuous variables standardised, discrete ones (flip angle, rows, age)
-   min-max scaled.
+   ordinal codes, ``StandardScaler`` on continuous variables, ``MinMaxScaler`` on discrete ones
+   (flip angle, image rows, age), binary ones as they are.
 4. ``drop_collinear``: variance inflation factors (statsmodels); the feature with the largest
    VIF above 10 is dropped and the VIFs recomputed, until none exceeds it.
-5. ``fit_mixed``: statsmodels ``MixedLM`` with a random intercept per dataset, fixed effects
-   and two-way interactions; coefficients with 95% CIs, convergence and the random-intercept
-   variance.
+5. ``fit_mixed``: statsmodels ``MixedLM`` (REML) with a random intercept per group, optional
+   nested variance components, fixed effects and two-way interactions; coefficients with 95%
+   CIs, convergence and the variance components. ``formula_string`` is the exact patsy
+   formula it fits.
 
 ``simulate_table`` draws data with known coefficients and a random dataset effect, which the
 tests use to check that the fit recovers them.
@@ -36,7 +40,10 @@ from scipy import stats
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 from sklearn.experimental import enable_iterative_imputer  # noqa: F401  (activates IterativeImputer)
 from sklearn.impute import IterativeImputer
+from sklearn.preprocessing import MinMaxScaler, StandardScaler
 from statsmodels.stats.outliers_influence import variance_inflation_factor
+
+from mskseg_lib.data.errors import DataError
 
 
 @dataclass(frozen=True)
@@ -47,7 +54,7 @@ class VariableTypes:
     ordinal: Mapping[str, tuple] = field(default_factory=lambda: {"field_strength_t": (1.5, 3.0)})
     continuous: tuple[str, ...] = ("te_ms", "tr_ms", "slice_thickness_mm", "pixel_spacing_mm")
     discrete: tuple[str, ...] = ("flip_angle_deg", "rows_px", "age_years")
-    binary: tuple[str, ...] = ()  # already 0/1: left as they are
+    binary: tuple[str, ...] = ()  # 0/1: not scaled (imputed, where missing, by the classifier)
 
     @property
     def numeric(self) -> list[str]:
@@ -56,24 +63,29 @@ class VariableTypes:
     def all(self) -> list[str]:
         return [*self.nominal, *self.ordinal, *self.numeric, *self.binary]
 
+    def kind(self, column: str) -> str:
+        """``nominal``, ``ordinal``, ``continuous``, ``discrete``, ``binary`` or ``""``."""
+        for name in ("nominal", "ordinal", "continuous", "discrete", "binary"):
+            if column in getattr(self, name):
+                return name
+        return ""
+
 
 MRI_TYPES = VariableTypes()
 # expected direction of each effect in the synthetic cohort (mskseg_lib/data/mr_physics.py):
 # longer TE -> T2 decay, less signal; higher field -> more SNR; larger voxels -> more partial
 # volume and fewer pixels across thin structures
 PHYSICS_SIGNS = {"te_ms": -1, "field_strength_t": +1, "pixel_spacing_mm": -1, "slice_thickness_mm": -1}
-# the study's published effect sizes (standardised/scaled predictors), for side-by-side display
-PUBLISHED_EFFECTS = pd.DataFrame([
-    {"term": "flip_angle_deg", "published_low": 0.714, "published_high": 0.773},
-    {"term": "te_ms", "published_low": -0.099, "published_high": -0.058},
-    {"term": "pixel_spacing_mm", "published_low": -0.080, "published_high": -0.080},
-])
 
 
 # ----------------------------------------------------------------------------- 1. the table
 FINETUNE_TYPE = {"single": "single", "anatomy": "mixed", "muscle": "mixed", "all_msk": "all_msk"}
 ACQUISITION_COLUMNS = ("vendor", "acquisition", "field_strength_t", "te_ms", "tr_ms", "flip_angle_deg",
                        "slice_thickness_mm", "pixel_spacing_mm", "rows_px", "age_years")
+# the evaluation's subject Dice, newest name first (the subject's mean slice Dice today)
+SUBJECT_DICE_COLUMNS = ("dice_mean_slice", "dice_subject", "dice_mean", "dice")
+# the experiment table's box-shift setting, newest name first (pixels on the stated grid)
+BOX_SHIFT_COLUMNS = ("box_shift_grid_px", "box_shift_px")
 
 
 def arm_name(model_key: str, finetuned: bool) -> str:
@@ -81,29 +93,78 @@ def arm_name(model_key: str, finetuned: bool) -> str:
     return f"{model_key} {'finetuned' if finetuned else 'zero-shot'}"
 
 
+def first_column(df: pd.DataFrame, candidates: Sequence[str], what: str, source: str) -> str:
+    """The first of ``candidates`` that ``df`` has; a :class:`DataError` naming ``source`` else."""
+    for c in candidates:
+        if c in df.columns:
+            return c
+    raise DataError(source, f"no {what} column (looked for {', '.join(candidates)}; "
+                            f"has {', '.join(map(str, df.columns))})")
+
+
+def experiment_settings(experiments: pd.DataFrame) -> pd.DataFrame:
+    """The study's experiment covariates, one row per finetuned ``experiment_id``.
+
+    Columns: ``finetune_type`` (single / mixed / all_msk from ``mix_kind``), ``finetuned`` (1),
+    ``encoder_finetuned`` (1 when the image encoder was trained: ``encoder == "trained"``, or
+    ``strategy == "full"``), ``box_shift_applied`` (1 when the box-shift setting is > 0, read
+    from ``box_shift_grid_px`` or, in older grids, ``box_shift_px``) and ``initial_weights``
+    (the zoo key the model started from).
+    """
+    source = "finetuning experiment table"
+    for c in ("experiment_id", "mix_kind", "model_key"):
+        first_column(experiments, (c,), c, source)
+    shift = first_column(experiments, BOX_SHIFT_COLUMNS, "box-shift", source)
+    if "encoder" in experiments:
+        encoder = experiments["encoder"].astype(str).eq("trained")
+    else:
+        encoder = experiments[first_column(experiments, ("strategy",), "encoder / strategy", source)].astype(str).eq("full")
+    unknown = sorted(set(experiments["mix_kind"]) - set(FINETUNE_TYPE))
+    if unknown:
+        raise DataError(source, f"unknown mix_kind {unknown} (known: {sorted(FINETUNE_TYPE)})")
+    return pd.DataFrame({"experiment_id": experiments["experiment_id"].to_numpy(),
+                         "finetune_type": experiments["mix_kind"].map(FINETUNE_TYPE).to_numpy(),
+                         "finetuned": 1, "encoder_finetuned": encoder.astype(int).to_numpy(),
+                         "box_shift_applied": (experiments[shift].astype(float) > 0).astype(int).to_numpy(),
+                         "initial_weights": experiments["model_key"].astype(str).to_numpy()})
+
+
+def zero_shot_settings(experiment_id: str) -> dict:
+    """The covariates of a zero-shot baseline row (``experiment_id`` ``zero_shot:<model>``)."""
+    key = experiment_id.split(":", 1)[1]
+    return {"finetune_type": "zero_shot", "finetuned": 0, "encoder_finetuned": 0, "box_shift_applied": 0,
+            "initial_weights": key}
+
+
+def row_settings(experiment_ids: pd.Series, experiments: pd.DataFrame) -> pd.DataFrame:
+    """Settings of every row (zero-shot baselines and finetuned experiments), plus ``arm``."""
+    tuned = experiment_settings(experiments).set_index("experiment_id") if len(experiments) else pd.DataFrame()
+    rows = []
+    for eid in experiment_ids:
+        if str(eid).startswith("zero_shot:"):
+            rows.append(zero_shot_settings(str(eid)))
+        elif eid in tuned.index:
+            rows.append(tuned.loc[eid].to_dict())
+        else:
+            raise DataError("finetuning experiment table", f"scores name experiment {eid!r}, which it does not list")
+    out = pd.DataFrame(rows, index=experiment_ids.index)
+    out["arm"] = [arm_name(w, bool(f)) for w, f in zip(out["initial_weights"], out["finetuned"])]
+    return out
+
+
 def assemble_table(subject_scores: pd.DataFrame, experiments: pd.DataFrame, subjects: pd.DataFrame,
-                   condition: str = "gt_box") -> pd.DataFrame:
+                   condition: str = "gt_box", dice_column: str | None = None) -> pd.DataFrame:
     """One row per (experiment, model, dataset, subject): Dice, acquisition and settings.
 
     ``subject_scores`` is the grid's subject table (``experiment_id`` ``zero_shot:<model>`` for
     baselines), ``experiments`` its experiment table, ``subjects`` the prepared subject table.
+    ``dice`` is ``dice_column`` (default: the first of :data:`SUBJECT_DICE_COLUMNS` present).
     """
-    s = subject_scores[subject_scores["condition"] == condition].copy()
-    exp = experiments.set_index("experiment_id")
-    rows = []
-    for r in s.itertuples(index=False):
-        if r.experiment_id.startswith("zero_shot:"):
-            key = r.experiment_id.split(":", 1)[1]
-            settings = {"finetune_type": "zero_shot", "encoder_trained": 0, "box_shift": 0,
-                        "initial_weights": key, "arm": arm_name(key, finetuned=False)}
-        else:
-            e = exp.loc[r.experiment_id]
-            settings = {"finetune_type": FINETUNE_TYPE[e["mix_kind"]], "encoder_trained": int(e["encoder"] == "trained"),
-                        "box_shift": int(e["box_shift_px"] > 0), "initial_weights": e["model_key"],
-                        "arm": arm_name(e["model_key"], finetuned=True)}
-        rows.append({"experiment_id": r.experiment_id, "dataset": r.dataset, "subject_id": r.subject_id,
-                     "dice": float(r.dice_mean_slice), **settings})
-    table = pd.DataFrame(rows)
+    dice_column = dice_column or first_column(subject_scores, SUBJECT_DICE_COLUMNS, "subject Dice", "subject scores")
+    s = subject_scores[subject_scores["condition"] == condition].reset_index(drop=True)
+    table = pd.concat([s[["experiment_id", "dataset", "subject_id"]],
+                       s[dice_column].astype(float).rename("dice"), row_settings(s["experiment_id"], experiments)],
+                      axis=1)
     acq = subjects[["dataset", "subject_id", *ACQUISITION_COLUMNS]]
     return table.merge(acq, on=["dataset", "subject_id"], how="left", validate="many_to_one")
 
@@ -120,35 +181,48 @@ def missingness(df: pd.DataFrame, types: VariableTypes = MRI_TYPES) -> pd.DataFr
 
 
 def impute(df: pd.DataFrame, types: VariableTypes = MRI_TYPES, seed: int = 0) -> pd.DataFrame:
-    """Fill missing values: numeric and ordinal columns iteratively (random-forest regressor),
-    then nominal ones with a random-forest classifier on the completed numeric columns.
+    """Fill missing values as the study does, by variable type.
 
-    Ordinal and discrete values are snapped to observed levels (an imputed field strength is
-    1.5 or 3.0 T, not 2.2).
+    1. Continuous columns: ``IterativeImputer`` with a random-forest regressor over every
+       numeric, ordinal and binary column (the non-continuous ones take part as predictors,
+       filled provisionally by the same imputer).
+    2. Discrete, ordinal, binary and nominal columns: one ``RandomForestClassifier`` per column,
+       trained on its observed rows with the completed continuous columns and the other
+       (provisionally completed) numeric columns as predictors. Its classes are the observed
+       values, so an imputed flip angle or field strength is one that occurs in the data.
+
+    A column without any predictor (it is the only column) gets its most frequent observed
+    value. Parameters: ``df`` (rows x variables; other columns are kept as they are), ``types``
+    (which variable is which), ``seed`` (the forests' random state). Returns a copy of ``df``.
     """
     out = df.copy()
-    numeric = [c for c in [*types.numeric, *types.ordinal] if c in out]
-    if out[numeric].isna().any().any():
+    numeric = [c for c in [*types.continuous, *types.discrete, *types.ordinal, *types.binary] if c in out]
+    provisional = out[numeric].astype(float)
+    if provisional.isna().any().any():
         imputer = IterativeImputer(estimator=RandomForestRegressor(n_estimators=50, random_state=seed),
-                                   max_iter=10, random_state=seed)
+                                   max_iter=10, random_state=seed, keep_empty_features=True)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # convergence chatter of the iterative imputer
-            filled = imputer.fit_transform(out[numeric].astype(float))
-        out[numeric] = filled
-        for c in [*types.discrete, *types.ordinal]:
-            if c in out and df[c].isna().any():
-                levels = np.array(sorted(df[c].dropna().unique()), float)
-                miss = df[c].isna().to_numpy()
-                out.loc[miss, c] = levels[np.abs(out.loc[miss, c].to_numpy()[:, None] - levels[None]).argmin(1)]
-    for c in [c for c in types.nominal if c in out]:
-        miss = out[c].isna()
+            provisional = pd.DataFrame(imputer.fit_transform(provisional), index=out.index, columns=numeric)
+        for c in [c for c in types.continuous if c in out]:
+            out[c] = provisional[c]
+    categorical = [c for c in [*types.discrete, *types.ordinal, *types.binary, *types.nominal] if c in out]
+    for c in categorical:
+        miss = df[c].isna()
         if not miss.any():
             continue
         if (~miss).sum() == 0:
             raise ValueError(f"impute: column {c!r} has no observed value")
+        predictors = [p for p in numeric if p != c]
+        observed = df.loc[~miss, c]
+        if not predictors:
+            out.loc[miss, c] = observed.mode().iloc[0]
+            continue
         clf = RandomForestClassifier(n_estimators=100, random_state=seed)
-        clf.fit(out.loc[~miss, numeric], out.loc[~miss, c].astype(str))
-        out.loc[miss, c] = clf.predict(out.loc[miss, numeric])
+        labels = observed.astype(str) if c in types.nominal else observed.astype(float).astype(str)
+        clf.fit(provisional.loc[~miss, predictors], labels)
+        predicted = clf.predict(provisional.loc[miss, predictors])
+        out.loc[miss, c] = predicted if c in types.nominal else predicted.astype(float)
     return out
 
 
@@ -175,7 +249,9 @@ def safe_name(name: str) -> str:
 def encode(df: pd.DataFrame, types: VariableTypes = MRI_TYPES,
            references: Mapping[str, Any] | None = None) -> pd.DataFrame:
     """Model-ready features: one-hot nominal (reference level dropped), ordinal codes,
-    standardised continuous, min-max scaled discrete, binary as is.
+    continuous variables through scikit-learn's ``StandardScaler`` (mean 0, SD 1 with ddof 0),
+    discrete ones through ``MinMaxScaler`` (0 at the smallest value, 1 at the largest), binary
+    as is. The scalers are fitted on the rows of ``df``.
 
     ``references`` fixes the dropped level per nominal column (else the first in sorted order).
     """
@@ -194,14 +270,10 @@ def encode(df: pd.DataFrame, types: VariableTypes = MRI_TYPES,
         if c in df:
             codes = pd.Series(np.searchsorted(np.asarray(levels, float), df[c].astype(float)), index=df.index, name=c)
             parts.append(codes.astype(float).to_frame())
-    for c in [c for c in types.continuous if c in df]:
-        x = df[c].astype(float)
-        sd = x.std(ddof=0)
-        parts.append(((x - x.mean()) / sd if sd > 0 else x * 0.0).rename(c).to_frame())
-    for c in [c for c in types.discrete if c in df]:
-        x = df[c].astype(float)
-        span = x.max() - x.min()
-        parts.append(((x - x.min()) / span if span > 0 else x * 0.0).rename(c).to_frame())
+    for scaler, columns in ((StandardScaler, types.continuous), (MinMaxScaler, types.discrete)):
+        for c in [c for c in columns if c in df]:  # a constant column scales to 0 with either scaler
+            values = scaler().fit_transform(df[[c]].astype(float).to_numpy())[:, 0]
+            parts.append(pd.Series(values, index=df.index, name=c).to_frame())
     for c in [c for c in types.binary if c in df]:
         parts.append(df[c].astype(float).rename(c).to_frame())
     return pd.concat(parts, axis=1) if parts else pd.DataFrame(index=df.index)
@@ -252,14 +324,32 @@ class MixedFit:
     n_obs: int
     n_groups: int
     formula: str
+    variance_components: dict = field(default_factory=dict)  # nested component name -> variance
+    log_likelihood: float = float("nan")  # REML log-likelihood
+
+
+def formula_string(response: str, fixed: Sequence[str], interactions: Sequence[tuple[str, str]] = ()) -> str:
+    """The patsy formula ``fit_mixed`` fits: ``response ~ a + b + a:b`` (``1`` with no term).
+
+    Interactions whose factors are not both among ``fixed`` are left out.
+    """
+    terms = list(fixed) + [f"{a}:{b}" for a, b in interactions if a in fixed and b in fixed]
+    return f"{response} ~ " + (" + ".join(terms) if terms else "1")
 
 
 def fit_mixed(data: pd.DataFrame, response: str, fixed: Sequence[str], group: str = "dataset",
-              interactions: Sequence[tuple[str, str]] = ()) -> MixedFit:
-    """``MixedLM``: ``response ~ fixed + a:b`` with a random intercept per ``group`` (REML)."""
-    terms = list(fixed) + [f"{a}:{b}" for a, b in interactions if a in fixed and b in fixed]
-    formula = f"{response} ~ " + (" + ".join(terms) if terms else "1")
-    model = smf.mixedlm(formula, data, groups=data[group])
+              interactions: Sequence[tuple[str, str]] = (),
+              variance_components: Mapping[str, str] | None = None) -> MixedFit:
+    """``MixedLM`` (REML): ``response ~ fixed + a:b`` with a random intercept per ``group``.
+
+    ``variance_components`` adds random intercepts nested in the group, as ``{name: column}``
+    (``{"subject": "subject_id"}``: one intercept per subject within its dataset). Optimisers
+    are tried in turn (lbfgs, Powell, Nelder-Mead) until one converges; a rank-deficient
+    fixed-effect design is refused with a message.
+    """
+    formula = formula_string(response, fixed, interactions)
+    vc = {name: f"0 + C({column})" for name, column in (variance_components or {}).items()}
+    model = smf.mixedlm(formula, data, groups=data[group], re_formula="1", vc_formula=vc or None)
     rank = np.linalg.matrix_rank(model.exog)
     if rank < model.exog.shape[1]:
         raise ValueError(f"MixedLM {formula}: the fixed effects are linearly dependent (rank {rank} of "
@@ -282,8 +372,9 @@ def fit_mixed(data: pd.DataFrame, response: str, fixed: Sequence[str], group: st
     coef = pd.DataFrame({"term": names, "coef": res.fe_params.values, "se": res.bse_fe.values,
                          "ci_low": ci.loc[names, 0].values, "ci_high": ci.loc[names, 1].values,
                          "p_value": res.pvalues.loc[names].values})
+    components = dict(zip(model.exog_vc.names, np.asarray(res.vcomp, float))) if vc else {}
     return MixedFit(coef, bool(res.converged), float(res.cov_re.iloc[0, 0]), float(res.scale), int(res.nobs),
-                    int(data[group].nunique()), formula)
+                    int(data[group].nunique()), formula, components, float(res.llf))
 
 
 def simulate_table(coefficients: Mapping[str, float], *, n_datasets: int = 12, n_subjects: int = 20,

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from mskseg_lib.data.boxes import mask_box
-from mskseg_lib.data.preprocess import SliceGeometry, resize_slice
+from mskseg_lib.data.preprocess import SliceGeometry, resize_slice, scale_box
 from mskseg_lib.evaluation.masks import combine_labels, to_original
 from mskseg_lib.models.interface import Embedding, Prompts, Segmenter
 from mskseg_lib.video3d.frames import VolumeFrames, check_slices
@@ -58,11 +58,12 @@ class SchemeRun:
 class SliceEncoder:
     """Embeddings of one volume's slices for one ``Segmenter``, each slice encoded once."""
 
-    def __init__(self, segmenter: Segmenter, slices_u8: np.ndarray):
+    def __init__(self, segmenter: Segmenter, slices_u8: np.ndarray, resize_mode: str = "stretch"):
         self.segmenter = segmenter
         self.slices = check_slices(slices_u8)
         self.size = int(segmenter.input_size_px)
-        self.geom = SliceGeometry(int(self.slices.shape[1]), int(self.slices.shape[2]), self.size)
+        # slices reach the model as prepare makes them (``prepare.resize``: the study's stretch, or pad)
+        self.geom = SliceGeometry(int(self.slices.shape[1]), int(self.slices.shape[2]), self.size, resize_mode)
         self._embeddings: dict[int, Embedding] = {}
         self.encode_seconds: dict[int, float] = {}
 
@@ -72,7 +73,7 @@ class SliceEncoder:
             if cuda:  # time the encode itself, not the launch of its kernels
                 torch.cuda.synchronize(self.segmenter.device)
             t0 = time.perf_counter()
-            image = resize_slice(self.slices[k], self.size)[None]
+            image = resize_slice(self.slices[k], self.size, resize_mode=self.geom.resize_mode)[None]
             self._embeddings[k] = self.segmenter.encode(image, [self.geom.resized_shape])[0]
             if cuda:
                 torch.cuda.synchronize(self.segmenter.device)
@@ -89,15 +90,14 @@ class SliceEncoder:
         padded with SAM's "not a point" (label -1), which the prompt encoder ignores. Overlaps go
         to the smaller structure (``evaluation.masks.combine_labels``).
         """
-        scale = self.geom.scale
         if all(p.box is not None for p in prompts):
-            batch = Prompts(boxes=np.stack([p.box for p in prompts]) * scale)
+            batch = Prompts(boxes=scale_box(np.stack([p.box for p in prompts]), self.geom))
         elif all(p.points is not None and p.box is None for p in prompts):
             width = max(len(p.points) for p in prompts)
             points = np.zeros((len(prompts), width, 2), np.float32)
             labels = np.full((len(prompts), width), -1, np.int64)
             for i, p in enumerate(prompts):
-                points[i, :len(p.points)] = p.points * scale
+                points[i, :len(p.points)] = scale_box(p.points, self.geom)
                 labels[i, :len(p.points)] = p.point_labels
             batch = Prompts(points=points, point_labels=labels)
         else:

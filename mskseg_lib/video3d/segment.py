@@ -107,7 +107,7 @@ def propagate(model: Any, sl: Slicing, seeds: Sequence[ObjectPrompt], carry: Map
     kind = "box" if all(s.box is not None for s in seeds) else "point"
     if kind == "point" and any(s.box is not None for s in seeds):
         raise ValueError("image-only carrying needs all prompts as boxes or all as points")
-    run = run_carry(SliceEncoder(model.segmenter, stack), seeds, kind, margin_px=int(carry["margin_px"]),
+    run = run_carry(SliceEncoder(model.segmenter, stack, sl.resize_mode), seeds, kind, margin_px=int(carry["margin_px"]),
                     min_area_px=int(carry["min_area_px"]), min_area_fraction=float(carry["min_area_fraction"]),
                     min_consecutive_dice=float(carry["min_consecutive_dice"]))
     return run, f"{kind}_carry"

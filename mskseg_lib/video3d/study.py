@@ -12,7 +12,10 @@ scheme (:data:`mskseg_lib.video3d.prompts.SCHEMES`):
 
 Prompts come from the manual mask (evaluation). Structures are the labels of ``video3d.tissues``
 (bone: femur, tibia, patella; vertebral bodies). Each volume is scored with 3D Dice per
-structure and combined, and with slice Dice against the offset from the prompted slice.
+structure, ``combined`` (the union of ``video3d.combined_structures``: the study's femur and
+tibia; the spine, which has neither, joins its vertebral bodies), ``all_structures`` (every
+scored structure, patella included: a labelled extra), and with slice Dice against the offset
+from the prompted slice.
 
 Per (model, volume) the scores are stored under ``runs_dir/video3d/<tag>/scores`` with a
 fingerprint of everything that shapes them, so a rerun resumes and a changed setting recomputes.
@@ -33,7 +36,7 @@ import torch
 from tqdm.auto import tqdm
 
 from mskseg_lib import atomic
-from mskseg_lib.autolabel.pipeline import Slicing, clip_percentiles, file_key, slicing
+from mskseg_lib.autolabel.pipeline import Slicing, clip_percentiles, file_key, resize_mode_for, slicing
 from mskseg_lib.config import resolve_path
 from mskseg_lib.data import raw_io
 from mskseg_lib.data.catalog import REAL_SPINE, DatasetSpec, get_dataset
@@ -57,10 +60,10 @@ from mskseg_lib.video3d.predictor import (
     parameter_count,
 )
 from mskseg_lib.video3d.propagate import SchemeRun, SliceEncoder, run_carry, run_per_slice, run_video
-from mskseg_lib.video3d.scoring import slice_scores, structure_scores
+from mskseg_lib.video3d.scoring import ALL_STRUCTURES, COMBINED, slice_scores, structure_scores
 
 #: bumped when a change here or in the engines changes the scores (part of every fingerprint)
-STUDY_VERSION = 2
+STUDY_VERSION = 3  # 3: "combined" = union of femur and tibia (was: every scored structure)
 NOT_APPLICABLE = "not applicable: no memory (image-only model)"
 
 
@@ -103,6 +106,34 @@ def study_volumes(cfg: Mapping[str, Any], subjects: pd.DataFrame, notes: list[st
     return pd.concat(frames, ignore_index=True)
 
 
+def volume_sources(volumes: pd.DataFrame) -> dict[str, str]:
+    """Dataset -> data source of its volumes: ``synthetic`` (the cohort), ``real`` (the real
+    spine fixture) or ``mixed``; from the ``source`` column of :func:`study_volumes`."""
+    out = {}
+    for dataset, g in volumes.groupby("dataset", sort=True):
+        kinds = {"synthetic" if s == "cohort" else "real" for s in g["source"]}
+        out[str(dataset)] = kinds.pop() if len(kinds) == 1 else "mixed"
+    return out
+
+
+def sources_of(sources: Mapping[str, str], datasets: Sequence[str]) -> str:
+    """One data source for results drawn from ``datasets`` (``mixed`` when they differ)."""
+    kinds = {sources.get(str(d), "synthetic") for d in datasets} or {"synthetic"}
+    return kinds.pop() if len(kinds) == 1 else "mixed"
+
+
+def with_data_source(df: pd.DataFrame, sources: Mapping[str, str]) -> pd.DataFrame:
+    """``df`` with a ``data_source`` column per row: the source of its ``dataset``; rows whose
+    ``source`` column says ``published`` (the anchor) are ``published``; rows without a dataset
+    (a model that did not run) take the source of all volumes together."""
+    default = sources_of(sources, list(sources))
+    col = df["dataset"].astype(str).map(lambda d: sources.get(d, default)) if "dataset" in df else default
+    out = df.assign(data_source=col)
+    if "source" in out:
+        out.loc[out["source"] == "published", "data_source"] = "published"
+    return out
+
+
 @dataclass
 class LoadedVolume:
     """One volume ready for the schemes: display-oriented stacks, slices first."""
@@ -139,7 +170,7 @@ def load_volume(cfg: Mapping[str, Any], row: Mapping[str, Any]) -> LoadedVolume:
     if mask.shape[:3] != image.shape[:3] or not np.allclose(mask.affine, image.affine, atol=1e-3):
         raise DataError(Path(row["mask_nifti"]), f"mask grid {mask.shape} differs from image {image.shape} "
                                                    f"({row['image_nifti']})")
-    sl = slicing(image, spec, clip_percentiles(cfg, spec.name))
+    sl = slicing(image, spec, clip_percentiles(cfg, spec.name), resize_mode_for(cfg))
     gt_canonical = np.asarray(to_canonical(mask).data).astype(np.int16)
     values = [v for v in structures_of(spec, cfg["video3d"]["tissues"]) if (gt_canonical == v).any()]
     if not values:
@@ -219,7 +250,7 @@ def run_schemes(model: VideoModel, vol: LoadedVolume, schemes: Sequence[str], ca
     if unknown:
         raise ValueError(f"unknown video3d schemes {unknown}; known: {', '.join(P.SCHEMES)}")
     out: dict[str, SchemeRun | str] = {}
-    encoder = SliceEncoder(model.segmenter, vol.image)
+    encoder = SliceEncoder(model.segmenter, vol.image, vol.slicing.resize_mode)
     reference = {p.label: p.frame for p in P.single_slice_prompts(vol.gt, vol.values, negatives=False)}
     for scheme in schemes:
         if scheme in P.VIDEO_SCHEMES:
@@ -250,7 +281,7 @@ def _fingerprint(payload: Mapping[str, Any]) -> str:
 @dataclass
 class StudyResult:
     root: Path
-    structures: pd.DataFrame  # (model, scheme, volume, structure incl. "combined"): 3D Dice, seconds
+    structures: pd.DataFrame  # (model, scheme, volume, structure incl. "combined", "all_structures"): 3D Dice
     slices: pd.DataFrame  # (model, scheme, volume, structure, slice): slice Dice and offset
     runs: pd.DataFrame  # (model, scheme, volume): status, seconds, encoded slices, volume file
     failed: pd.DataFrame  # (model, volume): the error of a volume that could not be scored
@@ -287,7 +318,9 @@ def run_study(cfg: Mapping[str, Any], volumes: pd.DataFrame, model_keys: Sequenc
         folder = root / "scores" / key / row["dataset"]
         done = folder / f"{row['subject_id']}.json"
         fp = _fingerprint({"model": key, "checkpoint": checkpoints.get(key), "schemes": schemes, "carry": v["carry"],
-                           "tissues": v["tissues"], "version": STUDY_VERSION, "clip": clip_percentiles(cfg, row["dataset"]),
+                           "tissues": v["tissues"], "combined": v["combined_structures"], "version": STUDY_VERSION,
+                           "clip": clip_percentiles(cfg, row["dataset"]),
+                           "resize_mode": resize_mode_for(cfg),
                            "image": file_key(Path(row["image_nifti"])), "mask": file_key(Path(row["mask_nifti"])),
                            "device_type": device_type, "autocast": cfg["models"]["autocast_bf16"],
                            "save_volumes": bool(v["save_volumes"]), "sam2_hole_filling": holes})
@@ -318,7 +351,8 @@ def run_study(cfg: Mapping[str, Any], volumes: pd.DataFrame, model_keys: Sequenc
             path = ""
             if v["save_volumes"]:
                 path = str(write_prediction(root / "volumes" / key / scheme / f"{row['subject_id']}.nii.gz", res.labels, vol))
-            s_rows = structure_scores(res.labels, vol.gt, vol.values, vol.names, vol.spacing_mm)
+            s_rows = structure_scores(res.labels, vol.gt, vol.values, vol.names, vol.spacing_mm,
+                                      combined=tuple(v["combined_structures"]))
             s_rows["prompt_slice"] = [res.prompt_slices.get(int(lab), -1) for lab in s_rows["label"]]
             s_rows = s_rows.assign(seconds=res.seconds, n_params=model.n_params)
             for col, val in reversed(list(base.items())):
@@ -338,7 +372,8 @@ def run_study(cfg: Mapping[str, Any], volumes: pd.DataFrame, model_keys: Sequenc
         atomic.save_parquet(r_df, folder / f"{row['subject_id']}.runs.parquet")
         atomic.write_json(done, {"fingerprint": fp, "model": key, "identity": model.identity, "n_params": model.n_params,
                                  "seconds_total": time.perf_counter() - t0, "n_slices": int(len(vol.image)),
-                                 "structures": vol.values, "config": {k: v[k] for k in ("schemes", "carry", "tissues")},
+                                 "structures": vol.values,
+                                 "config": {k: v[k] for k in ("schemes", "carry", "tissues", "combined_structures")},
                                  "seed": cfg["seed"], "versions": collect_versions()})
         structures.append(s_df)
         slices.append(sl_df)
@@ -352,21 +387,34 @@ def run_study(cfg: Mapping[str, Any], volumes: pd.DataFrame, model_keys: Sequenc
 # tables
 # ----------------------------------------------------------------------------------------------
 def median_table(structures: pd.DataFrame) -> pd.DataFrame:
-    """Median 3D Dice per (dataset, model, scheme) for each structure and combined (columns),
-    with parameter count, median seconds per volume and the number of volumes."""
+    """Median 3D Dice per (dataset, model, scheme) for each structure, ``combined`` (the study's
+    femur + tibia union) and ``all_structures`` (columns), with what ``combined`` joined,
+    parameter count, median seconds per volume and the number of volumes."""
     if structures.empty:
         return pd.DataFrame()
     keys = ["dataset", "model", "scheme"]
     wide = structures.pivot_table(index=keys, columns="structure", values="dice", aggfunc="median")
-    cols = [c for c in wide.columns if c != "combined"] + (["combined"] if "combined" in wide.columns else [])
-    wide = wide[cols]
-    combined = structures[structures["structure"] == "combined"]
-    extra = combined.groupby(keys).agg(n_volumes=("subject_id", "nunique"), n_params=("n_params", "first"),
-                                       seconds_per_volume=("seconds", "median"))
+    unions = [c for c in (COMBINED, ALL_STRUCTURES) if c in wide.columns]
+    by_label = structures[structures["label"] != 0].drop_duplicates("structure").sort_values("label")["structure"] \
+        if "label" in structures else pd.Series(dtype=str)
+    singles = [c for c in by_label if c in wide.columns] + sorted(c for c in wide.columns
+                                                                 if c not in unions and c not in set(by_label))
+    wide = wide[singles + unions]  # structures in label order (femur, tibia, patella), then the unions
+    combined = structures[structures["structure"] == COMBINED]
+    agg = {"n_volumes": ("subject_id", "nunique"), "n_params": ("n_params", "first"),
+           "seconds_per_volume": ("seconds", "median")}
+    if "union_of" in combined:
+        agg["combined_of"] = ("union_of", lambda s: "; ".join(sorted(set(map(str, s)))))
+    extra = combined.groupby(keys).agg(**agg)
     order = {s: i for i, s in enumerate(P.SCHEMES)}
     out = wide.join(extra).reset_index()
     return out.sort_values(["dataset", "model", "scheme"], key=lambda c: c.map(order) if c.name == "scheme" else c) \
               .reset_index(drop=True)
+
+
+def _structure_names(text: str) -> list[str]:
+    """'femur and tibia' / 'femur, tibia' -> ['femur', 'tibia']."""
+    return [w.strip() for w in str(text).replace(" and ", ",").split(",") if w.strip()]
 
 
 def anchor_table(structures: pd.DataFrame, published: pd.DataFrame, model_table_: pd.DataFrame) -> pd.DataFrame:
@@ -374,36 +422,42 @@ def anchor_table(structures: pd.DataFrame, published: pd.DataFrame, model_table_
 
     One row per published finding, then one per (dataset, SAM2 model) regenerated with that
     scheme, or one row per SAM2 model saying why it was not run. The anchor is SAM2's, so other
-    models' numbers stay in table S72 rather than appearing beside it. Where a dataset has the
-    published structures (femur and tibia), the regenerated value is the median 3D Dice over
-    those structures and volumes (the patella left out, as in the published set); elsewhere it
-    is the combined Dice of the dataset's own structures, and the note says so.
+    models' numbers stay in table X07b rather than appearing beside it.
+
+    The compared number is, as in the study, the median over volumes of the ``combined`` 3D Dice:
+    the Dice of the union of the published structures (femur and tibia, patella left out). Where
+    a dataset's ``combined`` joined other structures (the spine's vertebral bodies) the row says
+    so in ``note``. ``median_3d_dice_<structure>`` columns give the per-structure medians of the
+    published structures beside it (the study also reports femur only and tibia only; the
+    reference file holds only the combined number, so the published row leaves them empty).
     """
     rows = []
     sam2_keys = set(model_table_.loc[model_table_["family"] == "sam2", "model_key"])
     if not structures.empty:
         structures = structures[structures["model_key"].isin(sam2_keys)]
     for _, pub in published.iterrows():
+        wanted = _structure_names(pub["structures"])
+        per_cols = {f"median_3d_dice_{w}": np.nan for w in wanted}
         rows.append({"source": "published", "scheme": pub["scheme"], "model": "SAM2 (study)", "dataset": pub["dataset"],
                      "structures": pub["structures"], "n_volumes": int(pub["n_volumes"]),
-                     "median_3d_dice": pub["dice"], "note": pub["note"]})
-        wanted = [w.strip() for w in str(pub["structures"]).replace(" and ", ",").split(",") if w.strip()]
+                     "median_3d_dice": pub["dice"], **per_cols, "note": pub["note"]})
         done = structures[structures["scheme"] == pub["scheme"]] if not structures.empty else structures
         for (dataset, model), g in (done.groupby(["dataset", "model"]) if not done.empty else []):
-            same = g[g["structure"].isin(wanted)]
-            if set(same["structure"]) == set(wanted):
-                pick, names, note = same, wanted, "median over the published structures' 3D Dice"
+            comb = g[g["structure"] == COMBINED]
+            joined = sorted({n for s in comb.get("union_of", pd.Series(dtype=str)) for n in _structure_names(s)})
+            if joined == sorted(wanted):
+                note = f"combined = 3D Dice of the union of {' and '.join(wanted)} (the study's definition)"
             else:
-                pick = g[g["structure"] == "combined"]
-                names = sorted(set(g["structure"]) - {"combined"})
-                note = "different structures: combined Dice (union) of this dataset's structures"
+                note = f"different structures: combined = union of this dataset's {', '.join(joined) or 'structures'}"
+            per = {f"median_3d_dice_{w}": float(g.loc[g["structure"] == w, "dice"].median())
+                   if (g["structure"] == w).any() else np.nan for w in wanted}
             rows.append({"source": "regenerated", "scheme": pub["scheme"], "model": model, "dataset": dataset,
-                         "structures": ", ".join(names), "n_volumes": int(g["subject_id"].nunique()),
-                         "median_3d_dice": float(pick["dice"].median()), "note": note})
+                         "structures": ", ".join(joined), "n_volumes": int(g["subject_id"].nunique()),
+                         "median_3d_dice": float(comb["dice"].median()) if len(comb) else np.nan, **per, "note": note})
         if pub["scheme"] in P.VIDEO_SCHEMES:
             for _, m in model_table_[model_table_["video_predictor"] & (model_table_["status"] != "available")].iterrows():
                 rows.append({"source": "regenerated", "scheme": pub["scheme"], "model": m["model"], "dataset": "",
-                             "structures": "", "n_volumes": 0, "median_3d_dice": np.nan, "note": m["status"]})
+                             "structures": "", "n_volumes": 0, "median_3d_dice": np.nan, **per_cols, "note": m["status"]})
     return pd.DataFrame(rows)
 
 
@@ -425,7 +479,7 @@ def example_stacks(result: StudyResult, volumes: pd.DataFrame, cfg: Mapping[str,
         pred = display_stack(np.asarray(pred_vol.data).astype(np.int16), vol.slicing.slice_axis)
         s = result.structures
         prompt = int(s[(s["model_key"] == run["model_key"]) & (s["scheme"] == scheme) & (s["subject_id"] == run["subject_id"])
-                       & (s["structure"] != "combined")]["prompt_slice"].mode().iloc[0])
+                       & (s["label"] != 0)]["prompt_slice"].mode().iloc[0])
         return {"image": vol.image, "gt": np.where(np.isin(vol.gt, vol.values), vol.gt, 0), "pred": pred,
                 "prompt_slice": prompt, "model": run["model"], "scheme": scheme, "dataset": run["dataset"],
                 "subject_id": run["subject_id"], "names": {v: vol.names[v] for v in vol.values}}

@@ -278,6 +278,7 @@ def _autolabel(args: argparse.Namespace) -> int:
     detector = det.load_detector(weights, a["detector"], device)
     settings = AutolabelSettings.from_profile(cfg, spec)
     model_ids = {"segmenter": model_key, "segmenter_checkpoint": str((getattr(segmenter, "checkpoint", None) or {}).get("sha256", "")),
+                 "segmenter_input_normalisation": str(getattr(segmenter, "normalisation", "")),
                  "detector": sha256_file(weights),
                  "detector_inference": {k: a["detector"][k] for k in ("conf", "iou", "max_det")},
                  "device_type": device.type, "autocast_bf16": bool(cfg["models"]["autocast_bf16"])}

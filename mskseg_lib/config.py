@@ -57,6 +57,9 @@ SCHEMA: dict[str, Any] = {
         "autocast_bf16": bool,  # bf16 autocast on CUDA (CPU always runs fp32)
         "cpu_threads": int,  # 0 = every core this process may use
         "encode_batch_size": int,  # slices per image-encoder call
+        # study: every encoder gets 0-1 per-slice min-max input, as the MSK study's code fed SAM,
+        # SAM2 and MedSAM; native: each model's own predictor convention (SAM/SAM2 mean/std)
+        "input_normalisation": str,
         "checkpoints_dir": str,  # where the registry's file names are looked for
         "checkpoints": dict,  # zoo name -> explicit checkpoint path
         "sha256": dict,  # zoo name -> pinned digest (where the registry has none)
@@ -202,6 +205,7 @@ ALLOWED_VALUES = {
     "finetune.distributed.backend": {"auto", "nccl", "gloo"},
     "finetune.training.scheduler_t0_unit": {"optimizer_steps", "epochs"},
     "video3d.offload_state": {"auto", "always", "never"},
+    "models.input_normalisation": {"study", "native"},
 }
 
 

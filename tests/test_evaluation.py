@@ -3,6 +3,7 @@ wiring with a stand-in model (known Dice), resume and cache; and LiteMedSAM on t
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -246,6 +247,25 @@ def test_engine_resumes_reuses_embeddings_and_refuses_changed_settings(hip_cfg):
     hip_cfg["zero_shot"]["tag"] = "baseline"
     with pytest.raises(RunMismatch, match="zero_shot.tag"):
         run_zero_shot(hip_cfg, ["filler"], model_loader=lambda key: model, progress=False)
+
+
+@pytest.mark.parametrize("change", ["input_normalisation", "resize", "clip"])
+def test_run_folder_refuses_results_of_another_encoder_input_or_preparation(tiny_cfg, change):
+    """Results depend on the encoder's input convention and on how the slices were prepared: a run
+    folder made under other ones is refused, never mixed in."""
+    from mskseg_lib.evaluation.zero_shot import _check_or_start
+
+    run_dir = tiny_cfg["paths"]["runs_dir"] + "/zs_check"
+    _check_or_start(Path(run_dir), tiny_cfg)
+    _check_or_start(Path(run_dir), tiny_cfg)  # same settings: resumes
+    if change == "input_normalisation":
+        tiny_cfg["models"]["input_normalisation"] = "native"
+    elif change == "resize":
+        tiny_cfg["prepare"]["resize"] = "pad"
+    else:
+        tiny_cfg["prepare"]["clip_percentiles"] = [0.5, 99.5]
+    with pytest.raises(RunMismatch):
+        _check_or_start(Path(run_dir), tiny_cfg)
 
 
 def test_variant_runs_in_its_own_folder_from_the_shared_cache_and_leaves_the_profile_alone(hip_cfg):

@@ -414,6 +414,15 @@ def test_resumed_run_matches_an_uninterrupted_one(ft_cfg, tmp_path):
     changed["finetune"]["training"]["lr"] = 1e-2
     with pytest.raises(RunMismatch, match="changed: \\['lr'\\]"):
         train_run(changed, exp, 1, run_dir=tmp_path / "b", segmenter_factory=tiny_factory, progress=False)
+    # a finished run made from other encoder inputs (another normalisation, other slices) is refused
+    other = copy.deepcopy(cfg)
+    other["models"]["input_normalisation"] = "native"
+    with pytest.raises(RunMismatch, match="inputs.input_normalisation"):
+        train_run(other, exp, 1, run_dir=tmp_path / "b", segmenter_factory=tiny_factory, progress=False)
+    other = copy.deepcopy(cfg)
+    other["prepare"]["resize"] = "pad"
+    with pytest.raises(RunMismatch, match="inputs.resize"):
+        train_run(other, exp, 1, run_dir=tmp_path / "b", segmenter_factory=tiny_factory, progress=False)
 
 
 @pytest.mark.parametrize("unit", ["optimizer_steps", "epochs"])

@@ -179,10 +179,13 @@ def test_sam_architectures_equal_segment_anythings_own_builders(arch):
         sam_architecture("vit_x")
 
 
+@pytest.mark.parametrize("input_normalisation", ["study", "native"])
 @pytest.mark.parametrize("name", ["sam_vit_b", "sam_vit_l", "sam_vit_h", "medsam_vit_b"])
-def test_load_model_builds_the_registry_architecture(cfg, tmp_path, monkeypatch, name):
+def test_load_model_builds_the_registry_architecture(cfg, tmp_path, monkeypatch, name, input_normalisation):
     """``load_model`` hands the adapter the encoder of the registry entry (ViT-L for sam_vit_l ...),
-    not always ViT-B; checkpoint reading and hashing are stubbed, the builder call is captured."""
+    not always ViT-B, and the input convention of ``models.input_normalisation``: the study's 0-1
+    slices for every model, or the model's own (SAM's mean/std); checkpoint reading and hashing
+    are stubbed, the builder call is captured."""
     from mskseg_lib.models import sam_vit, zoo
     from mskseg_lib.models.sam_vit import SAM_ARCHITECTURES
 
@@ -197,10 +200,42 @@ def test_load_model_builds_the_registry_architecture(cfg, tmp_path, monkeypatch,
 
     monkeypatch.setattr(zoo, "verify_sha256", lambda path, expected: {"path": str(path), "verified": False})
     monkeypatch.setattr(sam_vit, "load_sam_segmenter", fake_loader)
+    cfg["models"]["input_normalisation"] = input_normalisation
     load_model(cfg, name, device=CPU)
     spec = get_spec(name)
-    assert seen == {"display": spec.display_name, "arch": SAM_ARCHITECTURES[spec.architecture],
-                    "norm": spec.normalisation}
+    want = "unit" if input_normalisation == "study" else spec.normalisation
+    assert seen == {"display": spec.display_name, "arch": SAM_ARCHITECTURES[spec.architecture], "norm": want}
+    # an explicit argument wins over the profile (the video study asks for the models' own input)
+    load_model(cfg, name, device=CPU, input_normalisation="native")
+    assert seen["norm"] == spec.normalisation
+
+
+def test_study_input_normalisation_is_unit_for_every_model_and_native_keeps_the_registrys():
+    """The study's code feeds its 0-1 slices straight into every encoder (no mean/std)."""
+    from mskseg_lib.models.zoo import encoder_normalisation
+
+    for native in ("sam_mean_std", "imagenet_unit", "unit"):
+        assert encoder_normalisation(native, "study") == "unit"
+        assert encoder_normalisation(native, "native") == native
+    with pytest.raises(ValueError, match="input_normalisation"):
+        encoder_normalisation("unit", "imagenet")
+
+
+def test_profiles_default_to_the_study_input_normalisation():
+    for name in ("fixture", "default", "paper"):
+        assert load_profile(name)["models"]["input_normalisation"] == "study"
+
+
+def test_embedding_cache_key_depends_on_the_input_normalisation():
+    from types import SimpleNamespace
+
+    from mskseg_lib.evaluation.embedding_cache import cache_key
+
+    ck = {"sha256": "abc"}
+    unit = SimpleNamespace(name="m", checkpoint=ck, normalisation="unit")
+    sam = SimpleNamespace(name="m", checkpoint=ck, normalisation="sam_mean_std")
+    assert cache_key(unit, None) != cache_key(sam, None)
+    assert cache_key(unit, None) == cache_key(SimpleNamespace(name="m", checkpoint=ck, normalisation="unit"), None)
 
 
 def test_sam2_registry_configs_are_the_published_hiera_sizes_and_build_tiny():

@@ -18,6 +18,8 @@ from mskseg_lib.models.checkpoints import StateDictMismatch  # noqa: E402
 from mskseg_lib.models.interface import Prompts, Segmenter  # noqa: E402
 from mskseg_lib.models.registry import get_spec  # noqa: E402
 from mskseg_lib.models.sam2_hiera import (  # noqa: E402
+    IMAGENET_MEAN,
+    IMAGENET_STD,
     TINY_SAM2_OVERRIDES,
     Sam2Segmenter,
     build_sam2_model,
@@ -230,3 +232,22 @@ def test_build_survives_cleared_hydra_and_restores_it() -> None:
         assert not GlobalHydra.instance().is_initialized()
     finally:
         restore_gh_from_backup(backup)
+
+
+def test_study_input_is_the_unit_slice_without_imagenet_statistics(seg: Sam2Segmenter, slices: np.ndarray) -> None:
+    """``unit`` (the MSK study's input: its code calls ``forward_image`` on the 0-1 slice) gives
+    each slice min-max scaled to 0-1 in all three channels; ``imagenet_unit`` (SAM2's predictor)
+    gives (x/255 - mean) / std. A slice spanning 10..110 shows the difference exactly."""
+    study = Sam2Segmenter(seg.model, "tiny_sam2_study", CPU, autocast_bf16=False, normalisation="unit")
+    img = np.full((1, SIZE, SIZE), 10, np.uint8)
+    img[0, :, SIZE // 2:] = 110
+    x = study.prepare(img)
+    assert x.shape == (1, 3, SIZE, SIZE)
+    assert torch.equal(torch.unique(x), torch.tensor([0.0, 1.0]))
+    native = seg.prepare(img)
+    want = (110 / 255 - torch.tensor(IMAGENET_MEAN)) / torch.tensor(IMAGENET_STD)
+    assert torch.allclose(native[0, :, 0, -1], want.float(), atol=1e-6)
+    # the encodings differ, so the two conventions cannot share cached embeddings
+    assert not torch.allclose(study.encode(slices)[0]["image_embed"], seg.encode(slices)[0]["image_embed"])
+    with pytest.raises(ValueError, match="unknown normalisation"):
+        Sam2Segmenter(seg.model, "x", CPU, normalisation="sam_mean_std")

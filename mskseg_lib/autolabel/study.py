@@ -400,7 +400,8 @@ def study_models(cfg: Mapping[str, Any], datasets: Sequence[str], prepared: Sequ
             key = str(r.model_key)
             models.append(StudyModel(key, f"{r.model} zero-shot", (lambda k=key: load_model(cfg, k)),
                                      identity={"checkpoint": r.checkpoint, "file": file_key(Path(r.checkpoint)),
-                                               "autocast_bf16": cfg["models"]["autocast_bf16"]}))
+                                               "autocast_bf16": cfg["models"]["autocast_bf16"],
+                                               "input_normalisation": cfg["models"]["input_normalisation"]}))
     if a["finetuned"] and grid is not None:
         from mskseg_lib.finetuning.engine import run_dir_of
         from mskseg_lib.finetuning.evaluate import finetuned_segmenter
@@ -419,7 +420,8 @@ def study_models(cfg: Mapping[str, Any], datasets: Sequence[str], prepared: Sequ
             label = f"{get_spec(exp.model_key).display_name} finetuned{' + box shift' if shifted else ''}"
             models.append(StudyModel(f"finetuned-{eid}", label,
                                      (lambda e=exp, d=run_dir: finetuned_segmenter(cfg, e, d)),
-                                     datasets=tuple(g["dataset"]), identity={"weights": file_key(run_dir / "model_best.pt")}))
+                                     datasets=tuple(g["dataset"]), identity={"weights": file_key(run_dir / "model_best.pt"),
+                                                                                     "input_normalisation": cfg["models"]["input_normalisation"]}))
             rows.append({"model": label, "kind": "finetuned", "datasets": ",".join(g["dataset"]), "status": "available",
                          "detail": eid})
         for shifted in (False, True):

@@ -58,13 +58,17 @@ class EmbeddingCache:
 
 
 def cache_key(model: object, stack_path: str | Path | None) -> str:
-    """What the embeddings depend on: the weights' digest and the slice stack file.
+    """What the embeddings depend on: the weights' digest, the encoder input convention
+    (``normalisation``) and the slice stack file.
 
     A model whose image encoder is another model's, unchanged (a decoder-only finetune), says so
     with ``embedding_source = {"model_key": ..., "sha256": ...}`` and shares that model's cache.
     """
     source = getattr(model, "embedding_source", None) or getattr(model, "checkpoint", None) or {}
     digest = source.get("sha256", getattr(model, "name", "?"))
+    norm = getattr(model, "normalisation", None)
+    if norm:
+        digest = f"{digest}|{norm}"
     if stack_path is None or not Path(stack_path).exists():
         return f"{digest}|in-memory"
     st = Path(stack_path).stat()

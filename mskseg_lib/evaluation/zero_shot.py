@@ -233,8 +233,13 @@ def run_dir_for(cfg: Mapping[str, Any]) -> Path:
 
 
 def _settings(cfg: Mapping[str, Any]) -> dict:
-    z = cfg["zero_shot"]
-    return {"seed": cfg["seed"], **{k: z[k] for k in SETTINGS_KEYS}}
+    """What a run folder's results depend on besides the data files: the zero-shot settings, the
+    encoder input convention and the preparation (resize mode, clipping) that made the slices."""
+    z, p = cfg["zero_shot"], cfg["prepare"]
+    return {"seed": cfg["seed"], **{k: z[k] for k in SETTINGS_KEYS},
+            "input_normalisation": cfg["models"]["input_normalisation"],
+            "prepare": {"resize": p["resize"], "clip_percentiles": p["clip_percentiles"],
+                        "per_dataset": p["per_dataset"]}}
 
 
 def _check_or_start(run_dir: Path, cfg: Mapping[str, Any]) -> None:

@@ -252,23 +252,28 @@ def export_final(run_dir: Path) -> None:
 
 # ----------------------------------------------------------------------------- the run
 def check_settings(run_dir: Path, experiment: Experiment, params: Mapping[str, Any], seed: int,
-                   write: bool = True) -> None:
+                   write: bool = True, inputs: Mapping[str, Any] | None = None) -> None:
     """Refuse to resume (or reuse) a run folder made with other training settings.
 
     ``max_epochs`` is left out: an interrupted run may be resumed with a different budget (a
     finished run stays finished); so are the ablation groups and evaluation datasets, which do
-    not change what is trained.
+    not change what is trained. ``inputs`` (the encoder input convention and the preparation
+    that made the slices) is part of the fingerprint when given.
     """
     training = {k: v for k, v in params.items() if k != "max_epochs"}
     what = {k: experiment.to_record()[k] for k in ("task", "train_datasets", "model_key", "strategy",
                                                      "box_shift_grid_px", "train_subjects")}
     settings = {"experiment": what, "training": training, "seed": seed}
+    if inputs:
+        settings["inputs"] = dict(inputs)
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
     marker = Path(run_dir) / "settings.json"
     if marker.exists():
         old = json.loads(marker.read_text())
         if old.get("fingerprint") != digest:
             changed = sorted(k for k in training if old["settings"]["training"].get(k) != training[k])
+            changed += sorted(f"inputs.{k}" for k in (inputs or {})
+                              if (old["settings"].get("inputs") or {}).get(k) != inputs[k])
             raise RunMismatch(f"{run_dir}: trained with other settings (changed: {changed or 'experiment/seed'}); "
                               "choose a new finetune.tag or delete the folder")
     elif write:
@@ -288,7 +293,10 @@ def train_run(cfg: Mapping[str, Any], experiment: Experiment, repeat: int = 1, *
     run_dir = Path(run_dir) if run_dir else run_dir_of(cfg, experiment, repeat)
     params = training_params(cfg, experiment.strategy)
     seed = int(cfg["seed"]) + repeat - 1
-    check_settings(run_dir, experiment, params, seed, write=ctx.is_main)
+    p = cfg["prepare"]
+    inputs = {"input_normalisation": cfg["models"]["input_normalisation"], "resize": p["resize"],
+              "clip_percentiles": p["clip_percentiles"], "per_dataset": p["per_dataset"]}
+    check_settings(run_dir, experiment, params, seed, write=ctx.is_main, inputs=inputs)
     if is_finished(run_dir):
         return json.loads((run_dir / FINISHED).read_text())
     threads = None

@@ -144,20 +144,31 @@ class Sam2Segmenter:
     ``apply_postprocessing``).
     """
 
-    def __init__(self, model: torch.nn.Module, name: str, device: torch.device, autocast_bf16: bool = True):
+    def __init__(self, model: torch.nn.Module, name: str, device: torch.device, autocast_bf16: bool = True,
+                 normalisation: str = "imagenet_unit"):
+        if normalisation not in ("imagenet_unit", "unit"):
+            raise ValueError(f"{name}: unknown normalisation {normalisation!r} (imagenet_unit or unit)")
         self.model = model
         self.name = name
         self.device = torch.device(device)
         self.autocast_bf16 = autocast_bf16
+        self.normalisation = normalisation
         self.input_size_px = int(model.image_size)
 
     def _preprocess(self, batch: np.ndarray) -> torch.Tensor:
-        """(B, S, S) slices in 0-255 -> (B, 3, S, S) float on the device, ImageNet-normalised.
+        """(B, S, S) slices in 0-255 -> (B, 3, S, S) float on the device.
 
-        Same arithmetic as ``SAM2Transforms``: ``ToTensor`` (divide by 255), ``Resize`` (the
-        identity here: the slices are already at the model size), ``Normalize`` (subtract the
-        mean, divide by the std, per channel). The grey slice is repeated into 3 channels.
+        ``imagenet_unit`` (SAM2's own predictor): the arithmetic of ``SAM2Transforms``,
+        ``ToTensor`` (divide by 255), ``Resize`` (the identity here: the slices are already at
+        the model size), ``Normalize`` (subtract the ImageNet mean, divide by the std, per
+        channel). ``unit`` (the MSK study's input): each slice min-max scaled to 0-1, no mean/std,
+        as the study's code feeds its preprocessed slices to ``forward_image``. The grey slice is
+        repeated into 3 channels either way.
         """
+        if self.normalisation == "unit":
+            from mskseg_lib.models.sam_vit import to_input_tensor
+
+            return to_input_tensor(batch, "unit", self.device)
         x = torch.as_tensor(np.ascontiguousarray(batch)).to(torch.float32).div(255)
         x = x[:, None].expand(-1, 3, -1, -1).to(self.device)
         mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32, device=self.device)[None, :, None, None]
@@ -261,11 +272,13 @@ def load_sam2_segmenter(
     device: torch.device,
     autocast_bf16: bool = True,
     overrides: list[str] | None = None,
+    normalisation: str | None = None,
 ) -> Sam2Segmenter:
     """The ``Sam2Segmenter`` for a registry entry of the ``sam2`` family.
 
     ``checkpoint`` is the weights file (``None``: random weights, for tests); ``overrides`` are
-    extra hydra overrides. Without overrides the built model's input size must equal the
+    extra hydra overrides; ``normalisation`` the encoder input convention (default: the
+    registry's, SAM2's own ``imagenet_unit``). Without overrides the built model's input size must equal the
     registry's ``input_size_px``, so a config/registry mismatch cannot pass silently.
     """
     if spec.family != "sam2" or not spec.sam2_config:
@@ -276,4 +289,4 @@ def load_sam2_segmenter(
             f"{spec.name}: config {spec.sam2_config} builds a {model.image_size}-px model but the "
             f"registry says {spec.input_size_px} px"
         )
-    return Sam2Segmenter(model, spec.name, device, autocast_bf16)
+    return Sam2Segmenter(model, spec.name, device, autocast_bf16, normalisation or spec.normalisation)

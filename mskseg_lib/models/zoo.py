@@ -18,12 +18,35 @@ from mskseg_lib.models.interface import Segmenter, pick_device
 from mskseg_lib.models.registry import get_spec
 
 NOT_RUN_MISSING = "not run: checkpoint missing"
+INPUT_NORMALISATIONS = ("study", "native")
 
 
-def load_model(cfg: Mapping[str, Any], name: str, device: torch.device | None = None) -> Segmenter:
-    """A ready segmenter; raises ``CheckpointMissing`` / ``ChecksumMismatch`` with the file named."""
+def encoder_normalisation(native: str, input_normalisation: str) -> str:
+    """The encoder input convention a model gets under ``models.input_normalisation``.
+
+    ``study``: every slice min-max scaled to 0-1 and repeated to three channels (``unit``), as the
+    MSK study's code feeds its preprocessed slices straight into the image encoders of SAM, SAM2
+    and MedSAM (``finetunedSAM.forward``, ``finetunedSAM2._image_encoder``: no mean/std).
+    ``native``: the model's own predictor convention (``native``, the registry's entry: SAM's
+    ImageNet mean/std on 0-255, SAM2's ImageNet mean/std on 0-1, MedSAM's and LiteMedSAM's 0-1).
+    """
+    if input_normalisation not in INPUT_NORMALISATIONS:
+        raise ValueError(f"models.input_normalisation must be one of {INPUT_NORMALISATIONS}, "
+                         f"got {input_normalisation!r}")
+    return "unit" if input_normalisation == "study" else native
+
+
+def load_model(cfg: Mapping[str, Any], name: str, device: torch.device | None = None,
+               input_normalisation: str | None = None) -> Segmenter:
+    """A ready segmenter; raises ``CheckpointMissing`` / ``ChecksumMismatch`` with the file named.
+
+    ``input_normalisation`` (``study`` or ``native``, see ``encoder_normalisation``) overrides
+    the profile's ``models.input_normalisation``: the SAM2 video study, which used Meta's own
+    predictors, asks for ``native``.
+    """
     spec = get_spec(name)
     mcfg = cfg["models"]
+    norm = encoder_normalisation(spec.normalisation, input_normalisation or mcfg["input_normalisation"])
     device = device or pick_device(mcfg["device"])
     path = resolve_checkpoint(cfg, name)
     check = verify_sha256(path, expected_sha256(cfg, name))
@@ -35,12 +58,12 @@ def load_model(cfg: Mapping[str, Any], name: str, device: torch.device | None = 
     elif spec.family == "sam":
         from mskseg_lib.models.sam_vit import load_sam_segmenter, sam_architecture
 
-        model = load_sam_segmenter(spec.display_name, path, spec.normalisation, device, bf16,
+        model = load_sam_segmenter(spec.display_name, path, norm, device, bf16,
                                    arch=sam_architecture(spec.architecture))
     elif spec.family == "sam2":
         from mskseg_lib.models.sam2_hiera import load_sam2_segmenter
 
-        model = load_sam2_segmenter(spec, path, device, bf16)
+        model = load_sam2_segmenter(spec, path, device, bf16, normalisation=norm)
     else:  # pragma: no cover - registry entries are fixed
         raise ValueError(f"unknown model family {spec.family!r}")
     model.checkpoint = check  # path, sha256, verified: recorded in run manifests

@@ -236,7 +236,7 @@ def load_video_model(cfg: Mapping[str, Any], name: str, device: torch.device | N
         predictor, check = load_video_predictor(cfg, name, device)
         seg = image_segmenter(predictor, spec.display_name, bf16)
         return VideoModel(name, spec.display_name, seg, predictor, parameter_count(predictor), dict(check))
-    seg = load_model(cfg, name, device)
+    seg = load_model(cfg, name, device, input_normalisation="native")  # the video study used Meta's predictors
     return VideoModel(name, spec.display_name, seg, None, parameter_count(seg.model), dict(seg.checkpoint))
 
 

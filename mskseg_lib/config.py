@@ -275,6 +275,10 @@ def validate_profile(cfg: Mapping[str, Any], source: str = "<profile>") -> None:
             errors.append(f"{source}: 'prepare.clip_percentiles' must be [low, high] with 0 <= low < high <= 100, got {lo_hi}")
         if cfg["prepare"]["resize"] not in ("stretch", "pad"):
             errors.append(f"{source}: 'prepare.resize' must be 'stretch' or 'pad', got {cfg['prepare']['resize']!r}")
+        for where, grid in (("zero_shot.mask_grid_px", cfg["zero_shot"]["mask_grid_px"]),
+                            ("finetune.training.mask_grid_px", cfg["finetune"]["training"]["mask_grid_px"])):
+            if grid < 1:
+                errors.append(f"{source}: '{where}' must be a positive number of pixels (the study: 256), got {grid}")
         ft = cfg["finetune"]
         entries = [("finetune.defaults", ft["defaults"])] + [(f"finetune.experiments[{i}]", e)
                                                             for i, e in enumerate(ft["experiments"])]

@@ -45,10 +45,11 @@ class BoxFillSegmenter:
         centres = torch.arange(s, dtype=torch.float32)  # pixel i covers [i, i+1); inclusive boxes scaled
         out = torch.full((len(prompts), s, s), -10.0)
         for n, (x0, y0, x1, y1) in enumerate(prompts.boxes.tolist()):
-            # an inclusive original box [x0, x1] scaled by f covers [x0*f, (x1+1)*f) at model size;
-            # scale_box gives x1*f, so the model-size box extends by one original pixel (f per axis)
-            cols = (centres + 0.5 >= x0) & (centres + 0.5 < x1 + self._fx)
-            rows = (centres + 0.5 >= y0) & (centres + 0.5 < y1 + self._fy)
+            # an inclusive original box [x0, x1] covers [x0*f, (x1+1)*f) at model size, and the
+            # pipeline's model box (mask_box_to_model) is [x0*f, (x1+1)*f - 1]: fill the pixel centres
+            # inside [X0, X1 + 1)
+            cols = (centres + 0.5 >= x0) & (centres + 0.5 < x1 + 1)
+            rows = (centres + 0.5 >= y0) & (centres + 0.5 < y1 + 1)
             out[n][rows[:, None] & cols[None, :]] = 10.0
         return out
 

@@ -72,6 +72,17 @@ def test_bad_split_fractions(tmp_path: Path) -> None:
     assert str(path) in str(err.value)
 
 
+@pytest.mark.parametrize("section", ["zero_shot", "finetune.training"])
+def test_a_non_positive_mask_grid_is_refused_with_the_key_named(tmp_path: Path, section: str) -> None:
+    cfg = _fixture_dict()
+    node = cfg
+    for part in section.split("."):
+        node = node[part]
+    node["mask_grid_px"] = 0
+    with pytest.raises(ProfileError, match=rf"'{section}\.mask_grid_px' must be a positive"):
+        load_profile(_write(tmp_path, cfg))
+
+
 def test_unknown_profile_lists_available() -> None:
     with pytest.raises(ProfileError, match="available: .*fixture"):
         load_profile("no_such_profile")

@@ -378,6 +378,12 @@ def test_label_dice_readings_pooled_slices_vs_per_subject_on_a_phantom():
     assert per_subject.loc["quadriceps", "dice"] == pytest.approx((0.5 + 0.65) / 2)
     assert pooled.loc["femur", "n_slices"] == 4 and pooled.loc["femur", "n_subjects"] == 2
     subj = aggregate.subject_table(slices, volumes)
+    # the two readings of "subject mean Dice": slices first (a: 0.8333, b: 0.55) or labels first,
+    # as the study code's per-volume export (a: femur 0.9, quadriceps 0.5 -> 0.7; b: 0.3, 0.65 -> 0.475)
+    by = subj.set_index("subject_id")
+    assert by.loc["a", "dice_mean_slice"] == pytest.approx((0.7 + 0.9 + 0.9) / 3)
+    assert by.loc["b", "dice_mean_slice"] == pytest.approx(0.55)
+    assert by.loc["a", "dice_mean_label"] == pytest.approx(0.7) and by.loc["b", "dice_mean_label"] == pytest.approx(0.475)
     ds = aggregate.dataset_table(subj, slices).iloc[0]
     assert ds["dice_mean_tissue"] == pytest.approx((0.75 + 0.6) / 2)  # 0.675, the study's reading
     assert ds["dice_mean_tissue_per_subject"] == pytest.approx((0.6 + 0.575) / 2)  # 0.5875, the variant

@@ -185,3 +185,31 @@ def test_display_round_trip():
     a = np.arange(12).reshape(3, 4)
     assert np.array_equal(from_display(to_display(a)), a)
     assert to_display(a).shape == (4, 3)
+
+
+@pytest.mark.parametrize("shape, size_px, mode", [((64, 64), 1024, "stretch"), ((64, 48), 256, "stretch"),
+                                                   ((32, 32), 256, "pad"), ((100, 120), 1024, "stretch"),
+                                                   ((512, 512), 256, "stretch")])
+def test_mask_box_to_model_is_the_box_of_the_resized_mask(shape, size_px, mode):
+    """A box prompt covers the structure's pixels after the resize, as the study boxes the resized
+    mask: exactly the nearest-resized mask's box for integer scales (64 -> 1024: x16, so a structure
+    ending at pixel 40 ends at 16 * 41 - 1 = 655, where ``scale_box`` stops at 640), within a model
+    pixel otherwise; a shrinking resize never turns a box inside out."""
+    from mskseg_lib.data.preprocess import mask_box_to_model, model_box_to_mask
+
+    rows, cols = shape
+    mask = np.zeros(shape, np.uint8)
+    y0, y1, x0, x1 = rows // 4, rows // 2, cols // 3, cols - 8
+    mask[y0:y1 + 1, x0:x1 + 1] = 1
+    geom = SliceGeometry(rows, cols, size_px, mode)
+    got = mask_box_to_model([x0, y0, x1, y1], geom)
+    resized = resize_slice(mask, size_px, is_mask=True, resize_mode=mode)
+    yy, xx = np.nonzero(resized)
+    want = np.array([xx.min(), yy.min(), xx.max(), yy.max()], float)
+    exact = all(float(f).is_integer() for f in (geom.scale_cols, geom.scale_rows))
+    assert np.allclose(got, want, atol=1e-9 if exact else 1.0)
+    assert np.allclose(model_box_to_mask(got, geom), [x0, y0, x1, y1])
+    if shape == (64, 64):
+        assert got[2] == 16 * (x1 + 1) - 1 and scale_box([x0, y0, x1, y1], geom)[2] == 16 * x1
+    one_px = mask_box_to_model([10, 10, 10, 10], geom)
+    assert one_px[2] >= one_px[0] and one_px[3] >= one_px[1]

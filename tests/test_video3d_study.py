@@ -213,3 +213,10 @@ def test_study_scores_combined_on_the_profile_structures(knee_cfg):
                             combined=tuple(knee_cfg["video3d"]["combined_structures"])).set_index("structure")
     assert rows.loc["combined", "dice"] == pytest.approx(1.0)
     assert rows.loc["all_structures", "dice"] < 1.0 and rows.loc["patella", "dice"] == 0.0
+
+
+def test_a_misspelt_combined_structure_is_refused_with_the_setting_named():
+    """``[femur, tibai]`` must not silently shrink "combined" to the femur alone."""
+    study.check_combined_structures(["femur", "tibia"])
+    with pytest.raises(ValueError, match="video3d.combined_structures: \\['tibai'\\]"):
+        study.check_combined_structures(["femur", "tibai"])

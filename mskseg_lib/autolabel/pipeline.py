@@ -49,7 +49,8 @@ from mskseg_lib.data.boxes import slice_boxes
 from mskseg_lib.data.catalog import DatasetSpec
 from mskseg_lib.data.errors import DataError
 from mskseg_lib.data.preprocess import (
-    STUDY_CLIP_PERCENTILES, SliceGeometry, clip_to_uint8, from_display, resize_slice, scale_box, to_display, unscale_box,
+    STUDY_CLIP_PERCENTILES, SliceGeometry, clip_to_uint8, from_display, mask_box_to_model, resize_slice, to_display,
+    unscale_box,
 )
 from mskseg_lib.data.volume import RAS_ORNT, Volume, to_canonical
 from mskseg_lib.evaluation.masks import logits_to_label_map
@@ -257,7 +258,7 @@ def segment_volume(sl: Slicing, segmenter: Segmenter, sources: Sequence[PromptSo
         t["encode_s"] += time.perf_counter() - t0
         for k, geom, emb in zip(ks, geoms, embs):
             parts = [(name, per_source[name][k]) for name in per_source if len(per_source[name][k])]
-            boxes = np.concatenate([scale_box(b.boxes_px, geom) for _, b in parts]).astype(np.float32)
+            boxes = np.concatenate([mask_box_to_model(b.boxes_px, geom) for _, b in parts]).astype(np.float32)
             t0 = time.perf_counter()
             logits = segmenter.decode(emb, Prompts(boxes=boxes))  # inference mode inside
             t["decode_s"] += time.perf_counter() - t0

@@ -230,6 +230,36 @@ def unscale_box(box_xyxy: list[float] | np.ndarray, geom: SliceGeometry) -> np.n
     return a / _xy_factors(geom, a.shape[-1])
 
 
+def mask_box_to_model(box_xyxy: list[float] | np.ndarray, geom: SliceGeometry) -> np.ndarray:
+    """Box prompts of a mask: inclusive pixel boxes ``[x0, y0, x1, y1]`` of the original slice ->
+    inclusive boxes of the model input covering the same pixels, shape ``(..., 4)``.
+
+    The study boxes the mask *after* it is resized to the model (or the 256 grid), so a box
+    reaches the far side of its last pixel: the left/top side is ``x0 * s`` and the right/bottom
+    side the last model pixel that original pixel ``x1`` covers, ``(x1 + 1) * s - 1`` (per axis
+    under ``stretch``). For an integer scale this is exactly the box of the nearest-resized mask;
+    ``scale_box`` of the same box would stop ``s - 1`` model pixels short (12 px at 1024 for a
+    64-px slice). Where the resize shrinks (``s < 1``) a box never inverts: the far side is at
+    least the near side.
+    """
+    a = np.asarray(box_xyxy, dtype=np.float64)
+    if a.shape[-1] != 4:
+        raise ValueError(f"mask_box_to_model expects boxes [x0, y0, x1, y1], got shape {a.shape}")
+    f = _xy_factors(geom, 4)
+    out = a * f
+    out[..., 2:] = np.maximum((a[..., 2:] + 1.0) * f[2:] - 1.0, out[..., :2])
+    return out
+
+
+def model_box_to_mask(box_xyxy: list[float] | np.ndarray, geom: SliceGeometry) -> np.ndarray:
+    """Inverse of ``mask_box_to_model`` (where the far side was not raised to the near one)."""
+    a = np.asarray(box_xyxy, dtype=np.float64)
+    f = _xy_factors(geom, 4)
+    out = a / f
+    out[..., 2:] = (a[..., 2:] + 1.0) / f[2:] - 1.0
+    return out
+
+
 def remove_small_components(labels: np.ndarray, min_size: int, connectivity: int | None = None) -> np.ndarray:
     """Drop connected components smaller than ``min_size`` voxels/pixels, label by label.
 

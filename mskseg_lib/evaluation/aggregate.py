@@ -152,12 +152,21 @@ def slice_table(slice_labels: pd.DataFrame) -> pd.DataFrame:
 
 
 def subject_table(slice_labels: pd.DataFrame, volume_labels: pd.DataFrame) -> pd.DataFrame:
-    """One row per (model, condition, subject): mean slice Dice / IoU and mean 3D label Dice."""
+    """One row per (model, condition, subject): mean slice Dice / IoU and mean 3D label Dice.
+
+    ``dice_mean_slice`` (the block value of the statistics) is the mean over the subject's slices
+    of each slice's label mean. ``dice_mean_label`` is the other reading of the study's "subject
+    mean Dice": its code's per-volume export holds each label's mean over the subject's slices,
+    and their mean over labels weighs every label once however many slices it spans.
+    """
     keys = ["model_key", "model", "condition", "dataset", "subject_id"]
     per_slice = slice_table(slice_labels)
     subj = (per_slice.groupby(keys, sort=False)
             .agg(dice_mean_slice=("dice", "mean"), iou_mean_slice=("iou", "mean"), n_slices=("slice_index", "size"))
             .reset_index())
+    per_label = slice_labels.groupby(keys + ["label_value"], sort=False)["dice"].mean().reset_index()
+    label_mean = per_label.groupby(keys, sort=False).agg(dice_mean_label=("dice", "mean")).reset_index()
+    subj = subj.merge(label_mean, on=keys, how="left")
     vol = volume_labels.groupby(keys, sort=False).agg(dice_3d=("dice_3d", "mean")).reset_index()
     if "hd95_mm" in slice_labels:
         hd = slice_labels.groupby(keys, sort=False).agg(hd95_mm_median=("hd95_mm", "median")).reset_index()

@@ -25,7 +25,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from mskseg_lib.data.preprocess import geometry_of, scale_box
+from mskseg_lib.data.preprocess import geometry_of, mask_box_to_model
 from mskseg_lib.data.tables import load_tables
 from mskseg_lib.evaluation.prompting import gt_box_prompts
 from mskseg_lib.evaluation.zero_shot import load_stack_or_raise, run_zero_shot
@@ -53,7 +53,7 @@ def _inputs(model, subjects: pd.DataFrame, sel: pd.DataFrame) -> list[tuple[np.n
         stack, _ = load_stack_or_raise({**index.loc[(r.dataset, r.subject_id)], "dataset": r.dataset,
                                         "subject_id": r.subject_id}, model.input_size_px)
         geom = geometry_of(r, model.input_size_px)
-        boxes = np.stack([scale_box(p.box_px, geom) for p in gt_box_prompts(pd.Series(r._asdict()))])
+        boxes = np.stack([mask_box_to_model(p.box_px, geom) for p in gt_box_prompts(pd.Series(r._asdict()))])
         out.append((np.array(stack[int(r.store_index)])[None], Prompts(boxes=boxes.astype(np.float32))))
     return out
 

@@ -13,7 +13,7 @@ import pandas as pd
 
 from mskseg_lib.atomic import save_figure
 from mskseg_lib.data.catalog import get_dataset
-from mskseg_lib.data.preprocess import geometry_of, resize_slice, scale_box
+from mskseg_lib.data.preprocess import geometry_of, mask_box_to_model, resize_slice
 from mskseg_lib.evaluation.prompting import gt_box_prompts
 from mskseg_lib.evaluation.zero_shot import load_predictions, load_stack_or_raise
 
@@ -36,7 +36,7 @@ def overlay_samples(run_dir: Path, subjects: pd.DataFrame, selection: pd.DataFra
             preds = load_predictions(run_dir, model_key, r.dataset, r.subject_id)
             pred = preds[condition][list(preds["slice_index"]).index(r.slice_index)]
             geom = geometry_of(r, size_px)
-            boxes = [scale_box(p.box_px, geom).tolist() for p in gt_box_prompts(pd.Series(r._asdict()))]
+            boxes = [mask_box_to_model(p.box_px, geom).tolist() for p in gt_box_prompts(pd.Series(r._asdict()))]
             out.append({"dataset": r.dataset, "subject_id": r.subject_id, "slice_index": int(r.slice_index),
                         "model": str(scores["model"].iloc[0]) if "model" in scores else model_key,
                         "image": np.array(images[int(r.store_index)]), "gt": np.array(masks[int(r.store_index)]),

@@ -37,7 +37,7 @@ from mskseg_lib.atomic import atomic_path, save_csv, save_parquet, write_json, w
 from mskseg_lib.config import resolve_path
 from mskseg_lib.data import raw_io
 from mskseg_lib.data.catalog import get_dataset
-from mskseg_lib.data.preprocess import SliceGeometry, geometry_of, scale_box, to_display
+from mskseg_lib.data.preprocess import SliceGeometry, geometry_of, mask_box_to_model, to_display
 from mskseg_lib.data.slice_store import load_stack
 from mskseg_lib.data.tables import load_tables
 from mskseg_lib.evaluation import aggregate
@@ -161,7 +161,7 @@ def evaluate_subject(model: Segmenter, model_key: str, slice_rows: pd.DataFrame,
         base = gt_box_prompts(row, instance_prompts)
         per_cond = [apply_condition(base, c, row, seed) for c in conditions]
         flat = [p for ps in per_cond for p in ps]
-        boxes = np.stack([scale_box(p.box_px, geoms[i]) for p in flat]).astype(np.float32)
+        boxes = np.stack([mask_box_to_model(p.box_px, geoms[i]) for p in flat]).astype(np.float32)
         t0 = time.perf_counter()
         logits = model.decode(embeddings[i], Prompts(boxes=boxes))
         t["decode_s"] += time.perf_counter() - t0

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from mskseg_lib.data.boxes import mask_box
-from mskseg_lib.data.preprocess import SliceGeometry, resize_slice, scale_box
+from mskseg_lib.data.preprocess import SliceGeometry, mask_box_to_model, resize_slice, scale_box
 from mskseg_lib.evaluation.masks import combine_labels, to_original
 from mskseg_lib.models.interface import Embedding, Prompts, Segmenter
 from mskseg_lib.video3d.frames import VolumeFrames, check_slices
@@ -91,7 +91,7 @@ class SliceEncoder:
         to the smaller structure (``evaluation.masks.combine_labels``).
         """
         if all(p.box is not None for p in prompts):
-            batch = Prompts(boxes=scale_box(np.stack([p.box for p in prompts]), self.geom))
+            batch = Prompts(boxes=mask_box_to_model(np.stack([p.box for p in prompts]), self.geom))
         elif all(p.points is not None and p.box is None for p in prompts):
             width = max(len(p.points) for p in prompts)
             points = np.zeros((len(prompts), width, 2), np.float32)

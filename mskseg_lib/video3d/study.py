@@ -287,6 +287,21 @@ class StudyResult:
     failed: pd.DataFrame  # (model, volume): the error of a volume that could not be scored
 
 
+def check_combined_structures(names: Sequence[str]) -> None:
+    """Refuse a ``video3d.combined_structures`` entry that names no structure of any known dataset
+    (a typo would otherwise shrink the combined Dice to the names that do exist). A dataset
+    without the named structures (the spine: no femur or tibia) joins its own, as documented."""
+    from mskseg_lib.data.catalog import select_datasets
+
+    known: set[str] = set(REAL_SPINE.label_names().values())
+    for spec in select_datasets("all"):
+        known |= set(spec.label_names().values())
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"video3d.combined_structures: {unknown} is not the name of any dataset's structure "
+                         f"(known: {', '.join(sorted(known))})")
+
+
 def run_study(cfg: Mapping[str, Any], volumes: pd.DataFrame, model_keys: Sequence[str] | None = None, *,
               loader: Callable[[Mapping[str, Any], str], VideoModel] = load_video_model,
               progress: bool = True) -> StudyResult:
@@ -296,6 +311,7 @@ def run_study(cfg: Mapping[str, Any], volumes: pd.DataFrame, model_keys: Sequenc
     be read is reported in ``failed`` (file and reason) and the study goes on.
     """
     v = cfg["video3d"]
+    check_combined_structures(v["combined_structures"])
     root = study_root(cfg)
     if model_keys is None:
         table = model_table(cfg)

@@ -141,6 +141,13 @@ def test_published_ranges_go_beside_the_rows_they_cover():
     assert (t1rho["regenerated_low_any_dataset"], t1rho["n_groups_any_dataset"]) == (0.5, 3)
     muscle = table[(table["family"] == "muscle_volume") & (table["statistic"] == "icc")].iloc[0]
     assert (muscle["regenerated_low"], muscle["n_groups"]) == (0.97, 1)  # the bone row is not muscle
+    # a statistic with rows, none of them of a published family's biomarker: no group, no error
+    knee_only = pd.DataFrame({"dataset": ["Knee_2D_MAPSS-echo1_Research_Compositional_22"], "biomarker": ["t2_ms"],
+                              "structure": ["fc_lat"], "method": ["linear"], "r2": [0.9]})
+    table = study.published_vs_regenerated(regenerated, knee_only, pd.DataFrame(columns=["dataset", "biomarker",
+                                                                                          "structure", "rho"]))
+    r2 = table[table["statistic"] == "r2"]
+    assert len(r2) and (r2["n_groups_any_dataset"] == 0).all()
 
 
 def test_errors_vs_truth_compare_every_definition_with_its_biomarkers_truth():

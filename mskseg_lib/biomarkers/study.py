@@ -313,7 +313,9 @@ def published_vs_regenerated(icc: pd.DataFrame, regression: pd.DataFrame, spearm
         else:
             sel = table[table["biomarker"] == p.biomarker]
             if p.tissue_class:
-                sel = sel[[_tissue(d, s) == p.tissue_class for d, s in zip(sel["dataset"], sel["structure"])]]
+                # a boolean Series, not a list: an empty list would select no columns
+                sel = sel[pd.Series([_tissue(d, s) == p.tissue_class for d, s in zip(sel["dataset"], sel["structure"])],
+                                    index=sel.index, dtype=bool)]
             if p.structure:
                 sel = sel[sel["structure"] == p.structure]
             values_any = pd.to_numeric(sel[col], errors="coerce").dropna()

@@ -72,6 +72,7 @@ from mskseg_lib.models.zoo import model_availability
 from mskseg_lib.plots import zero_shot as zplots
 from mskseg_lib.plots.style import apply_style
 from mskseg_lib.reporting import save_figure, save_table
+from mskseg_lib.stats import zero_shot_tests
 
 cfg = load_profile(profile, overrides=params if isinstance(params, dict) else None)
 z = cfg["zero_shot"]
@@ -142,9 +143,9 @@ boxes) with the same post-hoc rule; and, when the models that ran are not exactl
 three, Friedman across all of them with exact boxes.
 """),
     code("""
-friedman = report.study_friedman(subj, models, exact)
-pairwise = report.study_wilcoxon(subj, friedman, exact)
-friedman_extra, pairwise_extra = report.extra_tests(subj, conditions, exact)
+friedman = zero_shot_tests.study_friedman(subj, models, exact)
+pairwise = zero_shot_tests.study_wilcoxon(subj, friedman, exact)
+friedman_extra, pairwise_extra = zero_shot_tests.extra_tests(subj, conditions, exact)
 report.table_s4(friedman)
 """),
     md("""

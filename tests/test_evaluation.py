@@ -449,14 +449,15 @@ def test_study_friedman_compares_exactly_the_three_study_models_with_exact_boxes
     from scipy import stats
 
     from mskseg_lib.evaluation import report
+    from mskseg_lib.stats import zero_shot_tests
 
     subj = _study_subjects([*STUDY, ("lite_medsam", "LiteMedSAM")])
-    fr = report.study_friedman(subj).set_index("dataset")
+    fr = zero_shot_tests.study_friedman(subj).set_index("dataset")
     assert fr["arms"].unique().tolist() == ["SAM ViT-B,SAM2 hiera-b+,MedSAM ViT-B"]  # never LiteMedSAM
     hip = subj[(subj.dataset == HIP) & (subj.condition == "gt_box") & (subj.model_key != "lite_medsam")]
     wide = hip.pivot(index="subject_id", columns="model", values="dice_mean_slice")
     assert fr.loc[HIP, "p_value"] == pytest.approx(stats.friedmanchisquare(*wide.to_numpy().T).pvalue)
-    wx = report.study_wilcoxon(subj, fr.reset_index())
+    wx = zero_shot_tests.study_wilcoxon(subj, fr.reset_index())
     assert len(wx) == 2 * 3 and wx["gate_passed"].all()
     sam_med = wx[(wx.dataset == HIP) & (wx.arm_a == "SAM ViT-B") & (wx.arm_b == "MedSAM ViT-B")].iloc[0]
     assert sam_med["p_value"] == pytest.approx(stats.wilcoxon(wide["SAM ViT-B"], wide["MedSAM ViT-B"]).pvalue)
@@ -464,7 +465,7 @@ def test_study_friedman_compares_exactly_the_three_study_models_with_exact_boxes
     assert np.isnan(s4.set_index("dataset").loc[HIP, "published_p"])  # the study prints no hip p
     assert {"variant_raw_gate_p_value", "variant_bh_all_pairs_p_bh", "p_bh_within_dataset"} <= set(s5.columns)
     # the extra analyses: LiteMedSAM with the study's models, and each model's prompt conditions
-    fr_x, wx_x = report.extra_tests(subj, ["gt_box", "shift_5px", "shift_10px"])
+    fr_x, wx_x = zero_shot_tests.extra_tests(subj, ["gt_box", "shift_5px", "shift_10px"])
     both = fr_x[fr_x.analysis == "all models · gt_box"]
     assert both["n_arms"].tolist() == [4, 4]
     lite = fr_x[fr_x.analysis == "prompt conditions · LiteMedSAM"].set_index("dataset")
@@ -476,20 +477,21 @@ def test_study_friedman_compares_exactly_the_three_study_models_with_exact_boxes
 
 def test_study_tests_say_which_models_ran_and_why_not():
     from mskseg_lib.evaluation import report
+    from mskseg_lib.stats import zero_shot_tests
 
     subj = _study_subjects([("lite_medsam", "LiteMedSAM")])
     models = pd.DataFrame({"model_key": ["lite_medsam", "sam_vit_b", "medsam_vit_b", "sam2_hiera_base_plus"],
                            "model": ["LiteMedSAM", "SAM ViT-B", "MedSAM ViT-B", "SAM2 hiera-b+"],
                            "status": ["available"] + ["not run: checkpoint missing"] * 3})
-    fr = report.study_friedman(subj, models)
+    fr = zero_shot_tests.study_friedman(subj, models)
     assert fr["dataset"].tolist() == [HIP, THIGH] and fr["p_value"].isna().all()
     note = fr["note"].iloc[0]
     assert "SAM ViT-B: not run: checkpoint missing" in note and "ran: LiteMedSAM" in note
     s4 = report.table_s4(fr)
     assert len(s4) == 2 and s4["note"].str.startswith("not run").all()
-    s5 = report.table_s5(report.study_wilcoxon(subj, fr))
+    s5 = report.table_s5(zero_shot_tests.study_wilcoxon(subj, fr))
     assert len(s5) == 2 * 3 and s5["p_value"].isna().all() and s5["note"].str.contains("checkpoint missing").all()
-    fr_x, _ = report.extra_tests(subj, ["gt_box", "shift_5px", "shift_10px"])
+    fr_x, _ = zero_shot_tests.extra_tests(subj, ["gt_box", "shift_5px", "shift_10px"])
     assert fr_x.loc[fr_x.analysis == "prompt conditions · LiteMedSAM", "p_value"].notna().all()
     lone = fr_x[fr_x.analysis == "all models · gt_box"]
     assert len(lone) == 1 and lone["note"].iloc[0].startswith("not run: needs >= 3 models")

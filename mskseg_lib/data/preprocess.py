@@ -18,8 +18,9 @@ Preprocessing"; the code is ``src/preprocessing/model_prep.py`` of gabbieHoyer/A
   the same spline and nearest-neighbour kernels, so the two modes differ only in geometry.
 * ``SliceGeometry`` says where a (rows, cols) slice lies in the square model input in either
   mode (per-axis scale factors and the occupied region), so boxes scale to model pixels and
-  predictions map back to the original slice exactly (``scale_box``/``unscale_box``,
-  ``unresize_mask``, ``evaluation.masks.to_original``).
+  predictions map back to the original slice exactly (``mask_box_to_model`` for box prompts of
+  a mask, ``scale_box``/``unscale_box`` for points and continuous edges, ``unresize_mask``,
+  ``evaluation.masks.to_original``).
 * Small connected components are removed per label: in 3D below ``min_voxels`` and per slice
   below ``min_px`` (annotation specks and partial-volume crumbs that no prompt should target).
 """

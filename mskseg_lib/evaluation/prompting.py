@@ -3,7 +3,8 @@
 One box per label present on a slice; for labels flagged ``multi_instance`` in the catalog
 (paired muscles, meniscal horns) one box per connected piece instead, so a box never spans two
 separate structures with background between them. Exact boxes are the tight boxes of the
-original slice (``slices.parquet``), mapped to each model's input by ``scale_box``.
+original slice (``slices.parquet``), mapped to each model's input by ``mask_box_to_model`` (the
+same pixels after the resize).
 
 A prompt condition (``zero_shot.conditions``, ``finetune.evaluation.conditions``) may perturb
 every box, seeded by subject, slice, label, instance and condition name, so every model sees

@@ -3,13 +3,9 @@
 * S3: the study's dataset Dice ("Mean Tissue", :mod:`mskseg_lib.evaluation.aggregate`) per
   dataset and model under exact boxes, the slice-mean subject Dice beside it, and the
   published zero-shot values of SAM ViT-B, SAM2 hiera-b+ and MedSAM ViT-B.
-* S4: the study's Friedman test: the three study models with exact boxes, subjects as blocks,
-  BH across datasets; the p-values printed in the study's text beside it.
-* S5: the study's post-hoc Wilcoxon signed-rank tests, run where the BH-adjusted Friedman p
-  is below 0.05, BH within dataset; the other readings of the text as labelled variant columns.
-* Extra analyses (never mixed into S4/S5): Friedman and Wilcoxon across each model's prompt
-  conditions (exact vs shifted boxes), and across every model that ran with exact boxes when
-  that set differs from the study's (e.g. LiteMedSAM added).
+* S4, S5: the tests of :mod:`mskseg_lib.stats.zero_shot_tests` (the study's Friedman and
+  gated Wilcoxon tests, and the project's extra analyses) with the p-values printed in the
+  study's text beside them.
 
 Where a study model did not run (no checkpoint under ``fixture`` and ``default``), S4 and S5
 keep one row per dataset saying which models are missing and why.
@@ -23,8 +19,7 @@ import pandas as pd
 
 from mskseg_lib.evaluation.aggregate import DEFAULT_LABEL_LEVEL, LabelLevel, other_level
 from mskseg_lib.reference import (MEAN_TISSUE, STUDY_MODELS, published_table1, published_table1_labels,
-                                  published_table1_tissues, published_zero_shot_tests)
-from mskseg_lib.stats.comparisons import friedman_by_group, gated_wilcoxon
+                                  published_table1_tissues, published_values, published_zero_shot_tests)
 
 EXACT_CONDITION = "gt_box"  # the study's prompt condition: boxes from the ground truth, unshifted
 PUBLISHED_PREFIX = "published_zero_shot · "
@@ -47,17 +42,6 @@ def _model_order(models: Sequence[str]) -> list[str]:
     names = list(dict.fromkeys(str(m) for m in models))
     study = [m for m in STUDY_MODELS.values() if m in names]
     return study + [m for m in names if m not in study]
-
-
-def _why_missing(models: Optional[pd.DataFrame], name: str) -> str:
-    """Status of a study model from the run's models table ("not run: checkpoint missing")."""
-    if models is None or models.empty or "model" not in models:
-        return "no scores"
-    hit = models[models["model"].astype(str) == name]
-    if hit.empty:
-        return "not requested by the profile (zero_shot.models)"
-    status = str(hit["status"].iloc[0])
-    return "available but no scores" if status == "available" else status
 
 
 # ---------------------------------------------------------------------------------- S3
@@ -100,12 +84,18 @@ def table_s3(datasets: pd.DataFrame, condition: str = EXACT_CONDITION,
     return out.reset_index()
 
 
-def _mean_sd_n(mean: Any, sd: Any, n: Any) -> str:
-    if not np.isfinite(float(mean)):
+def mean_sd_text(mean: Any, sd: Any, digits: int = 3) -> str:
+    """``"0.812 ± 0.034"`` for display; the mean alone without an SD; ``"n/a"`` without a mean."""
+    if mean is None or not np.isfinite(float(mean)):
         return "n/a"
     if sd is None or not np.isfinite(float(sd)):
-        return f"{float(mean):.3f} (n={int(n)})"
-    return f"{float(mean):.3f} ± {float(sd):.3f} (n={int(n)})"
+        return f"{float(mean):.{digits}f}"
+    return f"{float(mean):.{digits}f} ± {float(sd):.{digits}f}"
+
+
+def _mean_sd_n(mean: Any, sd: Any, n: Any) -> str:
+    text = mean_sd_text(mean, sd)
+    return text if text == "n/a" else f"{text} (n={int(n)})"
 
 
 def dice_all_arms(datasets: pd.DataFrame, condition: str = EXACT_CONDITION,
@@ -125,64 +115,6 @@ def dice_all_arms(datasets: pd.DataFrame, condition: str = EXACT_CONDITION,
     return out
 
 
-# ---------------------------------------------------------------------------- S4 and S5
-def _study_scores(subjects: pd.DataFrame, condition: str) -> pd.DataFrame:
-    sel = subjects["model"].isin(STUDY_MODELS.values()) & (subjects["condition"].astype(str) == condition)
-    return subjects[sel]
-
-
-def study_friedman(subjects: pd.DataFrame, models: Optional[pd.DataFrame] = None,
-                   condition: str = EXACT_CONDITION, value_col: str = VALUE_COL) -> pd.DataFrame:
-    """The study's Friedman test per dataset: SAM ViT-B, SAM2 hiera-b+, MedSAM ViT-B under
-    ``condition`` (exact boxes), subjects as blocks, BH across datasets.
-
-    Every dataset of ``subjects`` keeps a row. Where a study model has no scores the row says
-    which and why (from ``models``, the run's models table: e.g. "not run: checkpoint missing")
-    and which models did run, so the table is never empty.
-    """
-    datasets = list(dict.fromkeys(subjects["dataset"]))
-    arms = list(STUDY_MODELS.values())
-    out = friedman_by_group(_study_scores(subjects, condition), arm_col="model", value_col=value_col,
-                            arms=arms, groups=datasets)
-    ran = [m for m in _model_order(subjects["model"]) if m not in arms]
-    for i, row in out.iterrows():
-        if not str(row["note"]).startswith("not run: no scores for"):
-            continue
-        have = set(subjects.loc[subjects["dataset"] == row["dataset"], "model"].astype(str))
-        missing = [m for m in arms if m not in have or m in str(row["note"])]
-        reasons = "; ".join(f"{m}: {_why_missing(models, m)}" for m in missing)
-        extra = [m for m in ran if m in have]
-        out.at[i, "note"] = (f"not run: the study's test needs {', '.join(arms)} with {condition}; "
-                             f"missing {reasons}" + (f" (ran: {', '.join(extra)}, an extra model: "
-                                                     "see the extra analyses)" if extra else ""))
-    return out
-
-
-def study_wilcoxon(subjects: pd.DataFrame, friedman: pd.DataFrame, condition: str = EXACT_CONDITION,
-                   value_col: str = VALUE_COL, alpha: float = ALPHA) -> pd.DataFrame:
-    """The study's post-hoc tests with the default reading and the variants as columns.
-
-    Default: pairs of the study models tested where the BH-adjusted Friedman p < ``alpha``,
-    BH within dataset (``p_bh``). Variants: ``variant_raw_gate_p_value`` /
-    ``variant_raw_gate_p_bh`` (gate on the raw Friedman p, BH within dataset) and
-    ``variant_bh_all_pairs_p_bh`` (adjusted gate, BH over every pair tested in the table).
-    """
-    data = _study_scores(subjects, condition)
-    kw = dict(arm_col="model", value_col=value_col, arms=list(STUDY_MODELS.values()), alpha=alpha)
-    default = gated_wilcoxon(data, friedman, **kw)
-    raw = gated_wilcoxon(data, friedman, gate="p_value", **kw)
-    pooled = gated_wilcoxon(data, friedman, correction="all", **kw)
-    default["variant_raw_gate_p_value"] = raw["p_value"].to_numpy()
-    default["variant_raw_gate_p_bh"] = raw["p_bh"].to_numpy()
-    default["variant_bh_all_pairs_p_bh"] = pooled["p_bh"].to_numpy()
-    for i, row in default.iterrows():  # carry the Friedman's reason for a test that could not run
-        if not np.isfinite(row["friedman_p"]):
-            note = str(friedman.loc[friedman["dataset"] == row["dataset"], "note"].squeeze())
-            inner = note[len("not run: "):] if note.startswith("not run: ") else note
-            default.at[i, "note"] = f"not run: no Friedman test ({inner})" if note else row["note"]
-    return default
-
-
 def _published_tests() -> pd.DataFrame:
     return published_zero_shot_tests()
 
@@ -200,7 +132,7 @@ def table_s4(friedman: pd.DataFrame, published: Optional[pd.DataFrame] = None) -
 
 
 def table_s5(pairwise: pd.DataFrame, published: Optional[pd.DataFrame] = None) -> pd.DataFrame:
-    """S5 (:func:`study_wilcoxon`'s table) with the printed Wilcoxon p beside its pairs."""
+    """S5 (:func:`mskseg_lib.stats.zero_shot_tests.study_wilcoxon`'s table) with the printed Wilcoxon p beside its pairs."""
     published = _published_tests() if published is None else published
     out = pairwise.rename(columns={"p_bh": "p_bh_within_dataset", "statistic": "W"})
     pub = published[published["test"] == "wilcoxon"]
@@ -211,59 +143,11 @@ def table_s5(pairwise: pd.DataFrame, published: Optional[pd.DataFrame] = None) -
     return out
 
 
-# ------------------------------------------------------------------------ extra analyses
-def extra_tests(subjects: pd.DataFrame, conditions: Sequence[str], condition: str = EXACT_CONDITION,
-                value_col: str = VALUE_COL, alpha: float = ALPHA) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The project's extra zero-shot tests, each labelled in an ``analysis`` column.
-
-    * ``prompt conditions · <model>``: per model that ran, Friedman across its prompt
-      ``conditions`` (exact and shifted boxes; subjects as blocks, BH across datasets) and the
-      gated Wilcoxon pairs (same readings as S5);
-    * ``all models · <condition>``: Friedman across every model that ran under exact boxes,
-      when that set is not the study's three (e.g. with LiteMedSAM); with fewer than three such
-      models one row says so.
-
-    Returns (friedman, wilcoxon), both with ``analysis`` first.
-    """
-    fr_parts, wx_parts = [], []
-    datasets = list(dict.fromkeys(subjects["dataset"]))
-    for model in _model_order(subjects["model"]):
-        data = subjects[subjects["model"].astype(str) == model]
-        arms = [c for c in conditions if c in set(data["condition"].astype(str))]
-        label = f"prompt conditions · {model}"
-        fr = friedman_by_group(data, arm_col="condition", value_col=value_col, arms=arms, groups=datasets)
-        wx = gated_wilcoxon(data, fr, arm_col="condition", value_col=value_col, arms=arms, alpha=alpha)
-        fr_parts.append(fr.assign(analysis=label))
-        wx_parts.append(wx.assign(analysis=label))
-    exact = subjects[subjects["condition"].astype(str) == condition]
-    models = _model_order(exact["model"])
-    label = f"all models · {condition}"
-    if set(models) != set(STUDY_MODELS.values()):
-        if len(models) >= 3:
-            fr = friedman_by_group(exact, arm_col="model", value_col=value_col, arms=models, groups=datasets)
-            wx = gated_wilcoxon(exact, fr, arm_col="model", value_col=value_col, arms=models, alpha=alpha)
-            fr_parts.append(fr.assign(analysis=label))
-            wx_parts.append(wx.assign(analysis=label))
-        else:
-            fr_parts.append(pd.DataFrame([{
-                "analysis": label, "dataset": "all", "n_subjects": 0, "n_arms": len(models),
-                "arms": ",".join(models), "note": f"not run: needs >= 3 models with {condition}, "
-                                                  f"have {len(models)} ({', '.join(models) or 'none'})"}]))
-    fr = pd.concat(fr_parts, ignore_index=True) if fr_parts else pd.DataFrame(columns=["analysis", "dataset"])
-    wx = pd.concat(wx_parts, ignore_index=True) if wx_parts else pd.DataFrame(columns=["analysis", "dataset"])
-    return (fr[["analysis", *[c for c in fr.columns if c != "analysis"]]],
-            wx[["analysis", *[c for c in wx.columns if c != "analysis"]]])
-
-
 # ----------------------------------------------------------------- label / tissue tables
 def _published_beside(wide: pd.DataFrame, key: str, published: pd.DataFrame) -> pd.DataFrame:
     """Add ``published_zero_shot · <model>`` columns for (dataset, ``key``) pairs the study has."""
-    zs = published[published["setting"] == "zero-shot"]
-    names = {k: v for k, v in STUDY_MODELS.items()}
-    for model_key, name in names.items():
-        m = zs[zs["model_key"] == model_key].set_index(["dataset", key])["dice"]
-        idx = pd.MultiIndex.from_frame(wide[["dataset", key]])
-        wide[PUBLISHED_PREFIX + name] = m.reindex(idx).to_numpy(dtype=float)
+    for model_key, name in STUDY_MODELS.items():
+        wide[PUBLISHED_PREFIX + name] = published_values(published, wide, ["dataset", key], model_key, "zero-shot")
     return wide
 
 
@@ -289,6 +173,5 @@ def tissue_table(tissues: pd.DataFrame, published: Optional[pd.DataFrame] = None
     return wide
 
 
-__all__ = ["EXACT_CONDITION", "MEAN_TISSUE", "PUBLISHED_PREFIX", "exact_condition", "table_s3", "dice_all_arms",
-           "study_friedman", "study_wilcoxon", "table_s4", "table_s5", "extra_tests", "label_table",
-           "tissue_table"]
+__all__ = ["EXACT_CONDITION", "MEAN_TISSUE", "PUBLISHED_PREFIX", "exact_condition", "mean_sd_text", "table_s3",
+           "dice_all_arms", "table_s4", "table_s5", "label_table", "tissue_table"]

@@ -40,11 +40,12 @@ from scipy import stats
 from mskseg_lib.data.catalog import DATASETS, get_dataset
 from mskseg_lib.evaluation.aggregate import (DEFAULT_LABEL_LEVEL, LabelLevel, label_dice, mean_tissue_dice,
                                              other_level, tissue_dice)
+from mskseg_lib.evaluation.report import mean_sd_text
 from mskseg_lib.plots.dataset_overview import dataset_order, short_dataset_name
 from mskseg_lib.plots.style import TISSUE_ORDER, ordered
 from mskseg_lib.plots.zero_shot import anatomy_of
 from mskseg_lib.reference import (MEAN_TISSUE, STUDY_MODELS, published_table1, published_table1_labels,
-                                  published_table1_tissues)
+                                  published_table1_tissues, published_values)
 from mskseg_lib.stats.comparisons import bh_correct
 
 __all__ = [
@@ -203,15 +204,6 @@ def summarise(scores_df: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
             .reset_index())
 
 
-def mean_sd_text(mean: Any, sd: Any, digits: int = 3) -> str:
-    """``"0.812 ± 0.034"`` for display; the mean alone without an SD; ``"n/a"`` without a mean."""
-    if mean is None or not np.isfinite(float(mean)):
-        return "n/a"
-    if sd is None or not np.isfinite(float(sd)):
-        return f"{float(mean):.{digits}f}"
-    return f"{float(mean):.{digits}f} ± {float(sd):.{digits}f}"
-
-
 def paired_wilcoxon(finetuned: Sequence[float], zero_shot: Sequence[float]) -> tuple[float, float, str]:
     """Two-sided Wilcoxon signed-rank test of paired subject scores: (W, p, note).
 
@@ -324,14 +316,10 @@ def _published_columns(df: pd.DataFrame, published: pd.DataFrame, keys: Sequence
     """Add ``published_zero_shot · <model>`` for the study's three models and
     ``published_finetuned · <model>`` for ``finetuned_models`` (zoo keys), looked up by
     ``keys`` in a long published table (model_key, setting, dice)."""
-    keys = list(keys)
-    idx = _key_index(df, keys) if len(df) else None
     for setting, models in (("zero-shot", list(STUDY_MODELS)), ("finetuned", list(finetuned_models))):
         for key in models:
-            name = f"published_{setting.replace('-', '_')} · {STUDY_MODELS[key]}"
-            p = published[(published["model_key"] == key) & (published["setting"] == setting)]
-            p = p.drop_duplicates(keys).set_index(keys)["dice"]
-            df[name] = p.reindex(idx).to_numpy(dtype=float) if idx is not None else []
+            df[f"published_{setting.replace('-', '_')} · {STUDY_MODELS[key]}"] = published_values(
+                published, df, list(keys), key, setting)
     return df
 
 

@@ -23,6 +23,24 @@ T1SAG_111 = "Spine_2D_T1sag_Clinical_Anatomical_111"
 MEAN_TISSUE = "mean_tissue"
 
 
+def published_values(published: pd.DataFrame, rows: pd.DataFrame, keys: list[str], model_key: str,
+                     setting: str) -> "np.ndarray":
+    """The published Dice of ``model_key`` under ``setting`` for each row of ``rows``, matched on
+    ``keys`` (e.g. ``["dataset"]``, ``["dataset", "label_name"]``); NaN where the study has none.
+
+    ``published`` is one of the long Table 1 loaders below (model_key, setting, dice, keys).
+    """
+    import numpy as np
+
+    if rows.empty:
+        return np.array([], dtype=float)
+    p = published[(published["model_key"] == model_key) & (published["setting"] == setting)]
+    p = p.drop_duplicates(keys).set_index(keys)["dice"]
+    idx = (pd.Index(rows[keys[0]].astype(object)) if len(keys) == 1
+           else pd.MultiIndex.from_frame(rows[keys].astype(object)))
+    return p.reindex(idx).to_numpy(dtype=float)
+
+
 def _read(name: str) -> pd.DataFrame:
     with resources.files(__name__).joinpath(name).open() as fh:
         return pd.read_csv(fh, keep_default_na=False, na_values=[""])

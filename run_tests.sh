@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# CI entry point: unit tests, then every notebook under nbval (--nbval-lax), profile "fixture".
+# CI entry point: lint (ruff), unit tests, then every notebook under nbval (--nbval-lax),
+# profile "fixture".
 #
-#   ./run_tests.sh                 # both phases
-#   ./run_tests.sh -x -k config    # extra arguments go to pytest in both phases
+#   ./run_tests.sh                 # all three phases
+#   ./run_tests.sh -x -k config    # extra arguments go to pytest in the test phases
 #
-# Exits non-zero when either phase fails. No pytest cache is written (-p no:cacheprovider).
+# Exits non-zero when any phase fails. No pytest cache is written (-p no:cacheprovider).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
@@ -12,6 +13,13 @@ source scripts/bootstrap_env.sh
 export MSKSEG_PROFILE=fixture
 
 pytest_cmd=(.venv/bin/python -m pytest -p no:cacheprovider)
+
+echo "== [0/2] lint: ruff check (configuration in pyproject.toml)"
+set +e
+.venv/bin/ruff check --quiet .
+lint_rc=$?
+set -e
+echo "== [0/2] lint: exit $lint_rc"
 
 echo "== [1/2] unit tests: pytest tests (MSKSEG_PROFILE=$MSKSEG_PROFILE)"
 set +e
@@ -40,8 +48,8 @@ else
     echo "== [2/2] notebooks: exit $nb_rc"
 fi
 
-if [[ $unit_rc -ne 0 || $nb_rc -ne 0 ]]; then
-    echo "== FAILED: unit tests exit $unit_rc, notebooks exit $nb_rc" >&2
+if [[ $lint_rc -ne 0 || $unit_rc -ne 0 || $nb_rc -ne 0 ]]; then
+    echo "== FAILED: lint exit $lint_rc, unit tests exit $unit_rc, notebooks exit $nb_rc" >&2
     exit 1
 fi
 echo "== all passed"

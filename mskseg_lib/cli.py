@@ -1,32 +1,37 @@
 """The ``mskseg`` command (also ``python -m mskseg_lib``).
 
 Each subcommand is one entry in ``COMMANDS``: a function adding its arguments and a handler
-returning the exit status. Add one with the ``command`` decorator::
+returning the exit status. A handler is thin: it turns the parsed arguments into the library's
+arguments (a profile through :mod:`mskseg_lib.from_profile`), calls one library function, and
+prints what that returned; choosing models, devices, ranks and writing provenance records is
+the library's job. Add one with the ``command`` decorator::
 
     def _evaluate_args(p): p.add_argument("--profile", required=True)
 
     @command("evaluate", "evaluate the models", _evaluate_args)
-    def _evaluate(args): ...; return 0
+    def _evaluate(args):
+        from mskseg_lib.evaluation.x import evaluate   # imported here: `mskseg --help` stays fast
+        _report(evaluate(...)); return 0
 
-User errors (an invalid profile, bad input data, an unknown notebook number) print one line
-``mskseg: error: ...`` and exit 2 without a traceback; a failing notebook exits 1.
-Modules still under construction (``mskseg_lib.data.*``) are imported inside the handlers so the
-rest of the CLI works without them.
+Results go to stdout; the library's log messages go to stderr (``logging``, configured by
+:func:`mskseg_lib.logging_setup.configure_logging`): INFO by default, ``-v`` adds DEBUG, ``-q``
+keeps only warnings and errors. A user error (any :class:`mskseg_lib.errors.UserError`: an
+invalid profile, bad input data, an unknown notebook number, a missing checkpoint) prints one
+line ``mskseg: error: ...`` and exits 2 without a traceback; a failing notebook exits 1; any
+other exception is a bug and keeps its traceback.
 """
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-__all__ = ["COMMANDS", "Command", "command", "build_parser", "main", "USER_ERROR_NAMES"]
+from mskseg_lib.errors import UserError
+from mskseg_lib.logging_setup import configure_logging
 
-# Exception classes (matched by name anywhere in the MRO) that mean "the user's input is wrong".
-USER_ERROR_NAMES = frozenset({"ProfileError", "DataError", "NotebookSelectionError", "CheckpointMissing",
-                              "ChecksumMismatch", "StateDictMismatch", "RunMismatch", "GridError"})
+__all__ = ["COMMANDS", "Command", "command", "build_parser", "main"]
 
 Handler = Callable[[argparse.Namespace], int]
 AddArguments = Callable[[argparse.ArgumentParser], None]
@@ -103,6 +108,27 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("check-companion", "open a profile's results pages in headless Chromium and report broken ones",
+         _profile_arg)
+def _check_companion(args: argparse.Namespace) -> int:
+    from mskseg_lib.browser_check import check_companion, find_chromium
+    from mskseg_lib.config import resolve_path
+
+    cfg = _load(args.profile)
+    if find_chromium() is None:
+        print("mskseg: error: no Chromium found (install Debian's chromium package or set MSKSEG_CHROMIUM)",
+              file=sys.stderr)
+        return 2
+    try:
+        reports = check_companion(resolve_path(cfg, "tables_dir"), resolve_path(cfg, "figures_dir"))
+    except FileNotFoundError as exc:
+        print(f"mskseg: error: {exc}", file=sys.stderr)
+        return 2
+    for report in reports:
+        print(report.summary())
+    return 0 if all(r.ok for r in reports) else 1
+
+
 def _validate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("profiles", nargs="+", metavar="NAME", help="profile names or YAML paths")
 
@@ -126,18 +152,18 @@ def _validate(args: argparse.Namespace) -> int:
 @command("cohort", "generate the synthetic MSK MRI cohort of a profile", _profile_arg)
 def _cohort(args: argparse.Namespace) -> int:
     cfg = _load(args.profile)
-    from mskseg_lib.data.cohort import generate_cohort
+    from mskseg_lib.from_profile import data as fp_data
 
-    _report(generate_cohort(cfg))
+    _report(fp_data.generate(cfg))  # None (nothing printed) when the profile disables the cohort
     return 0
 
 
 @command("prepare", "prepare slices, splits and exports of a profile", _profile_arg)
 def _prepare(args: argparse.Namespace) -> int:
     cfg = _load(args.profile)
-    from mskseg_lib.data.prepare import prepare_all
+    from mskseg_lib.from_profile import data as fp_data
 
-    _report(prepare_all(cfg))
+    _report(fp_data.prepare(cfg))
     return 0
 
 
@@ -145,8 +171,9 @@ def _prepare(args: argparse.Namespace) -> int:
 def _zero_shot(args: argparse.Namespace) -> int:
     cfg = _load(args.profile)
     from mskseg_lib.evaluation.zero_shot import run_zero_shot
+    from mskseg_lib.from_profile.zero_shot import zero_shot_inputs
 
-    run = run_zero_shot(cfg)
+    run = run_zero_shot(**zero_shot_inputs(cfg))
     for row in run.models.itertuples():
         print(f"{row.model_key}: {row.status}" + (f" ({row.detail})" if row.detail else ""))
     print(f"run folder: {run.run_dir} (summary.json, *_metrics.csv, manifest.json)")
@@ -164,36 +191,24 @@ def _finetune_args(p: argparse.ArgumentParser) -> None:
 
 @command("finetune", "train and score the profile's finetuning grid (resumable; torchrun-aware)", _finetune_args)
 def _finetune(args: argparse.Namespace) -> int:
-    """Single process: train and score the grid. Under ``torchrun`` (WORLD_SIZE > 1) every rank
-    trains the named experiments together; scoring is left to a single-process call."""
-    import os
-
+    """Single process: train and score the grid. Under ``torchrun`` (WORLD_SIZE > 1) or with
+    ``--train-only`` every rank trains the named runs together; scoring is left to a
+    single-process call."""
     cfg = _load(args.profile)
-    from mskseg_lib.data.tables import load_tables
-    from mskseg_lib.finetuning.engine import train_run
-    from mskseg_lib.finetuning.grid import GridError, expand_grid
-    from mskseg_lib.finetuning.runner import run_grid
+    from mskseg_lib.finetuning.runner import grid_runs, run_finetune
+    from mskseg_lib.from_profile.finetune import finetune_inputs
 
-    subjects, _ = load_tables(cfg)
-    experiments = expand_grid(cfg, sorted(subjects["dataset"].unique()))
-    runs = {e.run_id(r): (e, r) for e in experiments for r in range(1, cfg["finetune"]["repeats"] + 1)}
+    inputs = finetune_inputs(cfg)
     if args.list:
-        print("\n".join(runs))
+        print("\n".join(grid_runs(inputs["experiments"], inputs["repeats"])))
         return 0
-    unknown = sorted(set(args.experiment or []) - set(runs))
-    if unknown:
-        raise GridError(f"unknown run id(s) {unknown}; see: mskseg finetune --profile {args.profile} --list")
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 or args.train_only:
-        for rid in args.experiment or list(runs):
-            exp, repeat = runs[rid]
-            summary = train_run(cfg, exp, repeat)
-            if int(os.environ.get("RANK", "0")) == 0:
-                print(f"{rid}: {summary['status']} after {summary['epochs_run']} epochs ({summary['stop_reason']})")
-        return 0
-    result = run_grid(cfg, only=args.experiment)
-    for row in result.experiments.itertuples():
-        print(f"{row.experiment_id}: {row.status}")
-    print(f"results: {result.root} (experiments.csv, subject_metrics.csv, history.csv, manifest.json)")
+    outcome = run_finetune(**inputs, only=args.experiment, train_only=args.train_only)
+    for rid, summary in outcome.trained.items():
+        print(f"{rid}: {summary['status']} after {summary['epochs_run']} epochs ({summary['stop_reason']})")
+    if outcome.grid is not None:
+        for row in outcome.grid.experiments.itertuples():
+            print(f"{row.experiment_id}: {row.status}")
+        print(f"results: {outcome.grid.root} (experiments.csv, subject_metrics.csv, history.csv, manifest.json)")
     return 0
 
 
@@ -208,17 +223,15 @@ def _train_detector_args(p: argparse.ArgumentParser) -> None:
          _train_detector_args)
 def _train_detector(args: argparse.Namespace) -> int:
     cfg = _load(args.profile)
-    from mskseg_lib.autolabel import detector as det
-    from mskseg_lib.data.tables import load_tables
+    from mskseg_lib.autolabel.run import train_detectors
+    from mskseg_lib.from_profile.autolabel import detector_datasets, train_inputs
 
-    subjects, _ = load_tables(cfg)
-    wanted = args.dataset or (sorted(subjects["dataset"].unique()) if cfg["autolabel"]["datasets"] == "all"
-                              else list(cfg["autolabel"]["datasets"]))
-    for dataset in wanted:
-        run = det.train_detector(cfg, dataset)
-        print(f"{dataset}: {'reused' if run.reused else 'trained'} {run.weights}")
-        if not args.no_eval:
-            row = det.evaluate_detector(run.weights, cfg, dataset, split="test").iloc[-1]
+    done = train_detectors(args.dataset or detector_datasets(cfg), **train_inputs(cfg),
+                           evaluate_split=None if args.no_eval else "test", progress=True)
+    for dataset, det in done.items():
+        print(f"{dataset}: {'reused' if det.run.reused else 'trained'} {det.run.weights}")
+        if det.metrics is not None:
+            row = det.metrics.iloc[-1]
             print(f"  test: precision {row.precision:.3f} recall {row.recall:.3f} mAP50 {row.mAP50:.3f} "
                   f"mAP50-95 {row.mAP50_95:.3f} ({row.n_images} images)")
     return 0
@@ -241,57 +254,12 @@ def _autolabel_args(p: argparse.ArgumentParser) -> None:
                       "(resumable; under torchrun the volumes are split across ranks)", _autolabel_args)
 def _autolabel(args: argparse.Namespace) -> int:
     cfg = _load(args.profile)
-    from mskseg_lib.autolabel import detector as det
-    from mskseg_lib.autolabel.inputs import find_volumes
-    from mskseg_lib.autolabel.pipeline import AutolabelSettings, Rank, autolabel, detector_prompts
-    from mskseg_lib.data.catalog import get_dataset
-    from mskseg_lib.data.errors import DataError
-    from mskseg_lib.models.checkpoints import sha256_file
-    from mskseg_lib.models.interface import pick_device
-    from mskseg_lib.models.zoo import load_model, model_availability
-    from mskseg_lib.provenance import collect_versions, git_info, utc_now_iso
+    from mskseg_lib.autolabel.run import label_volumes
+    from mskseg_lib.from_profile.autolabel import label_inputs
 
-    spec = get_dataset(args.dataset)
-    a = cfg["autolabel"]
-    if args.detector:
-        weights = Path(args.detector)
-        if not weights.is_file():
-            raise DataError(weights, "detector weights not found")
-    else:  # the profile's detector, only if its training finished with the current settings
-        weights = det.trained_detector(cfg, spec.name)
-    model_key = args.model
-    if model_key is None:
-        avail = model_availability(cfg, list(a["models"]))
-        ok = avail[avail["status"] == "available"]
-        if ok.empty:
-            raise DataError(Path(cfg["models"]["checkpoints_dir"]),
-                            f"none of autolabel.models has its checkpoint here: {', '.join(avail['model_key'])}")
-        model_key = str(ok["model_key"].iloc[0])
-    rank = Rank.from_env()
-    device = pick_device(cfg["models"]["device"])
-    if device.type == "cuda" and rank.world_size > 1:
-        import torch
-
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) % max(torch.cuda.device_count(), 1))
-    items = find_volumes(args.input, exclude=args.output)
-    segmenter = load_model(cfg, model_key, device)
-    detector = det.load_detector(weights, a["detector"], device)
-    settings = AutolabelSettings.from_profile(cfg, spec)
-    model_ids = {"segmenter": model_key, "segmenter_checkpoint": str((getattr(segmenter, "checkpoint", None) or {}).get("sha256", "")),
-                 "segmenter_input_normalisation": str(getattr(segmenter, "normalisation", "")),
-                 "detector": sha256_file(weights),
-                 "detector_inference": {k: a["detector"][k] for k in ("conf", "iou", "max_det")},
-                 "device_type": device.type, "autocast_bf16": bool(cfg["models"]["autocast_bf16"])}
-    record = {"command": "autolabel", "profile": cfg["profile"], "seed": cfg["seed"], "input": str(args.input),
-              "started_utc": utc_now_iso(), "git": git_info(), "versions": collect_versions(),
-              "detector_weights": str(weights), "device": str(device)}
-    report = autolabel(items, Path(args.output), segmenter,
-                       detector_prompts(detector, int(a["detector"]["image_size_px"]), len(spec.labels),
-                                        resize_mode=settings.resize_mode),
-                       settings, model_ids=model_ids, rank=rank, run_record=record)
-    if rank.rank == 0:
-        counts = _status_counts(report.rows)
-        print(f"{counts}; report: {Path(args.output) / 'autolabel_report.json'}")
+    report = label_volumes(args.input, args.output, **label_inputs(cfg, args.dataset, args.detector, args.model))
+    if report.rank == 0:
+        print(f"{_status_counts(report.rows)}; report: {Path(args.output) / 'autolabel_report.json'}")
     return 1 if report.failed and len(report.failed) == len(report.rows) else 0
 
 
@@ -314,57 +282,13 @@ def _video3d_args(p: argparse.ArgumentParser) -> None:
                     "structure): SAM2 video propagation, or slice-to-slice carrying for image-only models", _video3d_args)
 def _video3d(args: argparse.Namespace) -> int:
     cfg = _load(args.profile)
-    from mskseg_lib.autolabel import detector as det
-    from mskseg_lib.autolabel.inputs import find_volumes, read_volume
-    from mskseg_lib.autolabel.pipeline import clip_percentiles, detector_prompts, resize_mode_for, slicing
-    from mskseg_lib.data.catalog import get_dataset
-    from mskseg_lib.data.errors import DataError
-    from mskseg_lib.models.interface import pick_device
-    from mskseg_lib.provenance import collect_versions, git_info, utc_now_iso
-    from mskseg_lib.video3d import segment
-    from mskseg_lib.video3d.predictor import choose_offload
-    from mskseg_lib.video3d.study import load_video_model
+    from mskseg_lib.from_profile.video3d import segment_inputs
+    from mskseg_lib.video3d.segment import segment_file
 
-    started = utc_now_iso()
-    out_path = segment.check_output_path(Path(args.output))
-    spec = get_dataset(args.dataset)
-    items = find_volumes(args.input)
-    if len(items) != 1:
-        raise DataError(Path(args.input), f"expected one volume, found {len(items)}")
-    sl = slicing(read_volume(items[0]), spec, clip_percentiles(cfg, spec.name), resize_mode_for(cfg))
-    device = pick_device(cfg["models"]["device"])
-    if args.clicks:
-        clicks_path = Path(args.clicks)
-        try:
-            seeds = segment.clicks_to_prompts(sl, segment.read_clicks(clicks_path), spec)
-        except (ValueError, TypeError) as exc:
-            raise DataError(clicks_path, str(exc)) from None
-        prompt_source = {"clicks": str(args.clicks)}
-    else:
-        weights = Path(args.detector)
-        if not weights.is_file():
-            raise DataError(weights, "detector weights not found")
-        a = cfg["autolabel"]["detector"]
-        source = detector_prompts(det.load_detector(weights, a, device), int(a["image_size_px"]), len(spec.labels),
-                                  resize_mode=sl.resize_mode)
-        seeds = segment.detector_seeds(source([sl.display_slice(k) for k in range(sl.n_slices)], list(range(sl.n_slices))))
-        if not seeds:
-            raise DataError(Path(args.input), "the detector found nothing in this volume: no prompt to propagate")
-        prompt_source = {"detector": str(weights)}
-    model = load_video_model(cfg, args.model, device)
-    offload = choose_offload(cfg["video3d"]["offload_state"], device, sl.n_slices, len(seeds),
-                             int(model.segmenter.input_size_px))
-    run, scheme = segment.propagate(model, sl, seeds, cfg["video3d"]["carry"], offload)
-    record = {"command": "video3d", "profile": cfg["profile"], "seed": cfg["seed"], "input": str(args.input),
-              "dataset": spec.name, "model": args.model, "model_identity": model.identity, "scheme": scheme,
-              **prompt_source, "prompts": [{"label": s.label, "slice": s.frame,
-                                            "points": None if s.points is None else s.points.tolist(),
-                                            "point_labels": None if s.point_labels is None else s.point_labels.tolist(),
-                                            "box": None if s.box is None else s.box.tolist()} for s in seeds],
-              "carry": cfg["video3d"]["carry"], "offload_state_to_cpu": offload, "device": str(device),
-              "started_utc": started, "git": git_info(), "versions": collect_versions()}
-    out = segment.write_result(out_path, sl, run, record)
-    print(f"{scheme}: {run.encoded_slices} slices encoded in {run.seconds:.1f} s; written {out}")
+    out = segment_file(Path(args.input), Path(args.output), args.dataset, args.model,
+                       clicks=Path(args.clicks) if args.clicks else None,
+                       detector_weights=Path(args.detector) if args.detector else None, **segment_inputs(cfg))
+    print(f"{out.scheme}: {out.run.encoded_slices} slices encoded in {out.run.seconds:.1f} s; written {out.path}")
     return 0
 
 
@@ -402,12 +326,15 @@ def _bench(args: argparse.Namespace) -> int:
     from mskseg_lib.config import resolve_path
     from mskseg_lib.data.slice_store import measure_storage
     from mskseg_lib.data.tables import load_tables
+    from mskseg_lib.from_profile import data as fp_data
 
     if args.target == "video3d":
+        from mskseg_lib.from_profile.video3d import bench_inputs
         from mskseg_lib.video3d.benchmark import bench_video3d
 
         model = args.model or "tiny"
-        result = bench_video3d(cfg, model, args.repeats)
+        inputs = bench_inputs(cfg)
+        result = bench_video3d(inputs.pop("volume"), model, args.repeats, **inputs)
         out = resolve_path(cfg, "runs_dir") / "bench" / f"video3d_{model}.json"
         write_json(out, result)
         _report({k: v for k, v in result.items() if k not in ("versions", "times_s")})
@@ -416,8 +343,10 @@ def _bench(args: argparse.Namespace) -> int:
     args.model = args.model or "lite_medsam"
     if args.target == "finetune":
         from mskseg_lib.finetuning.benchmark import bench_finetune
+        from mskseg_lib.from_profile.finetune import bench_finetune_inputs
 
-        result = bench_finetune(cfg, args.model, args.dataset, args.steps)
+        result = bench_finetune(**bench_finetune_inputs(cfg), model_key=args.model, dataset=args.dataset,
+                                steps=args.steps)
         out = resolve_path(cfg, "runs_dir") / "bench" / f"finetune_{args.model}.json"
         write_json(out, result)
         _report({k: v for k, v in result.items() if k != "versions"})
@@ -425,16 +354,18 @@ def _bench(args: argparse.Namespace) -> int:
         return 0
     if args.target == "zero-shot":
         from mskseg_lib.evaluation.benchmark import bench_zero_shot
+        from mskseg_lib.from_profile.zero_shot import bench_inputs
 
-        result = bench_zero_shot(cfg, args.model, args.slices, args.min_prompts, args.reencode_slices)
+        result = bench_zero_shot(model_key=args.model, n_slices=args.slices, min_prompts=args.min_prompts,
+                                 reencode_slices=args.reencode_slices, **bench_inputs(cfg))
         out = resolve_path(cfg, "runs_dir") / "bench" / f"zero_shot_{args.model}.json"
         write_json(out, result)
         _report({k: v for k, v in result.items() if k != "versions"})
         print(f"written: {out}")
         return 0
-    subjects, _ = load_tables(cfg)
+    subjects, _ = load_tables(fp_data.prepared_dir(cfg))
     size = args.size or int(cfg["prepare"]["slice_sizes_px"][0])
-    result = measure_storage(cfg, subjects, size, n_reads=args.reads)
+    result = measure_storage(subjects, size, n_reads=args.reads)
     out = resolve_path(cfg, "runs_dir") / "bench" / f"storage_{size}.json"
     write_json(out, result)
     _report(result)
@@ -451,12 +382,25 @@ def build_parser() -> argparse.ArgumentParser:
         description="Segment-anything models on musculoskeletal MRI: run and check the study.",
     )
     parser.add_argument("--version", action="version", version=f"mskseg {__version__}")
+    _verbosity_args(parser)
+    parser.set_defaults(log_level="INFO")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, cmd in COMMANDS.items():
         p = sub.add_parser(name, help=cmd.help, description=cmd.help)
         cmd.add_arguments(p)
+        _verbosity_args(p, default=argparse.SUPPRESS)  # also after the command: mskseg run -q ...
         p.set_defaults(_handler=cmd.handler)
     return parser
+
+
+def _verbosity_args(p: argparse.ArgumentParser, default: Any = None) -> None:
+    """``-v`` (DEBUG) / ``-q`` (WARNING) into ``log_level``; a subparser's default is SUPPRESS so
+    that an option given before the command is not reset by the subparser."""
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("-v", "--verbose", dest="log_level", action="store_const", const="DEBUG", default=default,
+                   help="also show debug messages")
+    g.add_argument("-q", "--quiet", dest="log_level", action="store_const", const="WARNING", default=default,
+                   help="show only warnings and errors (results are still printed)")
 
 
 def _one_line(exc: BaseException) -> str:
@@ -470,29 +414,24 @@ def _one_line(exc: BaseException) -> str:
     return f"{head} {'; '.join(rest)}" if head.endswith(":") else "; ".join(lines)
 
 
-def _is_user_error(exc: BaseException) -> bool:
-    return any(cls.__name__ in USER_ERROR_NAMES for cls in type(exc).__mro__)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse ``argv`` and run the subcommand; returns the exit status."""
+    """Parse ``argv``, configure logging (``-v``/``-q``) and run the subcommand.
+
+    Returns the exit status: the handler's (0, or 1 for a failed notebook), 2 for a
+    :class:`~mskseg_lib.errors.UserError` (printed as one line, no traceback), 130 when
+    interrupted. Any other exception propagates with its traceback: it is a bug.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
+    configure_logging(args.log_level)
     try:
         return int(args._handler(args) or 0)
     except KeyboardInterrupt:
         print("mskseg: interrupted", file=sys.stderr)
         return 130
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.startswith("mskseg_lib."):
-            print(f"mskseg: error: {exc.name} is not available in this checkout yet", file=sys.stderr)
-            return 2
-        raise
-    except Exception as exc:
-        if _is_user_error(exc):
-            print(f"mskseg: error: {_one_line(exc)}", file=sys.stderr)
-            return 2
-        raise
+    except UserError as exc:
+        print(f"mskseg: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -9,12 +9,16 @@ values are checked by the code that reads them.
 from __future__ import annotations
 
 import copy
+import logging
 from pathlib import Path
 from typing import Any, Mapping
 
 import yaml
 
+from mskseg_lib.errors import UserError
 from mskseg_lib.settings import project_root
+
+log = logging.getLogger(__name__)
 
 # A leaf is a type or tuple of types; a nested dict is a section. ``None`` in a tuple allows null.
 NUM = (int, float)
@@ -209,7 +213,7 @@ ALLOWED_VALUES = {
 }
 
 
-class ProfileError(ValueError):
+class ProfileError(UserError, ValueError):
     """A profile file is missing, unreadable or does not match the schema."""
 
 
@@ -304,6 +308,7 @@ def merge(base: dict, overrides: Mapping[str, Any]) -> dict:
 def load_profile(name_or_path: str | Path, overrides: Mapping[str, Any] | None = None) -> dict:
     """Read and validate a profile; ``overrides`` (as papermill injects them) are merged first."""
     path = profile_path(name_or_path)
+    log.debug("reading profile %s", path)
     if not path.exists():
         have = ", ".join(sorted(p.stem for p in params_dir().glob("*.yaml")))
         raise ProfileError(f"{path}: no such profile (available: {have})")
@@ -316,6 +321,7 @@ def load_profile(name_or_path: str | Path, overrides: Mapping[str, Any] | None =
     if overrides:
         cfg = merge(cfg, overrides)
     validate_profile(cfg, str(path))
+    log.info("profile %s: %s", cfg["profile"], path)
     return cfg
 
 

@@ -5,6 +5,10 @@ notebook and a ``manifest.json`` (provenance, per-notebook status and wall time)
 rewritten after every notebook, so an interrupted or failed run still says what ran. A failing
 notebook stops the run with ``NotebookFailed``, which names the executed copy to open.
 
+After each notebook (failed ones too) its executed copy is rendered to HTML in
+``<tables_dir>/notebooks/`` and the front page ``<tables_dir>/index.html`` is rewritten
+(``mskseg_lib.companion``), so the companion is readable even while a long run goes on.
+
 Kernels run the project's own interpreter: ``ensure_kernelspec`` writes a ``python3`` kernel spec
 pointing at ``sys.executable`` into the project-local Jupyter data folder (see ``settings``), which
 Jupyter searches before any system-wide spec.
@@ -19,10 +23,11 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
-from mskseg_lib import atomic, provenance, reporting
+from mskseg_lib import atomic, companion, provenance, reporting
 from mskseg_lib.config import load_profile, profile_path, resolve_path
+from mskseg_lib.errors import UserError
 from mskseg_lib.settings import PROJECT_ROOT, configure_environment, project_root
 
 __all__ = [
@@ -40,7 +45,7 @@ NOTEBOOK_RE = re.compile(r"^(\d{2})_.+\.ipynb$")
 _ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
-class NotebookSelectionError(ValueError):
+class NotebookSelectionError(UserError, ValueError):
     """``--only`` names a notebook number that does not exist, or there are no notebooks."""
 
 
@@ -168,6 +173,30 @@ def _log(message: str) -> None:
     print(message, flush=True)
 
 
+def notebook_titles(notebooks: Sequence[Path]) -> dict[str, str]:
+    """Notebook number -> the first heading of the stored notebook (for the companion's front page)."""
+    import nbformat
+
+    titles = {}
+    for nb in notebooks:
+        try:
+            titles[nb.name[:2]] = companion.notebook_title(nbformat.read(nb, as_version=4), nb.stem)
+        except Exception:  # an unreadable notebook fails later, with its own message
+            titles[nb.name[:2]] = nb.stem
+    return titles
+
+
+def _publish(output: Path, cfg: Mapping[str, Any], record: Mapping[str, Any], titles: Mapping[str, str],
+             log: Callable[[str], None]) -> None:
+    """Render the executed copy to the companion and refresh the front page; never fails the run."""
+    try:
+        companion.render_notebook(output, resolve_path(cfg, "tables_dir"), status=str(record["status"]),
+                                  seconds=record.get("seconds"), run_dir=output.parent)
+        reporting.write_index(cfg, titles)
+    except Exception as exc:  # the results are written; a page that cannot be drawn is reported
+        log(f"    could not render {output.name} to HTML: {_describe(exc)}")
+
+
 def run_notebooks(
     profile: str,
     only: Sequence[str] | str | None = None,
@@ -190,6 +219,7 @@ def run_notebooks(
     notebooks = discover_notebooks(only, folder)
     if not notebooks:
         raise NotebookSelectionError(f"no notebooks matching NN_*.ipynb in {folder}")
+    titles = notebook_titles(discover_notebooks(None, folder))
 
     if kernel_name == KERNEL_NAME:
         ensure_kernelspec()
@@ -249,6 +279,8 @@ def run_notebooks(
                     later["status"] = "not run"
                 error = _describe(exc)
                 write(record["status"], f"{nb.stem}: {error}")
+                if not interrupted and output.exists():
+                    _publish(output, cfg, record, titles, log)
                 log(f"{prefix} ... {record['status'].upper()} after {record['seconds']:.1f} s: {error}")
                 if interrupted:
                     raise
@@ -257,8 +289,9 @@ def run_notebooks(
             record["seconds"] = timings[nb.stem]
             write("running" if i < total else "ok")
             log(f"{prefix} ... done in {timings[nb.stem]:.1f} s")
+            _publish(output, cfg, record, titles, log)
 
-    index = reporting.write_index(cfg)
+    index = reporting.write_index(cfg, titles)
     write("ok")
     log(f"all {total} notebook(s) done in {time.perf_counter() - started:.1f} s; "
         f"manifest {manifest_path}; results index {index}")

@@ -3,10 +3,14 @@
 Every run of the notebooks leaves a ``manifest.json`` (see ``notebook_runner``) so a number in a
 table can be traced to a commit, a profile and package versions. Versions are read from package
 metadata (``importlib.metadata``) so recording them never imports torch or CUDA.
+``fingerprint`` is the one digest of a settings payload that resumable run folders and cached
+results store and compare.
 """
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
+import json
 import platform
 import socket
 import subprocess
@@ -23,6 +27,7 @@ from mskseg_lib.settings import project_root
 __all__ = [
     "TRACKED_PACKAGES",
     "collect_versions",
+    "fingerprint",
     "git_commit",
     "git_dirty",
     "git_info",
@@ -53,6 +58,30 @@ TRACKED_PACKAGES: tuple[str, ...] = (
     "scikit-image",
     "scipy",
 )
+
+
+def fingerprint(payload: Any, length: int = 16) -> str:
+    """Short hex digest identifying a settings payload: what a run folder or result depends on.
+
+    The SHA-256 of ``json.dumps(payload, sort_keys=True, default=str)`` (keys sorted, anything
+    JSON cannot encode written as ``str``), cut to ``length`` hex characters. Run folders store
+    it and compare it on resume, so this serialisation must not change: a different digest makes
+    every finished result look stale.
+
+    Parameters
+    ----------
+    payload : JSON-like
+        Dicts, lists, numbers, strings (Paths and other objects are written with ``str``).
+    length : int
+        Hex characters kept (16 = 64 bits).
+
+    Returns
+    -------
+    str
+        ``length`` lower-case hex characters.
+    """
+    blob = json.dumps(payload, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:length]
 
 
 def utc_now_iso() -> str:

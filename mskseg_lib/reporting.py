@@ -10,15 +10,13 @@ Every table carries a ``data_source`` column and every caption says where its nu
 otherwise a table with a ``dataset`` column is labelled per row from the prepared subjects
 (``dataset_sources``) and anything else from the profile as a whole. A caption whose results are
 synthetic is prefixed with "Synthetic data." unless it already says "synthetic".
-``write_index`` turns both registries into ``tables/<profile>/index.html``: one page to read
-all results of a run without opening the notebooks.
+``write_index`` turns both registries into ``tables/<profile>/index.html``, the front page of
+the companion (``mskseg_lib.companion``): every result of a run, by notebook, without rerunning.
 """
 from __future__ import annotations
 
 import contextlib
-import html
 import json
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
 
@@ -30,12 +28,10 @@ if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.figure import Figure
 
-__all__ = ["REGISTRY_NAME", "INDEX_NAME", "DATA_SOURCES", "save_table", "save_figure", "write_index",
+__all__ = ["REGISTRY_NAME", "DATA_SOURCES", "save_table", "save_figure", "write_index",
            "read_registry", "dataset_sources", "profile_data_source", "caption_with_source"]
 
 REGISTRY_NAME = "_registry.json"
-INDEX_NAME = "index.html"
-PREVIEW_ROWS = 8
 DATA_SOURCES = ("synthetic", "real", "published", "mixed")
 
 
@@ -226,78 +222,17 @@ def save_figure(
     return path
 
 
-def _sort_key(item: tuple[str, Mapping[str, Any]]) -> tuple[str, str]:
-    return (str(item[1].get("notebook") or "~"), item[0])
+def write_index(cfg: Mapping[str, Any], titles: Mapping[str, str] | None = None) -> Path:
+    """Write the companion's front page ``<tables_dir>/index.html`` for the profile ``cfg``.
 
+    Unpacks the profile (folders, name, description, data source) and the two registries, and
+    hands them to ``companion.write_index``; returns the page's path.
+    """
+    from mskseg_lib import companion
 
-def _table_html(path: Path, entry: Mapping[str, Any]) -> str:
-    import pandas as pd
-
-    caption = html.escape(str(entry.get("caption", "")))
-    nb = entry.get("notebook")
-    origin = f" <span class='nb'>notebook {html.escape(str(nb))}</span>" if nb else ""
-    head = f"<h3><a href='{html.escape(path.name)}'>{html.escape(path.name)}</a>{origin}</h3>"
-    if not path.exists():
-        return f"<section>{head}<p>{caption}</p><p class='missing'>file missing</p></section>"
-    try:
-        preview = pd.read_csv(path, nrows=PREVIEW_ROWS)
-        rows = entry.get("rows")
-        if rows is None:
-            rows = len(pd.read_csv(path))
-        body = preview.to_html(index=False, border=0, classes="preview", na_rep="")
-    except Exception as exc:  # an unreadable table must not break the whole index
-        rows, body = "?", f"<p class='missing'>cannot read: {html.escape(str(exc))}</p>"
-    return (
-        f"<section>{head}<p>{caption}</p>"
-        f"<p class='meta'>{rows} rows; first {PREVIEW_ROWS} shown</p>{body}</section>"
-    )
-
-
-def _figure_html(path: Path, entry: Mapping[str, Any], index_dir: Path) -> str:
-    rel = Path(os.path.relpath(path, index_dir)).as_posix()
-    src = html.escape(rel)
-    caption = html.escape(str(entry.get("caption", "")))
-    nb = entry.get("notebook")
-    origin = f" <span class='nb'>notebook {html.escape(str(nb))}</span>" if nb else ""
-    head = f"<h3><a href='{src}'>{html.escape(path.name)}</a>{origin}</h3>"
-    if not path.exists():
-        return f"<section>{head}<p>{caption}</p><p class='missing'>file missing</p></section>"
-    return (
-        f"<section>{head}<p>{caption}</p>"
-        f"<a href='{src}'><img src='{src}' alt='{caption}' loading='lazy'></a></section>"
-    )
-
-
-_STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 70em; color: #222; }
-section { border-top: 1px solid #ddd; padding: 0.5em 0 1em; }
-h3 { margin: 0.3em 0; font-size: 1.05em; } .nb { color: #777; font-weight: normal; }
-.meta { color: #555; font-size: 0.9em; } .missing { color: #b00; }
-table.preview { border-collapse: collapse; font-size: 0.85em; }
-table.preview th, table.preview td { padding: 2px 8px; border-bottom: 1px solid #eee; text-align: right; }
-img { max-width: 32em; max-height: 24em; border: 1px solid #eee; }
-"""
-
-
-def write_index(cfg: Mapping[str, Any]) -> Path:
-    """Write ``<tables_dir>/index.html`` listing every registered table and figure; returns it."""
     tables_dir = resolve_path(cfg, "tables_dir")
     figures_dir = resolve_path(cfg, "figures_dir")
-    tables = sorted(read_registry(tables_dir).items(), key=_sort_key)
-    figures = sorted(read_registry(figures_dir).items(), key=_sort_key)
-    profile = html.escape(str(cfg.get("profile", "")))
-    parts = [
-        "<!DOCTYPE html>",
-        "<html><head><meta charset='utf-8'>",
-        f"<title>mskseg results: {profile}</title><style>{_STYLE}</style></head><body>",
-        f"<h1>mskseg results, profile <code>{profile}</code></h1>",
-        f"<p class='meta'>{len(tables)} tables, {len(figures)} figures; index written {utc_now_iso()}</p>",
-        "<h2>Tables</h2>",
-    ]
-    parts += [_table_html(tables_dir / fname, entry) for fname, entry in tables] or ["<p>none</p>"]
-    parts.append("<h2>Figures</h2>")
-    parts += [_figure_html(figures_dir / fname, entry, tables_dir) for fname, entry in figures] or [
-        "<p>none</p>"
-    ]
-    parts.append("</body></html>")
-    return atomic.write_text(tables_dir / INDEX_NAME, "\n".join(parts) + "\n")
+    return companion.write_index(
+        tables_dir, figures_dir, profile=str(cfg.get("profile", "")), description=str(cfg.get("description", "")),
+        data_source=profile_data_source(cfg) if cfg.get("paths") else "synthetic",
+        tables=read_registry(tables_dir), figures=read_registry(figures_dir), titles=titles)

@@ -68,6 +68,9 @@ def configure_environment() -> None:
     for key, value in defaults.items():
         os.environ.setdefault(key, str(value))
     os.environ.setdefault("YOLO_OFFLINE", "1")
+    # Inside a virtualenv Jupyter would search the venv's share/jupyter (ipykernel's generic
+    # "python3" spec) before JUPYTER_DATA_DIR; the project's kernel spec must win.
+    os.environ.setdefault("JUPYTER_PREFER_ENV_PATH", "0")
     try:
         for key in defaults:
             Path(os.environ[key]).mkdir(parents=True, exist_ok=True)

@@ -20,6 +20,8 @@ export IPYTHONDIR="${IPYTHONDIR:-$MSKSEG_ROOT_DIR/.state/ipython}"
 export MPLCONFIGDIR="${MPLCONFIGDIR:-$MSKSEG_ROOT_DIR/.state/matplotlib}"
 export YOLO_CONFIG_DIR="${YOLO_CONFIG_DIR:-$MSKSEG_ROOT_DIR/.state/ultralytics}"
 export YOLO_OFFLINE="${YOLO_OFFLINE:-1}"
+# Inside a venv Jupyter searches the venv's share/jupyter first; the project's kernel spec must win.
+export JUPYTER_PREFER_ENV_PATH="${JUPYTER_PREFER_ENV_PATH:-0}"
 # Notebooks run from notebooks/: keep the library importable even without the editable install.
 export PYTHONPATH="$MSKSEG_ROOT_DIR${PYTHONPATH:+:$PYTHONPATH}"
 

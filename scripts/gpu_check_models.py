@@ -9,6 +9,7 @@ import time
 import numpy as np
 import torch
 
+from mskseg_lib.evaluation import metrics
 from mskseg_lib.models.interface import Prompts
 from mskseg_lib.models.lite_medsam import load_lite_medsam
 from mskseg_lib.models.sam_vit import load_sam_segmenter
@@ -45,7 +46,10 @@ def main() -> None:
     b = m16.decode(m16.encode(img)[0], box) > 0
     yy, xx = np.mgrid[:256, :256]
     disc = torch.as_tensor((yy - 128) ** 2 + (xx - 128) ** 2 < 64 ** 2, device=dev)
-    dice = lambda p: float(2 * (p & disc).sum() / (p.sum() + disc.sum()))
+
+    def dice(p: torch.Tensor) -> float:
+        return metrics.dice(p.cpu().numpy(), disc.cpu().numpy())
+
     out["lite_fp32_vs_bf16_mask_agreement"] = float((a == b).float().mean())
     out["lite_disc_dice_fp32"], out["lite_disc_dice_bf16"] = dice(a[0]), dice(b[0])
     out["lite_slices_per_s"] = {f"bf16_b{bs}": _throughput(m16, 256, bs) for bs in (1, 8, 32)}

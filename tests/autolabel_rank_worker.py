@@ -9,8 +9,10 @@ import sys
 from pathlib import Path
 
 from autolabel_fakes import THIGH, BoxFillSegmenter, OracleDetector, canonical_labels, phantom
+
 from mskseg_lib.autolabel import pipeline as pl
 from mskseg_lib.autolabel.inputs import find_volumes, read_volume
+from mskseg_lib.autolabel.postprocess import PostprocessSettings
 from mskseg_lib.data.catalog import get_dataset
 
 
@@ -21,7 +23,7 @@ def main() -> None:
     _, labels = phantom(orientation="LPS")
     det = OracleDetector(canonical_labels(vol, labels), spec.slice_axis_canonical, 64)
     seg = BoxFillSegmenter(128, pl.slicing(vol, spec).display_slice(0).shape)
-    settings = pl.AutolabelSettings(spec, 64, (0.5, 99.5), {"enabled": False}, 0)
+    settings = pl.AutolabelSettings(spec, 64, (0.5, 99.5), PostprocessSettings(enabled=False), 0)
     pl.autolabel(items, Path(sys.argv[2]), seg, pl.detector_prompts(det, 64, len(spec.labels)), settings,
                  progress=False)
 

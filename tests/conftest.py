@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 from pathlib import Path
 
 import pytest
@@ -27,3 +28,14 @@ def real_spine() -> Path:
     if not (root / "vb3_01_image.nii.gz").exists():
         pytest.skip(f"real spine fixture not found at {root} (set MSKSEG_REAL_SPINE)")
     return root
+
+
+@pytest.fixture(autouse=True)
+def _restore_mskseg_logger():
+    """``mskseg_lib.cli.main`` and ``configure_logging`` set the ``mskseg_lib`` logger's level and
+    handler; put them back after each test, so no test sees another's logging setup."""
+    logger = logging.getLogger("mskseg_lib")
+    level, handlers = logger.level, list(logger.handlers)
+    yield
+    logger.setLevel(level)
+    logger.handlers[:] = handlers

@@ -11,7 +11,7 @@ import pytest
 
 from mskseg_lib.plots.mixed_effects import plot_forest
 from mskseg_lib.stats.acquisition_effects import analyse_effects, data_summary, physics_check
-from mskseg_lib.stats.mixed_effects import assemble_table
+from mskseg_lib.stats.mixed_effects import MixedEffectsSettings, assemble_table
 from mskseg_lib.stats.study_effects import published_mixed_effects, with_published
 
 TE_EFFECT_PER_MS = -0.004  # Dice per ms of echo time
@@ -63,7 +63,8 @@ def analysis(cohort):
     subjects, experiments, scores = cohort
     hidden = subjects.copy()
     hidden.loc[hidden.index[::9], "flip_angle_deg"] = np.nan  # some headers lack the flip angle
-    return analyse_effects(scores, experiments, hidden, reference_model="sam_vit_b", seed=0), subjects
+    settings = MixedEffectsSettings(reference_model="sam_vit_b", seed=0)
+    return analyse_effects(scores, experiments, hidden, settings), subjects
 
 
 def test_each_finetuning_type_recovers_its_gain_and_the_echo_time_effect(analysis):
@@ -114,7 +115,7 @@ def test_collinear_parameter_is_dropped_and_the_model_refit(cohort):
     subjects, experiments, scores = cohort
     dup = subjects.copy()
     dup["tr_ms"] = 50 * dup["te_ms"] + 1  # TR a copy of TE: one of the two must go
-    result = analyse_effects(scores, experiments, dup, seed=0)
+    result = analyse_effects(scores, experiments, dup)
     vif = result.vif[result.vif["finetune_type"] == "single"].set_index("feature")
     assert vif.loc[["te_ms", "tr_ms"], "dropped"].sum() == 1
     assert (result.fits["status"] == "fitted").all()
@@ -124,7 +125,7 @@ def test_absent_type_and_single_dataset_are_reported_not_raised(cohort):
     subjects, experiments, scores = cohort
     only_single = scores[~scores["experiment_id"].isin(["anatomy/a", "all_msk/a"])]
     one_dataset = only_single[(only_single["dataset"] == "ds00") | (only_single["experiment_id"] == "zero_shot:m")]
-    result = analyse_effects(one_dataset, experiments, subjects, seed=0)
+    result = analyse_effects(one_dataset, experiments, subjects)
     status = result.fits.set_index("finetune_type")["status"]
     assert status["mixed"].startswith("not run") and status["all_msk"].startswith("not run")
     assert status["single"].startswith("not estimable: fewer than 3 datasets")
@@ -134,23 +135,23 @@ def test_absent_type_and_single_dataset_are_reported_not_raised(cohort):
 def test_physics_check_gives_agrees_contradicts_and_inconclusive(cohort):
     subjects, _, scores = cohort
     zs = scores[scores["experiment_id"] == "zero_shot:m"]
-    _, verdict = physics_check(zs, subjects, model_key="m", seed=0)
+    _, verdict = physics_check(zs, subjects, "m")
     v = verdict.set_index("term")["verdict"]
     assert v["te_ms"] == "agrees" and v["field_strength_t"] == "agrees"
     flipped = zs.copy()
     flipped["dice_mean_slice"] = 1.0 - flipped["dice_mean_slice"]  # every effect reversed
-    _, verdict = physics_check(flipped, subjects, model_key="m", seed=0)
+    _, verdict = physics_check(flipped, subjects, "m")
     v = verdict.set_index("term")["verdict"]
     assert v["te_ms"] == "contradicts" and v["field_strength_t"] == "contradicts"
     decisive = 0  # Dice without any effect: a decisive verdict is a 5% false positive
     for seed in range(12):
         rng = np.random.default_rng(seed)
         noise = zs.assign(dice_mean_slice=0.7 + rng.normal(0, 0.02, len(zs)))
-        _, verdict = physics_check(noise, subjects, model_key="m", seed=0)
+        _, verdict = physics_check(noise, subjects, "m")
         decisive += not verdict.set_index("term").loc["te_ms", "verdict"].startswith("inconclusive")
     assert decisive <= 2  # binomial(12, 0.05): P(> 2) = 2%
     with pytest.raises(ValueError, match="no zero-shot scores"):
-        physics_check(zs, subjects, model_key="other")
+        physics_check(zs, subjects, "other")
 
 
 def test_physics_verdict_uses_the_within_dataset_effect_when_datasets_confound_it(cohort):
@@ -164,7 +165,7 @@ def test_physics_verdict_uses_the_within_dataset_effect_when_datasets_confound_i
     within_effect = -0.004  # per ms, inside a dataset
     dice = 0.5 + 0.012 * (te_mean - 25) + within_effect * (subjects["te_ms"].to_numpy() - te_mean)
     zs["dice_mean_slice"] = dice + rng.normal(0, 0.01, len(dice))
-    fit, verdict = physics_check(zs, subjects, model_key="m", seed=0)
+    fit, verdict = physics_check(zs, subjects, "m")
     row = verdict.set_index("term").loc["te_ms"]
     assert fit["status"] == "fitted" and row["source"] == "within datasets" and row["verdict"] == "agrees"
     te_sd = te.std(ddof=0)
@@ -211,15 +212,3 @@ def test_subject_level_fit_reports_the_subject_variance(analysis):
     # are per subject) but no extra subject intercept: the component is small, and reported
     assert fits["subject_var"].notna().all() and (fits["subject_var"] < 0.02 ** 2).all()
     assert fits["formula"].str.endswith("(1 | dataset) + (1 | dataset:subject_id)").all()
-
-
-def test_stored_notebook_04_is_the_generator_output():
-    import importlib.util
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parent.parent
-    spec = importlib.util.spec_from_file_location("make_notebook_04", root / "scripts" / "make_notebook_04.py")
-    gen = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(gen)
-    path = root / "notebooks" / "04_mixed_effects.ipynb"
-    assert path.read_text() == gen.render(), "run scripts/make_notebook_04.py"

@@ -12,6 +12,7 @@ import pingouin as pg
 import pytest
 from scipy import stats
 
+from mskseg_lib.errors import UserError
 from mskseg_lib.stats import agreement as ag
 
 # Shrout & Fleiss (1979), table 1: rows = targets, columns = judges 1-4
@@ -358,7 +359,7 @@ def test_agreement_table_groups_and_columns():
         manual, predicted = simulate_pairs(n, 4.0, 1.0, seed=16)
         rows += [{"biomarker": biomarker, "structure": "femoral", "subject_id": f"s{i}", "man": m, "pred": p}
                  for i, (m, p) in enumerate(zip(manual, predicted))]
-    tables = ag.agreement_table(pd.DataFrame(rows), "man", "pred", n_boot=50)
+    tables = ag.agreement_table(pd.DataFrame(rows), "man", "pred", settings=ag.AgreementSettings(n_boot=50))
     head = ["biomarker", "structure", "n_pairs", "n_dropped"]
     assert list(tables.test_choice.columns) == [*head, *ag.TEST_COLUMNS, "note"]
     assert list(tables.icc.columns) == [*head, *ag.ICC_COLUMNS, "note"]
@@ -374,3 +375,20 @@ def test_agreement_table_groups_and_columns():
     assert icc.loc["volume_cm3", "icc_a1"] == pytest.approx(result.icc_a1.icc)
     assert icc.loc["volume_cm3", "icc_lmm_median"] == pytest.approx(result.icc_lmm.icc)
     assert set(tables.results) == {("volume_cm3", "femoral")}
+
+
+def test_agreement_or_reason_is_agreement_or_the_reason_there_is_none():
+    manual, predicted = simulate_pairs(20, 4.0, 1.0, seed=17)
+    pairs = pd.DataFrame({"manual": manual, "predicted": predicted, "subject": [f"s{i}" for i in range(20)]})
+    settings = ag.AgreementSettings(n_boot=60, seed=2)
+    res = ag.agreement_or_reason(pairs, settings=settings)
+    direct = ag.agreement(manual, predicted, pairs["subject"], n_boot=60, seed=2)
+    assert res.icc.icc == direct.icc.icc and res.bland_altman == direct.bland_altman
+    assert ag.agreement_or_reason(None) == "no paired values"
+    assert ag.agreement_or_reason(pairs.iloc[:0]) == "no paired values"
+    too_few = ag.agreement_or_reason(pd.DataFrame({"manual": [1.0, 2.0], "predicted": [1.0, np.nan]}))
+    assert too_few.startswith("not analysed") and "3" in too_few
+    with pytest.raises(ValueError, match="missing"):
+        ag.agreement_or_reason(pairs.drop(columns="predicted"))
+    with pytest.raises(UserError, match="n_boot"):
+        ag.AgreementSettings(n_boot=0)

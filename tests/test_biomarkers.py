@@ -13,11 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mskseg_lib.biomarkers.cohort_truth import (compare_subject, is_axial_disc_dataset, load_raw_subject,
-                                                truth_structures)
+from mskseg_lib.biomarkers.cohort_truth import compare_subject, is_axial_disc_dataset, load_raw_subject, truth_structures
 from mskseg_lib.biomarkers.common import EMPTY_MASK, labels_from_names
-from mskseg_lib.biomarkers.disc_height import (disc_height, disc_height_through_slices, rectangle_fit,
-                                              study_rectangle_height)
+from mskseg_lib.biomarkers.disc_height import disc_height, disc_height_through_slices, rectangle_fit, study_rectangle_height
 from mskseg_lib.biomarkers.relaxometry import fit_t2_monoexponential, relaxation_time
 from mskseg_lib.biomarkers.thickness import cartilage_thickness, cartilage_thickness_3d, medial_thickness
 from mskseg_lib.biomarkers.thickness_study import study_thickness
@@ -25,8 +23,9 @@ from mskseg_lib.biomarkers.volume import tissue_volume
 from mskseg_lib.config import load_profile
 from mskseg_lib.data import raw_io
 from mskseg_lib.data.catalog import get_dataset
-from mskseg_lib.data.cohort import T2PREP_TIMES_MS, generate_cohort
+from mskseg_lib.data.cohort import T2PREP_TIMES_MS
 from mskseg_lib.data.sources import read_manifest
+from mskseg_lib.from_profile import data as fp_data
 
 
 # ----------------------------------------------------------------------------- phantoms
@@ -406,7 +405,7 @@ def _cohort(root: Path, datasets: list[str], matrix_scale: float, slice_scale: f
     cfg["paths"] = {k: str(root / k) for k in cfg["paths"]}
     cfg["cohort"].update(datasets=datasets, subjects_per_dataset=1, matrix_scale=matrix_scale,
                          slice_scale=slice_scale, supersample=1)
-    manifest = generate_cohort(cfg, progress=False)
+    manifest = fp_data.generate(cfg, progress=False)
     truth = json.loads((manifest.parent / "truth.json").read_text())
     out = {}
     for row in read_manifest(manifest).to_dict("records"):

@@ -10,6 +10,8 @@ import yaml
 
 from mskseg_lib import cli, notebook_runner
 from mskseg_lib.config import params_dir
+from mskseg_lib.data.errors import DataError
+from mskseg_lib.errors import UserError
 from mskseg_lib.settings import PROJECT_ROOT
 
 
@@ -57,17 +59,81 @@ def test_unknown_notebook_number_exits_2(monkeypatch: pytest.MonkeyPatch, tmp_pa
                                          capsys: pytest.CaptureFixture) -> None:
     monkeypatch.setattr(notebook_runner, "default_notebooks_dir", lambda: tmp_path)
     assert cli.main(["run", "--profile", "fixture", "--only", "42"]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("mskseg: error: no notebook numbered 42")
+    err = capsys.readouterr().err.splitlines()  # the profile's INFO line, then the error
+    assert [line for line in err if "error" in line] == err[-1:]
+    assert err[-1].startswith("mskseg: error: no notebook numbered 42")
 
 
-def test_data_error_by_name_exits_2(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
-    class DataError(ValueError):
-        pass
-
+def _boom_command(monkeypatch: pytest.MonkeyPatch, exc: BaseException) -> None:
     def boom(args):
-        raise DataError("subject S01: mask and image shapes differ")
+        raise exc
 
     monkeypatch.setitem(cli.COMMANDS, "cohort", cli.Command("x", cli._profile_arg, boom))
+
+
+def test_user_error_subclass_one_line_exits_2(monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture) -> None:
+    class ShapeMismatch(UserError):  # any name: the base class decides, not the class name
+        pass
+
+    _boom_command(monkeypatch, ShapeMismatch("subject S01: mask and image shapes differ"))
     assert cli.main(["cohort", "--profile", "fixture"]) == 2
     assert capsys.readouterr().err == "mskseg: error: subject S01: mask and image shapes differ\n"
+
+
+def test_library_user_errors_exit_2(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    _boom_command(monkeypatch, DataError(Path("/raw/S01/mask.nii.gz"), "mask and image shapes differ"))
+    assert cli.main(["cohort", "--profile", "fixture"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "/raw/S01/mask.nii.gz" in err[0] and "shapes differ" in err[0]
+
+
+def test_bug_keeps_its_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    class DataError(ValueError):  # named like a user error, but not one: a bug, not exit 2
+        pass
+
+    _boom_command(monkeypatch, DataError("index 3 out of range"))
+    with pytest.raises(DataError, match="index 3 out of range"):
+        cli.main(["cohort", "--profile", "fixture"])
+
+
+def test_bug_traceback_reaches_the_terminal(tmp_path: Path) -> None:
+    """In a real process, an exception that is not a UserError is printed by Python with its
+    traceback (exit status 1), not reduced to one line."""
+    script = tmp_path / "bug.py"
+    script.write_text("from mskseg_lib import cli\n"
+                      "def boom(args):\n    raise ZeroDivisionError('division by zero in a handler')\n"
+                      "cli.COMMANDS['cohort'] = cli.Command('x', cli._profile_arg, boom)\n"
+                      "raise SystemExit(cli.main(['cohort', '--profile', 'fixture']))\n")
+    out = subprocess.run([sys.executable, str(script)], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 1
+    assert "Traceback" in out.stderr and "ZeroDivisionError: division by zero in a handler" in out.stderr
+
+
+def test_info_messages_shown_by_default_and_silenced_by_quiet() -> None:
+    path = params_dir() / "fixture.yaml"
+    default = _mskseg("validate-profile", "fixture")
+    assert default.returncode == 0, default.stderr
+    assert f"profile fixture: {path}" in default.stderr.splitlines()  # config's INFO message
+    for args in (("-q", "validate-profile", "fixture"), ("validate-profile", "fixture", "--quiet")):
+        quiet = _mskseg(*args)
+        assert quiet.returncode == 0, quiet.stderr
+        assert quiet.stderr == ""
+        assert quiet.stdout == f"ok: fixture ({path})\n"  # results are not log messages
+
+
+def test_verbose_shows_debug_messages() -> None:
+    path = params_dir() / "fixture.yaml"
+    plain = _mskseg("validate-profile", "fixture")
+    assert "debug:" not in plain.stderr
+    for args in (("-v", "validate-profile", "fixture"), ("validate-profile", "--verbose", "fixture")):
+        verbose = _mskseg(*args)
+        assert verbose.returncode == 0, verbose.stderr
+        assert f"debug: mskseg_lib.config: reading profile {path}" in verbose.stderr.splitlines()
+        assert f"profile fixture: {path}" in verbose.stderr.splitlines()
+
+
+def test_verbose_and_quiet_exclusive() -> None:
+    out = _mskseg("-v", "-q", "validate-profile", "fixture")
+    assert out.returncode == 2 and "not allowed with argument" in out.stderr

@@ -6,7 +6,7 @@ check that nothing lands outside the temporary folders.
 """
 from __future__ import annotations
 
-import copy
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from mskseg_lib.autolabel import detector as D
-from mskseg_lib.config import load_profile
+from mskseg_lib.data.errors import DataError
 from mskseg_lib.settings import state_dir
 
 DATASET = "Toy_2D_Rects"
@@ -55,20 +55,44 @@ def write_export(data_root: Path, dataset: str = DATASET, sizes: dict[str, int] 
     return out
 
 
-def make_cfg(base: Path) -> dict:
-    cfg = copy.deepcopy(load_profile("fixture"))
-    cfg["paths"] = {k: str(base / k) for k in cfg["paths"]}
-    cfg["seed"] = 7
-    cfg["models"]["device"] = "cpu"
-    cfg["autolabel"]["detector"] = {
-        "model": "yolov8n", "image_size_px": 64, "epochs": 1, "batch_size": 4, "patience": 5, "workers": 0,
-        "conf": 0.001, "iou": 0.7, "max_det": 15, "augment": dict(AUGMENT),
-    }
-    return cfg
+SEED = 7
+SETTINGS = D.DetectorSettings(model="yolov8n", image_size_px=64, epochs=1, batch_size=4, patience=5, workers=0,
+                              conf=0.001, iou=0.7, max_det=15, augment=dict(AUGMENT))
 
 
-def split_images(cfg: dict, split: str, dataset: str = DATASET) -> set[Path]:
-    folder = Path(cfg["paths"]["data_root"]) / "prepared" / "yolo" / dataset / "images" / split
+@dataclasses.dataclass
+class Project:
+    """Where a test's prepared data and detectors live, and the detector settings it trains with."""
+
+    base: Path
+    settings: D.DetectorSettings = SETTINGS
+
+    @property
+    def prepared_dir(self) -> Path:
+        return self.base / "data" / "prepared"
+
+    @property
+    def detectors_dir(self) -> Path:
+        return self.base / "runs" / "autolabel" / "detectors"
+
+    def train(self, dataset: str = DATASET, settings: D.DetectorSettings | None = None, **kwargs) -> D.DetectorRun:
+        return D.train_detector(dataset, self.prepared_dir, self.detectors_dir, settings or self.settings,
+                                seed=SEED, device="cpu", **kwargs)
+
+    def evaluate(self, weights: Path, dataset: str = DATASET, split: str = "test"):
+        return D.evaluate_detector(weights, dataset, self.prepared_dir, self.detectors_dir, self.settings,
+                                   split=split, device="cpu")
+
+
+def make_project(base: Path) -> Project:
+    """A project folder with the toy export written."""
+    project = Project(base)
+    write_export(project.prepared_dir.parent)
+    return project
+
+
+def split_images(project: Project, split: str, dataset: str = DATASET) -> set[Path]:
+    folder = project.prepared_dir / "yolo" / dataset / "images" / split
     return {p.resolve() for p in folder.glob("*.png")}
 
 
@@ -82,8 +106,7 @@ def trained(tmp_path_factory):
     base = tmp_path_factory.mktemp("detector")
     cwd = base / "cwd"
     cwd.mkdir()
-    cfg = make_cfg(base)
-    write_export(Path(cfg["paths"]["data_root"]))
+    project = make_project(base)
     seen: dict = {}
 
     def on_train_start(trainer):
@@ -97,11 +120,11 @@ def trained(tmp_path_factory):
     old = Path.cwd()
     os.chdir(cwd)
     try:
-        run = D.train_detector(cfg, DATASET, progress=False,
-                               callbacks={"on_train_start": on_train_start, "on_fit_epoch_end": on_fit_epoch_end})
+        run = project.train(progress=False,
+                            callbacks={"on_train_start": on_train_start, "on_fit_epoch_end": on_fit_epoch_end})
     finally:
         os.chdir(old)
-    return SimpleNamespace(cfg=cfg, run=run, seen=seen, cwd=cwd, base=base, home_before=home_before)
+    return SimpleNamespace(project=project, run=run, seen=seen, cwd=cwd, base=base, home_before=home_before)
 
 
 def test_ultralytics_state_is_inside_the_project():
@@ -112,8 +135,8 @@ def test_ultralytics_state_is_inside_the_project():
 
 
 def test_training_writes_run_where_expected(trained):
-    run, cfg = trained.run, trained.cfg
-    root = Path(cfg["paths"]["runs_dir"]) / "autolabel" / "detectors" / DATASET
+    run, project = trained.run, trained.project
+    root = project.detectors_dir / DATASET
     assert not run.reused and run.dataset == DATASET and run.model == "yolov8n"
     assert run.run_dir == root / "yolov8n" and run.weights == root / "yolov8n" / "weights" / "best.pt"
     assert run.weights.is_file()
@@ -122,8 +145,9 @@ def test_training_writes_run_where_expected(trained):
     assert record["n_images"] == SPLIT_SIZES and record["seconds"] > 0
     assert record["versions"]["ultralytics"] not in ("", "not installed")
     assert record["train_args"]["amp"] is False and record["train_args"]["device"] == "cpu"
+    assert record["settings"] == {**dataclasses.asdict(SETTINGS), "augment": AUGMENT}  # provenance: every setting
     # ultralytics' label caches went to the mirror, not into the export
-    export = Path(cfg["paths"]["data_root"]) / "prepared" / "yolo" / DATASET
+    export = project.prepared_dir / "yolo" / DATASET
     assert not list(export.rglob("*.cache"))
     assert (root / "data" / "dataset" / "labels" / "train.cache").is_file()
 
@@ -139,18 +163,17 @@ def test_profile_augmentation_reaches_the_trainer(trained):
 
 
 def test_unknown_or_reserved_augment_key_raises(trained, tmp_path):
-    cfg = copy.deepcopy(trained.cfg)
-    cfg["autolabel"]["detector"]["augment"]["hsv_x"] = 0.1
-    with pytest.raises(ValueError, match=r"autolabel\.detector\.augment\.hsv_x"):
-        D.train_detector(cfg, DATASET, progress=False)
-    with pytest.raises(ValueError, match=r"autolabel\.detector\.augment\.epochs"):
+    bad = dataclasses.replace(SETTINGS, augment={**AUGMENT, "hsv_x": 0.1})
+    with pytest.raises(D.DetectorError, match=r"autolabel\.detector\.augment\.hsv_x"):
+        trained.project.train(settings=bad, progress=False)
+    with pytest.raises(D.DetectorError, match=r"autolabel\.detector\.augment\.epochs"):
         D.validate_augment({"epochs": 3})
     assert D.validate_augment(AUGMENT) == AUGMENT
 
 
 def test_validation_runs_on_the_val_split_only(trained):
-    cfg = trained.cfg
-    val, train = split_images(cfg, "val"), split_images(cfg, "train")
+    project = trained.project
+    val, train = split_images(project, "val"), split_images(project, "train")
     assert trained.seen["val_files"], "no validation ran"
     for files in trained.seen["val_files"]:
         assert {Path(f).resolve() for f in files} == val
@@ -159,13 +182,13 @@ def test_validation_runs_on_the_val_split_only(trained):
 
 
 def test_training_data_yaml(trained, tmp_path):
-    cfg = trained.cfg
-    export_yaml = Path(cfg["paths"]["data_root"]) / "prepared" / "yolo" / f"{DATASET}.yaml"
+    project = trained.project
+    export_yaml = project.prepared_dir / "yolo" / f"{DATASET}.yaml"
     out = D.training_data_yaml(export_yaml, tmp_path / "data")
     meta = yaml.safe_load(out.read_text())
     for split in ("train", "val", "test"):
         assert Path(meta[split]).is_absolute()
-        assert {p.resolve() for p in Path(meta[split]).glob("*.png")} == split_images(cfg, split)
+        assert {p.resolve() for p in Path(meta[split]).glob("*.png")} == split_images(project, split)
     assert meta["names"] == NAMES and meta["nc"] == 2
     digest = meta["mskseg_export"]["digest"]
     # a moved box keeps the label file's size; the digest (and the mirror) must still change
@@ -180,32 +203,38 @@ def test_training_data_yaml(trained, tmp_path):
     finally:
         lab.write_text(text)
 
-    with pytest.raises(FileNotFoundError, match="nothere.yaml"):
+    with pytest.raises(DataError, match="nothere.yaml"):
         D.training_data_yaml(tmp_path / "nothere.yaml", tmp_path / "d2")
     empty_val = write_export(tmp_path / "root", "NoVal", {"train": 2, "val": 0, "test": 1})
-    with pytest.raises(ValueError, match=r"NoVal\.yaml.*val split has no images"):
+    with pytest.raises(DataError, match=r"NoVal\.yaml.*val split has no images"):
         D.training_data_yaml(empty_val, tmp_path / "d3")
 
 
 def test_second_call_reuses_and_changed_setting_retrains(trained, monkeypatch):
     monkeypatch.chdir(trained.cwd)
-    cfg, first = trained.cfg, trained.run
+    project, first = trained.project, trained.run
     mtime = first.weights.stat().st_mtime_ns
     fired: list = []
-    again = D.train_detector(cfg, DATASET, progress=False, callbacks={"on_train_start": fired.append})
+    again = project.train(progress=False, callbacks={"on_train_start": fired.append})
     assert again.reused and not fired and again.weights == first.weights
     assert first.weights.stat().st_mtime_ns == mtime and again.train_args == json.loads(json.dumps(first.train_args))
     assert again.seconds < 5
 
-    changed = copy.deepcopy(cfg)
-    changed["autolabel"]["detector"]["augment"]["hsv_v"] = 0.2
-    retrained = D.train_detector(changed, DATASET, progress=False, callbacks={"on_train_start": fired.append})
+    changed = dataclasses.replace(SETTINGS, augment={**AUGMENT, "hsv_v": 0.2})
+    retrained = project.train(settings=changed, progress=False, callbacks={"on_train_start": fired.append})
     assert not retrained.reused and len(fired) == 1
     assert yaml.safe_load((retrained.run_dir / "args.yaml").read_text())["hsv_v"] == pytest.approx(0.2)
     assert retrained.weights.stat().st_mtime_ns != mtime
     # the first settings now differ from the stored fingerprint: not reused either
     record = json.loads((retrained.weights.parent / D.RUN_RECORD).read_text())
     assert record["fingerprint_inputs"]["augment"]["hsv_v"] == pytest.approx(0.2)
+    # only a finished training with the settings asked for counts as "the trained detector"
+    where = (project.prepared_dir, project.detectors_dir)
+    assert D.trained_detector(DATASET, *where, changed, seed=SEED) == retrained.weights
+    with pytest.raises(DataError, match="detector_run.json: the detector was trained with other settings"):
+        D.trained_detector(DATASET, *where, SETTINGS, seed=SEED)
+    with pytest.raises(DataError, match="no finished detector training"):
+        D.trained_detector("Other", *where, changed, seed=SEED)
     trained.run = retrained  # later tests use whatever best.pt is current
 
 
@@ -265,14 +294,14 @@ def test_detect_converts_batch_and_results():
 
 def test_load_detector_and_detect(trained, tmp_path, monkeypatch):
     monkeypatch.chdir(trained.cwd)
-    settings = trained.cfg["autolabel"]["detector"]
+    settings = trained.project.settings
     det = D.load_detector(trained.run.weights, settings, "cpu")
     assert det.name == "yolov8n" and det.device == "cpu" and det.max_det == 15
-    files = sorted(split_images(trained.cfg, "test") | split_images(trained.cfg, "val"))
+    files = sorted(split_images(trained.project, "test") | split_images(trained.project, "val"))
     images = np.stack([cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in files])
     out = det.detect(images)
     assert len(out) == len(images)
-    for d, im in zip(out, images):
+    for d in out:
         n = len(d)
         assert d.boxes_xyxy.shape == (n, 4) and d.class_ids.shape == (n,) and d.scores.shape == (n,)
         assert n <= 15 and np.all(d.scores >= 0.001 - 1e-6)
@@ -283,20 +312,20 @@ def test_load_detector_and_detect(trained, tmp_path, monkeypatch):
     np.testing.assert_allclose(single.boxes_xyxy, out[1].boxes_xyxy, atol=1e-2)
     np.testing.assert_array_equal(single.class_ids, out[1].class_ids)
 
-    with pytest.raises(FileNotFoundError, match="missing_best.pt"):
+    with pytest.raises(DataError, match="missing_best.pt: detector weights not found"):
         D.load_detector(tmp_path / "missing_best.pt", settings)
     bad = tmp_path / "corrupt.pt"
     bad.write_bytes(b"not a checkpoint" * 8)
-    with pytest.raises(RuntimeError, match="corrupt.pt"):
+    with pytest.raises(DataError, match="corrupt.pt"):
         D.load_detector(bad, settings)
 
 
 def test_evaluate_detector(trained, monkeypatch):
     monkeypatch.chdir(trained.cwd)
-    cfg = trained.cfg
-    df = D.evaluate_detector(trained.run.weights, cfg, DATASET, "test")
+    project = trained.project
+    df = project.evaluate(trained.run.weights)
     assert df["class_name"].tolist() == ["bright", "grey", "all"]
-    labels = (Path(cfg["paths"]["data_root"]) / "prepared" / "yolo" / DATASET / "labels" / "test").glob("*.txt")
+    labels = (project.prepared_dir / "yolo" / DATASET / "labels" / "test").glob("*.txt")
     classes = [int(line.split()[0]) for p in labels for line in p.read_text().splitlines() if line.strip()]
     per = df.set_index("class_name")
     assert per.loc["bright", "n_instances"] == classes.count(0) == 2
@@ -308,11 +337,11 @@ def test_evaluate_detector(trained, monkeypatch):
     assert (df["mAP50_95"] <= df["mAP50"] + 1e-9).all()
     assert (trained.run.run_dir / "eval_test").is_dir()
 
-    write_export(Path(cfg["paths"]["data_root"]), "NoTest", {"train": 2, "val": 1, "test": 0})
-    with pytest.raises(ValueError, match="test split has no images"):
-        D.evaluate_detector(trained.run.weights, cfg, "NoTest", "test")
+    write_export(project.prepared_dir.parent, "NoTest", {"train": 2, "val": 1, "test": 0})
+    with pytest.raises(DataError, match="test split has no images"):
+        project.evaluate(trained.run.weights, "NoTest")
     with pytest.raises(ValueError, match="split must be one of"):
-        D.evaluate_detector(trained.run.weights, cfg, DATASET, "holdout")
+        project.evaluate(trained.run.weights, split="holdout")
 
 
 def test_nothing_written_outside(trained):

@@ -1,5 +1,6 @@
-"""The zero-shot engine: prompts, mask combination, MONAI metrics on known shapes, the run's
-wiring with a stand-in model (known Dice), resume and cache; and LiteMedSAM on the real spine."""
+"""The zero-shot engine: prompts, mask combination, the one Dice and its empty-mask rule on known
+shapes, the run's wiring with a stand-in model (known Dice), called with explicit arguments and
+from a profile, resume and cache; and LiteMedSAM on the real spine."""
 from __future__ import annotations
 
 import json
@@ -10,16 +11,26 @@ import pandas as pd
 import pytest
 import torch
 
+from mskseg_lib.config import ProfileError
+from mskseg_lib.data.prepare import prepare_subject
 from mskseg_lib.data.preprocess import SliceGeometry
-from mskseg_lib.data.prepare import prepare_all, prepare_subject, subject_dir
+from mskseg_lib.data.slice_store import subject_dir
 from mskseg_lib.data.sources import real_spine_manifest
 from mskseg_lib.data.tables import load_tables
 from mskseg_lib.evaluation import aggregate
 from mskseg_lib.evaluation.masks import combine_labels, logits_to_label_map, merge_instances, to_original
-from mskseg_lib.evaluation.metrics import label_metrics
+from mskseg_lib.evaluation.metrics import dice, iou, label_metrics, mean_label_dice
 from mskseg_lib.evaluation.prompting import Condition, apply_condition, gt_box_prompts, parse_conditions
-from mskseg_lib.evaluation.zero_shot import (RunMismatch, evaluate_subject, run_zero_shot, select_slices,
-                                             zero_shot_variant)
+from mskseg_lib.evaluation.zero_shot import (
+    RunMismatch,
+    SliceSelection,
+    ZeroShotSettings,
+    evaluate_subject,
+    run_zero_shot,
+    select_slices,
+)
+from mskseg_lib.from_profile import data as fp_data
+from mskseg_lib.from_profile.zero_shot import zero_shot_inputs
 from mskseg_lib.models.interface import Prompts
 
 T1AX = "Spine_2D_T1ax_Clinical_Anatomical_59"
@@ -151,6 +162,54 @@ def test_dice_iou_on_known_overlap_and_empty_rules():
     assert np.isnan(m[3]["dice"])  # empty ground truth: not scored
 
 
+def test_the_one_dice_has_an_explicit_empty_mask_rule():
+    """Dice = 2|P∩G| / (|P| + |G|): two 10 x 10 squares overlapping by half give 2 * 50 / 200;
+    both masks empty -> the named value (NaN by default, kept out of means); one empty -> 0."""
+    gt, pred = np.zeros((30, 30), bool), np.zeros((30, 30), bool)
+    gt[0:10, 0:10] = True
+    pred[5:15, 0:10] = True
+    assert dice(pred, gt) == pytest.approx(0.5) and iou(pred, gt) == pytest.approx(50 / 150)
+    empty = np.zeros_like(gt)
+    assert np.isnan(dice(empty, empty)) and np.isnan(iou(empty, empty))
+    assert dice(empty, empty, both_empty=1.0) == 1.0 and iou(empty, empty, both_empty=0.0) == 0.0
+    assert dice(pred, empty) == 0.0 and iou(pred, empty) == 0.0  # ground truth empty, prediction not
+    assert dice(empty, gt) == 0.0  # a missed structure
+    # per slice of a stack: (half overlap, both empty, ground truth only)
+    stack_p, stack_g = np.stack([pred, empty, empty]), np.stack([gt, empty, gt])
+    per = dice(stack_p, stack_g, axis=(1, 2))
+    assert per.shape == (3,) and per[0] == pytest.approx(0.5) and np.isnan(per[1]) and per[2] == 0.0
+    with pytest.raises(ValueError, match="differ in shape"):
+        dice(pred, gt[:5])
+    # label maps: label 1 half overlaps, label 2 only predicted (0), label 3 nowhere (NaN)
+    lab_p, lab_g = pred.astype(int), gt.astype(int)
+    lab_p[20:25, 20:25] = 2
+    m = label_metrics(lab_p, lab_g, [1, 2, 3])
+    assert m[1]["dice"] == pytest.approx(0.5) and m[2]["dice"] == 0.0 and m[2]["pred_px"] == 25
+    assert np.isnan(m[3]["dice"]) and label_metrics(lab_p, lab_g, [3], both_empty=1.0)[3]["dice"] == 1.0
+    assert mean_label_dice(lab_p, lab_g) == pytest.approx((0.5 + 0.0) / 2)  # labels in either map
+    assert np.isnan(mean_label_dice(empty.astype(int), empty.astype(int)))
+
+
+def test_label_dice_equals_monais_compute_dice_bit_for_bit():
+    """Where the ground truth has the label (every score the engine computes), the one Dice and
+    IoU are MONAI's ``compute_dice`` / ``compute_iou`` (``ignore_empty=True``, the study's
+    metric) exactly, in 2D and 3D."""
+    from monai.metrics import compute_dice, compute_iou
+
+    rng = np.random.default_rng(0)
+    values = [1, 2, 3]
+    for shape in [(37, 53), (4, 29, 31), (64, 64)]:
+        gt = rng.integers(0, 4, size=shape) * (rng.random(shape) < 0.6)
+        pred = np.where(rng.random(shape) < 0.3, rng.integers(0, 4, size=shape), gt)
+        one_hot = lambda a: torch.stack([torch.as_tensor(a == v) for v in values])[None].float()  # noqa: E731
+        d = compute_dice(one_hot(pred), one_hot(gt), include_background=True, ignore_empty=True)[0]
+        j = compute_iou(one_hot(pred), one_hot(gt), include_background=True, ignore_empty=True)[0]
+        ours = label_metrics(pred, gt, values)
+        for k, v in enumerate(values):
+            assert (gt == v).any()
+            assert ours[v]["dice"] == float(d[k]) and ours[v]["iou"] == float(j[k])
+
+
 def test_hd95_of_concentric_discs_is_the_radius_gap_in_mm():
     yy, xx = np.mgrid[:100, :100]
     r = np.hypot(yy - 50, xx - 50)
@@ -192,20 +251,31 @@ def hip_cfg(tiny_cfg):
     tiny_cfg["cohort"]["datasets"] = [HIP]
     tiny_cfg["zero_shot"].update(conditions=[{"name": "gt_box", "jitter_px": 0}, {"name": "shift", "shift_grid_px": 6}],
                                  split="all", max_subjects_per_dataset=2, max_slices_per_subject=3, hd95=False)
-    prepare_all(tiny_cfg, progress=False)
+    fp_data.prepare(tiny_cfg, progress=False)
     return tiny_cfg
 
 
+def _run(cfg, model, keys=("filler",), **overrides):
+    """``run_zero_shot`` from a profile (``overrides``: zero_shot keys), with a stand-in model."""
+    inputs = {**zero_shot_inputs(cfg, **overrides), "model_keys": list(keys)}
+    return run_zero_shot(**inputs, progress=False, model_loader=(lambda key: model) if model else None)
+
+
 def test_engine_scores_a_box_filling_model_as_the_box_vs_mask_overlap(hip_cfg):
-    """With GT boxes the stand-in predicts each box, so the saved prediction of every slice is a
-    rectangle on the ground-truth box (within the 1 px of SAM's coordinate scaling), and the
-    engine's Dice equals the Dice computed directly (numpy) from that prediction and the GT."""
+    """Called with explicit arguments (no profile): with GT boxes the stand-in predicts each box,
+    so the saved prediction of every slice is a rectangle on the ground-truth box (within the 1 px
+    of SAM's coordinate scaling), and the engine's Dice equals the Dice computed directly (numpy)
+    from that prediction and the GT."""
     from mskseg_lib.evaluation.zero_shot import ground_truth_slices, load_predictions
 
     model = BoxFiller()
-    run = run_zero_shot(hip_cfg, ["filler"], model_loader=lambda key: model, progress=False)
-    subjects, slices = load_tables(hip_cfg)
-    sel = select_slices(hip_cfg, subjects, slices)
+    prepared = fp_data.prepared_dir(hip_cfg)
+    selection = SliceSelection(split="all", max_subjects_per_dataset=2, max_slices_per_subject=3)
+    settings = ZeroShotSettings(conditions=({"name": "gt_box"}, {"name": "shift", "shift_grid_px": 6}))
+    run = run_zero_shot(prepared, Path(hip_cfg["paths"]["runs_dir"]) / "mine", ["filler"], selection, settings,
+                        progress=False, model_loader=lambda key: model)
+    subjects, slices = load_tables(prepared)
+    sel = select_slices(subjects, slices, selection)
     assert len(sel) == 6 and model.encoded == 6
     gt_rows = run.slices[run.slices["condition"] == "gt_box"]
     subj_index = subjects.set_index(["dataset", "subject_id"])
@@ -230,34 +300,56 @@ def test_engine_scores_a_box_filling_model_as_the_box_vs_mask_overlap(hip_cfg):
     assert by["gt_box"] > by["shift"]
     for name in ("models.csv", "slice_label_metrics.csv", "volume_label_metrics.csv", "manifest.json", "config.yaml"):
         assert (run.run_dir / name).exists()
+    assert (run.run_dir.parent / "_embeddings").is_dir()  # the default cache folder, beside the run
+    manifest = json.loads((run.run_dir / "manifest.json").read_text())
+    assert manifest["profile"] == "(no profile)" and manifest["seed"] == 0
+    assert manifest["config"]["zero_shot"]["conditions"][1] == {"name": "shift", "shift_grid_px": 6}
 
 
 def test_engine_resumes_reuses_embeddings_and_refuses_changed_settings(hip_cfg):
     model = BoxFiller()
-    first = run_zero_shot(hip_cfg, ["filler"], model_loader=lambda key: model, progress=False)
+    first = _run(hip_cfg, model)
     n = model.encoded
-    second = run_zero_shot(hip_cfg, ["filler"], model_loader=lambda key: model, progress=False)
+    second = _run(hip_cfg, model)
     assert model.encoded == n  # every subject finished: nothing re-encoded or re-decoded
     pd.testing.assert_frame_equal(first.slices, second.slices)
     # a new prompt condition under a new tag decodes from the cached embeddings
-    hip_cfg["zero_shot"]["tag"] = "more_jitter"
-    hip_cfg["zero_shot"]["conditions"] = [{"name": "shift_8", "shift_grid_px": 8}]
-    run_zero_shot(hip_cfg, ["filler"], model_loader=lambda key: model, progress=False)
+    _run(hip_cfg, model, tag="more_jitter", conditions=[{"name": "shift_8", "shift_grid_px": 8}])
     assert model.encoded == n
-    hip_cfg["zero_shot"]["tag"] = "baseline"
     with pytest.raises(RunMismatch, match="zero_shot.tag"):
-        run_zero_shot(hip_cfg, ["filler"], model_loader=lambda key: model, progress=False)
+        _run(hip_cfg, model, conditions=[{"name": "shift_8", "shift_grid_px": 8}])
+    manifest = json.loads((first.run_dir / "manifest.json").read_text())
+    assert manifest["profile"] == "fixture" and manifest["config"]["zero_shot"] == hip_cfg["zero_shot"]
+
+
+def test_profile_settings_keep_the_run_folder_fingerprint_layout(tiny_cfg):
+    """The settings record a profile's run folder is fingerprinted with is the one the engine has
+    always stored (profile values, as written), so folders made before the typed settings resume."""
+    from mskseg_lib.evaluation.zero_shot import run_settings_record
+    from mskseg_lib.from_profile.zero_shot import slice_selection, zero_shot_settings
+
+    z, p = tiny_cfg["zero_shot"], tiny_cfg["prepare"]
+    legacy = {"seed": tiny_cfg["seed"], **{k: z[k] for k in (
+        "conditions", "mask_grid_px", "split", "datasets", "max_subjects_per_dataset", "max_slices_per_subject",
+        "instance_prompts", "hd95", "cache_embeddings")},
+        "input_normalisation": tiny_cfg["models"]["input_normalisation"],
+        "prepare": {"resize": p["resize"], "clip_percentiles": p["clip_percentiles"], "per_dataset": p["per_dataset"]}}
+    record = run_settings_record(zero_shot_settings(tiny_cfg), slice_selection(tiny_cfg))
+    assert json.dumps(record, sort_keys=True) == json.dumps(legacy, sort_keys=True)
 
 
 @pytest.mark.parametrize("change", ["input_normalisation", "resize", "clip"])
 def test_run_folder_refuses_results_of_another_encoder_input_or_preparation(tiny_cfg, change):
     """Results depend on the encoder's input convention and on how the slices were prepared: a run
     folder made under other ones is refused, never mixed in."""
-    from mskseg_lib.evaluation.zero_shot import _check_or_start
+    from mskseg_lib.evaluation.zero_shot import check_run_folder, run_settings_record
+    from mskseg_lib.from_profile.zero_shot import slice_selection, zero_shot_settings
 
-    run_dir = tiny_cfg["paths"]["runs_dir"] + "/zs_check"
-    _check_or_start(Path(run_dir), tiny_cfg)
-    _check_or_start(Path(run_dir), tiny_cfg)  # same settings: resumes
+    run_dir = Path(tiny_cfg["paths"]["runs_dir"]) / "zs_check"
+    run_dir.mkdir(parents=True)
+    record = run_settings_record(zero_shot_settings(tiny_cfg), slice_selection(tiny_cfg))
+    check_run_folder(run_dir, record)
+    check_run_folder(run_dir, record)  # same settings: resumes
     if change == "input_normalisation":
         tiny_cfg["models"]["input_normalisation"] = "native"
     elif change == "resize":
@@ -265,34 +357,86 @@ def test_run_folder_refuses_results_of_another_encoder_input_or_preparation(tiny
     else:
         tiny_cfg["prepare"]["clip_percentiles"] = [0.5, 99.5]
     with pytest.raises(RunMismatch):
-        _check_or_start(Path(run_dir), tiny_cfg)
+        check_run_folder(run_dir, run_settings_record(zero_shot_settings(tiny_cfg), slice_selection(tiny_cfg)))
+
+
+def test_without_a_preparation_record_the_prepared_tables_stand_in():
+    """Explicit settings without ``preparation``: the run folder records the resize modes and clip
+    percentiles the prepared subjects were made with, so re-prepared slices are refused too."""
+    from mskseg_lib.evaluation.zero_shot import run_settings_record
+
+    subjects = pd.DataFrame({"resize_mode": ["stretch", "stretch"], "clip_percentiles": ["[1, 99]", "[1, 99]"]})
+    record = run_settings_record(ZeroShotSettings(), SliceSelection(), subjects)
+    assert record["prepare"] == {"resize_mode": ["stretch"], "clip_percentiles": ["[1, 99]"]}
+    padded = run_settings_record(ZeroShotSettings(), SliceSelection(), subjects.assign(resize_mode="pad"))
+    assert padded["prepare"] != record["prepare"]
+    rows = pd.DataFrame({"dataset": ["a", "a"], "subject_id": ["s1", "s1"], "slice_index": [3, 4]})
+    picked = run_settings_record(ZeroShotSettings(), rows, subjects)
+    assert "split" not in picked and len(picked["slices"]) == 16  # explicit rows: their digest
 
 
 def test_variant_runs_in_its_own_folder_from_the_shared_cache_and_leaves_the_profile_alone(hip_cfg):
     model = BoxFiller()
-    base = run_zero_shot(hip_cfg, ["filler"], model_loader=lambda key: model, progress=False)
+    base = _run(hip_cfg, model)
     n = model.encoded
-    variant = zero_shot_variant(hip_cfg, tag="physics", max_subjects_per_dataset=0,
-                                conditions=[{"name": "gt_box", "jitter_px": 0}])
+    variant = {"tag": "physics", "max_subjects_per_dataset": 0, "conditions": [{"name": "gt_box", "jitter_px": 0}]}
+    run = _run(hip_cfg, model, **variant)
     assert hip_cfg["zero_shot"]["tag"] == "baseline" and hip_cfg["zero_shot"]["max_subjects_per_dataset"] == 2
-    run = run_zero_shot(variant, ["filler"], model_loader=lambda key: model, progress=False)
     assert run.run_dir.name == "physics" and run.run_dir != base.run_dir
-    subjects, _ = load_tables(hip_cfg)
+    subjects, slices = load_tables(fp_data.prepared_dir(hip_cfg))
     assert run.slices["subject_id"].nunique() == len(subjects) == 3  # every subject, not 2
-    new_slices = len(select_slices(variant, *load_tables(hip_cfg))) - len(select_slices(hip_cfg, *load_tables(hip_cfg)))
+    new_slices = (len(select_slices(subjects, slices, zero_shot_inputs(hip_cfg, **variant)["selection"]))
+                  - len(select_slices(subjects, slices, zero_shot_inputs(hip_cfg)["selection"])))
     assert model.encoded == n + new_slices  # slices already scored came from the shared cache
-    with pytest.raises(KeyError, match="unknown zero_shot keys"):
-        zero_shot_variant(hip_cfg, splitt="all")
+    with pytest.raises(ProfileError, match="unknown zero_shot keys"):
+        zero_shot_inputs(hip_cfg, splitt="all")
 
 
 def test_missing_model_is_reported_not_silently_skipped(hip_cfg):
     hip_cfg["models"]["checkpoints_dir"] = str(hip_cfg["paths"]["data_root"])  # no weights there
-    hip_cfg["zero_shot"]["max_subjects_per_dataset"] = 1
-    hip_cfg["zero_shot"]["max_slices_per_subject"] = 1
-    run = run_zero_shot(hip_cfg, ["sam_vit_b"], progress=False)
+    run = _run(hip_cfg, None, ["sam_vit_b"], max_subjects_per_dataset=1, max_slices_per_subject=1)
     assert run.models.iloc[0]["status"] == "not run: checkpoint missing"
     assert "sam_vit_b_01ec64.pth" in run.models.iloc[0]["detail"]
     assert run.slices.empty
+
+
+def test_encode_in_batches_keeps_order_and_batch_size():
+    """7 slices, batches of 3: three encoder calls (3, 3, 1), embeddings in the slices' order, and
+    each slice's content size handed on."""
+    from mskseg_lib.models.encoding import encode_in_batches
+
+    class Recorder(BoxFiller):
+        def __init__(self):
+            super().__init__()
+            self.calls = []
+
+        def encode(self, images, valid_hw=None):
+            self.calls.append((len(images), list(valid_hw)))
+            return super().encode(images, valid_hw)
+
+    images = np.arange(7, dtype=np.uint8)[:, None, None] * np.ones((1, 4, 4), np.uint8)
+    hw = [(4, 4 - i % 2) for i in range(7)]
+    model = Recorder()
+    out = encode_in_batches(model, images, hw, 3)
+    assert [c[0] for c in model.calls] == [3, 3, 1] and sum((c[1] for c in model.calls), []) == hw
+    assert [int(e["image_embed"][0, 0, 0]) for e in out] == list(range(7))
+    with pytest.raises(ValueError, match="7 slices but 6 sizes"):
+        encode_in_batches(model, images, hw[:6], 3)
+
+
+def test_subject_embeddings_encode_only_what_the_cache_lacks(tmp_path):
+    from mskseg_lib.evaluation.embedding_cache import CacheEntry, EmbeddingCache, subject_embeddings
+
+    model = BoxFiller()
+    stack = np.arange(5, dtype=np.uint8)[:, None, None] * np.ones((1, 4, 4), np.uint8)
+    entry = CacheEntry(EmbeddingCache(tmp_path), "filler", "d", "s1", "key-1")
+    got, n = subject_embeddings(model, stack, [1, 3], [(4, 4)] * 2, 8, entry)
+    assert n == 2 and sorted(got) == [1, 3] and model.encoded == 2
+    got, n = subject_embeddings(model, stack, [0, 1, 3], [(4, 4)] * 3, 8, entry)
+    assert n == 1 and model.encoded == 3 and int(got[0]["image_embed"][0, 0, 0]) == 0  # only slice 0 was new
+    stale = CacheEntry(entry.cache, "filler", "d", "s1", "key-2")  # other weights or slices: not reused
+    assert subject_embeddings(model, stack, [0], [(4, 4)], 8, stale)[1] == 1
+    assert subject_embeddings(model, stack, [0, 1], [(4, 4)] * 2, 8, None)[1] == 2  # no cache: all encoded
 
 
 # ----------------------------------------------------------------------------- real data
@@ -306,14 +450,14 @@ def test_lite_medsam_segments_real_vertebral_bodies(tiny_cfg, real_spine):
     row = real_spine_manifest(real_spine).to_dict("records")[3]  # vb3_04, the test split
     tiny_cfg["prepare"]["min_component_px"] = 100
     tiny_cfg["prepare"]["min_component_voxels"] = 1000
-    rec = prepare_subject(row, tiny_cfg)
-    d = subject_dir(tiny_cfg, rec["subject"]["dataset"], row["subject_id"])
+    rec = prepare_subject(row, fp_data.prepared_dir(tiny_cfg), fp_data.prepare_settings(tiny_cfg))
+    d = subject_dir(fp_data.prepared_dir(tiny_cfg), rec["subject"]["dataset"], row["subject_id"])
     subject = {**rec["subject"], "mask_nifti": str(d / "mask.nii.gz"), "slices_256_image": str(d / "slices_256_image.npy"),
                "slices_256_mask": str(d / "slices_256_mask.npy")}
     slices = pd.DataFrame(rec["slices"])
     # every third sagittal slice through the vertebral bodies: 18-20 slices, about 25 s on 2 cores
     slices = slices.iloc[::3]
-    model = load_model(tiny_cfg, "lite_medsam", device=torch.device("cpu"))
+    model = load_model("lite_medsam", device=torch.device("cpu"))
     res, vol, stacks, t = evaluate_subject(model, "lite_medsam", slices, subject, [Condition("gt_box")], seed=0)
     slice_dice = res.groupby("slice_index")["dice"].mean()
     assert len(slice_dice) >= 15
@@ -504,11 +648,12 @@ def test_whole_volume_prediction_lines_up_with_the_mask_and_the_engines_3d_dice(
     import nibabel as nib
 
     from mskseg_lib.evaluation.volumes import assemble_volume, predict_volumes, write_volume
+    from mskseg_lib.from_profile.zero_shot import volume_inputs
 
     model = BoxFiller()
-    run = predict_volumes(hip_cfg, "filler", tag="volumes", datasets=[HIP], split="all",
-                          max_subjects_per_dataset=1, model_loader=lambda key: model, progress=False)
-    subjects, slices = load_tables(hip_cfg)
+    run = predict_volumes(model_key="filler", datasets=[HIP], split="all", max_subjects_per_dataset=1,
+                          model_loader=lambda key: model, progress=False, **volume_inputs(hip_cfg, "volumes"))
+    subjects, slices = load_tables(fp_data.prepared_dir(hip_cfg))
     subject = subjects.sort_values("subject_id").iloc[0].to_dict()
     n_labelled = int((slices["subject_id"] == subject["subject_id"]).sum())
     assert run.slices.groupby("slice_index").ngroups == n_labelled  # all slices, not the profile's 3

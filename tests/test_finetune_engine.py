@@ -4,6 +4,7 @@ checkpoints and scoring of the finetuned model. Tiny randomly initialised SAM (1
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import os
 import subprocess
@@ -16,15 +17,18 @@ import pytest
 import torch
 import yaml
 
-from mskseg_lib.data.prepare import prepare_all
 from mskseg_lib.data.tables import load_tables
 from mskseg_lib.evaluation.zero_shot import RunMismatch
 from mskseg_lib.finetuning.engine import SegLoss, hard_dice, train_run
-from mskseg_lib.finetuning.evaluate import evaluate_run
-from mskseg_lib.finetuning.grid import HELD_OUT, MIXES, Experiment, GridError, expand_grid, experiments_frame
+from mskseg_lib.finetuning.grid import HELD_OUT, MIXES, Experiment, GridError, experiments_frame, make_experiment
 from mskseg_lib.finetuning.network import BoxPromptNet
 from mskseg_lib.finetuning.runner import run_grid
 from mskseg_lib.finetuning.samples import BoxSampleDataset, build_samples, choose_subjects, spread_slices
+from mskseg_lib.finetuning.settings import SettingsError, TrainSettings
+from mskseg_lib.from_profile import data as fp_data
+from mskseg_lib.from_profile import finetune as fp_ft
+from mskseg_lib.from_profile.models import model_settings
+from mskseg_lib.from_profile.zero_shot import preparation
 from mskseg_lib.models.checkpoints import load_weights
 from mskseg_lib.models.zoo import build_tiny
 
@@ -56,8 +60,16 @@ def ft_cfg(tmp_path_factory) -> dict:
     t.update(lr=3e-3, max_epochs=3, max_samples_per_epoch=0, max_slices_per_subject=4, val_max_samples=0,
              grad_accum_steps=4, overrides={}, mask_grid_px=GRID)
     cfg["finetune"]["evaluation"].update(max_subjects_per_dataset=1, max_slices_per_subject=2)
-    prepare_all(cfg, progress=False)
+    fp_data.prepare(cfg, progress=False)
     return cfg
+
+
+def train(cfg: dict, exp: Experiment, run_dir: Path, **settings) -> dict:
+    """``train_run`` with the profile's arguments (``settings`` replace training settings)."""
+    base = fp_ft.train_settings(cfg)
+    return train_run(exp, prepared_dir=fp_data.prepared_dir(cfg), run_dir=run_dir,
+                     settings=dataclasses.replace(base, **settings), models=model_settings(cfg),
+                     preparation=preparation(cfg), segmenter_factory=tiny_factory, progress=False)
 
 
 def _experiment(strategy: str = "partial", shift: int = 0, n: str = "all", datasets=(HIP,)) -> Experiment:
@@ -76,7 +88,7 @@ def test_grid_crosses_lists_shares_identical_runs_and_holds_out_undersampled_kne
         {"group": "mixing", "train_on": ["knee", "all_msk"], "evaluate_on": [MIXES["knee"][2]]},
         {"group": "initial_weights", "train_on": ["all_msk"]},
     ]
-    exps = expand_grid(cfg, prepared)
+    exps = fp_ft.grid_experiments(cfg, prepared)
     ids = [e.run_id(1) for e in exps]
     assert len(ids) == len(set(ids)) == 2 + 3 + 2  # the hip n=all frozen shift-0 run is shared
     shared = next(e for e in exps if e.task == HIP and e.train_subjects == "all" and e.strategy == "partial"
@@ -106,7 +118,7 @@ def test_grid_rejects_bad_entries_with_the_entry_named(ft_cfg, entry, message):
     cfg = copy.deepcopy(ft_cfg)
     cfg["finetune"]["experiments"] = [entry]
     with pytest.raises((GridError, KeyError), match=message):
-        expand_grid(cfg, [HIP])
+        fp_ft.grid_experiments(cfg, [HIP])
 
 
 @pytest.mark.parametrize("profile", ["fixture", "default", "paper"])
@@ -118,7 +130,7 @@ def test_every_profile_trains_table1_full_arm_and_a_partial_arm_per_initial_mode
     from mskseg_lib.data.catalog import DATASETS
 
     cfg = load_profile(profile)
-    exps = expand_grid(cfg, sorted(DATASETS))
+    exps = fp_ft.grid_experiments(cfg, sorted(DATASETS))
     weights = [e for e in exps if "initial_weights" in e.groups]
     models = {e.model_key for e in weights}
     assert len(models) >= 2
@@ -149,7 +161,7 @@ def test_profile_with_the_old_box_shift_key_is_refused_with_the_new_name(tmp_pat
 
 # ----------------------------------------------------------------------------- samples
 def test_subject_choice_is_seeded_nested_and_capped(ft_cfg):
-    subjects, _ = load_tables(ft_cfg)
+    subjects, _ = load_tables(fp_data.prepared_dir(ft_cfg))
     n_train = int(((subjects.dataset == HIP) & (subjects.split == "train")).sum())
     two = choose_subjects(subjects, [HIP], "train", 2, seed=7)
     again = choose_subjects(subjects, [HIP], "train", 2, seed=7)
@@ -205,7 +217,7 @@ def test_one_sample_per_slice_and_every_label_of_a_slice_is_drawn_uniformly(tmp_
     sd = np.sqrt(n * (1 / 3) * (2 / 3))
     assert all(abs(c - n / 3) < 4.5 * sd for c in counts.values()), counts
     # prepared data: as many samples as training slices (one per slice, not one per box)
-    subjects, slices = load_tables(ft_cfg)
+    subjects, slices = load_tables(fp_data.prepared_dir(ft_cfg))
     chosen = choose_subjects(subjects, [SPINE], "train", "all", 0)
     picked = spread_slices(slices[slices["subject_id"].isin(chosen["subject_id"]) & (slices["dataset"] == SPINE)], 2)
     samples = build_samples(chosen, slices, 2, 128, GRID)
@@ -369,10 +381,8 @@ def test_strategies_freeze_the_right_blocks():
 
 @pytest.mark.parametrize("strategy", ["partial", "full"])
 def test_training_loss_falls_and_checkpoints_reload(ft_cfg, tmp_path, strategy):
-    cfg = copy.deepcopy(ft_cfg)
-    cfg["finetune"]["training"].update(max_epochs=6, grad_accum_steps=1)
     run = tmp_path / "run"
-    summary = train_run(cfg, _experiment(strategy), 1, run_dir=run, segmenter_factory=tiny_factory, progress=False)
+    summary = train(ft_cfg, _experiment(strategy), run, max_epochs=6, grad_accum_steps=1)
     hist = json.loads((run / "history.json").read_text())
     assert summary["epochs_run"] == 6 and len(hist) == 6
     assert hist[-1]["train_loss"] < 0.8 * hist[0]["train_loss"]
@@ -397,12 +407,10 @@ def test_resumed_run_matches_an_uninterrupted_one(ft_cfg, tmp_path):
     cfg = copy.deepcopy(ft_cfg)
     cfg["finetune"]["training"]["max_epochs"] = 2
     exp = _experiment("partial", shift=10)
-    straight = train_run(cfg, exp, 1, run_dir=tmp_path / "a", segmenter_factory=tiny_factory, progress=False)
-    one = copy.deepcopy(cfg)
-    one["finetune"]["training"]["max_epochs"] = 1
-    train_run(one, exp, 1, run_dir=tmp_path / "b", segmenter_factory=tiny_factory, progress=False)
+    straight = train(cfg, exp, tmp_path / "a")
+    train(cfg, exp, tmp_path / "b", max_epochs=1)
     (tmp_path / "b" / "run.json").unlink()  # as if it had stopped after epoch 1
-    resumed = train_run(cfg, exp, 1, run_dir=tmp_path / "b", segmenter_factory=tiny_factory, progress=False)
+    resumed = train(cfg, exp, tmp_path / "b")
     assert straight["epochs_run"] == resumed["epochs_run"] == 2
     a = torch.load(tmp_path / "a" / "model_last.pt", weights_only=True)
     b = torch.load(tmp_path / "b" / "model_last.pt", weights_only=True)
@@ -410,19 +418,53 @@ def test_resumed_run_matches_an_uninterrupted_one(ft_cfg, tmp_path):
     ha = json.loads((tmp_path / "a" / "history.json").read_text())
     hb = json.loads((tmp_path / "b" / "history.json").read_text())
     assert [h["train_loss"] for h in ha] == pytest.approx([h["train_loss"] for h in hb], rel=1e-5)
-    changed = copy.deepcopy(cfg)
-    changed["finetune"]["training"]["lr"] = 1e-2
     with pytest.raises(RunMismatch, match="changed: \\['lr'\\]"):
-        train_run(changed, exp, 1, run_dir=tmp_path / "b", segmenter_factory=tiny_factory, progress=False)
+        train(cfg, exp, tmp_path / "b", lr=1e-2)
+    with pytest.raises(RunMismatch, match="changed: \\['dice_weight'\\]"):  # a loss weight off the study's
+        train(cfg, exp, tmp_path / "b", dice_weight=0.7)
     # a finished run made from other encoder inputs (another normalisation, other slices) is refused
     other = copy.deepcopy(cfg)
     other["models"]["input_normalisation"] = "native"
     with pytest.raises(RunMismatch, match="inputs.input_normalisation"):
-        train_run(other, exp, 1, run_dir=tmp_path / "b", segmenter_factory=tiny_factory, progress=False)
+        train(other, exp, tmp_path / "b")
     other = copy.deepcopy(cfg)
     other["prepare"]["resize"] = "pad"
     with pytest.raises(RunMismatch, match="inputs.resize"):
-        train_run(other, exp, 1, run_dir=tmp_path / "b", segmenter_factory=tiny_factory, progress=False)
+        train(other, exp, tmp_path / "b")
+
+
+def test_settings_default_to_the_study_and_refuse_bad_values():
+    s = TrainSettings()  # the study's Methods and code: AdamW 1e-4 / 0.01, batch 2 x 4 accumulated, clip 1
+    assert (s.lr, s.weight_decay, s.batch_size, s.grad_accum_steps, s.grad_clip_norm) == (1e-4, 0.01, 2, 4, 1.0)
+    assert (s.scheduler_t0, s.scheduler_t0_unit, s.min_lr, s.patience) == (10, "optimizer_steps", 1e-5, 10)
+    assert (s.dice_weight, s.bce_weight, s.mask_grid_px) == (0.5, 0.5, 256)
+    assert "dice_weight" not in s.training_record()  # run folders made before loss weights were settings stay valid
+    assert TrainSettings(bce_weight=1.0).training_record()["bce_weight"] == 1.0
+    full = TrainSettings(max_epochs=10, strategy_overrides={"full": {"max_epochs": 2}}).for_strategy("full")
+    assert full.max_epochs == 2 and not full.strategy_overrides
+    assert TrainSettings(max_epochs=10, strategy_overrides={"full": {"max_epochs": 2}}).for_strategy("partial").max_epochs == 10
+    with pytest.raises(SettingsError, match=r"overrides.full: unknown keys \['epochs'\]"):
+        TrainSettings(strategy_overrides={"full": {"epochs": 2}}).for_strategy("full")
+    with pytest.raises(SettingsError, match="batch_size must be >= 1"):
+        TrainSettings(batch_size=0)
+    with pytest.raises(SettingsError, match="max_epochs must be >= 1.*strategy full"):
+        TrainSettings(strategy_overrides={"full": {"max_epochs": 0}}).for_strategy("full")
+
+
+def test_one_run_without_a_profile(ft_cfg, tmp_path):
+    """What a notebook does with a handful of arguments: one experiment, the prepared folder, a
+    run folder and settings; the same experiment as the grid makes for a one-entry grid."""
+    exp = make_experiment(HIP, "lite_medsam", prepared=[HIP, SPINE], box_shift_grid_px=5)
+    assert exp == fp_ft.grid_experiments(
+        {**ft_cfg, "finetune": {**ft_cfg["finetune"], "experiments": [
+            {"group": "size", "train_on": [HIP], "box_shift_grid_px": 5}]}}, [HIP, SPINE])[0]
+    settings = TrainSettings(max_epochs=2, max_slices_per_subject=2, mask_grid_px=GRID, seed=3)
+    summary = train_run(exp, prepared_dir=fp_data.prepared_dir(ft_cfg), run_dir=tmp_path / "mine",
+                        settings=settings, segmenter_factory=tiny_factory, progress=False)
+    assert summary["status"] == "finished" and summary["epochs_run"] == 2
+    assert json.loads((tmp_path / "mine" / "settings.json").read_text())["settings"]["seed"] == 3
+    config = yaml.safe_load((tmp_path / "mine" / "config.yaml").read_text())
+    assert config["training"]["max_slices_per_subject"] == 2 and config["profile"] == {}
 
 
 @pytest.mark.parametrize("unit", ["optimizer_steps", "epochs"])
@@ -434,7 +476,7 @@ def test_scheduler_period_counts_optimizer_steps_as_the_study_or_epochs_as_the_v
     t = cfg["finetune"]["training"]
     t.update(max_epochs=4, scheduler_t0=3, scheduler_t0_unit=unit, scheduler_t_mult=1, lr=1e-3, min_lr=1e-5,
              early_stopping=False)
-    summary = train_run(cfg, _experiment(), 1, run_dir=tmp_path / "r", segmenter_factory=tiny_factory, progress=False)
+    summary = train(cfg, _experiment(), tmp_path / "r")
     hist = json.loads((tmp_path / "r" / "history.json").read_text())
     steps = int(np.ceil(np.ceil(summary["n_train_samples"] / t["batch_size"]) / t["grad_accum_steps"]))
     done = [e * (steps if unit == "optimizer_steps" else 1) for e in range(4)]
@@ -444,9 +486,7 @@ def test_scheduler_period_counts_optimizer_steps_as_the_study_or_epochs_as_the_v
 
 
 def test_early_stopping_stops_when_validation_stalls(ft_cfg, tmp_path):
-    cfg = copy.deepcopy(ft_cfg)
-    cfg["finetune"]["training"].update(max_epochs=20, lr=1e-9, patience=2, min_delta=0.5)
-    summary = train_run(cfg, _experiment(), 1, run_dir=tmp_path / "r", segmenter_factory=tiny_factory, progress=False)
+    summary = train(ft_cfg, _experiment(), tmp_path / "r", max_epochs=20, lr=1e-9, patience=2, min_delta=0.5)
     # epoch 1 sets the best; no later epoch can gain 0.5 at lr 1e-9, so it stops after 1 + 2 epochs
     assert summary["epochs_run"] == 3 and summary["best_epoch"] == 1
     assert summary["stop_reason"].startswith("early stopping")
@@ -475,17 +515,38 @@ def test_torchrun_two_processes_gloo_end_with_identical_weights(ft_cfg, tmp_path
     assert all(torch.equal(fresh.model.state_dict()[k], r0[k]) for k in r0)
 
 
+def test_grid_runs_launch_torchrun_with_a_job_file(ft_cfg, tmp_path, monkeypatch):
+    """``run_grid`` with ``nproc_per_node = 2`` trains through torchrun: the job file carries the
+    arguments to both ranks, which train one DDP run (world size 2) and leave no job behind."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from ddp_train_worker import tiny_segmenter
+
+    from mskseg_lib.finetuning.runner import grid_runs, launch_torchrun
+
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    exp = _experiment()
+    runs = grid_runs([exp], 1)
+    root = tmp_path / "grid"
+    launch_torchrun(runs, list(runs), 2, root=root, prepared_dir=fp_data.prepared_dir(ft_cfg),
+                    settings=dataclasses.replace(fp_ft.train_settings(ft_cfg), max_epochs=1),
+                    models=model_settings(ft_cfg), segmenter_factory=tiny_segmenter, progress=False)
+    summary = json.loads((root / exp.run_id(1) / "run.json").read_text())
+    assert summary["world_size"] == 2 and summary["epochs_run"] == 1
+    assert not list((root / "_torchrun").iterdir())
+
+
 # ----------------------------------------------------------------------------- scoring
 def test_finetuned_model_is_scored_by_the_zero_shot_engine_and_beats_its_start(ft_cfg, tmp_path):
     cfg = copy.deepcopy(ft_cfg)
     cfg["paths"]["runs_dir"] = str(tmp_path / "runs")
     cfg["finetune"]["training"].update(max_epochs=30, grad_accum_steps=1)
     cfg["finetune"]["experiments"] = [{"group": "size", "train_on": [HIP]}]
-    result = run_grid(cfg, progress=False, segmenter_factory=tiny_factory)
+    result = run_grid(**fp_ft.finetune_inputs(cfg), progress=False, segmenter_factory=tiny_factory)
     assert list(result.experiments["status"]) == ["finished"]
     subj = result.subjects
     assert set(subj["experiment_id"]) == {result.experiments["experiment_id"][0], "zero_shot:lite_medsam"}
-    test_ids = set(load_tables(cfg)[0].query("split == 'test' and dataset == @HIP")["subject_id"])
+    test_ids = set(load_tables(fp_data.prepared_dir(cfg))[0].query("split == 'test' and dataset == @HIP")["subject_id"])
     ft = subj[subj.experiment_id != "zero_shot:lite_medsam"]
     assert set(ft["subject_id"]) <= test_ids and ft["dataset"].eq(HIP).all()
     zs = subj[(subj.experiment_id == "zero_shot:lite_medsam") & (subj.dataset == HIP)]
@@ -500,7 +561,7 @@ def test_finetuned_model_is_scored_by_the_zero_shot_engine_and_beats_its_start(f
     n_zs = zs_enc["per_model"]["lite_medsam"]
     assert n_ft["encoded_slices"] == n_ft["slices"] > 0
     assert n_zs["encoded_slices"] == n_zs["slices"] - n_ft["slices"]
-    again = run_grid(cfg, progress=False, segmenter_factory=tiny_factory)  # resumes: nothing retrained
+    again = run_grid(**fp_ft.finetune_inputs(cfg), progress=False, segmenter_factory=tiny_factory)  # resumes: nothing retrained
     pd.testing.assert_frame_equal(again.subjects, result.subjects)
 
 
@@ -524,10 +585,13 @@ def test_wandb_is_optional_enabled_without_the_package_only_warns(ft_cfg, caplog
     from mskseg_lib.finetuning import run_log
 
     cfg = copy.deepcopy(ft_cfg)
-    assert run_log.wandb_logger(cfg, "x/Run_1", {}) is None  # off by default
+    assert fp_ft.train_settings(cfg).wandb_project is None  # off by default
+    assert run_log.wandb_logger(None, "x/Run_1", {}) is None
     cfg["finetune"]["wandb"]["enabled"] = True
+    project = fp_ft.train_settings(cfg).wandb_project
+    assert project == "mskseg"
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a))
     with caplog.at_level("WARNING"):
-        assert run_log.wandb_logger(cfg, "x/Run_1", {}) is None
+        assert run_log.wandb_logger(project, "x/Run_1", {}) is None
     assert "wandb is not installed" in caplog.text

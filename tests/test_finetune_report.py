@@ -9,6 +9,7 @@ import pytest
 from scipy import stats
 
 from mskseg_lib.finetuning import report as rp
+from mskseg_lib.stats import finetune_tests
 
 NAN = np.nan
 DESS = "Knee_3D_DESS_Research_Anatomical_86"
@@ -110,8 +111,8 @@ def test_summarise_counts_each_subject_once():
 
 
 def test_paired_wilcoxon_notes():
-    assert rp.paired_wilcoxon([0.5], [0.4])[2] == "not run: needs >= 2 paired subjects, have 1"
-    w, p, note = rp.paired_wilcoxon([0.5, 0.6], [0.5, 0.6])
+    assert finetune_tests.paired_wilcoxon([0.5], [0.4])[2] == "not run: needs >= 2 paired subjects, have 1"
+    w, p, note = finetune_tests.paired_wilcoxon([0.5, 0.6], [0.5, 0.6])
     assert np.isnan(p) and note == "not run: all paired differences are zero"
 
 
@@ -190,7 +191,7 @@ def test_table1_arm_is_the_full_unshifted_all_msk_experiment():
 # ---------------------------------------------------------------------- Table 1, tier 1
 @pytest.fixture
 def tier1() -> pd.DataFrame:
-    return rp.table1_datasets(make_subjects(), make_slices(), make_experiments(), make_models())
+    return finetune_tests.table1_datasets(make_subjects(), make_slices(), make_experiments(), make_models())
 
 
 def _row(t: pd.DataFrame, model_key: str, dataset=None) -> pd.Series:
@@ -251,8 +252,8 @@ def test_tier1_published_values_beside_and_flags(tier1):
     assert dess["published_zero_shot · SAM ViT-B"] == 0.61008
     assert dess["published_finetuned · SAM2 hiera-b+"] == 0.93469
     assert dess["published_finetuned · MedSAM ViT-B"] == 0.92006 and dess["published_note"] == ""
-    t = rp.table1_datasets(make_subjects().replace({DESS: SPINE}), make_slices().replace({DESS: SPINE}),
-                           make_experiments(), make_models())
+    t = finetune_tests.table1_datasets(make_subjects().replace({DESS: SPINE}), make_slices().replace({DESS: SPINE}),
+                                       make_experiments(), make_models())
     assert "copy error" in _row(t, "lite_medsam", SPINE)["published_note"]
 
 
@@ -273,8 +274,16 @@ def test_tier1_numeric_columns_stay_numeric(tier1):
     assert pd.api.types.is_integer_dtype(tier1["n_paired"])
 
 
+def test_tier1_without_tests_has_the_same_dice_and_no_p_values(tier1):
+    bare = rp.table1_datasets(make_subjects(), make_slices(), make_experiments(), make_models())
+    assert bare["finetuned_dice"].tolist() == pytest.approx(tier1["finetuned_dice"].tolist(), nan_ok=True)
+    assert bare["n_paired"].tolist() == tier1["n_paired"].tolist()
+    assert bare["p_value"].isna().all() and bare["p_bh"].isna().all() and bare["wilcoxon_w"].isna().all()
+    assert _row(bare, "lite_medsam", CUBE_US)["note"] == ""  # the test's "not run" note comes with the test
+
+
 def test_tier1_empty_inputs():
-    t = rp.table1_datasets(pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), make_models().iloc[:1])
+    t = finetune_tests.table1_datasets(pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), make_models().iloc[:1])
     assert t["status"].tolist() == [rp.NO_EXPERIMENT]
 
 

@@ -5,8 +5,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mskseg_lib.stats.mixed_effects import (VariableTypes, drop_collinear, encode, fit_mixed, formula_string, impute,
-                                            ks_sensitivity, missingness, simulate_table, vif_table)
+from mskseg_lib.stats.mixed_effects import (
+    VariableTypes,
+    drop_collinear,
+    encode,
+    fit_mixed,
+    formula_string,
+    impute,
+    ks_sensitivity,
+    missingness,
+    simulate_table,
+    vif_table,
+)
 
 
 def test_fit_recovers_known_coefficients_and_random_variance():
@@ -132,7 +142,7 @@ def test_nested_subject_variance_component_is_recovered():
         u_d = rng.normal(0, 0.05)
         for s in range(10):
             u_s = rng.normal(0, 0.04)
-            for e in range(4):
+            for _ in range(4):
                 x = rng.standard_normal()
                 rows.append({"dataset": f"d{d}", "subject_id": f"d{d}s{s}", "x": x,
                              "dice": 0.7 + 0.05 * x + u_d + u_s + rng.normal(0, 0.02)})

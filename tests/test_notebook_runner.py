@@ -45,6 +45,10 @@ def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
         "import pandas as pd\n"
         "from mskseg_lib import reporting\n"
         "reporting.save_table(pd.DataFrame({'a': [1, 2]}), params, 't01', 'A tiny table', notebook='01')\n"
+        "import matplotlib.pyplot as plt\n"
+        "fig, ax = plt.subplots(figsize=(3, 2)); ax.plot([0, 1], [0, 1])\n"
+        "reporting.save_figure(fig, params, 'f01', 'A tiny line', notebook='01')\n"
+        "plt.show()\n"
         f"open({str(seen)!r}, 'w').write(json.dumps({{'profile': profile, 'seed': params['seed'],"
         " 'env': os.environ.get('MSKSEG_PROFILE'), 'cwd': os.getcwd(), 'exe': sys.executable}))\n",
     )
@@ -105,6 +109,13 @@ def test_run_injects_parameters_and_writes_manifest(setup: dict) -> None:
 
     index = (setup["tmp"] / "tables" / "index.html").read_text()
     assert "A tiny table" in index and "t01.csv" in index
+    # the companion: the executed notebook as HTML with its figure inline, linked from the front page
+    page = setup["tmp"] / "tables" / "notebooks" / "01_write.html"
+    assert page.exists() and "data:image/png;base64," in page.read_text()
+    assert "cdnjs" not in page.read_text()  # opens offline: nothing fetched from a CDN
+    assert "href='notebooks/01_write.html'" in index and "A tiny line" in index
+    assert "src='../figures/f01.png'" in index and "Synthetic data." in index
+    assert "By data source: synthetic: 1 tables, 1 figures" in index and "banner synthetic" in index
 
 
 def test_failure_stops_run_and_marks_manifest(setup: dict) -> None:
@@ -123,9 +134,41 @@ def test_failure_stops_run_and_marks_manifest(setup: dict) -> None:
     assert states == {"02_fail": "failed", "03_after": "not run"}
     assert "02_fail" in manifest["timings"]
     assert not (setup["tmp"] / "ran03").exists()
+    # a failed notebook is rendered too (its traceback is the story) and marked on the front page
+    assert (setup["tmp"] / "tables" / "notebooks" / "02_fail.html").exists()
+    assert "boom in 02" in (setup["tmp"] / "tables" / "notebooks" / "02_fail.html").read_text()
+    assert "class='failed'>failed</span>" in (setup["tmp"] / "tables" / "index.html").read_text()
 
 
 def test_notebook_failed_message() -> None:
     exc = NotebookFailed("03_x", Path("/r/03_x.ipynb"), RuntimeError("\x1b[31mbad\x1b[0m\nthing"))
     assert str(exc) == "notebook 03_x failed: RuntimeError: bad thing; open the executed copy: /r/03_x.ipynb"
     assert notebook_runner.default_notebooks_dir().name == "notebooks"
+
+
+def test_companion_opens_in_a_headless_browser_with_every_figure(setup: dict) -> None:
+    """The front page and the executed notebook page load in Chromium with their figures drawn;
+    a figure deleted afterwards is reported as a broken image and a missing file."""
+    from mskseg_lib.browser_check import check_pages, find_chromium
+
+    if find_chromium() is None:
+        pytest.skip("no Chromium here (Debian package chromium; .ci/run installs it where it can)")
+    run_notebooks(str(setup["profile"]), ["01"], notebooks_dir=setup["nbdir"], progress_bar=False,
+                  log=lambda _: None)
+    root = setup["tmp"]
+    pages = ["tables/index.html", "tables/notebooks/01_write.html"]
+    reports = check_pages(root, pages)
+    assert [r.page for r in reports] == pages
+    assert all(r.ok for r in reports), [r.summary() for r in reports]
+    assert reports[0].n_images == 1 and reports[1].n_images >= 1  # the saved figure; the inline plot
+    assert reports[0].title == "mskseg companion: fixture"
+    from mskseg_lib.cli import main
+
+    assert main(["check-companion", "--profile", str(setup["profile"])]) == 0
+
+    (root / "figures" / "f01.png").unlink()
+    assert main(["check-companion", "--profile", str(setup["profile"])]) == 1
+    broken = check_pages(root, pages[:1])[0]
+    assert not broken.ok
+    assert broken.missing_files == ["../figures/f01.png"] and len(broken.broken_images) == 1
+    assert any("f01.png" in f for f in broken.failed_requests)

@@ -14,7 +14,7 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from mskseg_lib.plots import biomarkers as bm  # noqa: E402
 from mskseg_lib.plots.style import apply_style  # noqa: E402
-from mskseg_lib.stats.agreement import agreement  # noqa: E402
+from mskseg_lib.stats.agreement import AgreementSettings, agreement, agreement_or_reason  # noqa: E402
 
 N_BOOT = 100
 
@@ -127,22 +127,31 @@ def test_regression_gp_band_and_rho(nonparametric):
     assert f"ρ = {nonparametric.spearman.rho:.2f}" in text and "GP R²" in text
 
 
-def test_panels_accept_raw_pairs_and_existing_axes():
+def test_panels_draw_results_of_pairs_on_existing_axes():
+    """The statistics come from stats.agreement (the panels compute nothing): a table of pairs is
+    analysed there and its result drawn on the given axes."""
     manual, predicted = pairs(12, seed=3)
     fig, axes = plt.subplots(1, 2)
-    data = pd.DataFrame({"manual": manual, "predicted": predicted})
-    assert bm.plot_bland_altman(data, ax=axes[0], n_boot=N_BOOT) is fig
-    assert bm.plot_regression((manual, predicted), ax=axes[1], n_boot=N_BOOT) is fig
+    res = agreement_or_reason(pd.DataFrame({"manual": manual, "predicted": predicted}),
+                              settings=AgreementSettings(n_boot=N_BOOT))
+    assert bm.plot_bland_altman(res, ax=axes[0]) is fig
+    assert bm.plot_regression(res, ax=axes[1]) is fig
     assert len(_one(axes[0], "ba_points").get_offsets()) == 12
     assert len(_one(axes[1], "reg_points").get_offsets()) == 12
+    assert _hline_y(_one(axes[0], "ba_bias")) == pytest.approx(res.bland_altman.bias)
+    with pytest.raises(TypeError, match="AgreementResult"):
+        bm.plot_bland_altman(pd.DataFrame({"manual": manual, "predicted": predicted}))
 
 
 @pytest.mark.parametrize("empty", [None, pd.DataFrame(columns=["manual", "predicted"]),
                                    pd.DataFrame({"manual": [1.0, 2.0], "predicted": [1.0, np.nan]})])
 def test_empty_input_gives_placeholder(empty):
+    reason = agreement_or_reason(empty, settings=AgreementSettings(n_boot=N_BOOT))
+    assert isinstance(reason, str)
     for plot in (bm.plot_bland_altman, bm.plot_regression):
-        ax = plot(empty, title="x").axes[0]
+        ax = plot(reason, title="x").axes[0]
         assert _gid(ax, "placeholder") and not _gid(ax, "ba_points") and not _gid(ax, "reg_points")
+        assert reason.splitlines()[0] in " ".join(t.get_text() for t in _gid(ax, "placeholder"))
 
 
 # ----------------------------------------------------------------------------- figures

@@ -1,7 +1,8 @@
-"""Finetuning figure (figure 4 a-d) and training curves on a small hand-made ablation grid.
+"""Finetuning figure (figure 4 a-d), its numbers (``finetuning.figure4``) and training curves on
+a small hand-made ablation grid.
 
 Expected values are recomputed here from the synthetic subject table with plain pandas, so a
-drawn point or bar is checked against the mean over subjects it should show.
+summarised or drawn point or bar is checked against the mean over subjects it should show.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from mskseg_lib.finetuning import figure4 as f4  # noqa: E402
 from mskseg_lib.plots import finetune as ft  # noqa: E402
 from mskseg_lib.plots.style import apply_style  # noqa: E402
 
@@ -126,6 +128,10 @@ def _gids(artists, prefix: str) -> set[str]:
     return {a.get_gid() for a in artists if (a.get_gid() or "").startswith(prefix)}
 
 
+def summary(subjects: pd.DataFrame, exps: pd.DataFrame, group: str, **kw) -> f4.AblationSummary:
+    return f4.ablation_summary(subjects, exps, group, **kw)
+
+
 def _placeholder(fig: Figure, group: str) -> str:
     texts = [t for ax in fig.axes for t in ax.texts if t.get_gid() == f"placeholder:{group}"]
     assert len(texts) == 1
@@ -143,7 +149,7 @@ def test_size_order_and_labels():
 # --------------------------------------------------------------------------- (a) size
 def test_size_curve_points_are_subject_means(tables):
     subjects, exps = tables
-    fig = ft.plot_size_curve(subjects, exps)
+    fig = ft.plot_size_curve(summary(subjects, exps, "size"))
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["5", "10", "all (n=60)"]
     line = _by_gid(ax.lines, "size:Knee DESS 86")
@@ -162,16 +168,34 @@ def test_size_curve_points_are_subject_means(tables):
     assert _gids(ax.lines, "size:") == {"size:Knee DESS 86", "size:Thigh T1ax 50"}
 
 
+def test_size_summary_is_the_subject_mean_and_sd_of_in_domain_runs(tables):
+    subjects, exps = tables
+    s = summary(subjects, exps, "size")
+    assert s.group == "size" and s.defined and not s.empty
+    ft_rows = s.finetuned.set_index(["dataset", "size"])
+    for n in ("5", "10", "all"):
+        ids = _ids(exps, task=THIGH, train_subjects=n, encoder="frozen", box_shift_grid_px=0)
+        mean, sd = _expected(subjects, ids, THIGH)
+        assert ft_rows.loc[(THIGH, n), "mean"] == pytest.approx(mean)
+        assert ft_rows.loc[(THIGH, n), "sd"] == pytest.approx(sd)
+        assert ft_rows.loc[(THIGH, n), "n_subjects"] == N_SUBJECTS[THIGH]
+    assert CUBE_US not in set(s.finetuned["dataset"])  # scored, but never trained on
+    zs = s.zero_shot.set_index("dataset")
+    assert zs.loc[DESS, "mean"] == pytest.approx(_expected(subjects, ["zero_shot:lite_medsam"], DESS)[0])
+    assert set(zs.index) == {DESS, THIGH}
+    assert s.n_train_all == {DESS: 60.0, THIGH: 35.0}
+
+
 def test_size_curve_on_given_axes(tables):
     fig, (a, b) = plt.subplots(1, 2)
-    assert ft.plot_size_curve(*tables, ax=b) is fig
+    assert ft.plot_size_curve(summary(*tables, "size"), ax=b) is fig
     assert not a.lines and b.lines
 
 
 # --------------------------------------------------------------------- (b) strategies
 def test_strategy_bars(tables):
     subjects, exps = tables
-    ax = ft.plot_strategies(subjects, exps).axes[0]
+    ax = ft.plot_strategies(summary(subjects, exps, "strategy")).axes[0]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["Knee DESS 86", "Thigh T1ax 50"]
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["zero-shot", *LABELS]
     bars = _gids(ax.patches, "bar:")
@@ -188,7 +212,7 @@ def test_strategy_bars(tables):
 # ----------------------------------------------------------------------- (c) knee grid
 def test_knee_grid_panels_and_lines(tables):
     subjects, exps = tables
-    fig = ft.plot_knee_grid(subjects, exps)
+    fig = ft.plot_knee_grid(summary(subjects, exps, "knee"))
     assert isinstance(fig, Figure)
     panels = {ax.get_gid(): ax for ax in fig.axes if ax.get_gid()}
     assert set(panels) == {f"knee:{DESS}", f"knee:{CUBE}"}  # the thigh run is not a knee panel
@@ -205,7 +229,7 @@ def test_knee_grid_panels_and_lines(tables):
 
 def test_knee_grid_replaces_given_axes(tables):
     fig, (a, b) = plt.subplots(1, 2, layout="constrained")
-    assert ft.plot_knee_grid(*tables, ax=b) is fig
+    assert ft.plot_knee_grid(summary(*tables, "knee"), ax=b) is fig
     assert b not in fig.axes and a in fig.axes
     assert len([ax for ax in fig.axes if (ax.get_gid() or "").startswith("knee:")]) == 2
 
@@ -213,7 +237,7 @@ def test_knee_grid_replaces_given_axes(tables):
 # -------------------------------------------------------------------------- (d) mixing
 def test_mixing_bars_in_domain_only(tables):
     subjects, exps = tables
-    ax = ft.plot_mixing(subjects, exps).axes[0]
+    ax = ft.plot_mixing(summary(subjects, exps, "mixing")).axes[0]
     # spine (only its anatomy mix) and the held-out CUBE (never trained on) are not groups
     assert [t.get_text() for t in ax.get_xticklabels()] == ["Knee DESS 86", "Thigh T1ax 50"]
     assert [t.get_text() for t in ax.get_legend().get_texts()] == [
@@ -230,7 +254,7 @@ def test_mixing_bars_in_domain_only(tables):
 
 
 def test_mixing_explicit_datasets(tables):
-    ax = ft.plot_mixing(*tables, datasets=[SPINE]).axes[0]
+    ax = ft.plot_mixing(summary(*tables, "mixing", datasets=[SPINE])).axes[0]
     assert _gids(ax.patches, "bar:") == {f"bar:{SPINE}:zero-shot", f"bar:{SPINE}:anatomy-mixed"}
 
 
@@ -240,18 +264,19 @@ def test_mixing_explicit_datasets(tables):
 def test_empty_group_draws_placeholder(tables, group, plot):
     subjects, exps = tables
     other = exps[~exps["groups"].str.contains(group)]
-    assert _placeholder(plot(subjects, other), group) == f'no experiments of group "{group}" in this profile'
+    assert _placeholder(plot(summary(subjects, other, group)), group) == \
+        f'no experiments of group "{group}" in this profile'
     pending = exps.assign(status="pending")
-    assert _placeholder(plot(subjects, pending), group) == f'no results of group "{group}" yet'
-    assert _placeholder(plot(pd.DataFrame(), pd.DataFrame()), group).startswith("no experiments")
+    assert _placeholder(plot(summary(subjects, pending, group)), group) == f'no results of group "{group}" yet'
+    assert _placeholder(plot(summary(pd.DataFrame(), pd.DataFrame(), group)), group).startswith("no experiments")
 
 
 def test_figure4_composite(tables):
-    fig = ft.plot_figure4(*tables)
+    fig = ft.plot_figure4(f4.figure4_summaries(*tables))
     letters = sorted(ax.get_title(loc="left") for ax in fig.axes if ax.get_title(loc="left"))
     assert letters == ["a", "b", "c", "d"]
     assert len([ax for ax in fig.axes if (ax.get_gid() or "").startswith("knee:")]) == 2
-    empty = ft.plot_figure4(pd.DataFrame(), pd.DataFrame())
+    empty = ft.plot_figure4(f4.figure4_summaries(pd.DataFrame(), pd.DataFrame()))
     for group in ("size", "strategy", "knee", "mixing"):
         assert _placeholder(empty, group)
 
@@ -281,16 +306,11 @@ def test_training_curves():
     assert _gids(empty.axes[0].texts, "placeholder:") == {"placeholder:history"}
 
 
-def test_stored_notebook_03_is_the_generator_output():
-    import importlib.util
+def test_notebook_03_names_the_study_results():
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
-    spec = importlib.util.spec_from_file_location("make_notebook_03", root / "scripts" / "make_notebook_03.py")
-    gen = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(gen)
     path = root / "notebooks" / "03_finetune_ablations.ipynb"
-    assert path.read_text() == gen.render(), "run scripts/make_notebook_03.py"
     text = path.read_text()
     for name in ("fig4a_training_set_size", "fig4b_finetuning_strategies", "fig4c_knee_size_and_strategy",
                  "fig4d_dataset_mixing", "figX03a_training_curves", "table1a_zero_shot_vs_finetuned_datasets",

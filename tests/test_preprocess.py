@@ -5,8 +5,17 @@ import pytest
 import torch
 
 from mskseg_lib.data.preprocess import (
-    SliceGeometry, clean_mask_volume, clip_to_uint8, from_display, geometry_of, remove_small_components,
-    resize_slice, scale_box, to_display, unresize_mask, unscale_box,
+    SliceGeometry,
+    clean_mask_volume,
+    clip_to_uint8,
+    from_display,
+    geometry_of,
+    remove_small_components,
+    resize_slice,
+    scale_box,
+    to_display,
+    unresize_mask,
+    unscale_box,
 )
 from mskseg_lib.evaluation.masks import logits_to_label_map, to_original
 

@@ -9,8 +9,13 @@ import pytest
 
 from mskseg_lib.data.catalog import get_dataset
 from mskseg_lib.evaluation import aggregate
-from mskseg_lib.reference import (T1SAG_111, published_table1, published_table1_labels, published_table1_tissues,
-                                  published_zero_shot_tests)
+from mskseg_lib.reference import (
+    T1SAG_111,
+    published_table1,
+    published_table1_labels,
+    published_table1_tissues,
+    published_zero_shot_tests,
+)
 
 DESS = "Knee_3D_DESS_Research_Anatomical_86"
 T1AX = "Spine_2D_T1ax_Clinical_Anatomical_59"

@@ -8,8 +8,7 @@ import pingouin as pg
 import pytest
 from scipy import stats
 
-from mskseg_lib.stats.comparisons import (bh_correct, complete_blocks, friedman_by_group,
-                                          gated_wilcoxon, pairwise_wilcoxon)
+from mskseg_lib.stats.comparisons import bh_correct, complete_blocks, friedman_by_group, gated_wilcoxon, pairwise_wilcoxon
 
 
 def _long(groups: dict[str, tuple[list[str], int]], seed: int = 0) -> pd.DataFrame:

@@ -6,8 +6,15 @@ import pandas as pd
 import pytest
 
 from mskseg_lib.data.errors import DataError
-from mskseg_lib.stats.study_effects import (analyse_study_effects, dataset_acquisition, dataset_level_scores,
-                                            published_mixed_effects, study_formula, with_published)
+from mskseg_lib.stats.mixed_effects import MixedEffectsSettings
+from mskseg_lib.stats.study_effects import (
+    analyse_study_effects,
+    dataset_acquisition,
+    dataset_level_scores,
+    published_mixed_effects,
+    study_formula,
+    with_published,
+)
 
 # true effects of the simulated study, in raw units (Dice per ms, per degree, per 0/1)
 TRUTH = {"te_per_ms": -0.002, "flip_per_deg": 0.001, "finetuned": 0.15, "encoder": 0.05, "shift": -0.03,
@@ -57,7 +64,7 @@ def simulated_study(n_datasets: int = 40, n_subjects: int = 4, seed: int = 0, ra
 @pytest.fixture(scope="module")
 def study():
     subjects, experiments, scores = simulated_study()
-    return subjects, experiments, scores, analyse_study_effects(scores, experiments, subjects, seed=0)
+    return subjects, experiments, scores, analyse_study_effects(scores, experiments, subjects)
 
 
 def test_response_is_the_mean_over_subjects_per_experiment_and_dataset():
@@ -123,7 +130,7 @@ def test_reference_level_is_sam_zero_shot_and_other_zero_shot_rows_stay_out(stud
     assert "initial_weights_medsam_vit_b" in terms and "initial_weights_sam_vit_b" not in terms
     # without SAM ViT-B zero-shot the first zero-shot model stands in, and says so
     no_sam = scores[scores["experiment_id"] != "zero_shot:sam_vit_b"]
-    fallback = analyse_study_effects(no_sam, experiments, subjects, seed=0)
+    fallback = analyse_study_effects(no_sam, experiments, subjects)
     assert fallback.reference_arm == "medsam_vit_b zero-shot"
     assert set(fallback.fits["reference_arm"]) == {"medsam_vit_b zero-shot"}
 
@@ -157,7 +164,7 @@ def test_few_datasets_are_reported_not_raised_and_between_dataset_terms_limited(
     exps = experiments.copy()
     exps.loc[exps["experiment_id"].str.startswith(tuple(four)), "mix_kind"] = "anatomy"  # a 'mixed' type on 4 datasets
     two = scores[scores["dataset"].isin([*four, "ds10", "ds11"])]
-    result = analyse_study_effects(two, exps, subjects, seed=0)
+    result = analyse_study_effects(two, exps, subjects)
     fits = result.fits.set_index("finetune_type")
     assert fits.loc["single", "status"].startswith("not estimable: 2 dataset(s)")
     assert fits.loc["all_msk", "status"].startswith("not run")
@@ -173,7 +180,7 @@ def test_vif_screen_imputation_and_ks_at_dataset_level(study):
     s = subjects.copy()
     s["tr_ms"] = 40 * s["te_ms"] + 3  # TR a copy of TE: the screen must drop one of the two
     s.loc[s["dataset"] == "ds05", "flip_angle_deg"] = np.nan  # one dataset's headers lack the flip angle
-    result = analyse_study_effects(scores, experiments, s, seed=0)
+    result = analyse_study_effects(scores, experiments, s)
     vif = result.vif.set_index("feature")
     assert vif.loc[["te_ms", "tr_ms"], "dropped"].sum() == 1 and vif.loc["te_ms", "vif_before"] > 1e6
     assert (vif.loc[~vif["dropped"], "vif_after"] <= 10).all()
@@ -198,7 +205,8 @@ def test_published_values_sit_beside_the_matching_type_and_term():
     assert out.loc[("all_msk", "te_ms"), ["published_coef", "published_ci_low", "published_ci_high"]].tolist() == \
         [-0.058, -0.096, -0.019]
     single = out.loc[("single", "te_ms")]  # no single-dataset value is printed; the range over types is
-    assert np.isnan(single["published_coef"]) and (single["published_range_low"], single["published_range_high"]) == (-0.099, -0.058)
+    assert np.isnan(single["published_coef"])
+    assert (single["published_range_low"], single["published_range_high"]) == (-0.099, -0.058)
     ps = out.loc[("mixed", "pixel_spacing_mm")]
     assert (ps["published_coef"], ps["published_ci_low"], ps["published_ci_high"], ps["published_finetune_type"]) == \
         (-0.080, -0.136, -0.025, "not stated")
@@ -210,12 +218,18 @@ def test_published_values_sit_beside_the_matching_type_and_term():
 def test_an_unknown_interaction_is_refused_with_the_setting_named(study):
     subjects, experiments, scores, _ = study
     with pytest.raises(ValueError, match=r"mixed_effects.interactions: \['te_ms', 'encoder_trained'\]"):
-        analyse_study_effects(scores, experiments, subjects, interactions=[["te_ms", "encoder_trained"]])
+        analyse_study_effects(scores, experiments, subjects,
+                              MixedEffectsSettings(interactions=[["te_ms", "encoder_trained"]]))
+    with pytest.raises(ValueError, match="pairs"):
+        MixedEffectsSettings(interactions=[["te_ms"]])
+    assert MixedEffectsSettings(interactions=[["te_ms", "slice_thickness_mm"]]).interactions == (
+        ("te_ms", "slice_thickness_mm"),)
 
 
 def test_a_parameter_no_dataset_records_is_left_out_and_said_so(study):
     subjects, experiments, scores, _ = study
-    result = analyse_study_effects(scores, experiments, subjects.assign(rows_px=np.nan), seed=0)
+    result = analyse_study_effects(scores, experiments, subjects.assign(rows_px=np.nan))
     miss = result.missingness.set_index("variable")
     assert miss.loc["rows_px", "role"] == "left out: no dataset records it" and miss.loc["rows_px", "n_missing_datasets"] == 40
-    assert "rows_px" not in set(result.vif["feature"]) and result.fits.set_index("finetune_type").loc["single", "status"] == "fitted"
+    assert "rows_px" not in set(result.vif["feature"])
+    assert result.fits.set_index("finetune_type").loc["single", "status"] == "fitted"

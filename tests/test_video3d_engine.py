@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from video3d_fakes import ObjectSegmenter, moving_phantom
 
 from mskseg_lib.data.boxes import mask_box
+from mskseg_lib.evaluation.metrics import dice
 from mskseg_lib.video3d import prompts as P
 from mskseg_lib.video3d.propagate import SliceEncoder, run_carry, run_per_slice, run_video
-from mskseg_lib.video3d.scoring import dice_binary, slice_scores, structure_scores
-from video3d_fakes import ObjectSegmenter, moving_phantom
+from mskseg_lib.video3d.scoring import slice_scores, structure_scores
 
 
 # ---------------------------------------------------------------------------------------- prompts
@@ -109,7 +110,7 @@ def test_each_slice_is_encoded_once_across_schemes():
     ref = {v: 10 for v in (1, 2)}
     boxes = run_per_slice(enc, P.per_slice_prompts(labels, [1, 2], "box"), ref)
     points = run_per_slice(enc, P.per_slice_prompts(labels, [1, 2], "point"), ref)
-    carry = run_carry(enc, P.seed_prompts(labels, [1, 2], "box"), "box")
+    run_carry(enc, P.seed_prompts(labels, [1, 2], "box"), "box")  # the third scheme shares the encodings
     np.testing.assert_array_equal(boxes.labels, labels)
     np.testing.assert_array_equal(points.labels, labels)
     assert sum(seg.encoded) == 19  # slices 1-19, each once for all three schemes
@@ -197,7 +198,7 @@ def test_slice_scores_offsets_and_one_sided_slices():
     assert rows["slice_index"].tolist() == [1, 2, 3, 4]
     assert rows["offset"].tolist() == [-1, 0, 1, 2]
     assert rows["dice"].tolist() == pytest.approx([0.0, 2 * 4 / 12, 1.0, 0.0])
-    assert np.isnan(dice_binary(np.zeros(3), np.zeros(3)))
+    assert np.isnan(dice(np.zeros(3), np.zeros(3)))  # the one Dice: two empty masks are not scored
 
 
 def test_point_sets_of_different_lengths_are_padded_and_an_area_floor_of_zero_is_safe():

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from video3d_fakes import moving_phantom
 
 from mskseg_lib.video3d import prompts as P
 from mskseg_lib.video3d.frames import VolumeFrames, read_jpeg_frames, write_jpeg_frames
@@ -14,7 +15,6 @@ from mskseg_lib.video3d.predictor import (
     state_bytes,
 )
 from mskseg_lib.video3d.propagate import run_video, run_video_from_jpeg
-from video3d_fakes import moving_phantom
 
 
 @pytest.fixture(scope="module")

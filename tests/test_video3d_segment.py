@@ -7,14 +7,15 @@ import json
 import nibabel as nib
 import numpy as np
 import pytest
-
 from autolabel_fakes import THIGH, phantom
+from video3d_fakes import ObjectSegmenter
+
 from mskseg_lib.autolabel.pipeline import SliceBoxes, slicing
 from mskseg_lib.data.catalog import get_dataset
 from mskseg_lib.data.volume import Volume
 from mskseg_lib.video3d import segment
+from mskseg_lib.video3d.propagate import CarrySettings
 from mskseg_lib.video3d.study import VideoModel
-from video3d_fakes import ObjectSegmenter
 
 SPEC = get_dataset(THIGH)  # axial: slices along canonical axis 2
 
@@ -68,7 +69,7 @@ def test_clicks_on_one_slice_recover_the_phantom_through_the_volume(tmp_path):
     clicks = [{"label": 1, "i": 10, "j": 10, "k": 2}, {"label": 2, "i": 30, "j": 20, "k": 2}]
     seeds = segment.clicks_to_prompts(sl, clicks, SPEC)
     model = VideoModel("stand-in", "stand-in", ObjectSegmenter(size_px=64), None, 0, {})
-    carry = {"margin_px": 1, "min_area_px": 2, "min_area_fraction": 0.05, "min_consecutive_dice": 0.5}
+    carry = CarrySettings(margin_px=1, min_area_px=2, min_area_fraction=0.05, min_consecutive_dice=0.5)
     run, scheme = segment.propagate(model, sl, seeds, carry)
     assert scheme == "point_carry"
     out = segment.write_result(tmp_path / "out.nii.gz", sl, run, {"test": True})
@@ -91,7 +92,7 @@ def test_cli_video3d_with_clicks_writes_a_label_volume(tmp_path, monkeypatch, ca
     clicks = tmp_path / "clicks.json"
     clicks.write_text(json.dumps([{"label": 1, "i": 10, "j": 10, "k": 2}]))
     monkeypatch.setattr(study, "load_video_model",
-                        lambda cfg, key, device=None: VideoModel(key, key, ObjectSegmenter(size_px=64), None, 0, {}))
+                        lambda key, models=None, device=None: VideoModel(key, key, ObjectSegmenter(size_px=64), None, 0, {}))
     out = tmp_path / "labels.nii.gz"
     rc = cli.main(["video3d", "--profile", "fixture", "--dataset", THIGH, "--input", str(image), "--output", str(out),
                    "--model", "lite_medsam", "--clicks", str(clicks)])
@@ -108,3 +109,11 @@ def test_cli_video3d_with_clicks_writes_a_label_volume(tmp_path, monkeypatch, ca
     rc = cli.main(["video3d", "--profile", "fixture", "--dataset", THIGH, "--input", str(image), "--output",
                    str(tmp_path / "x.png"), "--model", "lite_medsam", "--clicks", str(clicks)])
     assert rc != 0 and "must be a .nii" in capsys.readouterr().err
+
+
+def test_segment_file_needs_exactly_one_prompt_source(tmp_path):
+    with pytest.raises(segment.PromptSourceError, match="either a click list or detector weights"):
+        segment.segment_file(tmp_path / "in.nii.gz", tmp_path / "out.nii.gz", THIGH, "lite_medsam")
+    with pytest.raises(segment.PromptSourceError):
+        segment.segment_file(tmp_path / "in.nii.gz", tmp_path / "out.nii.gz", THIGH, "lite_medsam",
+                             clicks=tmp_path / "c.json", detector_weights=tmp_path / "best.pt")

@@ -2,16 +2,19 @@
 the write-back to the source grid, and the real spine fixture (skipped where absent)."""
 from __future__ import annotations
 
+import dataclasses
+import json
+
 import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
-
 from autolabel_fakes import BoxFillSegmenter
+
 from mskseg_lib.data.boxes import mask_box
-from mskseg_lib.data.cohort import generate_cohort
-from mskseg_lib.data.prepare import prepare_all
 from mskseg_lib.data.tables import load_tables
+from mskseg_lib.from_profile import data as fp_data
+from mskseg_lib.from_profile import video3d as fp_video3d
 from mskseg_lib.video3d import study
 from mskseg_lib.video3d.predictor import build_tiny_video_predictor, image_segmenter, parameter_count
 from mskseg_lib.video3d.scoring import structure_scores
@@ -24,35 +27,42 @@ def knee_cfg(tiny_cfg):
     cfg = tiny_cfg
     cfg["cohort"]["datasets"] = [KNEE]
     cfg["video3d"].update(datasets=[KNEE], real_spine=False, max_subjects_per_dataset=1)
-    generate_cohort(cfg, progress=False)
-    prepare_all(cfg, progress=False)
+    fp_data.generate(cfg, progress=False)
+    fp_data.prepare(cfg, progress=False)
     return cfg
 
 
 def _box_fill_loader(slice_shape_px):
     seg = BoxFillSegmenter(128, slice_shape_px)
 
-    def load(cfg, key):
+    def load(key):
         return study.VideoModel(key, "box fill", seg, None, 0, {"fake": 1})
     return load, seg
 
 
-def _tiny_sam2_loader(cfg, key):
+def _run(cfg, vols, keys, loader):
+    """The study as notebook 07 runs it: folder and settings from the profile."""
+    return study.run_study(fp_video3d.study_root(cfg), vols, keys, fp_video3d.video3d_settings(cfg), loader=loader,
+                           progress=False)
+
+
+def _tiny_sam2_loader(key):
     predictor = build_tiny_video_predictor()
     return study.VideoModel(key, "tiny SAM2", image_segmenter(predictor, "tiny SAM2", False), predictor,
                             parameter_count(predictor), {"random": True})
 
 
-def test_boxes_per_slice_with_a_box_filling_model_gives_the_boxes_dice_and_resumes(knee_cfg):
-    cfg = knee_cfg
-    subjects, _ = load_tables(cfg)
-    vols = study.study_volumes(cfg, subjects)
+def test_boxes_per_slice_with_a_box_filling_model_gives_the_boxes_dice_and_resumes(knee_cfg, tmp_path):
+    """Called as a researcher would, without the profile: prepared subjects, a folder, settings."""
+    subjects, _ = load_tables(fp_data.prepared_dir(knee_cfg))
+    vols = study.study_volumes(subjects, [KNEE], "test", max_per_dataset=1)
     assert vols["dataset"].tolist() == [KNEE] and vols["source"].tolist() == ["cohort"]
-    vol = study.load_volume(cfg, vols.iloc[0])
+    settings = study.Video3dSettings(schemes=("boxes_per_slice", "point_video", "box_carry"))
+    vol = study.load_volume(vols.iloc[0], settings)
     assert vol.values == [1, 3, 5]  # femur, tibia, patella: the bones of the knee set
     load, seg = _box_fill_loader(vol.image.shape[1:])
-    cfg["video3d"]["schemes"] = ["boxes_per_slice", "point_video", "box_carry"]
-    result = study.run_study(cfg, vols, ["box_fill"], loader=load, progress=False)
+    root = tmp_path / "video3d"
+    result = study.run_study(root, vols, ["box_fill"], settings, loader=load, seed=5, progress=False)
     # known answer: each structure's mask replaced by its box on every slice where it is present
     boxes = np.zeros_like(vol.gt)
     for k in range(len(vol.gt)):
@@ -74,20 +84,22 @@ def test_boxes_per_slice_with_a_box_filling_model_gives_the_boxes_dice_and_resum
     path = runs.loc["boxes_per_slice", "volume_nifti"]
     img, src = nib.load(path), nib.load(vols.iloc[0]["image_nifti"])
     assert img.shape == src.shape and np.allclose(img.affine, src.affine)
-    again = study.run_study(cfg, vols, ["box_fill"], loader=load, progress=False)
+    record = json.loads((root / "scores" / "box_fill" / KNEE / f"{vols.iloc[0]['subject_id']}.json").read_text())
+    assert record["seed"] == 5 and record["config"]["schemes"] == list(settings.schemes)
+    again = study.run_study(root, vols, ["box_fill"], settings, loader=load, progress=False)
     assert set(again.runs["status_run"]) == {"reused"} and seg.encoded == len(vol.gt)
     pd.testing.assert_frame_equal(again.structures, result.structures)
-    cfg["video3d"]["save_volumes"] = False  # a setting that changes the outputs recomputes
-    third = study.run_study(cfg, vols, ["box_fill"], loader=load, progress=False)
+    settings = dataclasses.replace(settings, save_volumes=False)  # a setting that changes the outputs recomputes
+    third = study.run_study(root, vols, ["box_fill"], settings, loader=load, progress=False)
     assert set(third.runs["status_run"]) == {"computed"} and seg.encoded == 2 * len(vol.gt)
     table = study.median_table(result.structures)
     assert {"femur", "tibia", "patella", "combined", "n_params", "seconds_per_volume"} <= set(table.columns)
 
 
 def test_write_back_of_the_manual_mask_is_the_source_file(knee_cfg, tmp_path):
-    subjects, _ = load_tables(knee_cfg)
-    row = study.study_volumes(knee_cfg, subjects).iloc[0]
-    vol = study.load_volume(knee_cfg, row)
+    subjects, _ = load_tables(fp_data.prepared_dir(knee_cfg))
+    row = fp_video3d.volumes(knee_cfg, subjects).iloc[0]
+    vol = study.load_volume(row, fp_video3d.video3d_settings(knee_cfg))
     out = study.write_prediction(tmp_path / "gt.nii.gz", vol.gt, vol)
     src = nib.load(row["mask_nifti"])
     np.testing.assert_array_equal(np.asarray(nib.load(out).dataobj), np.asarray(src.dataobj))
@@ -96,9 +108,9 @@ def test_write_back_of_the_manual_mask_is_the_source_file(knee_cfg, tmp_path):
 
 def test_sam2_model_runs_every_scheme(knee_cfg):
     cfg = knee_cfg
-    subjects, _ = load_tables(cfg)
-    vols = study.study_volumes(cfg, subjects)
-    result = study.run_study(cfg, vols, ["tiny_sam2"], loader=_tiny_sam2_loader, progress=False)
+    subjects, _ = load_tables(fp_data.prepared_dir(cfg))
+    vols = fp_video3d.volumes(cfg, subjects)
+    result = _run(cfg, vols, ["tiny_sam2"], _tiny_sam2_loader)
     assert set(result.runs["status"]) == {"scored"}
     assert set(result.runs["scheme"]) == set(cfg["video3d"]["schemes"])
     combined = result.structures[result.structures["structure"] == "combined"]
@@ -107,13 +119,13 @@ def test_sam2_model_runs_every_scheme(knee_cfg):
 
 
 def test_bad_mask_is_reported_with_its_file(knee_cfg, tmp_path):
-    subjects, _ = load_tables(knee_cfg)
-    vols = study.study_volumes(knee_cfg, subjects)
+    subjects, _ = load_tables(fp_data.prepared_dir(knee_cfg))
+    vols = fp_video3d.volumes(knee_cfg, subjects)
     bad = tmp_path / "bad_mask.nii.gz"
     nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), np.int16), np.eye(4)), str(bad))
     vols.loc[0, "mask_nifti"] = str(bad)
     load, _ = _box_fill_loader(64)
-    result = study.run_study(knee_cfg, vols, ["box_fill"], loader=load, progress=False)
+    result = _run(knee_cfg, vols, ["box_fill"], load)
     assert result.structures.empty
     assert "bad_mask.nii.gz" in result.failed.iloc[0]["error"]
     nan_image = tmp_path / "nan_image.nii.gz"
@@ -121,9 +133,9 @@ def test_bad_mask_is_reported_with_its_file(knee_cfg, tmp_path):
     data = np.asarray(src.dataobj, np.float32)
     data[0, 0, 0] = np.nan
     nib.save(nib.Nifti1Image(data, src.affine), str(nan_image))
-    vols = study.study_volumes(knee_cfg, subjects)
+    vols = fp_video3d.volumes(knee_cfg, subjects)
     vols.loc[0, "image_nifti"] = str(nan_image)
-    result = study.run_study(knee_cfg, vols, ["box_fill"], loader=load, progress=False)
+    result = _run(knee_cfg, vols, ["box_fill"], load)
     assert "nan_image.nii.gz" in result.failed.iloc[0]["error"] and "NaN" in result.failed.iloc[0]["error"]
 
 
@@ -132,9 +144,9 @@ def test_real_spine_volumes_load_with_their_vertebral_bodies(real_spine, tiny_cf
     cfg["video3d"].update(real_spine=True, max_real_subjects=2)
     subjects = pd.DataFrame(columns=["dataset", "subject_id", "split", "image_nifti", "mask_nifti"])
     cfg["video3d"]["datasets"] = []
-    vols = study.study_volumes(cfg, subjects)
+    vols = fp_video3d.volumes(cfg, subjects)
     assert vols["subject_id"].tolist() == ["vb3_01", "vb3_02"] and set(vols["source"]) == {"real"}
-    vol = study.load_volume(cfg, vols.iloc[0])
+    vol = study.load_volume(vols.iloc[0], fp_video3d.video3d_settings(cfg))
     assert vol.values == [1, 2, 3, 4, 5] and vol.image.shape[0] == 77  # sagittal slices along axis 2
     assert vol.spacing_mm == (1.0, 1.0, 1.0)
     np.testing.assert_array_equal(np.sort(np.unique(vol.gt)), [0, 1, 2, 3, 4, 5])
@@ -143,7 +155,7 @@ def test_real_spine_volumes_load_with_their_vertebral_bodies(real_spine, tiny_cf
 def test_bench_video3d_reports_seconds_per_frame_for_both_routes(knee_cfg):
     from mskseg_lib.video3d.benchmark import bench_video3d
 
-    result = bench_video3d(knee_cfg, "tiny", repeats=1)
+    result = bench_video3d(**fp_video3d.bench_inputs(knee_cfg), model="tiny", repeats=1)
     assert result["n_frames"] > 0 and result["n_objects"] == 3
     for key in ("memory_s_per_frame", "jpeg_s_per_frame", "jpeg_write_s_per_frame"):
         assert result[key] > 0
@@ -151,18 +163,6 @@ def test_bench_video3d_reports_seconds_per_frame_for_both_routes(knee_cfg):
         (result["times_s"]["jpeg_write_s"][0] + result["times_s"]["jpeg_run_s"][0]) / result["times_s"]["memory_s"][0])
     assert set(result["mask_dice_memory_vs_jpeg"]) == {1, 3, 5}
     assert "torch" in result["versions"]
-
-
-def test_notebook_07_matches_its_generator():
-    import importlib.util
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1]
-    spec = importlib.util.spec_from_file_location("make_notebook_07", root / "scripts" / "make_notebook_07.py")
-    gen = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(gen)
-    path = root / "notebooks" / "07_sam2_video_3d.ipynb"
-    assert path.read_text() == gen.render(), "run scripts/make_notebook_07.py"
 
 
 def test_anchor_table_compares_the_femur_tibia_union():
@@ -206,8 +206,8 @@ def test_anchor_table_compares_the_femur_tibia_union():
 def test_study_scores_combined_on_the_profile_structures(knee_cfg):
     """On a real knee volume scored with the manual mask itself minus the patella, the combined
     row (femur + tibia) is exactly 1 and the all-structures row is below it."""
-    subjects, _ = load_tables(knee_cfg)
-    vol = study.load_volume(knee_cfg, study.study_volumes(knee_cfg, subjects).iloc[0])
+    subjects, _ = load_tables(fp_data.prepared_dir(knee_cfg))
+    vol = study.load_volume(fp_video3d.volumes(knee_cfg, subjects).iloc[0], fp_video3d.video3d_settings(knee_cfg))
     pred = np.where(vol.gt == 5, 0, vol.gt)
     rows = structure_scores(pred, vol.gt, vol.values, vol.names, vol.spacing_mm,
                             combined=tuple(knee_cfg["video3d"]["combined_structures"])).set_index("structure")
@@ -218,5 +218,9 @@ def test_study_scores_combined_on_the_profile_structures(knee_cfg):
 def test_a_misspelt_combined_structure_is_refused_with_the_setting_named():
     """``[femur, tibai]`` must not silently shrink "combined" to the femur alone."""
     study.check_combined_structures(["femur", "tibia"])
-    with pytest.raises(ValueError, match="video3d.combined_structures: \\['tibai'\\]"):
+    with pytest.raises(study.Video3dSettingsError, match="video3d.combined_structures: \\['tibai'\\]"):
         study.check_combined_structures(["femur", "tibai"])
+    with pytest.raises(study.Video3dSettingsError, match="tibai"):
+        study.Video3dSettings(combined_structures=("femur", "tibai"))  # refused when the settings are made
+    with pytest.raises(study.Video3dSettingsError, match="unknown video3d schemes \\['box_video'\\]"):
+        study.Video3dSettings(schemes=("box_video",))

@@ -5,7 +5,10 @@ trained from scratch (the model YAML, never a downloaded ``.pt``) on the export 
 :mod:`mskseg_lib.data.yolo_export`, validated on the export's *val* split only, and cached: a
 second call with the same settings and export reuses ``best.pt``.
 
-Everything ultralytics writes lands under ``<runs_dir>/autolabel/detectors/<dataset>/``:
+Settings are a :class:`DetectorSettings` (the study's values by default); folders are given
+explicitly: the prepared data (``<prepared_dir>/yolo/<dataset>.yaml``) and the folder holding every
+dataset's detector (``detectors_dir``, the profile's ``<runs_dir>/autolabel/detectors``).
+Everything ultralytics writes lands under ``<detectors_dir>/<dataset>/``:
 
 * ``data/``: the YAML ultralytics trains on and a mirror of the export made of symbolic links
   (file copies where links are not possible). ultralytics writes its label caches
@@ -24,6 +27,7 @@ deterministic algorithms) is restored afterwards.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -43,12 +47,17 @@ from mskseg_lib.settings import configure_environment
 configure_environment()  # before any ultralytics import: project-local config dir, offline
 
 from mskseg_lib.atomic import write_json, write_text  # noqa: E402
-from mskseg_lib.config import resolve_path  # noqa: E402
+from mskseg_lib.data.errors import DataError  # noqa: E402
+from mskseg_lib.errors import UserError  # noqa: E402
+from mskseg_lib.provenance import fingerprint  # noqa: E402
 
 __all__ = [
     "KNOWN_FAMILIES",
     "RUN_RECORD",
+    "STUDY_AUGMENT",
+    "DetectorError",
     "DetectorRun",
+    "DetectorSettings",
     "Detections",
     "UltralyticsDetector",
     "build_model",
@@ -74,6 +83,48 @@ _RESERVED_TRAIN_ARGS = {
 # Files ultralytics drops in the current directory when a path or weight name goes astray.
 _STRAY_NAMES = {"runs", "weights", "datasets"}
 _STRAY_SUFFIXES = {".pt", ".ttf"}
+#: the study's augmentation for grey-level MRI: brightness, small rotations, shifts and zooms,
+#: mosaic; no hue/saturation (grey images) and no flips (laterality and anterior/posterior
+#: position are part of what a label is)
+STUDY_AUGMENT: dict[str, float] = {
+    "hsv_h": 0.0, "hsv_s": 0.0, "hsv_v": 0.3, "degrees": 5.0, "translate": 0.1, "scale": 0.3, "shear": 0.0,
+    "fliplr": 0.0, "flipud": 0.0, "mosaic": 1.0, "mixup": 0.0, "close_mosaic": 10,
+}
+
+
+class DetectorError(UserError, ValueError):
+    """A detector setting is wrong (unknown model name, unknown or reserved augmentation key)."""
+
+
+@dataclass(frozen=True)
+class DetectorSettings:
+    """How a dataset's detector is trained and run; the defaults are the study's (``paper``).
+
+    ``image_size_px`` must be the YOLO export's image size (``prepare.yolo_image_size_px``):
+    the detector trains on, and at inference sees, slices resized to it. ``conf`` and ``iou``
+    are the score and NMS IoU thresholds (0-1) at inference, ``max_det`` the most boxes per
+    slice. ``augment`` holds ultralytics augmentation settings, given to the trainer as they
+    are (see :func:`validate_augment`).
+    """
+
+    model: str = "yolov8s"
+    image_size_px: int = 1024
+    epochs: int = 300
+    batch_size: int = 16
+    patience: int = 50
+    workers: int = 0
+    conf: float = 0.25
+    iou: float = 0.7
+    max_det: int = 50
+    augment: Mapping[str, Any] = field(default_factory=lambda: dict(STUDY_AUGMENT))
+
+    def as_record(self) -> dict[str, Any]:
+        """The settings as a JSON-ready dict (the layout of the profile's ``autolabel.detector``)."""
+        return {**dataclasses.asdict(self), "augment": dict(self.augment)}
+
+    def inference(self) -> dict[str, Any]:
+        """What shapes the boxes at inference: ``conf``, ``iou``, ``max_det``."""
+        return {"conf": self.conf, "iou": self.iou, "max_det": self.max_det}
 
 
 # --------------------------------------------------------------------------------------------
@@ -91,7 +142,7 @@ def build_model(name: str, n_classes: int | None = None) -> Any:
     name = str(name).strip()
     stem = name[: -len(".yaml")] if name.endswith(".yaml") else name
     if stem.endswith(".pt") or not any(stem.startswith(f) for f in KNOWN_FAMILIES):
-        raise ValueError(
+        raise DetectorError(
             f"unknown detector model {name!r}: give an ultralytics model YAML name of the families "
             f"{', '.join(KNOWN_FAMILIES)} (e.g. yolov8n, yolo11s, rtdetr-l); .pt weights are not accepted"
         )
@@ -101,7 +152,7 @@ def build_model(name: str, n_classes: int | None = None) -> Any:
     try:
         model = cls(f"{stem}.yaml")
     except FileNotFoundError as exc:
-        raise ValueError(f"unknown detector model {name!r}: ultralytics has no {stem}.yaml ({exc})") from None
+        raise DetectorError(f"unknown detector model {name!r}: ultralytics has no {stem}.yaml ({exc})") from None
     if n_classes is not None and int(n_classes) != int(model.model.yaml.get("nc", -1)):
         inner = model.model
         rebuilt = type(inner)(cfg={**inner.yaml, "nc": int(n_classes)}, nc=int(n_classes), verbose=False)
@@ -111,7 +162,8 @@ def build_model(name: str, n_classes: int | None = None) -> Any:
 
 
 def _device_arg(device: Any) -> str | int:
-    """ultralytics' device argument (``"cpu"`` or a CUDA index) from a profile setting or torch device."""
+    """ultralytics' device argument (``"cpu"`` or a CUDA index) from a setting ("auto", "cpu",
+    "cuda:0"), a torch device or a CUDA index."""
     import torch
 
     from mskseg_lib.models.interface import pick_device
@@ -185,16 +237,14 @@ def _warn_new_strays(before: set[str], folder: Path) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def export_yaml_path(cfg: Mapping[str, Any], dataset: str) -> Path:
-    """``<data_root>/prepared/yolo/<dataset>.yaml`` as written by ``prepare``."""
-    from mskseg_lib.data.prepare import prepared_dir
-
-    return prepared_dir(dict(cfg)) / "yolo" / f"{dataset}.yaml"
+def export_yaml_path(prepared_dir: Path, dataset: str) -> Path:
+    """``<prepared_dir>/yolo/<dataset>.yaml`` as written by ``prepare``."""
+    return Path(prepared_dir) / "yolo" / f"{dataset}.yaml"
 
 
-def detector_dir(cfg: Mapping[str, Any], dataset: str) -> Path:
-    """``<runs_dir>/autolabel/detectors/<dataset>``: every detector file of one dataset."""
-    return resolve_path(cfg, "runs_dir") / "autolabel" / "detectors" / dataset
+def detector_dir(detectors_dir: Path, dataset: str) -> Path:
+    """``<detectors_dir>/<dataset>``: every detector file of one dataset."""
+    return Path(detectors_dir) / dataset
 
 
 @dataclass(frozen=True)
@@ -221,13 +271,11 @@ def _scan_export(export_yaml: Path) -> _Export:
     """
     export_yaml = Path(export_yaml)
     if not export_yaml.is_file():
-        raise FileNotFoundError(
-            f"YOLO export not found: {export_yaml} (run prepare with prepare.yolo_export: true)"
-        )
+        raise DataError(export_yaml, "YOLO export not found (run prepare with prepare.yolo_export: true)")
     meta = yaml.safe_load(export_yaml.read_text()) or {}
     missing = [k for k in ("train", "val", "names") if k not in meta]
     if missing:
-        raise ValueError(f"{export_yaml}: YOLO export YAML lacks {missing}")
+        raise DataError(export_yaml, f"YOLO export YAML lacks {missing}")
     root = Path(meta.get("path") or export_yaml.with_suffix(""))
     if not root.is_absolute():
         root = export_yaml.parent / root
@@ -250,10 +298,10 @@ def _scan_export(export_yaml: Path) -> _Export:
                     h.update(f"{split}/{lab.name}:".encode() + hashlib.sha256(lab.read_bytes()).digest())
         files[split] = pairs
     if not files["train"]:
-        raise ValueError(f"{export_yaml}: the train split has no images")
+        raise DataError(export_yaml, "the train split has no images")
     if not files["val"]:
-        raise ValueError(
-            f"{export_yaml}: the val split has no images; detectors are validated on the validation split "
+        raise DataError(
+            export_yaml, "the val split has no images; detectors are validated on the validation split "
             "only (never on the training images), so the export needs validation subjects"
         )
     return _Export(export_yaml, names, files, h.hexdigest()[:20])
@@ -306,9 +354,18 @@ def training_data_yaml(export_yaml: Path, out_dir: Path) -> Path:
     """Write the data YAML ultralytics trains on (absolute train/val/test paths) into ``out_dir``.
 
     The paths point at a link mirror of the export inside ``out_dir`` so ultralytics' label
-    caches stay out of the export. Raises ``FileNotFoundError`` (naming the file) when the
-    export is missing and ``ValueError`` when its train or val split has no images: validation
-    must run on the validation split, so there is deliberately no fallback to train.
+    caches stay out of the export. Raises ``DataError`` naming the file when the export is
+    missing or its train or val split has no images: validation must run on the validation
+    split, so there is deliberately no fallback to train.
+
+    Parameters
+    ----------
+    export_yaml : the export's dataset YAML (``<prepared_dir>/yolo/<dataset>.yaml``).
+    out_dir : folder for the mirror and the YAML (``<detectors_dir>/<dataset>/data``).
+
+    Returns
+    -------
+    Path of the YAML written.
     """
     return _write_training_data(_scan_export(Path(export_yaml)), Path(out_dir))
 
@@ -336,40 +393,48 @@ class DetectorRun:
 
 
 def validate_augment(augment: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The augmentation settings as trainer arguments; unknown or reserved keys raise ValueError.
+    """The augmentation settings as trainer arguments; unknown or reserved keys raise DetectorError.
 
     Keys must be ultralytics settings (``ultralytics.cfg.DEFAULT_CFG_DICT``) that
     :func:`train_detector` does not set itself, so a typo cannot silently train with defaults.
+
+    Parameters
+    ----------
+    augment : ultralytics augmentation settings (``hsv_v``, ``degrees``, ``mosaic`` ...), or None.
+
+    Returns
+    -------
+    dict of the same keys and values, ready to pass to ``model.train``.
     """
     from ultralytics.cfg import DEFAULT_CFG_DICT
 
     out: dict[str, Any] = {}
     for key, value in dict(augment or {}).items():
         if key not in DEFAULT_CFG_DICT:
-            raise ValueError(
+            raise DetectorError(
                 f"autolabel.detector.augment.{key}: {key!r} is not an ultralytics setting "
                 "(augmentation keys include hsv_h, hsv_s, hsv_v, degrees, translate, scale, shear, "
                 "perspective, flipud, fliplr, mosaic, mixup, cutmix, copy_paste, erasing, close_mosaic)"
             )
         if key in _RESERVED_TRAIN_ARGS:
-            raise ValueError(
-                f"autolabel.detector.augment.{key}: {key!r} is set by train_detector from the "
-                "profile (autolabel.detector.*, seed, models.device), not an augmentation"
+            raise DetectorError(
+                f"autolabel.detector.augment.{key}: {key!r} is set by train_detector from its "
+                "settings (DetectorSettings, seed, device), not an augmentation"
             )
         out[key] = value
     return out
 
 
-def _fingerprint_inputs(settings: Mapping[str, Any], seed: int, dataset: str, augment: Mapping[str, Any],
+def _fingerprint_inputs(settings: DetectorSettings, seed: int, dataset: str, augment: Mapping[str, Any],
                         export: _Export) -> dict[str, Any]:
     """What decides the trained weights (not device, workers or inference thresholds)."""
     return {
         "dataset": dataset,
-        "model": str(settings["model"]),
-        "image_size_px": int(settings["image_size_px"]),
-        "epochs": int(settings["epochs"]),
-        "batch_size": int(settings["batch_size"]),
-        "patience": int(settings["patience"]),
+        "model": str(settings.model),
+        "image_size_px": int(settings.image_size_px),
+        "epochs": int(settings.epochs),
+        "batch_size": int(settings.batch_size),
+        "patience": int(settings.patience),
         "seed": int(seed),
         "augment": dict(sorted(augment.items())),
         "export_digest": export.digest,
@@ -377,7 +442,7 @@ def _fingerprint_inputs(settings: Mapping[str, Any], seed: int, dataset: str, au
 
 
 def _fingerprint(inputs: Mapping[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()[:20]
+    return fingerprint(inputs, length=20)
 
 
 def _read_record(path: Path) -> dict[str, Any] | None:
@@ -387,118 +452,177 @@ def _read_record(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def train_detector(
-    cfg: Mapping[str, Any],
-    dataset: str,
-    progress: bool = True,
-    callbacks: Mapping[str, Callable[[Any], None]] | None = None,
-) -> DetectorRun:
-    """Train the profile's detector on one dataset's YOLO export, or reuse identical earlier weights.
+@dataclass(frozen=True)
+class _Plan:
+    """Where one dataset's detector lives and what decides whether it can be reused."""
 
-    Settings come from ``cfg["autolabel"]["detector"]``, ``cfg["seed"]`` and
-    ``cfg["models"]["device"]``. The fingerprint (settings + export digest) is stored next to
-    ``best.pt`` only after training finished, so an interrupted run is retrained, and a run with
-    other settings or another export is retrained from scratch. ``callbacks`` maps ultralytics
-    event names (``on_train_start``, ``on_fit_epoch_end`` ...) to functions of the trainer.
-    """
-    start = time.perf_counter()
-    settings = cfg["autolabel"]["detector"]
-    model_name = str(settings["model"])
-    augment = validate_augment(settings.get("augment"))
-    export = _scan_export(export_yaml_path(cfg, dataset))
-    root = detector_dir(cfg, dataset)
-    data_yaml = _write_training_data(export, root / "data")
-    run_dir = root / model_name
-    weights = run_dir / "weights" / "best.pt"
-    record_path = run_dir / "weights" / RUN_RECORD
-    inputs = _fingerprint_inputs(settings, cfg["seed"], dataset, augment, export)
-    fingerprint = _fingerprint(inputs)
+    dataset: str
+    export: _Export
+    root: Path  # <detectors_dir>/<dataset>
+    run_dir: Path  # <root>/<model>
+    inputs: dict[str, Any]  # the fingerprint's payload
+    fingerprint: str
 
-    record = _read_record(record_path)
-    if weights.is_file() and record is not None and record.get("fingerprint") == fingerprint:
-        return DetectorRun(dataset, model_name, weights, run_dir, dict(record.get("train_args", {})),
-                           round(time.perf_counter() - start, 3), True)
+    @property
+    def weights(self) -> Path:
+        return self.run_dir / "weights" / "best.pt"
 
-    device = _device_arg(cfg["models"].get("device", "auto"))
-    cuda = _is_cuda(device)
-    train_args: dict[str, Any] = {
+    @property
+    def record_path(self) -> Path:
+        return self.run_dir / "weights" / RUN_RECORD
+
+
+def _plan(dataset: str, prepared_dir: Path, detectors_dir: Path, settings: DetectorSettings, seed: int) -> _Plan:
+    """Scan the export and name the run folder; the fingerprint covers settings, seed and export."""
+    augment = validate_augment(settings.augment)
+    export = _scan_export(export_yaml_path(prepared_dir, dataset))
+    root = detector_dir(detectors_dir, dataset)
+    inputs = _fingerprint_inputs(settings, seed, dataset, augment, export)
+    return _Plan(dataset, export, root, root / str(settings.model), inputs, _fingerprint(inputs))
+
+
+def _train_args(plan: _Plan, data_yaml: Path, settings: DetectorSettings, seed: int, device: str | int,
+                progress: bool) -> dict[str, Any]:
+    """The keyword arguments of ultralytics' ``model.train`` (AMP only on CUDA)."""
+    args: dict[str, Any] = {
         "data": str(data_yaml),
-        "imgsz": int(settings["image_size_px"]),
-        "epochs": int(settings["epochs"]),
-        "batch": int(settings["batch_size"]),
-        "patience": int(settings["patience"]),
-        "workers": int(settings.get("workers", 0)),
-        "seed": int(cfg["seed"]),
+        "imgsz": int(settings.image_size_px),
+        "epochs": int(settings.epochs),
+        "batch": int(settings.batch_size),
+        "patience": int(settings.patience),
+        "workers": int(settings.workers),
+        "seed": int(seed),
         "deterministic": True,
         "device": device,
-        "project": str(root.resolve()),
-        "name": model_name,
+        "project": str(plan.root.resolve()),
+        "name": str(settings.model),
         "exist_ok": True,
         "plots": False,
         "verbose": bool(progress),
         "val": True,
         "pretrained": False,
-        **augment,
+        **validate_augment(settings.augment),
     }
-    if not cuda:
-        train_args["amp"] = False
-    shutil.rmtree(run_dir, ignore_errors=True)  # stale record, results.csv (appended to) and weights
+    if not _is_cuda(device):
+        args["amp"] = False
+    return args
+
+
+def _fit(plan: _Plan, model_name: str, train_args: Mapping[str, Any],
+         callbacks: Mapping[str, Callable[[Any], None]] | None) -> tuple[Any, float]:
+    """Train from scratch in a clean run folder; returns (ultralytics model, seconds)."""
+    shutil.rmtree(plan.run_dir, ignore_errors=True)  # stale record, results.csv (appended to) and weights
     model = build_model(model_name)
     for event, fn in (callbacks or {}).items():
         model.add_callback(event, fn)
     cwd = Path.cwd()
     strays = _stray_entries(cwd)
     t0 = time.perf_counter()
-    with _ultralytics_guard(cuda):
+    with _ultralytics_guard(_is_cuda(train_args["device"])):
         model.train(**train_args)
-    train_seconds = round(time.perf_counter() - t0, 3)
+    seconds = round(time.perf_counter() - t0, 3)
     _warn_new_strays(strays, cwd)
     best = Path(model.trainer.best)
-    if best.resolve() != weights.resolve() or not weights.is_file():
-        raise RuntimeError(f"ultralytics saved no best.pt at {weights} (trainer reported {best})")
+    if best.resolve() != plan.weights.resolve() or not plan.weights.is_file():
+        raise RuntimeError(f"ultralytics saved no best.pt at {plan.weights} (trainer reported {best})")
+    return model, seconds
 
+
+def _write_run_record(plan: _Plan, settings: DetectorSettings, train_args: Mapping[str, Any], seed: int,
+                      model: Any, seconds: float) -> None:
+    """The record next to ``best.pt`` that marks a *finished* training: fingerprint and provenance."""
     from mskseg_lib.provenance import collect_versions, git_info, utc_now_iso
 
-    write_json(record_path, {
-        "fingerprint": fingerprint,
-        "fingerprint_inputs": inputs,
-        "dataset": dataset,
-        "model": model_name,
-        "weights": str(weights),
-        "export_yaml": str(export.yaml_path.resolve()),
-        "settings": dict(settings),
-        "n_images": {split: len(pairs) for split, pairs in export.files.items()},
-        "train_args": train_args,
-        "seed": int(cfg["seed"]),
-        "seconds": train_seconds,
+    write_json(plan.record_path, {
+        "fingerprint": plan.fingerprint,
+        "fingerprint_inputs": plan.inputs,
+        "dataset": plan.dataset,
+        "model": str(settings.model),
+        "weights": str(plan.weights),
+        "export_yaml": str(plan.export.yaml_path.resolve()),
+        "settings": settings.as_record(),
+        "n_images": {split: len(pairs) for split, pairs in plan.export.files.items()},
+        "train_args": dict(train_args),
+        "seed": int(seed),
+        "seconds": seconds,
         "epochs_run": int(getattr(model.trainer, "epoch", -1)) + 1,
         "created_utc": utc_now_iso(),
         "git": git_info(),
         "versions": collect_versions(),
     })
-    return DetectorRun(dataset, model_name, weights, run_dir, train_args,
+
+
+def train_detector(
+    dataset: str,
+    prepared_dir: Path,
+    detectors_dir: Path,
+    settings: DetectorSettings = DetectorSettings(),
+    *,
+    seed: int = 0,
+    device: Any = "auto",
+    progress: bool = True,
+    callbacks: Mapping[str, Callable[[Any], None]] | None = None,
+) -> DetectorRun:
+    """Train a detector on one dataset's YOLO export, or reuse identical earlier weights.
+
+    The fingerprint (settings, seed, export digest) is stored next to ``best.pt`` only after
+    training finished, so an interrupted run is retrained, and a run with other settings or
+    another export is retrained from scratch.
+
+    Parameters
+    ----------
+    dataset : dataset name; its export is ``<prepared_dir>/yolo/<dataset>.yaml``.
+    prepared_dir : the prepared data folder (``<data_root>/prepared``).
+    detectors_dir : folder of every dataset's detector (``<runs_dir>/autolabel/detectors``);
+        this one trains in ``<detectors_dir>/<dataset>/<settings.model>``.
+    settings : model, image size, epochs, batch, patience, workers, augmentation.
+    seed : ultralytics' training seed (deterministic algorithms on).
+    device : "auto", "cpu", "cuda:N", a torch device or a CUDA index.
+    progress : ultralytics' verbose output.
+    callbacks : ultralytics event names (``on_train_start``, ``on_fit_epoch_end`` ...) mapped
+        to functions of the trainer.
+
+    Returns
+    -------
+    DetectorRun with the weights path; ``reused`` says whether training was skipped.
+    """
+    start = time.perf_counter()
+    plan = _plan(dataset, prepared_dir, detectors_dir, settings, seed)
+    data_yaml = _write_training_data(plan.export, plan.root / "data")
+    record = _read_record(plan.record_path)
+    if plan.weights.is_file() and record is not None and record.get("fingerprint") == plan.fingerprint:
+        return DetectorRun(dataset, str(settings.model), plan.weights, plan.run_dir,
+                           dict(record.get("train_args", {})), round(time.perf_counter() - start, 3), True)
+    train_args = _train_args(plan, data_yaml, settings, seed, _device_arg(device), progress)
+    model, seconds = _fit(plan, str(settings.model), train_args, callbacks)
+    _write_run_record(plan, settings, train_args, seed, model, seconds)
+    return DetectorRun(dataset, str(settings.model), plan.weights, plan.run_dir, train_args,
                        round(time.perf_counter() - start, 3), False)
 
 
-def trained_detector(cfg: Mapping[str, Any], dataset: str) -> Path:
-    """``best.pt`` of a *finished* training with the profile's current settings and export.
+def trained_detector(dataset: str, prepared_dir: Path, detectors_dir: Path,
+                     settings: DetectorSettings = DetectorSettings(), *, seed: int = 0) -> Path:
+    """``best.pt`` of a *finished* training with these settings, seed and the current export.
 
     ultralytics saves ``best.pt`` during training, so the file alone can be a half-trained
     detector; the run record is written only when training finished. Raises ``DataError``
     naming the file when the record is missing or was made with other settings or data.
-    """
-    from mskseg_lib.data.errors import DataError
 
-    settings = cfg["autolabel"]["detector"]
-    run_dir = detector_dir(cfg, dataset) / str(settings["model"])
+    Parameters
+    ----------
+    dataset, prepared_dir, detectors_dir, settings, seed : as for :func:`train_detector`.
+
+    Returns
+    -------
+    Path of the weights (``<detectors_dir>/<dataset>/<model>/weights/best.pt``).
+    """
+    run_dir = detector_dir(detectors_dir, dataset) / str(settings.model)
     weights, record_path = run_dir / "weights" / "best.pt", run_dir / "weights" / RUN_RECORD
-    hint = f"train it: mskseg train-detector --profile {cfg['profile']} --dataset {dataset}"
+    hint = f"train it first: mskseg train-detector --dataset {dataset}, or autolabel.detector.train_detector"
     record = _read_record(record_path)
     if not weights.is_file() or record is None:
         raise DataError(record_path, f"no finished detector training here ({hint})")
-    export = _scan_export(export_yaml_path(cfg, dataset))
-    inputs = _fingerprint_inputs(settings, cfg["seed"], dataset, validate_augment(settings.get("augment")), export)
-    if record.get("fingerprint") != _fingerprint(inputs):
+    if record.get("fingerprint") != _plan(dataset, prepared_dir, detectors_dir, settings, seed).fingerprint:
         raise DataError(record_path, f"the detector was trained with other settings or another export ({hint})")
     return weights
 
@@ -536,7 +660,7 @@ class Detections:
 
 @dataclass
 class UltralyticsDetector:
-    """A loaded ultralytics detector with the profile's inference settings."""
+    """A loaded ultralytics detector with its inference settings (input size, thresholds, device)."""
 
     model: Any = field(repr=False)
     name: str
@@ -567,16 +691,27 @@ class UltralyticsDetector:
         return out
 
 
-def load_detector(weights: Path, settings: Mapping[str, Any], device: Any = None) -> UltralyticsDetector:
-    """Load ``best.pt`` (YOLO or RT-DETR) with ``settings`` = ``cfg["autolabel"]["detector"]``.
+def load_detector(weights: Path, settings: DetectorSettings = DetectorSettings(),
+                  device: Any = None) -> UltralyticsDetector:
+    """Load ``best.pt`` (YOLO or RT-DETR) to run with the inference settings of ``settings``.
 
-    ``device``: a profile value ("auto", "cpu", "cuda:0"), a torch device or a CUDA index;
-    None means "auto". A missing or unreadable file raises an error naming it (ultralytics
-    would otherwise try to download a missing name).
+    A missing or unreadable file raises ``DataError`` naming it (ultralytics would otherwise
+    try to download a missing name).
+
+    Parameters
+    ----------
+    weights : the detector's ``best.pt``.
+    settings : ``image_size_px`` (the export's), ``conf``, ``iou``, ``max_det``; ``model``
+        names the detector when the weights do not.
+    device : "auto", "cpu", "cuda:N", a torch device or a CUDA index; None means "auto".
+
+    Returns
+    -------
+    UltralyticsDetector whose ``detect`` takes a (B, S, S) uint8 batch.
     """
     weights = Path(weights)
     if not weights.is_file():
-        raise FileNotFoundError(f"detector weights not found: {weights}")
+        raise DataError(weights, "detector weights not found")
     from ultralytics import RTDETR, YOLO
     from ultralytics.nn.tasks import RTDETRDetectionModel
 
@@ -585,16 +720,16 @@ def load_detector(weights: Path, settings: Mapping[str, Any], device: Any = None
         if isinstance(model.model, RTDETRDetectionModel):
             model = RTDETR(str(weights))  # RT-DETR needs its own predictor (no NMS)
     except Exception as exc:  # torch/pickle errors differ by corruption; all mean "not a checkpoint"
-        raise RuntimeError(f"cannot load detector weights {weights}: {type(exc).__name__}: {exc}") from exc
+        raise DataError(weights, f"cannot load detector weights: {type(exc).__name__}: {exc}") from exc
     yaml_file = str(getattr(model.model, "yaml", {}).get("yaml_file", "") or "")
-    name = Path(yaml_file).stem if yaml_file else str(settings.get("model", weights.stem))
+    name = Path(yaml_file).stem if yaml_file else str(settings.model or weights.stem)
     return UltralyticsDetector(
         model=model,
         name=name,
-        image_size_px=int(settings["image_size_px"]),
-        conf=float(settings["conf"]),
-        iou=float(settings["iou"]),
-        max_det=int(settings["max_det"]),
+        image_size_px=int(settings.image_size_px),
+        conf=float(settings.conf),
+        iou=float(settings.iou),
+        max_det=int(settings.max_det),
         device=_device_arg(device),
     )
 
@@ -604,24 +739,39 @@ def load_detector(weights: Path, settings: Mapping[str, Any], device: Any = None
 # --------------------------------------------------------------------------------------------
 
 
-def evaluate_detector(weights: Path, cfg: Mapping[str, Any], dataset: str, split: str = "test") -> pd.DataFrame:
+def evaluate_detector(weights: Path, dataset: str, prepared_dir: Path, detectors_dir: Path,
+                      settings: DetectorSettings = DetectorSettings(), *, split: str = "test",
+                      device: Any = "auto") -> pd.DataFrame:
     """Box precision, recall, mAP50 and mAP50-95 on one split: one row per class, then ``all``.
 
-    Runs ultralytics ``val`` (confidence 0.001, as for mAP; NMS IoU and max_det from the
-    profile); precision/recall are ultralytics' values at the max-F1 confidence. Classes without
-    instances in the split get NaN metrics and ``n_instances`` 0. ``n_images`` is the number of
-    images holding the class (all images of the split on the ``all`` row). Outputs go to
-    ``<run_dir>/eval_<split>`` with plots off.
+    Runs ultralytics ``val`` (confidence 0.001, as for mAP; NMS IoU and max_det from
+    ``settings``); precision/recall are ultralytics' values at the max-F1 confidence. Outputs go
+    to ``<weights' run folder>/eval_<split>`` with plots off.
+
+    Parameters
+    ----------
+    weights : the detector's ``best.pt``.
+    dataset, prepared_dir, detectors_dir : as for :func:`train_detector` (the export to score on,
+        and where its link mirror lives).
+    settings : image size, batch size, workers, ``iou``, ``max_det``.
+    split : ``train``, ``val`` or ``test``.
+    device : "auto", "cpu", "cuda:N", a torch device or a CUDA index.
+
+    Returns
+    -------
+    DataFrame, one row per class then ``all``: dataset, split, class_id, label_value,
+    class_name, precision, recall, mAP50, mAP50_95 (0-1; NaN for a class without instances in
+    the split), n_images (images holding the class; every image of the split on ``all``),
+    n_instances.
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    settings = cfg["autolabel"]["detector"]
-    export = _scan_export(export_yaml_path(cfg, dataset))
+    export = _scan_export(export_yaml_path(prepared_dir, dataset))
     n_split = len(export.files[split])
     if n_split == 0:
-        raise ValueError(f"{export.yaml_path}: the {split} split has no images to evaluate on")
-    data_yaml = _write_training_data(export, detector_dir(cfg, dataset) / "data")
-    det = load_detector(weights, settings, cfg["models"].get("device", "auto"))
+        raise DataError(export.yaml_path, f"the {split} split has no images to evaluate on")
+    data_yaml = _write_training_data(export, detector_dir(detectors_dir, dataset) / "data")
+    det = load_detector(weights, settings, device)
     run_dir = Path(weights).resolve().parent.parent
     seen: dict[str, int] = {}
     det.model.add_callback("on_val_end", lambda v: seen.update(n=int(v.seen)))
@@ -629,8 +779,8 @@ def evaluate_detector(weights: Path, cfg: Mapping[str, Any], dataset: str, split
     strays = _stray_entries(cwd)
     with _ultralytics_guard(_is_cuda(det.device)):
         metrics = det.model.val(
-            data=str(data_yaml), split=split, imgsz=det.image_size_px, batch=int(settings["batch_size"]),
-            conf=0.001, iou=det.iou, max_det=det.max_det, device=det.device, workers=int(settings.get("workers", 0)),
+            data=str(data_yaml), split=split, imgsz=det.image_size_px, batch=int(settings.batch_size),
+            conf=0.001, iou=det.iou, max_det=det.max_det, device=det.device, workers=int(settings.workers),
             project=str(run_dir), name=f"eval_{split}", exist_ok=True, plots=False, save_json=False,
             verbose=False,
         )

@@ -15,9 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from mskseg_lib.data import raw_io
-from mskseg_lib.data.dicom_io import read_dicom_series
 from mskseg_lib.data.errors import DataError
-from mskseg_lib.data.volume import Volume
+from mskseg_lib.data.volume import Volume, check_finite
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
@@ -120,9 +119,8 @@ def read_volume(item: VolumeInput) -> Volume:
         raise DataError(item.path, f"expected a 3D volume (or 4D with echoes last), got shape {data.shape}")
     if data.dtype.kind not in "biuf":
         raise DataError(item.path, f"voxel data are not numeric (dtype {data.dtype})")
-    data = data.astype(np.float32, copy=False)
-    if not np.isfinite(data).all():
-        raise DataError(item.path, f"{int((~np.isfinite(data)).sum())} voxels are NaN or infinite")
     if min(data.shape) < 1 or data.size == 0:
         raise DataError(item.path, f"volume is empty (shape {data.shape})")
-    return Volume(data=data, affine=vol.affine, source=item.path, header=vol.header)
+    out = Volume(data=data.astype(np.float32, copy=False), affine=vol.affine, source=item.path, header=vol.header)
+    check_finite(out)  # the ingest's check: "<n> of <size> voxels are NaN or infinite", naming the file
+    return out

@@ -20,14 +20,16 @@ For one volume:
 ``<name>.detections.json`` per volume (written last, so its presence with the same fingerprint
 means the volume is done and a rerun skips it), review overlays of every Nth slice, and a run
 report. A volume that cannot be read is reported and skipped. Under ``torchrun`` each rank
-takes every ``WORLD_SIZE``-th volume; rank 0 writes the merged report.
+takes every ``WORLD_SIZE``-th volume (:mod:`mskseg_lib.distributed`); rank 0 writes the merged
+report. :func:`mskseg_lib.autolabel.run.label_volumes` puts this together for a user: it picks the
+segmenter, loads the detector and pins each rank to its device.
 """
 from __future__ import annotations
 
 import datetime
 import hashlib
 import json
-import os
+import logging
 import shutil
 import time
 import traceback
@@ -42,20 +44,30 @@ from nibabel.orientations import apply_orientation, io_orientation, ornt_transfo
 from tqdm.auto import tqdm
 
 from mskseg_lib import atomic
+from mskseg_lib import distributed as dist
 from mskseg_lib.autolabel.inputs import VolumeInput, read_volume
-from mskseg_lib.autolabel.postprocess import label_kernels, postprocess_volume
+from mskseg_lib.autolabel.postprocess import PostprocessSettings, label_kernels, postprocess_volume
 from mskseg_lib.data import raw_io
 from mskseg_lib.data.boxes import slice_boxes
 from mskseg_lib.data.catalog import DatasetSpec
 from mskseg_lib.data.errors import DataError
 from mskseg_lib.data.preprocess import (
-    STUDY_CLIP_PERCENTILES, SliceGeometry, clip_to_uint8, from_display, mask_box_to_model, resize_slice, to_display,
+    STUDY_CLIP_PERCENTILES,
+    SliceGeometry,
+    clip_to_uint8,
+    display_slice,
+    from_display,
+    mask_box_to_model,
+    resize_slice,
     unscale_box,
 )
 from mskseg_lib.data.volume import RAS_ORNT, Volume, to_canonical
 from mskseg_lib.evaluation.masks import logits_to_label_map
-from mskseg_lib.evaluation.zero_shot import encode_in_batches
+from mskseg_lib.models.encoding import encode_in_batches
 from mskseg_lib.models.interface import Prompts, Segmenter
+from mskseg_lib.provenance import fingerprint as provenance_fingerprint
+
+log = logging.getLogger(__name__)
 
 # bumped when a change to this pipeline or to post-processing changes its outputs: part of every
 # volume's fingerprint, so finished volumes are relabelled rather than reused
@@ -159,10 +171,9 @@ class mask_prompts:  # noqa: N801
 
     def __call__(self, images: Sequence[np.ndarray], indices: Sequence[int]) -> list[SliceBoxes]:
         multi = {lab.value for lab in self.spec.labels if lab.multi_instance}
-        moved = np.moveaxis(self.labels_canonical, self.slice_axis, 0)
         out = []
         for k in indices:
-            boxes, inst, _ = slice_boxes(to_display(moved[k]))
+            boxes, inst, _ = slice_boxes(display_slice(self.labels_canonical, self.slice_axis, k))
             rows, values = [], []
             for v in sorted(boxes):
                 pieces = inst[v] if self.instance_prompts and v in multi else [boxes[v]]
@@ -204,7 +215,7 @@ class Slicing:
         return int(self.image_u8.shape[self.slice_axis])
 
     def display_slice(self, k: int) -> np.ndarray:
-        return to_display(np.take(self.image_u8, k, axis=self.slice_axis))
+        return display_slice(self.image_u8, self.slice_axis, k)
 
     def to_source(self, canonical_labels: np.ndarray) -> np.ndarray:
         """Canonical label array back to the source's voxel order (the inverse of to_canonical)."""
@@ -232,7 +243,8 @@ def slicing(volume: Volume, spec: DatasetSpec, clip_percentiles: tuple[float, fl
 
 
 def segment_volume(sl: Slicing, segmenter: Segmenter, sources: Sequence[PromptSource], *,
-                   encode_batch_size: int = 1, progress: bool = False, desc: str = "") -> tuple[dict[str, VolumeLabels], dict[str, float]]:
+                   encode_batch_size: int = 1, progress: bool = False,
+                   desc: str = "") -> tuple[dict[str, VolumeLabels], dict[str, float]]:
     """Steps 2-3 for every source: ``({source: VolumeLabels}, timings)``.
 
     A slice is encoded only if some source gives it a box, and then once for all sources.
@@ -254,7 +266,7 @@ def segment_volume(sl: Slicing, segmenter: Segmenter, sources: Sequence[PromptSo
         geoms = [SliceGeometry(*displays[k].shape, size, sl.resize_mode) for k in ks]
         t0 = time.perf_counter()
         embs = encode_in_batches(segmenter, np.stack([resize_slice(displays[k], size, resize_mode=sl.resize_mode)
-                                                      for k in ks]), geoms, step)
+                                                      for k in ks]), [g.resized_shape for g in geoms], step)
         t["encode_s"] += time.perf_counter() - t0
         for k, geom, emb in zip(ks, geoms, embs):
             parts = [(name, per_source[name][k]) for name in per_source if len(per_source[name][k])]
@@ -300,7 +312,9 @@ def overlay_image(image: np.ndarray, labels: np.ndarray, boxes: SliceBoxes | Non
     if boxes is not None:
         for (x0, y0, x1, y1), v in zip(boxes.boxes_px, boxes.labels):
             c = tuple(int(x) for x in colours[(int(v) - 1) % len(colours)])
-            cv2.rectangle(out, (int(x0 * upscale), int(y0 * upscale)), (int((x1 + 1) * upscale) - 1, int((y1 + 1) * upscale) - 1), c, 1)
+            top_left = (int(x0 * upscale), int(y0 * upscale))
+            bottom_right = (int((x1 + 1) * upscale) - 1, int((y1 + 1) * upscale) - 1)
+            cv2.rectangle(out, top_left, bottom_right, c, 1)
     return out
 
 
@@ -311,7 +325,7 @@ def write_overlays(sl: Slicing, labels_canonical: np.ndarray, boxes: Mapping[int
         return []
     paths = []
     for k in range(0, sl.n_slices, every_n):
-        img = overlay_image(sl.display_slice(k), to_display(np.take(labels_canonical, k, axis=sl.slice_axis)),
+        img = overlay_image(sl.display_slice(k), display_slice(labels_canonical, sl.slice_axis, k),
                             boxes.get(k), n_labels)
         path = Path(folder) / f"slice_{k:04d}.png"
         with atomic.atomic_path(path) as tmp:
@@ -355,7 +369,7 @@ def file_key(path: Path) -> str:
 def fingerprint(item: VolumeInput, settings: Mapping[str, Any]) -> str:
     """Identity of one volume's result: its input files and every setting that shapes it."""
     payload = {"input": file_key(item.path), "settings": settings}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return provenance_fingerprint(payload)
 
 
 def is_done(item: VolumeInput, out_dir: Path, fp: str) -> bool:
@@ -368,51 +382,35 @@ def is_done(item: VolumeInput, out_dir: Path, fp: str) -> bool:
         return False
 
 
-@dataclass
+@dataclass(frozen=True)
 class AutolabelSettings:
-    """Everything the pipeline needs besides the models (from the profile, see ``from_profile``)."""
+    """Everything the pipeline needs besides the models; the defaults are the study's.
+
+    ``detector_image_size_px`` is the YOLO export's image size (the detector sees slices resized
+    to it); ``clip_percentiles`` and ``resize_mode`` must be what ``prepare`` used for the
+    dataset (``prepare.clip_percentiles``, ``prepare.resize``), so the detector and the segmenter
+    see slices as they were trained on. ``overlay_every_n``: a review PNG of every Nth slice
+    (0 = none); ``encode_batch_size``: slices per image-encoder call.
+    """
 
     spec: DatasetSpec
-    detector_image_size_px: int
-    clip_percentiles: tuple[float, float]
-    postprocess: dict
-    overlay_every_n: int
+    detector_image_size_px: int = 1024
+    clip_percentiles: tuple[float, float] = STUDY_CLIP_PERCENTILES
+    postprocess: PostprocessSettings = PostprocessSettings()
+    overlay_every_n: int = 5
     encode_batch_size: int = 1
-    resize_mode: str = "stretch"  # prepare.resize: the segmenter and detector see slices as prepared
+    resize_mode: str = "stretch"
 
-    @staticmethod
-    def from_profile(cfg: Mapping[str, Any], spec: DatasetSpec) -> "AutolabelSettings":
-        """The profile's settings for ``spec``; the detector must see slices as the export made them."""
-        a = cfg["autolabel"]
-        size = int(a["detector"]["image_size_px"])
-        if size != int(cfg["prepare"]["yolo_image_size_px"]):
-            raise ValueError(f"autolabel.detector.image_size_px ({size}) must equal prepare.yolo_image_size_px "
-                             f"({cfg['prepare']['yolo_image_size_px']}): the detector trains on that export")
-        label_kernels(spec, a["postprocess"])  # a bad kernel setting fails here, not once per volume
-        return AutolabelSettings(spec, size, clip_percentiles(cfg, spec.name),
-                                 dict(a["postprocess"]), int(a["overlay_every_n"]),
-                                 int(cfg["models"]["encode_batch_size"]), resize_mode_for(dict(cfg)))
+    def __post_init__(self) -> None:
+        if self.postprocess.enabled:  # a bad kernel setting fails here, not once per volume
+            label_kernels(self.spec, self.postprocess)
 
     def as_record(self) -> dict[str, Any]:
         return {"pipeline_version": PIPELINE_VERSION, "dataset": self.spec.name,
                 "detector_image_size_px": self.detector_image_size_px,
                 "clip_percentiles": list(self.clip_percentiles), "resize_mode": self.resize_mode,
-                "postprocess": self.postprocess,
+                "postprocess": self.postprocess.as_record(),
                 "overlay_every_n": self.overlay_every_n}
-
-
-def clip_percentiles(cfg: Mapping[str, Any], dataset: str) -> tuple[float, float]:
-    """The intensity clipping ``prepare`` used for ``dataset`` (per-dataset override honoured)."""
-    from mskseg_lib.data.prepare import clip_percentiles_for
-
-    return clip_percentiles_for(dict(cfg), dataset)
-
-
-def resize_mode_for(cfg: Mapping[str, Any]) -> str:
-    """How ``prepare`` resized slices for the models and the YOLO export (``prepare.resize``)."""
-    from mskseg_lib.data.prepare import resize_mode_for as prepare_resize_mode
-
-    return prepare_resize_mode(dict(cfg))
 
 
 def label_one(item: VolumeInput, out_dir: Path, segmenter: Segmenter, source: PromptSource,
@@ -453,64 +451,84 @@ def label_one(item: VolumeInput, out_dir: Path, segmenter: Segmenter, source: Pr
 # ----------------------------------------------------------------------------------------------
 # many volumes, many ranks
 # ----------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Rank:
-    rank: int = 0
-    world_size: int = 1
-
-    @staticmethod
-    def from_env() -> "Rank":
-        """torchrun's RANK / WORLD_SIZE, or a single process."""
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        return Rank(int(os.environ.get("RANK", "0")) if world > 1 else 0, max(world, 1))
-
-    def share(self, items: Sequence[VolumeInput]) -> list[VolumeInput]:
-        """This rank's volumes: every ``world_size``-th of the sorted list, from ``rank``."""
-        return list(items)[self.rank::self.world_size]
+#: the slowest rank may label for hours: torch's default 30 min would time the others out
+GROUP_TIMEOUT = datetime.timedelta(days=2)
 
 
-def _join_group(rank: Rank) -> None:
-    """Join torchrun's group (gloo, CPU side, so it works the same with GPUs); no-op alone."""
-    if rank.world_size <= 1:
-        return
-    import torch.distributed as dist
+def join_ranks(device: torch.device | None = None) -> dist.DistContext:
+    """This process's place among torchrun's ranks (a single process outside torchrun).
 
-    if not dist.is_initialized():
-        # the slowest rank may label for hours: the default 30 min timeout would kill the others
-        dist.init_process_group("gloo", timeout=datetime.timedelta(days=2))
+    The group is gloo (CPU side, so it works the same with GPUs) with a two-day timeout; a CUDA
+    ``device`` becomes ``cuda:LOCAL_RANK``. Join early: a broken rendezvous shows at once, not
+    after hours of labelling.
 
+    Parameters
+    ----------
+    device : where this process labels (None: CPU).
 
-def _barrier(rank: Rank) -> None:
-    """Wait for every rank."""
-    if rank.world_size <= 1:
-        return
-    import torch.distributed as dist
-
-    _join_group(rank)
-    dist.barrier()
-
-
-def _leave_group(rank: Rank) -> None:
-    if rank.world_size > 1:
-        import torch.distributed as dist
-
-        if dist.is_initialized():
-            dist.destroy_process_group()
+    Returns
+    -------
+    DistContext with rank, world size and the pinned device.
+    """
+    return dist.start(device or torch.device("cpu"), backend="gloo", timeout=GROUP_TIMEOUT)
 
 
 @dataclass
 class AutolabelReport:
+    """What :func:`autolabel` did: one row per volume (rank 0: every rank's) and this process's rank."""
+
     out_dir: Path
     rows: list[dict[str, Any]] = field(default_factory=list)
+    rank: int = 0
 
     @property
     def failed(self) -> list[dict[str, Any]]:
         return [r for r in self.rows if r["status"] == "failed"]
 
 
+def _label_or_report(item: VolumeInput, out_dir: Path, segmenter: Segmenter, source: PromptSource,
+                     settings: AutolabelSettings, model_ids: Mapping[str, Any], progress: bool,
+                     on_error: Callable[[VolumeInput, Exception], None] | None) -> dict[str, Any]:
+    """One volume's report row: skipped when done, labelled, or failed with the reason."""
+    if is_done(item, out_dir, fingerprint(item, {**settings.as_record(), **model_ids})):
+        return {"volume": item.name, "input": str(item.path), "status": "skipped (done)", "message": ""}
+    try:
+        return label_one(item, out_dir, segmenter, source, settings, model_ids, progress=progress)
+    except Exception as exc:  # noqa: BLE001 - one bad volume must not stop the batch
+        message = str(exc) if isinstance(exc, DataError) else f"{type(exc).__name__}: {exc}"
+        row = {"volume": item.name, "input": str(item.path), "status": "failed", "message": message}
+        if not isinstance(exc, DataError):
+            row["traceback"] = traceback.format_exc(limit=8)
+        if on_error is not None:
+            on_error(item, exc)
+        log.warning("autolabel: skipped %s: %s", item.name, message)
+        return row
+
+
+def _merge_reports(out_dir: Path, ctx: dist.DistContext, settings: AutolabelSettings,
+                   model_ids: Mapping[str, Any], run_record: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """Rank 0: every rank's rows into ``autolabel_report.json`` and ``autolabel_report.csv``."""
+    import pandas as pd
+
+    merged, seconds = [], {}
+    for r in range(ctx.world_size):
+        part = json.loads((out_dir / f".autolabel_rank{r}.json").read_text())
+        merged.extend(part["rows"])
+        seconds[str(r)] = part["seconds"]
+    merged.sort(key=lambda x: x["volume"])
+    atomic.save_csv(pd.DataFrame(merged), out_dir / "autolabel_report.csv", index=False)
+    atomic.write_json(out_dir / "autolabel_report.json", {
+        **dict(run_record or {}), "world_size": ctx.world_size, "seconds_per_rank": seconds,
+        "settings": settings.as_record(), "models": dict(model_ids), "volumes": merged,
+        "n_labelled": sum(r["status"] == "labelled" for r in merged),
+        "n_skipped_done": sum(r["status"].startswith("skipped") for r in merged),
+        "n_failed": sum(r["status"] == "failed" for r in merged)})
+    return merged
+
+
 def autolabel(items: Sequence[VolumeInput], out_dir: Path, segmenter: Segmenter, source: PromptSource,
               settings: AutolabelSettings, *, model_ids: Mapping[str, Any] | None = None,
-              rank: Rank | None = None, progress: bool = True, run_record: Mapping[str, Any] | None = None,
+              ctx: dist.DistContext | None = None, progress: bool = True, run_record: Mapping[str, Any] | None = None,
               on_error: Callable[[VolumeInput, Exception], None] | None = None) -> AutolabelReport:
     """Label this rank's share of ``items`` into ``out_dir``; skip volumes already done.
 
@@ -518,59 +536,50 @@ def autolabel(items: Sequence[VolumeInput], out_dir: Path, segmenter: Segmenter,
     recorded with its type and traceback) is reported as ``failed`` and the run carries on.
     Each rank writes ``.autolabel_rank<r>.json`` even when interrupted by an error; rank 0 then
     waits for all and writes ``autolabel_report.json`` and ``autolabel_report.csv``.
+
+    Parameters
+    ----------
+    items : the volumes (:func:`mskseg_lib.autolabel.inputs.find_volumes`), in the same order on
+        every rank.
+    out_dir : where each volume's ``<name>.nii.gz``, ``<name>.detections.json`` and overlays go.
+    segmenter : a loaded zoo (or finetuned) segmenter.
+    source : the prompt source, usually :class:`detector_prompts`.
+    settings : the pipeline's settings for the dataset.
+    model_ids : what identifies the models (checkpoint digests, detector weights): part of each
+        volume's fingerprint, so other models relabel.
+    ctx : this process's rank (:func:`join_ranks`); None joins here and leaves at the end.
+    progress : a progress bar per rank.
+    run_record : provenance merged into ``autolabel_report.json`` (command, versions, ...).
+    on_error : called with (volume, exception) for each failed volume.
+
+    Returns
+    -------
+    AutolabelReport: this rank's rows, or on rank 0 every rank's rows.
     """
-    rank = rank or Rank.from_env()
-    _join_group(rank)  # early: a broken rendezvous shows now, not after hours of labelling
+    joined_here = ctx is None
+    ctx = ctx or join_ranks()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model_ids = dict(model_ids or {})
-    fp_settings = {**settings.as_record(), **model_ids}
-    report = AutolabelReport(out_dir)
-    mine = rank.share(items)
+    report = AutolabelReport(out_dir, rank=ctx.rank)
+    mine = dist.share(items, ctx)
     t0 = time.perf_counter()
-    bar = tqdm(mine, desc=f"autolabel rank {rank.rank}" if rank.world_size > 1 else "autolabel",
+    bar = tqdm(mine, desc=f"autolabel rank {ctx.rank}" if ctx.distributed else "autolabel",
                unit="volume", disable=not progress)
     try:
         for item in bar:
-            row: dict[str, Any]
-            if is_done(item, out_dir, fingerprint(item, fp_settings)):
-                row = {"volume": item.name, "input": str(item.path), "status": "skipped (done)", "message": ""}
-            else:
-                try:
-                    row = label_one(item, out_dir, segmenter, source, settings, model_ids,
-                                    progress=progress and len(mine) == 1)
-                except Exception as exc:  # noqa: BLE001 - one bad volume must not stop the batch
-                    message = str(exc) if isinstance(exc, DataError) else f"{type(exc).__name__}: {exc}"
-                    row = {"volume": item.name, "input": str(item.path), "status": "failed", "message": message}
-                    if not isinstance(exc, DataError):
-                        row["traceback"] = traceback.format_exc(limit=8)
-                    if on_error is not None:
-                        on_error(item, exc)
-                    tqdm.write(f"autolabel: skipped {item.name}: {message}")
-            row["rank"] = rank.rank
+            row = _label_or_report(item, out_dir, segmenter, source, settings, model_ids,
+                                   progress and len(mine) == 1, on_error)
+            row["rank"] = ctx.rank
             report.rows.append(row)
     finally:  # the other ranks wait for this file and this barrier, whatever happened here
-        atomic.write_json(out_dir / f".autolabel_rank{rank.rank}.json",
-                          {"rank": rank.rank, "world_size": rank.world_size, "rows": report.rows,
+        atomic.write_json(out_dir / f".autolabel_rank{ctx.rank}.json",
+                          {"rank": ctx.rank, "world_size": ctx.world_size, "rows": report.rows,
                            "seconds": round(time.perf_counter() - t0, 3)})
-        _barrier(rank)
-    if rank.rank == 0:
-        merged, seconds = [], {}
-        for r in range(rank.world_size):
-            part = json.loads((out_dir / f".autolabel_rank{r}.json").read_text())
-            merged.extend(part["rows"])
-            seconds[str(r)] = part["seconds"]
-        merged.sort(key=lambda x: x["volume"])
-        import pandas as pd
-
-        atomic.save_csv(pd.DataFrame(merged), out_dir / "autolabel_report.csv", index=False)
-        atomic.write_json(out_dir / "autolabel_report.json", {
-            **dict(run_record or {}), "world_size": rank.world_size, "seconds_per_rank": seconds,
-            "settings": settings.as_record(), "models": model_ids, "volumes": merged,
-            "n_labelled": sum(r["status"] == "labelled" for r in merged),
-            "n_skipped_done": sum(r["status"].startswith("skipped") for r in merged),
-            "n_failed": sum(r["status"] == "failed" for r in merged)})
-        report.rows = merged
-    _barrier(rank)
-    _leave_group(rank)
+        dist.barrier(ctx)
+    if ctx.is_main:
+        report.rows = _merge_reports(out_dir, ctx, settings, model_ids, run_record)
+    dist.barrier(ctx)
+    if joined_here:
+        dist.stop(ctx)
     return report

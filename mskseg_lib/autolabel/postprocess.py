@@ -23,6 +23,8 @@ horns) are several objects by anatomy and are left alone.
 """
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import cv2
@@ -31,24 +33,72 @@ from scipy import ndimage
 
 from mskseg_lib.data.catalog import DatasetSpec
 from mskseg_lib.data.preprocess import remove_small_components
+from mskseg_lib.errors import UserError
+
+#: the study's kernels (pixels of the original slice, full-resolution matrices): 7x7 for fine
+#: structures up to 15x15 for coarse ones
+STUDY_KERNEL_PX: dict[str, int] = {"cartilage": 7, "nerve": 7, "muscle": 11, "bone": 15, "fat": 15}
+
+
+class PostprocessError(UserError, ValueError):
+    """A post-processing setting is wrong (an even kernel, a label or tissue class without one)."""
+
+
+@dataclass(frozen=True)
+class PostprocessSettings:
+    """The cleanup of the module docstring; the defaults are the study's (full matrices).
+
+    ``kernel_px`` maps tissue class -> odd kernel size (closing and blur, pixels of the
+    original slice); ``kernel_px_by_label`` maps a label name -> kernel and overrides its
+    tissue class. ``min_component_px``: smaller isolated pieces are removed (per slice and
+    label). ``largest_component_3d`` keeps only each label's largest 3D component.
+    """
+
+    enabled: bool = True
+    min_component_px: int = 100
+    kernel_px: Mapping[str, int] = field(default_factory=lambda: dict(STUDY_KERNEL_PX))
+    kernel_px_by_label: Mapping[str, int] = field(default_factory=dict)
+    largest_component_3d: bool = False
+
+    def as_record(self) -> dict[str, Any]:
+        """JSON-ready dict in the layout of the profile's ``autolabel.postprocess``."""
+        return {**dataclasses.asdict(self), "kernel_px": dict(self.kernel_px),
+                "kernel_px_by_label": dict(self.kernel_px_by_label)}
+
+    def switched(self, enabled: bool) -> "PostprocessSettings":
+        """The same settings, switched on or off."""
+        return dataclasses.replace(self, enabled=bool(enabled))
 
 
 def check_kernel(kernel_px: int, what: str = "kernel") -> int:
     """A closing/blur kernel must be an odd integer >= 1 (1 = no closing, no blur)."""
     k = int(kernel_px)
     if k != kernel_px or k < 1 or k % 2 == 0:
-        raise ValueError(f"{what} must be an odd integer >= 1, got {kernel_px!r}")
+        raise PostprocessError(f"{what} must be an odd integer >= 1, got {kernel_px!r}")
     return k
 
 
-def label_kernels(spec: DatasetSpec, settings: Mapping[str, Any]) -> dict[int, int]:
-    """Label value -> kernel size from ``kernel_px`` (by tissue class) and ``kernel_px_by_label``."""
-    by_tissue = dict(settings.get("kernel_px", {}))
-    by_label = dict(settings.get("kernel_px_by_label", {}))
+def label_kernels(spec: DatasetSpec, settings: PostprocessSettings) -> dict[int, int]:
+    """Label value -> kernel size from ``kernel_px`` (by tissue class) and ``kernel_px_by_label``.
+
+    Raises ``PostprocessError`` for a label name the dataset does not have, a tissue class
+    without a kernel, or a kernel that is not an odd integer >= 1.
+
+    Parameters
+    ----------
+    spec : the dataset (its labels' names, values and tissue classes).
+    settings : ``kernel_px`` and ``kernel_px_by_label``.
+
+    Returns
+    -------
+    dict label value -> odd kernel size in pixels of the original slice.
+    """
+    by_tissue = dict(settings.kernel_px)
+    by_label = dict(settings.kernel_px_by_label)
     names = {lab.name for lab in spec.labels}
     unknown = sorted(set(by_label) - names)
     if unknown:
-        raise ValueError(f"autolabel.postprocess.kernel_px_by_label: {', '.join(unknown)} not labels of "
+        raise PostprocessError(f"autolabel.postprocess.kernel_px_by_label: {', '.join(unknown)} not labels of "
                          f"{spec.name} (labels: {', '.join(sorted(names))})")
     out = {}
     for lab in spec.labels:
@@ -57,7 +107,7 @@ def label_kernels(spec: DatasetSpec, settings: Mapping[str, Any]) -> dict[int, i
         elif lab.tissue_class in by_tissue:
             out[lab.value] = check_kernel(by_tissue[lab.tissue_class], f"kernel_px.{lab.tissue_class}")
         else:
-            raise ValueError(f"autolabel.postprocess.kernel_px has no kernel for tissue class "
+            raise PostprocessError(f"autolabel.postprocess.kernel_px has no kernel for tissue class "
                              f"{lab.tissue_class!r} (label {lab.name} of {spec.name})")
     return out
 
@@ -116,22 +166,30 @@ def largest_component_3d(labels: np.ndarray, skip_values: set[int] | frozenset[i
 
 
 def postprocess_volume(labels: np.ndarray, slice_axis: int, spec: DatasetSpec,
-                       settings: Mapping[str, Any]) -> np.ndarray:
+                       settings: PostprocessSettings) -> np.ndarray:
     """The whole cleanup of a 3D label volume, slice by slice along ``slice_axis``.
 
-    ``settings`` is the profile's ``autolabel.postprocess`` section; when ``enabled`` is false
-    the labels are returned unchanged (a copy).
+    Parameters
+    ----------
+    labels : 3D integer label volume (0 = background).
+    slice_axis : the array axis slices are taken along.
+    spec : the dataset (label values, tissue classes, multi-instance labels).
+    settings : the cleanup; when ``enabled`` is false the labels come back unchanged.
+
+    Returns
+    -------
+    A new label volume of the same shape and dtype.
     """
     out = np.asarray(labels).copy()
-    if not settings.get("enabled", True):
+    if not settings.enabled:
         return out
     kernels = label_kernels(spec, settings)
-    min_px = int(settings.get("min_component_px", 0))
+    min_px = int(settings.min_component_px)
     moved = np.moveaxis(out, slice_axis, 0)
     for k in range(moved.shape[0]):
         if moved[k].any():
             moved[k] = postprocess_slice(moved[k], kernels, min_px)
-    if settings.get("largest_component_3d", False):
+    if settings.largest_component_3d:
         multi = frozenset(lab.value for lab in spec.labels if lab.multi_instance)
         out = largest_component_3d(out, multi)
     return out

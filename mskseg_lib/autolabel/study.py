@@ -16,13 +16,12 @@ the ground-truth boxes of the manual mask (``gt_box``) and with the dataset's de
   detector boxes on slices without any manual label count as false positives, averaged over
   the subject's labels.
 
-Each (model, dataset, subject) is stored as it finishes under
-``runs_dir/autolabel/<tag>/scores`` with a fingerprint of everything that shapes it, so a rerun
+Each (model, dataset, subject) is stored as it finishes under ``<root>/scores`` (the profile's
+root is ``<runs_dir>/autolabel/<tag>``) with a fingerprint of everything that shapes it, so a rerun
 picks up where it stopped and a changed setting recomputes.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -34,27 +33,28 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from mskseg_lib import atomic
+from mskseg_lib.autolabel.detector import DetectorSettings
 from mskseg_lib.autolabel.pipeline import (
     PIPELINE_VERSION,
     PromptSource,
     SliceBoxes,
     Slicing,
-    clip_percentiles,
     detector_prompts,
     file_key,
     mask_prompts,
-    resize_mode_for,
     segment_volume,
     slicing,
 )
-from mskseg_lib.autolabel.postprocess import postprocess_volume
-from mskseg_lib.config import resolve_path
+from mskseg_lib.autolabel.postprocess import PostprocessSettings, postprocess_volume
 from mskseg_lib.data import raw_io
 from mskseg_lib.data.catalog import DatasetSpec, get_dataset
 from mskseg_lib.data.errors import DataError
-from mskseg_lib.data.preprocess import to_display
+from mskseg_lib.data.prepare import PrepareSettings
+from mskseg_lib.data.preprocess import display_slice
+from mskseg_lib.errors import UserError
 from mskseg_lib.evaluation.metrics import label_metrics
 from mskseg_lib.models.interface import Segmenter
+from mskseg_lib.provenance import fingerprint
 
 PROMPTS = ("gt_box", "detector")
 #: the study's five AutoLabel datasets, in figure 6b's order (top-down)
@@ -74,22 +74,62 @@ class StudyModel:
     identity: dict = field(default_factory=dict)  # checkpoint digest etc., part of the fingerprint
 
 
-def study_root(cfg: Mapping[str, Any]) -> Path:
-    return resolve_path(cfg, "runs_dir") / "autolabel" / cfg["autolabel"]["tag"]
+class SelectionError(UserError, ValueError):
+    """A dataset asked for is not among the prepared ones."""
 
 
-def study_subjects(cfg: Mapping[str, Any], subjects: pd.DataFrame) -> pd.DataFrame:
-    """The subjects of ``autolabel.datasets`` in ``autolabel.split``, capped per dataset."""
-    a = cfg["autolabel"]
-    wanted = sorted(subjects["dataset"].unique()) if a["datasets"] == "all" else list(a["datasets"])
+@dataclass(frozen=True)
+class StudySettings:
+    """How notebook 06 segments and scores each subject; the defaults are the study's.
+
+    ``detector`` gives the detector's input size (the YOLO export's) and its inference
+    thresholds; ``prepare`` must be how the data were prepared (intensity clipping per dataset,
+    resize mode), so the slices match the export and the prepared masks. ``instance_prompts``:
+    one ground-truth box per connected piece of multi-instance labels, as the zero-shot
+    evaluation prompts them. ``encode_batch_size``: slices per image-encoder call.
+    """
+
+    detector: DetectorSettings = DetectorSettings()
+    postprocess: PostprocessSettings = PostprocessSettings()
+    instance_prompts: bool = True
+    encode_batch_size: int = 1
+    prepare: PrepareSettings = PrepareSettings()
+
+    def clip_for(self, dataset: str) -> tuple[float, float]:
+        """The intensity clipping (percentiles of non-zero voxels) ``prepare`` used for ``dataset``."""
+        return self.prepare.clip_percentiles_for(dataset)
+
+    @property
+    def resize_mode(self) -> str:
+        """How ``prepare`` resized slices for the models and the YOLO export."""
+        return self.prepare.resize_mode
+
+
+def select_subjects(subjects: pd.DataFrame, datasets: Sequence[str] | str = "all", splits: Sequence[str] | str = "test",
+                    max_per_dataset: int = 0, setting: str = "datasets") -> pd.DataFrame:
+    """The prepared subjects of ``datasets`` in ``splits``, sorted, at most ``max_per_dataset`` each.
+
+    Parameters
+    ----------
+    subjects : ``subjects.parquet`` of the prepared data (columns dataset, subject_id, split).
+    datasets : dataset names, or ``"all"`` for every prepared dataset.
+    splits : a split name, a list of them, or ``"all"``.
+    max_per_dataset : the first N subjects (by id) of each dataset; 0 = all.
+    setting : the setting's name in the error message when a dataset is not prepared.
+
+    Returns
+    -------
+    The chosen rows, sorted by dataset and subject id, index reset.
+    """
+    wanted = sorted(subjects["dataset"].unique()) if datasets == "all" else list(datasets)
     missing = sorted(set(wanted) - set(subjects["dataset"]))
     if missing:
-        raise ValueError(f"autolabel.datasets: {', '.join(missing)} not prepared in profile {cfg['profile']!r}")
-    splits = [a["split"]] if isinstance(a["split"], str) else list(a["split"])
+        raise SelectionError(f"{setting}: {', '.join(missing)} not among the prepared datasets")
+    splits = [splits] if isinstance(splits, str) else list(splits)
     chosen = subjects[subjects["dataset"].isin(wanted) & (subjects["split"].isin(splits) | ("all" in splits))]
     chosen = chosen.sort_values(["dataset", "subject_id"])
-    if int(a["max_subjects_per_dataset"]) > 0:
-        chosen = chosen.groupby("dataset").head(int(a["max_subjects_per_dataset"]))
+    if int(max_per_dataset) > 0:
+        chosen = chosen.groupby("dataset").head(int(max_per_dataset))
     return chosen.reset_index(drop=True)
 
 
@@ -143,7 +183,7 @@ def score_volume(pred: np.ndarray, gt: np.ndarray, slice_axis: int, spacing_mm: 
 
 
 def _fingerprint(payload: Mapping[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return fingerprint(payload)
 
 
 @dataclass
@@ -154,32 +194,42 @@ class SubjectResult:
 
 
 def evaluate_subject(subject: Mapping[str, Any], segmenter: Segmenter, detector_source: PromptSource | None,
-                     spec: DatasetSpec, postprocess: Mapping[str, Any], clip_percentiles: tuple[float, float],
-                     encode_batch_size: int = 1, instance_prompts: bool = True,
-                     resize_mode: str = "stretch") -> tuple[SubjectResult, Slicing, dict[str, Any]]:
+                     spec: DatasetSpec, settings: StudySettings = StudySettings(),
+                     ) -> tuple[SubjectResult, Slicing, dict[str, Any]]:
     """Segment one prepared subject with ground-truth boxes and (when given) detector boxes, from
     the same embeddings; score both with post-processing off and on.
 
-    Returns the scores, the slicing (for examples) and the raw canonical predictions and boxes.
+    Parameters
+    ----------
+    subject : a row of ``subjects.parquet`` (``image_nifti``, ``mask_nifti``).
+    segmenter : the loaded segmenter.
+    detector_source : the detector's prompt source, or None for ground-truth boxes only.
+    spec : the subject's dataset.
+    settings : clipping, resize mode, post-processing, instance prompts, encoder batch size.
+
+    Returns
+    -------
+    (scores, the slicing (for examples), {"labels": raw canonical predictions per prompt source,
+    "boxes": their boxes per slice, "gt": the canonical manual mask}).
     """
     image = raw_io.read_array("nifti", Path(subject["image_nifti"]), "image")
     gt = np.asarray(raw_io.read_array("nifti", Path(subject["mask_nifti"]), "mask").data).astype(np.int16)
-    sl = slicing(image, spec, clip_percentiles, resize_mode)
+    sl = slicing(image, spec, settings.clip_for(spec.name), settings.resize_mode)
     if gt.shape != sl.image_u8.shape:
         raise DataError(Path(subject["mask_nifti"]), f"mask shape {gt.shape} differs from image {sl.image_u8.shape}")
     if not gt.any():
         raise DataError(Path(subject["mask_nifti"]), "manual mask is empty: nothing to score")
-    sources: list[PromptSource] = [mask_prompts(gt, sl.slice_axis, spec, instance_prompts)]
+    sources: list[PromptSource] = [mask_prompts(gt, sl.slice_axis, spec, settings.instance_prompts)]
     if detector_source is not None:
         sources.append(detector_source)
-    raw, timings = segment_volume(sl, segmenter, sources, encode_batch_size=encode_batch_size)
+    raw, timings = segment_volume(sl, segmenter, sources, encode_batch_size=settings.encode_batch_size)
     spacing = tuple(float(s) for s in np.linalg.norm(sl.canonical.affine[:3, :3], axis=0))
     names = spec.label_names()
     slice_parts, label_parts = [], []
     t0 = time.perf_counter()
     for name, pred in raw.items():
         for pp_on in (False, True):
-            labels = postprocess_volume(pred.labels, sl.slice_axis, spec, {**postprocess, "enabled": pp_on})
+            labels = postprocess_volume(pred.labels, sl.slice_axis, spec, settings.postprocess.switched(pp_on))
             s_rows, l_rows = score_volume(labels, gt, sl.slice_axis, spacing, names)
             for part, rows in ((slice_parts, s_rows), (label_parts, l_rows)):
                 rows.insert(0, "postprocess", "on" if pp_on else "off")
@@ -242,67 +292,115 @@ def subject_table(labels: pd.DataFrame, slices: pd.DataFrame) -> pd.DataFrame:
     return out.merge(volume, on=keys, how="left")
 
 
-def run_study(cfg: Mapping[str, Any], subjects: pd.DataFrame, models: Sequence[StudyModel],
-              detectors: Mapping[str, Any], *, detector_ids: Mapping[str, str] | None = None,
+def _subject_fingerprint(model: StudyModel, subject: Mapping[str, Any], detector_id: str | None,
+                         settings: StudySettings) -> str:
+    """Everything that shapes one (model, subject)'s scores; a change recomputes them."""
+    dataset = str(subject["dataset"])
+    return _fingerprint({"model": model.key, **model.identity, "detector": detector_id,
+                         "detector_inference": settings.detector.inference(), "pipeline_version": PIPELINE_VERSION,
+                         "instance_prompts": settings.instance_prompts,
+                         "postprocess": settings.postprocess.as_record(),
+                         "detector_size": int(settings.detector.image_size_px), "clip": settings.clip_for(dataset),
+                         "resize_mode": settings.resize_mode,
+                         "image": file_key(Path(subject["image_nifti"])),
+                         "mask": file_key(Path(subject["mask_nifti"]))})
+
+
+def _stored(folder: Path, subject_id: str, fp: str) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, float]] | None:
+    """The stored (slice rows, label rows, timings) of a subject finished with fingerprint ``fp``."""
+    done = folder / f"{subject_id}.json"
+    if not done.exists():
+        return None
+    record = json.loads(done.read_text())
+    if record.get("fingerprint") != fp:
+        return None
+    return (pd.read_parquet(folder / f"{subject_id}.slices.parquet"),
+            pd.read_parquet(folder / f"{subject_id}.labels.parquet"), record["timings_s"])
+
+
+def _store(folder: Path, subject_id: str, fp: str, keys: Mapping[str, Any], res: SubjectResult,
+           raw: Mapping[str, Any]) -> None:
+    """Scores, raw predictions and boxes of one subject; the JSON (with the fingerprint) last."""
+    atomic.save_parquet(res.slices, folder / f"{subject_id}.slices.parquet")
+    atomic.save_parquet(res.labels, folder / f"{subject_id}.labels.parquet")
+    with atomic.atomic_path(folder / f"{subject_id}.predictions.npz") as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **{f"pred_{n}": v for n, v in raw["labels"].items()})
+    atomic.write_json(folder / f"{subject_id}.json",
+                      {"fingerprint": fp, **keys, "timings_s": {k: round(v, 3) for k, v in res.timings.items()},
+                       "boxes": {n: _boxes_json(b) for n, b in raw["boxes"].items()}})
+
+
+class _OneModelAtATime:
+    """Loads a study model when first asked for it, dropping the previous one."""
+
+    def __init__(self) -> None:
+        self.key: str | None = None
+        self.segmenter: Segmenter | None = None
+
+    def __call__(self, model: StudyModel) -> Segmenter:
+        if self.key != model.key:
+            self.key, self.segmenter = None, None  # one model in memory at a time
+            self.segmenter, self.key = model.load(), model.key
+        return self.segmenter
+
+
+def run_study(root: Path, subjects: pd.DataFrame, models: Sequence[StudyModel], detectors: Mapping[str, Any],
+              settings: StudySettings = StudySettings(), *, detector_ids: Mapping[str, str] | None = None,
               progress: bool = True) -> StudyResult:
     """Score every (model, subject) with ground-truth and detector boxes; resumes per subject.
 
-    ``detectors`` maps dataset -> an object with ``detect(images) -> detections`` (see
-    :mod:`mskseg_lib.autolabel.detector`); ``detector_ids`` (dataset -> weights digest) goes into
-    the fingerprint so retrained detectors recompute the scores.
+    Each (model, dataset, subject) is stored under ``root/scores/<model key>/<dataset>/`` with a
+    fingerprint of everything that shapes it: a rerun reuses it, a changed setting recomputes it.
+    The detector runs once per subject; every model of that subject reuses its boxes.
+
+    Parameters
+    ----------
+    root : the study's run folder (the profile's ``<runs_dir>/autolabel/<tag>``).
+    subjects : rows of ``subjects.parquet`` to score (:func:`select_subjects`).
+    models : the segmenters (:class:`StudyModel`); a model with ``datasets`` only scores those.
+    detectors : dataset -> an object with ``detect(images) -> detections`` (see
+        :mod:`mskseg_lib.autolabel.detector`); subjects of datasets without one are left out.
+    settings : clipping, resize mode, post-processing, detector size and thresholds.
+    detector_ids : dataset -> weights digest, part of the fingerprint, so a retrained detector
+        recomputes the scores.
+    progress : a progress bar over (model, subject).
+
+    Returns
+    -------
+    StudyResult with slice, label and subject tables (see :class:`StudyResult`) and one run row
+    per (model, subject): ``status`` computed or reused, and its timings in seconds.
     """
-    a = cfg["autolabel"]
-    root = study_root(cfg)
-    size = int(a["detector"]["image_size_px"])
-    instance = bool(cfg["zero_shot"]["instance_prompts"])
+    root = Path(root)
     detector_ids = dict(detector_ids or {})
     slices, labels, runs = [], [], []
     jobs = [(m, s) for m in models for s in subjects.to_dict("records")
             if (m.datasets is None or s["dataset"] in m.datasets) and s["dataset"] in detectors]
-    loaded: dict[str, Segmenter] = {}
+    load = _OneModelAtATime()
     detected: dict[tuple[str, str], _Remembered] = {}
     bar = tqdm(jobs, desc="autolabel study", unit="subject", disable=not progress)
     for model, subject in bar:
         spec = get_dataset(subject["dataset"])
-        clip = clip_percentiles(cfg, spec.name)
-        resize = resize_mode_for(cfg)
+        sid = str(subject["subject_id"])
         folder = root / "scores" / model.key / spec.name
-        done_path = folder / f"{subject['subject_id']}.json"
-        inference = {k: a["detector"][k] for k in ("conf", "iou", "max_det")}
-        fp = _fingerprint({"model": model.key, **model.identity, "detector": detector_ids.get(spec.name),
-                           "detector_inference": inference, "pipeline_version": PIPELINE_VERSION,
-                           "instance_prompts": instance,
-                           "postprocess": a["postprocess"], "detector_size": size, "clip": clip, "resize_mode": resize,
-                           "image": file_key(Path(subject["image_nifti"])),
-                           "mask": file_key(Path(subject["mask_nifti"]))})
+        fp = _subject_fingerprint(model, subject, detector_ids.get(spec.name), settings)
         keys = {"model": model.label, "model_key": model.key, "dataset": spec.name, "subject_id": subject["subject_id"]}
-        if done_path.exists() and json.loads(done_path.read_text()).get("fingerprint") == fp:
-            s_rows = pd.read_parquet(folder / f"{subject['subject_id']}.slices.parquet")
-            l_rows = pd.read_parquet(folder / f"{subject['subject_id']}.labels.parquet")
-            runs.append({**keys, "status": "reused", **json.loads(done_path.read_text())["timings_s"]})
+        stored = _stored(folder, sid, fp)
+        if stored is not None:
+            s_rows, l_rows, timings = stored
+            runs.append({**keys, "status": "reused", **timings})
         else:
-            bar.set_postfix_str(f"{model.key} {subject['subject_id']}")
-            if model.key not in loaded:
-                loaded.clear()  # one model in memory at a time
-                loaded[model.key] = model.load()
-            seg = loaded[model.key]
-            key = (spec.name, subject["subject_id"])
-            source = detected.get(key) or _Remembered(detector_prompts(detectors[spec.name], size, len(spec.labels),
-                                                                          resize_mode=resize))
-            detected[key] = source  # the next model of this subject reuses the boxes: detect once
-            res, _, raw = evaluate_subject(subject, seg, source, spec, a["postprocess"], clip,
-                                           int(cfg["models"]["encode_batch_size"]), instance, resize)
-            s_rows, l_rows = res.slices, res.labels
+            bar.set_postfix_str(f"{model.key} {sid}")
+            source = detected.get((spec.name, sid)) or _Remembered(detector_prompts(
+                detectors[spec.name], int(settings.detector.image_size_px), len(spec.labels),
+                resize_mode=settings.resize_mode))
+            detected[(spec.name, sid)] = source  # the next model of this subject reuses the boxes: detect once
+            res, _, raw = evaluate_subject(subject, load(model), source, spec, settings)
             for key, value in keys.items():
-                s_rows.insert(0, key, value)
-                l_rows.insert(0, key, value)
-            atomic.save_parquet(s_rows, folder / f"{subject['subject_id']}.slices.parquet")
-            atomic.save_parquet(l_rows, folder / f"{subject['subject_id']}.labels.parquet")
-            with atomic.atomic_path(folder / f"{subject['subject_id']}.predictions.npz") as tmp:
-                with open(tmp, "wb") as fh:
-                    np.savez_compressed(fh, **{f"pred_{n}": v for n, v in raw["labels"].items()})
-            atomic.write_json(done_path, {"fingerprint": fp, **keys, "timings_s": {k: round(v, 3) for k, v in res.timings.items()},
-                                          "boxes": {n: _boxes_json(b) for n, b in raw["boxes"].items()}})
+                res.slices.insert(0, key, value)
+                res.labels.insert(0, key, value)
+            _store(folder, sid, fp, keys, res, raw)
+            s_rows, l_rows = res.slices, res.labels
             runs.append({**keys, "status": "computed", **{k: round(v, 3) for k, v in res.timings.items()}})
         slices.append(s_rows)
         labels.append(l_rows)
@@ -341,13 +439,26 @@ def postprocess_cost(subjects: pd.DataFrame) -> pd.DataFrame:
                          "difference_min": g["difference"].min(), "difference_max": g["difference"].max()}).reset_index()
 
 
-def example_samples(cfg: Mapping[str, Any], result: StudyResult, subjects: pd.DataFrame,
+def example_samples(result: StudyResult, subjects: pd.DataFrame, settings: StudySettings = StudySettings(),
                     postprocess: str = "on", per_dataset: int = 1) -> list[dict[str, Any]]:
     """Figure 6b rows: per dataset the model with the best detector-prompted Dice, on the slice
-    with the most manual labels; image, manual and predicted labels, detector boxes."""
+    with the most manual labels; image, manual and predicted labels, detector boxes.
+
+    Parameters
+    ----------
+    result : what :func:`run_study` returned (its stored predictions are read back).
+    subjects : the subjects it scored (for the image and mask files).
+    settings : the study's settings (clipping, post-processing).
+    postprocess : ``on`` or ``off``: which predictions to show.
+    per_dataset : examples per dataset (best subjects first).
+
+    Returns
+    -------
+    One dict per example: ``image`` (H, W) uint8 display slice, ``gt`` and ``pred`` (H, W)
+    label maps, ``det_boxes`` (N, 4) inclusive pixel boxes, ``det_labels`` (N,), ``title``.
+    """
     if result.subjects.empty:
         return []
-    a = cfg["autolabel"]
     det = result.subjects[(result.subjects["prompt"] == "detector") & (result.subjects["postprocess"] == postprocess)]
     out = []
     for dataset, g in det.groupby("dataset", sort=True):
@@ -360,13 +471,13 @@ def example_samples(cfg: Mapping[str, Any], result: StudyResult, subjects: pd.Da
             meta = json.loads((folder / f"{row['subject_id']}.json").read_text())
             image = raw_io.read_array("nifti", Path(subject["image_nifti"]), "image")
             gt = np.asarray(raw_io.read_array("nifti", Path(subject["mask_nifti"]), "mask").data)
-            sl = slicing(image, spec, clip_percentiles(cfg, dataset))
-            pred = postprocess_volume(pred_raw, sl.slice_axis, spec, {**a["postprocess"], "enabled": postprocess == "on"})
+            sl = slicing(image, spec, settings.clip_for(dataset))
+            pred = postprocess_volume(pred_raw, sl.slice_axis, spec, settings.postprocess.switched(postprocess == "on"))
             counts = [len(_present(np.take(gt, k, axis=sl.slice_axis))) for k in range(sl.n_slices)]
             k = int(np.argmax(counts))
             boxes = meta["boxes"]["detector"].get(str(k), {"boxes": [], "labels": []})
-            gt2d = to_display(np.take(gt, k, axis=sl.slice_axis))
-            pred2d = to_display(np.take(pred, k, axis=sl.slice_axis))
+            gt2d = display_slice(gt, sl.slice_axis, k)
+            pred2d = display_slice(pred, sl.slice_axis, k)
             d2 = label_metrics(pred2d, gt2d, _present(gt2d))
             dice = float(np.mean([m["dice"] for m in d2.values()])) if d2 else float("nan")
             out.append({"image": sl.display_slice(k), "gt": gt2d, "pred": pred2d,
@@ -375,60 +486,3 @@ def example_samples(cfg: Mapping[str, Any], result: StudyResult, subjects: pd.Da
                         "title": f"{spec.anatomy} {spec.sequence_name} / {row['subject_id']} / slice {k} / "
                                  f"{row['model']}, slice Dice {dice:.2f}"})
     return out
-
-
-def study_models(cfg: Mapping[str, Any], datasets: Sequence[str], prepared: Sequence[str],
-                 grid: Any | None = None) -> tuple[list[StudyModel], pd.DataFrame]:
-    """The segmenters of the comparison and a table saying which run and why.
-
-    Zero-shot: each of ``autolabel.models`` whose checkpoint is present (the rest are listed as
-    not run). Finetuned (``autolabel.finetuned``): from notebook 03's grid (``grid``: a
-    ``GridResult``; ``prepared``: every prepared dataset, as the grid was expanded), per dataset the best experiment on validation Dice without and with box
-    shift; one model entry per experiment, applied to the datasets it is best for.
-    """
-    from mskseg_lib.models.registry import get_spec
-    from mskseg_lib.models.zoo import load_model, model_availability
-
-    a = cfg["autolabel"]
-    models: list[StudyModel] = []
-    rows = []
-    avail = model_availability(cfg, list(a["models"]))
-    for r in avail.itertuples():
-        rows.append({"model": f"{r.model} zero-shot", "kind": "zero-shot", "datasets": "all", "status": r.status,
-                     "detail": r.detail or r.checkpoint})
-        if r.status == "available":
-            key = str(r.model_key)
-            models.append(StudyModel(key, f"{r.model} zero-shot", (lambda k=key: load_model(cfg, k)),
-                                     identity={"checkpoint": r.checkpoint, "file": file_key(Path(r.checkpoint)),
-                                               "autocast_bf16": cfg["models"]["autocast_bf16"],
-                                               "input_normalisation": cfg["models"]["input_normalisation"]}))
-    if a["finetuned"] and grid is not None:
-        from mskseg_lib.finetuning.engine import run_dir_of
-        from mskseg_lib.finetuning.evaluate import finetuned_segmenter
-        from mskseg_lib.finetuning.grid import expand_grid
-
-        best = best_finetuned(grid.experiments, grid.history, datasets)
-        experiments = {e.run_id(rep): (e, rep) for e in expand_grid(cfg, sorted(prepared))
-                       for rep in range(1, int(cfg["finetune"]["repeats"]) + 1)} if not best.empty else {}
-        for (eid, shifted), g in best.groupby(["experiment_id", "box_shift"], sort=True):
-            if eid not in experiments:
-                rows.append({"model": eid, "kind": "finetuned", "datasets": ",".join(g["dataset"]),
-                             "status": "not run: experiment not in this profile's grid", "detail": ""})
-                continue
-            exp, rep = experiments[eid]
-            run_dir = run_dir_of(cfg, exp, rep)
-            label = f"{get_spec(exp.model_key).display_name} finetuned{' + box shift' if shifted else ''}"
-            models.append(StudyModel(f"finetuned-{eid}", label,
-                                     (lambda e=exp, d=run_dir: finetuned_segmenter(cfg, e, d)),
-                                     datasets=tuple(g["dataset"]), identity={"weights": file_key(run_dir / "model_best.pt"),
-                                                                                     "input_normalisation": cfg["models"]["input_normalisation"]}))
-            rows.append({"model": label, "kind": "finetuned", "datasets": ",".join(g["dataset"]), "status": "available",
-                         "detail": eid})
-        for shifted in (False, True):
-            have = set(best.loc[best["box_shift"] == shifted, "dataset"])
-            for d in datasets:
-                if d not in have:
-                    rows.append({"model": f"finetuned{' + box shift' if shifted else ''}", "kind": "finetuned",
-                                 "datasets": d, "status": "not run: no finished experiment trained on this dataset",
-                                 "detail": ""})
-    return models, pd.DataFrame(rows, columns=["model", "kind", "datasets", "status", "detail"])

@@ -27,6 +27,9 @@ Modules:
 * :mod:`.volume`: tissue volume in cm3 per label and in total (``tissue_volume``);
 * :mod:`.cohort_truth`: measure a synthetic-cohort subject and line the values up with the
   cohort's ``truth.json`` (every definition against its biomarker's truth);
-* :mod:`.study`: notebook 05's measurement layer, the S39-S64 numbering and the study's printed
-  agreement ranges.
+* :mod:`.study`: notebook 05's measurement layer: which subjects (``BiomarkerSelection``,
+  ``choose_subjects``), every biomarker of manual and predicted masks (``measure_all``), their
+  agreement per predicting source (``agreement_by_source``, computed by
+  :mod:`mskseg_lib.stats.agreement`), errors against the cohort's truth, the S39-S64 numbering
+  and the study's printed agreement ranges.
 """

@@ -69,7 +69,19 @@ RAW_SLICE_AXIS = 2  # the cohort writes volumes in acquisition layout: slices al
 
 
 def truth_structures(label_values: Mapping[str, int]) -> dict[str, dict[str, tuple[int, ...]]]:
-    """Truth key -> label values that measure it, per biomarker, for a dataset's labels."""
+    """Which label values measure each truth entry, per biomarker, for a dataset's labels.
+
+    Parameters
+    ----------
+    label_values : mapping
+        The dataset's label name -> value (``DatasetSpec.label_values()``).
+
+    Returns
+    -------
+    dict
+        Biomarker column (``thickness_mm``, ``disc_height_mm``, ``t2_ms``, ...) -> {truth key ->
+        tuple of label values}; biomarkers the labels cannot measure are absent.
+    """
     lv = {str(k): int(v) for k, v in label_values.items()}
     out: dict[str, dict[str, tuple[int, ...]]] = {"thickness_mm": {}, "volume_cm3": {}, "t2_ms": {}, "t1rho_ms": {},
                                                   "disc_height_mm": {}}
@@ -97,11 +109,29 @@ def _rows(biomarker: str, per_subject: pd.DataFrame, column: str) -> list[dict]:
 def measure_for_truth(label_volume: np.ndarray, spacing_mm: Sequence[float], label_values: Mapping[str, int],
                       slice_axis: int = RAW_SLICE_AXIS, maps: Mapping[str, np.ndarray] | None = None,
                       through_slices: bool = False) -> pd.DataFrame:
-    """Measure every biomarker the truth has for these labels; long table ``biomarker``,
-    ``structure`` (the truth's key), ``measured`` (in the biomarker's unit), ``reason``.
+    """Measure every biomarker the cohort's truth has for these labels, in every definition.
 
-    ``maps``: ``{"t2_ms": map, "t1rho_ms": map}`` on the label grid (either may be missing).
-    ``through_slices``: measure disc height along the slice axis (axial disc stacks).
+    Parameters
+    ----------
+    label_volume : (X, Y, Z) int ndarray
+        Label volume (0 = background).
+    spacing_mm : sequence of 3 float
+        Voxel spacing in mm per array axis.
+    label_values : mapping
+        Label name -> value of the dataset.
+    slice_axis : int
+        The acquisition plane's axis.
+    maps : mapping, optional
+        ``{"t2_ms": map, "t1rho_ms": map}`` on the label grid, in ms (either may be missing).
+    through_slices : bool
+        Measure disc height along the slice axis (axial disc stacks).
+
+    Returns
+    -------
+    DataFrame
+        Long table ``biomarker`` (the definition's column: ``thickness_mm``, its study variants,
+        ``t2_ms``...), ``structure`` (the truth's key), ``measured`` (in the biomarker's unit: mm, ms,
+        cm3) and ``reason`` (why a value is NaN, else "").
     """
     vol = check_label_volume(label_volume)
     spacing = check_spacing(spacing_mm)
@@ -134,9 +164,22 @@ def measure_for_truth(label_volume: np.ndarray, spacing_mm: Sequence[float], lab
 
 
 def compare_with_truth(measured: pd.DataFrame, truth: Mapping) -> pd.DataFrame:
-    """One row per truth value (and per finite measured value without a truth): ``measured``,
-    ``truth``, ``error = measured - truth``, ``relative_error = error / truth``, ``reason``.
-    A variant definition (:data:`VARIANT_OF`) is compared with its biomarker's truth."""
+    """Line measured values up with the cohort's truth.
+
+    Parameters
+    ----------
+    measured : DataFrame
+        :func:`measure_for_truth`'s table.
+    truth : mapping
+        The subject's ``truth.json`` entry (biomarker -> {structure: value}).
+
+    Returns
+    -------
+    DataFrame
+        One row per truth value (and per finite measured value without a truth): ``measured``,
+        ``truth``, ``error = measured - truth``, ``relative_error = error / truth``, ``reason``. A
+        variant definition (:data:`VARIANT_OF`) is compared with its biomarker's truth.
+    """
     got = {(r.biomarker, r.structure): (r.measured, r.reason) for r in measured.itertuples()}
     rows = []
     variants = {primary: [v for v, (p, _) in VARIANT_OF.items() if p == primary] for primary in PRIMARY_BIOMARKERS}
@@ -171,9 +214,22 @@ class SubjectArrays:
 
 
 def load_raw_subject(manifest_row: Mapping, dataset_spec) -> SubjectArrays:
-    """The raw cohort mask (and maps) of one manifest row (paths absolute, as from
-    :func:`mskseg_lib.data.sources.read_manifest`), in acquisition layout: no reorientation,
-    no resizing, no small-component removal."""
+    """The raw cohort mask (and maps) of one manifest row, in acquisition layout.
+
+    No reorientation, no resizing, no small-component removal: the arrays the truth was made from.
+
+    Parameters
+    ----------
+    manifest_row : mapping
+        A raw-manifest row with absolute paths (:func:`mskseg_lib.data.sources.read_manifest`).
+    dataset_spec : DatasetSpec
+        Its catalog entry (label values, slice axis).
+
+    Returns
+    -------
+    SubjectArrays
+        Labels, spacing (mm), slice axis, label values and maps (ms).
+    """
     from mskseg_lib.data import raw_io
 
     values = dataset_spec.label_values()
@@ -187,8 +243,20 @@ def load_raw_subject(manifest_row: Mapping, dataset_spec) -> SubjectArrays:
 
 
 def load_prepared_subject(subject_row: Mapping) -> SubjectArrays:
-    """A prepared subject (a row of ``subjects.parquet``): canonical NIfTI mask and maps, the
-    table's ``slice_axis`` and ``label_names``. Note that ``prepare`` removed small components."""
+    """A prepared subject's canonical NIfTI mask and maps, with the table's slice axis and labels.
+
+    ``prepare`` removed small components, so values can differ slightly from the raw mask's.
+
+    Parameters
+    ----------
+    subject_row : mapping
+        A row of ``subjects.parquet`` (``mask_nifti``, ``slice_axis``, ``label_names``, ``maps``).
+
+    Returns
+    -------
+    SubjectArrays
+        Labels, spacing (mm), slice axis, label values and maps (ms).
+    """
     import nibabel as nib
 
     img = nib.load(subject_row["mask_nifti"])
@@ -203,14 +271,39 @@ def load_prepared_subject(subject_row: Mapping) -> SubjectArrays:
 
 
 def compare_subject(subject: SubjectArrays, truth: Mapping, through_slices: bool = False) -> pd.DataFrame:
-    """Measure one subject and line it up with its truth entry (see :func:`compare_with_truth`)."""
+    """Measure one subject and line it up with its truth entry (see :func:`compare_with_truth`).
+
+    Parameters
+    ----------
+    subject : SubjectArrays
+        The subject's labels, spacing, slice axis, label values and maps.
+    truth : mapping
+        Its ``truth.json`` entry.
+    through_slices : bool
+        Disc height along the slice axis (axial disc stacks).
+
+    Returns
+    -------
+    DataFrame
+        :func:`compare_with_truth`'s table.
+    """
     measured = measure_for_truth(subject.labels, subject.spacing_mm, subject.label_values, subject.slice_axis,
                                  subject.maps, through_slices)
     return compare_with_truth(measured, truth)
 
 
 def is_axial_disc_dataset(dataset_spec) -> bool:
-    """Datasets whose disc height runs along the slice axis (axial stacks through one disc)."""
+    """Whether disc height runs along the slice axis (axial stacks through one disc).
+
+    Parameters
+    ----------
+    dataset_spec : DatasetSpec
+        A catalog entry.
+
+    Returns
+    -------
+    bool
+    """
     return getattr(dataset_spec, "geometry", "") == "spine_axial_disc"
 
 

@@ -57,6 +57,18 @@ def check_label_volume(label_volume: np.ndarray, ndim: int = 3) -> np.ndarray:
 
     Float arrays are accepted when every value is a whole number (NIfTI masks read with
     ``get_fdata`` arrive as float64); anything else (fractions, NaN) is refused.
+
+    Parameters
+    ----------
+    label_volume : array of ``ndim`` dimensions
+        Integer labels (0 = background); bool or whole-number float also accepted.
+    ndim : int
+        Required number of dimensions (3 for a volume, 2 for a slice).
+
+    Returns
+    -------
+    ndarray
+        The same shape, an integer dtype (bool -> uint8, float -> int64, integers unchanged).
     """
     arr = np.asarray(label_volume)
     if arr.ndim != ndim:
@@ -73,7 +85,20 @@ def check_label_volume(label_volume: np.ndarray, ndim: int = 3) -> np.ndarray:
 
 
 def check_spacing(spacing_mm: Sequence[float], ndim: int = 3) -> tuple[float, ...]:
-    """Voxel spacing as a tuple of ``ndim`` positive finite floats (mm)."""
+    """Voxel spacing as a tuple of ``ndim`` positive finite floats.
+
+    Parameters
+    ----------
+    spacing_mm : sequence of float
+        Spacing of each array axis in mm.
+    ndim : int
+        Number of axes it must cover.
+
+    Returns
+    -------
+    tuple of float
+        ``ndim`` spacings in mm; a ValueError names the problem otherwise.
+    """
     try:
         values = tuple(float(s) for s in spacing_mm)
     except (TypeError, ValueError):
@@ -86,7 +111,20 @@ def check_spacing(spacing_mm: Sequence[float], ndim: int = 3) -> tuple[float, ..
 
 
 def check_slice_axis(slice_axis: int, ndim: int = 3) -> int:
-    """The slice axis as a non-negative index (negative indices count from the end)."""
+    """The slice axis as a non-negative index (negative indices count from the end).
+
+    Parameters
+    ----------
+    slice_axis : int
+        Axis index in ``[-ndim, ndim)``.
+    ndim : int
+        Dimensions of the volume.
+
+    Returns
+    -------
+    int
+        The axis in ``[0, ndim)``; a ValueError for a non-integer or out-of-range axis.
+    """
     if isinstance(slice_axis, bool) or not isinstance(slice_axis, (int, np.integer)):
         raise ValueError(f"slice_axis must be an integer axis index, got {slice_axis!r}")
     if not -ndim <= int(slice_axis) < ndim:
@@ -95,14 +133,36 @@ def check_slice_axis(slice_axis: int, ndim: int = 3) -> int:
 
 
 def check_same_shape(reference: np.ndarray, other: np.ndarray, what: str) -> None:
-    """Raise if ``other`` is not on the label volume's grid (same shape)."""
+    """Raise a ValueError if ``other`` is not on the label volume's grid (same shape).
+
+    Parameters
+    ----------
+    reference : ndarray
+        The label volume.
+    other : ndarray
+        An image or map that must share its grid.
+    what : str
+        Name of ``other`` in the message (e.g. ``"t2 map"``).
+    """
     if tuple(np.shape(other)) != tuple(np.shape(reference)):
         raise ValueError(f"{what} shape {tuple(np.shape(other))} does not match the label volume shape "
                          f"{tuple(np.shape(reference))}")
 
 
 def normalise_labels(labels: Labels) -> dict[str, tuple[int, ...]]:
-    """``{"name": 3}`` or ``{"name": [1, 2]}`` -> ``{"name": (3,)}`` / ``{"name": (1, 2)}``."""
+    """``{"name": 3}`` or ``{"name": [1, 2]}`` -> ``{"name": (3,)}`` / ``{"name": (1, 2)}``.
+
+    Parameters
+    ----------
+    labels : mapping
+        Structure name -> one label value or several (integers > 0).
+
+    Returns
+    -------
+    dict
+        Structure name -> sorted tuple of distinct label values; a ValueError for an empty mapping,
+        a structure without values, a non-integer value or the background value 0.
+    """
     if not isinstance(labels, Mapping) or not labels:
         raise ValueError("labels must be a non-empty mapping of structure name -> label value(s)")
     out: dict[str, tuple[int, ...]] = {}
@@ -122,40 +182,127 @@ def normalise_labels(labels: Labels) -> dict[str, tuple[int, ...]]:
 
 
 def labels_from_names(label_names: Mapping[int | str, str]) -> dict[str, int]:
-    """Invert a ``{value: name}`` map (e.g. the subjects table's ``label_names`` JSON, whose
-    keys are strings) into the ``{name: value}`` form biomarkers take."""
+    """Invert a ``{value: name}`` map into the ``{name: value}`` form biomarkers take.
+
+    Parameters
+    ----------
+    label_names : mapping
+        Label value (int, or str as in the subjects table's ``label_names`` JSON) -> name.
+
+    Returns
+    -------
+    dict
+        Name -> integer label value.
+    """
     return {str(name): int(value) for value, name in label_names.items()}
 
 
 # ----------------------------------------------------------------------------- geometry helpers
 def structure_mask(label_volume: np.ndarray, values: Iterable[int]) -> np.ndarray:
-    """Boolean mask of the voxels whose label is any of ``values``."""
+    """Boolean mask of the voxels whose label is any of ``values``.
+
+    Parameters
+    ----------
+    label_volume : ndarray, any shape
+        Integer labels.
+    values : iterable of int
+        The label values that make up the structure.
+
+    Returns
+    -------
+    bool ndarray of ``label_volume``'s shape.
+    """
     return np.isin(label_volume, np.fromiter(values, dtype=np.int64))
 
 
 def in_plane_axes(slice_axis: int, ndim: int = 3) -> tuple[int, ...]:
+    """The axes of a slice: every axis but ``slice_axis``.
+
+    Parameters
+    ----------
+    slice_axis : int
+        The axis slices are taken along.
+    ndim : int
+        Dimensions of the volume.
+
+    Returns
+    -------
+    tuple of int
+        The ``ndim - 1`` other axes in increasing order.
+    """
     return tuple(a for a in range(ndim) if a != slice_axis)
 
 
 def in_plane_spacing(spacing_mm: Sequence[float], slice_axis: int) -> tuple[float, float]:
-    """Pixel spacing (mm) of a slice: the spacing of the two axes other than ``slice_axis``."""
+    """Pixel spacing of a slice: the spacing of the two axes other than ``slice_axis``.
+
+    Parameters
+    ----------
+    spacing_mm : sequence of 3 float
+        Voxel spacing in mm per array axis.
+    slice_axis : int
+        The axis slices are taken along.
+
+    Returns
+    -------
+    (float, float)
+        Spacing in mm of the slice's first and second axis (array order).
+    """
     a, b = in_plane_axes(slice_axis, len(spacing_mm))
     return float(spacing_mm[a]), float(spacing_mm[b])
 
 
 def present_slices(mask: np.ndarray, slice_axis: int) -> np.ndarray:
-    """Indices of the slices (along ``slice_axis``) where ``mask`` has any voxel."""
+    """Indices of the slices (along ``slice_axis``) where ``mask`` has any voxel.
+
+    Parameters
+    ----------
+    mask : bool ndarray
+        A structure mask.
+    slice_axis : int
+        The axis slices are taken along.
+
+    Returns
+    -------
+    int ndarray (n,)
+        Slice indices in increasing order.
+    """
     other = in_plane_axes(slice_axis, mask.ndim)
     return np.flatnonzero(mask.any(axis=other))
 
 
 def take_slice(volume: np.ndarray, slice_axis: int, index: int) -> np.ndarray:
+    """Slice ``index`` along ``slice_axis`` in the volume's own orientation (no display rotation).
+
+    Parameters
+    ----------
+    volume : ndarray (3D)
+        Labels, image or map.
+    slice_axis, index : int
+        Axis and slice number.
+
+    Returns
+    -------
+    2D ndarray: the two other axes in array order.
+    """
     return np.take(volume, index, axis=slice_axis)
 
 
 def bounding_box(mask: np.ndarray, margin: Sequence[int] | int = 0) -> tuple[slice, ...]:
-    """Slices of the smallest box holding ``mask`` (non-empty), grown by ``margin`` voxels and
-    clipped to the array."""
+    """The smallest box holding ``mask``, grown by ``margin`` voxels and clipped to the array.
+
+    Parameters
+    ----------
+    mask : bool ndarray (non-empty)
+        The voxels to enclose.
+    margin : int or sequence of int
+        Voxels added on each side, one value for every axis or one per axis.
+
+    Returns
+    -------
+    tuple of slice
+        One ``slice`` per axis, usable as ``array[box]``.
+    """
     margins = [int(margin)] * mask.ndim if isinstance(margin, (int, np.integer)) else [int(m) for m in margin]
     box = []
     for ax in range(mask.ndim):
@@ -167,7 +314,19 @@ def bounding_box(mask: np.ndarray, margin: Sequence[int] | int = 0) -> tuple[sli
 
 # ----------------------------------------------------------------------------- tables
 def frame(rows: list[dict], columns: Sequence[str]) -> pd.DataFrame:
-    """A DataFrame with exactly ``columns`` (also when there are no rows)."""
+    """A DataFrame with exactly ``columns`` (also when there are no rows).
+
+    Parameters
+    ----------
+    rows : list of dict
+        The rows.
+    columns : sequence of str
+        Column order; a ``slice_index`` column is made int64.
+
+    Returns
+    -------
+    DataFrame
+    """
     df = pd.DataFrame(rows, columns=list(columns))
     if "slice_index" in df:
         df["slice_index"] = df["slice_index"].astype("int64")
@@ -176,7 +335,24 @@ def frame(rows: list[dict], columns: Sequence[str]) -> pd.DataFrame:
 
 def empty_row(structure: str, value_columns: Sequence[str], count_columns: Sequence[str] = (),
               reason: str = EMPTY_MASK, **extra: object) -> dict:
-    """A per-subject row for a structure that could not be measured: NaN values, zero counts."""
+    """A per-subject row for a structure that could not be measured: NaN values, zero counts.
+
+    Parameters
+    ----------
+    structure : str
+        Structure name.
+    value_columns, count_columns : sequence of str
+        Columns set to NaN and to 0.
+    reason : str
+        Why there is no value (default: ``"empty mask"``).
+    **extra
+        Further columns of the row.
+
+    Returns
+    -------
+    dict
+        The row, ``reason`` last.
+    """
     row: dict = {"structure": structure}
     row.update({c: float("nan") for c in value_columns})
     row.update({c: 0 for c in count_columns})

@@ -43,9 +43,21 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.measure import label as connected_components
 
-from mskseg_lib.biomarkers.common import (OK, BiomarkerResult, Labels, check_label_volume, check_slice_axis,
-                                          check_spacing, empty_row, frame, in_plane_spacing, normalise_labels,
-                                          present_slices, structure_mask, take_slice)
+from mskseg_lib.biomarkers.common import (
+    OK,
+    BiomarkerResult,
+    Labels,
+    check_label_volume,
+    check_slice_axis,
+    check_spacing,
+    empty_row,
+    frame,
+    in_plane_spacing,
+    normalise_labels,
+    present_slices,
+    structure_mask,
+    take_slice,
+)
 
 PER_SLICE_COLUMNS = ["structure", "slice_index", "disc_height_mm", "disc_height_study_mm", "disc_length_mm",
                      "angle_deg", "n_components", "n_voxels_component", "n_voxels", "reason"]
@@ -80,7 +92,20 @@ def _bracketed_extent(inside: np.ndarray, outside: np.ndarray, axis: np.ndarray)
 
 
 def rectangle_fit(region: np.ndarray, spacing_mm: Sequence[float]) -> RectangleFit:
-    """Minimum-area rectangle of a non-empty 2D region, sides measured to sub-pixel (mm)."""
+    """Minimum-area rectangle of a non-empty 2D region, sides measured to the sub-pixel boundary.
+
+    Parameters
+    ----------
+    region : (rows, cols) bool ndarray
+        One connected region (non-empty).
+    spacing_mm : sequence of 2 float
+        Pixel spacing in mm of the two array axes.
+
+    Returns
+    -------
+    RectangleFit
+        ``height_mm`` (short side), ``length_mm`` (long side), ``angle_deg`` of the long axis.
+    """
     region = np.asarray(region, dtype=bool)
     if region.ndim != 2:
         raise ValueError(f"region must be a 2D mask, got shape {region.shape}")
@@ -104,9 +129,24 @@ def rectangle_fit(region: np.ndarray, spacing_mm: Sequence[float]) -> RectangleF
 
 
 def study_rectangle_height(region: np.ndarray, spacing_mm: Sequence[float]) -> float:
-    """The study's disc height of a non-empty 2D region (mm): the shorter side of the
-    minimum-area rectangle around its contour's pixel centres, fitted in pixel units, the side's
-    components scaled by the pixel spacing of the two array axes. 0 for a region one pixel wide."""
+    """The study's disc height of a non-empty 2D region.
+
+    The shorter side of the minimum-area rectangle around its contour's pixel centres, fitted in
+    pixel units, the side's components scaled by the pixel spacing of the two array axes; one
+    pixel shorter than the boundary (0 for a region one pixel wide).
+
+    Parameters
+    ----------
+    region : (rows, cols) bool ndarray
+        One region (non-empty).
+    spacing_mm : sequence of 2 float
+        Pixel spacing in mm of the two array axes.
+
+    Returns
+    -------
+    float
+        Height in mm.
+    """
     region = np.asarray(region, dtype=bool)
     if region.ndim != 2 or not region.any():
         raise ValueError(f"region must be a non-empty 2D mask, got shape {region.shape}")
@@ -120,7 +160,18 @@ def study_rectangle_height(region: np.ndarray, spacing_mm: Sequence[float]) -> f
 
 
 def largest_component(region: np.ndarray) -> tuple[np.ndarray, int]:
-    """The largest 8-connected component of a 2D mask and the number of components."""
+    """The largest 8-connected component of a 2D mask and the number of components.
+
+    Parameters
+    ----------
+    region : (rows, cols) bool ndarray
+
+    Returns
+    -------
+    component : (rows, cols) bool ndarray
+        The largest component (ties: the lowest label).
+    n_components : int
+    """
     lab, n = connected_components(region, connectivity=2, return_num=True)
     if n <= 1:
         return region.astype(bool), int(n)
@@ -131,8 +182,26 @@ def largest_component(region: np.ndarray) -> tuple[np.ndarray, int]:
 
 def disc_height(label_volume: np.ndarray, spacing_mm: Sequence[float], labels: Labels,
                 slice_axis: int = 2) -> BiomarkerResult:
-    """Disc height (mm) per disc label: per slice the short side of the largest component's
-    minimum-area rectangle, per subject the maximum over slices (see module docstring)."""
+    """Disc height per disc label, from the minimum-area rectangle (see the module docstring).
+
+    Parameters
+    ----------
+    label_volume : (X, Y, Z) int ndarray
+        Labels (0 = background).
+    spacing_mm : sequence of 3 float
+        Voxel spacing in mm per array axis.
+    labels : mapping
+        Disc name -> label value(s).
+    slice_axis : int
+        The acquisition plane's axis (sagittal slices show the disc's height).
+
+    Returns
+    -------
+    BiomarkerResult
+        ``per_slice``: the short side of the largest component's rectangle (``disc_height_mm``)
+        and the study's pixel-centre rectangle (``disc_height_study_mm``); ``per_subject``: the
+        maximum over slices; an absent disc is NaN with reason ``"empty mask"``.
+    """
     vol = check_label_volume(label_volume)
     spacing = check_spacing(spacing_mm)
     axis = check_slice_axis(slice_axis)
@@ -167,8 +236,25 @@ def disc_height(label_volume: np.ndarray, spacing_mm: Sequence[float], labels: L
 
 def disc_height_through_slices(label_volume: np.ndarray, spacing_mm: Sequence[float], labels: Labels,
                                slice_axis: int = 2) -> BiomarkerResult:
-    """Disc height (mm) along the slice axis (axial stacks): the longest run of consecutive
-    slices holding the structure times the slice spacing."""
+    """Disc height along the slice axis (axial stacks through one disc).
+
+    Parameters
+    ----------
+    label_volume : (X, Y, Z) int ndarray
+        Labels (0 = background).
+    spacing_mm : sequence of 3 float
+        Voxel spacing in mm per array axis.
+    labels : mapping
+        Disc name -> label value(s).
+    slice_axis : int
+        The axis the stack runs along.
+
+    Returns
+    -------
+    BiomarkerResult
+        Per subject the longest run of consecutive slices holding the structure times the slice
+        spacing (``disc_height_mm``, mm); ``per_slice`` the voxel count of each slice holding it.
+    """
     vol = check_label_volume(label_volume)
     spacing = check_spacing(spacing_mm)
     axis = check_slice_axis(slice_axis)
@@ -191,4 +277,5 @@ def disc_height_through_slices(label_volume: np.ndarray, spacing_mm: Sequence[fl
                            "disc_height_mm")
 
 
-__all__ = ["RectangleFit", "rectangle_fit", "study_rectangle_height", "largest_component", "disc_height", "disc_height_through_slices"]
+__all__ = ["RectangleFit", "rectangle_fit", "study_rectangle_height", "largest_component", "disc_height",
+           "disc_height_through_slices"]

@@ -33,9 +33,19 @@ from typing import Sequence
 
 import numpy as np
 
-from mskseg_lib.biomarkers.common import (OK, BiomarkerResult, Labels, check_label_volume, check_same_shape,
-                                          check_slice_axis, check_spacing, empty_row, frame, normalise_labels,
-                                          structure_mask)
+from mskseg_lib.biomarkers.common import (
+    OK,
+    BiomarkerResult,
+    Labels,
+    check_label_volume,
+    check_same_shape,
+    check_slice_axis,
+    check_spacing,
+    empty_row,
+    frame,
+    normalise_labels,
+    structure_mask,
+)
 
 CLIP_MS = (0.0, 100.0)
 NO_VALID = "no finite map values in the mask"
@@ -64,14 +74,36 @@ def _sd(values: np.ndarray) -> float:
 def relaxation_time(label_volume: np.ndarray, map_ms: np.ndarray, spacing_mm: Sequence[float], labels: Labels,
                     slice_axis: int = 2, quantity: str = "t2", clip_ms: tuple[float, float] = CLIP_MS,
                     total: bool = True) -> BiomarkerResult:
-    """Mean relaxation time (ms) per compartment: per slice, and per subject as the mean of the
-    slice means (the study), with the voxel-weighted mean beside it; plus a ``total`` row.
+    """Mean relaxation time per compartment: per slice, and per subject as the mean of the slice
+    means (the study), with the voxel-weighted mean beside it; plus a ``total`` row.
 
-    ``map_ms`` is on the label volume's grid; ``quantity`` ("t2", "t1rho") names the value
-    columns (``t2_ms``, ``t2_voxel_weighted_ms``, ``t2_sd_ms``...). ``spacing_mm`` is checked for
-    the common interface (a mean needs no geometry). ``n_excluded`` counts non-finite map values
-    inside the mask, ``n_clipped`` the values moved into ``clip_ms``. ``total=False`` leaves out
-    the ``total`` rows (the name is then free for a structure).
+    Parameters
+    ----------
+    label_volume : (X, Y, Z) int ndarray
+        Labels (0 = background).
+    map_ms : (X, Y, Z) float ndarray
+        T2 or T1rho map in ms on the label volume's grid.
+    spacing_mm : sequence of 3 float
+        Voxel spacing in mm (checked for the common interface; a mean needs no geometry).
+    labels : mapping
+        Compartment name -> label value(s).
+    slice_axis : int
+        The acquisition plane's axis.
+    quantity : str
+        ``"t2"`` or ``"t1rho"``: names the value columns (``t2_ms``, ``t2_voxel_weighted_ms``,
+        ``t2_sd_ms``...).
+    clip_ms : (float, float)
+        Map values are clipped to this range before averaging (the study: 0-100 ms).
+    total : bool
+        Add the ``total`` rows (per slice the mean over the compartments on it; per subject the
+        mean of those); False leaves the name free for a structure.
+
+    Returns
+    -------
+    BiomarkerResult
+        ``per_slice`` and ``per_subject`` tables in ms, with ``n_voxels``, ``n_excluded``
+        (non-finite map values inside the mask) and ``n_clipped`` (values moved into ``clip_ms``);
+        an absent compartment is NaN with reason ``"empty mask"``.
     """
     vol = check_label_volume(label_volume)
     check_spacing(spacing_mm)
@@ -142,13 +174,26 @@ def relaxation_time(label_volume: np.ndarray, map_ms: np.ndarray, spacing_mm: Se
 
 def fit_monoexponential(signals: np.ndarray, times_ms: Sequence[float], *, echo_axis: int,
                         mask: np.ndarray | None = None, min_signal: float | None = None) -> np.ndarray:
-    """Relaxation-time map (ms, float32) from a decay series ``S(t) = S0 exp(-t / T)``.
+    """Relaxation-time map from a decay series ``S(t) = S0 exp(-t / T)`` (log-linear least squares).
 
-    ``signals`` holds one image per time along ``echo_axis``; ``times_ms`` are those times.
-    ``mask`` (the spatial shape) restricts the fit (NaN elsewhere). ``min_signal``: echoes at or
-    below it are not used; by default 2 % of the 99th percentile of the shortest-time image
-    inside the mask (background noise would otherwise be fitted as a decay). NaN marks voxels
-    whose fit is undefined: fewer than two usable echoes or no decay (slope >= 0).
+    Parameters
+    ----------
+    signals : ndarray
+        One image per time along ``echo_axis`` (any spatial shape).
+    times_ms : sequence of float
+        The preparation / echo / spin-lock times in ms, one per image.
+    echo_axis : int
+        Axis of ``signals`` holding the times.
+    mask : bool ndarray, optional
+        Restricts the fit (the spatial shape); NaN elsewhere.
+    min_signal : float, optional
+        Echoes at or below it are not used; by default 2 % of the 99th percentile of the
+        shortest-time image inside the mask (background noise would otherwise be fitted as a decay).
+
+    Returns
+    -------
+    float32 ndarray of the spatial shape
+        T in ms; NaN where the fit is undefined (fewer than two usable echoes or no decay, slope >= 0).
     """
     s = np.asarray(signals)
     if s.dtype.kind not in "iuf":

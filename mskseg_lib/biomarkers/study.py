@@ -16,6 +16,13 @@ the labelled variants of :data:`DEFINITIONS` (the study's thickness readings, th
 relaxation mean, the study's pixel-centre disc rectangle). ``errors_vs_truth`` compares each
 definition with the synthetic cohort's truth.
 
+Without a profile, the agreement of a model's masks with the manual ones is::
+
+    subjects, _ = load_tables(prepared_dir)
+    chosen = choose_subjects(subjects, BiomarkerSelection(datasets=("Knee_3D_DESS_Research_Anatomical_86",)))
+    long = measure_all(chosen, {"mine": lambda s: my_label_volume(s)})  # on the prepared mask's grid
+    tables = agreement_by_source(long, ["mine"], AgreementSettings())  # S65-S68 per source
+
 Supplementary numbering: the study puts its biomarker tables in S39-S64 without saying which is
 which; :data:`SUPPLEMENT_TABLES` is the project's fixed mapping of (biomarker, dataset) to a
 number (S63 and S64 unused), the same in every profile. ``published_agreement`` loads the
@@ -24,14 +31,23 @@ agreement ranges the study prints (``mskseg_lib/reference/paper_biomarker_agreem
 """
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from mskseg_lib.biomarkers.cohort_truth import (PRIMARY_BIOMARKERS, VARIANT_OF, SubjectArrays, is_axial_disc_dataset,
-                                                 load_prepared_subject, measure_for_truth)
-from mskseg_lib.data.catalog import get_dataset
+from mskseg_lib.biomarkers.cohort_truth import (
+    PRIMARY_BIOMARKERS,
+    VARIANT_OF,  # noqa: F401  (study.VARIANT_OF: notebook 05's variants)
+    SubjectArrays,
+    is_axial_disc_dataset,
+    load_prepared_subject,
+    measure_for_truth,
+)
+from mskseg_lib.data.catalog import REAL_SPINE, get_dataset
+from mskseg_lib.stats.agreement import AgreementResult, AgreementSettings, AgreementTables, agreement_table
 
 UNITS = {"thickness_mm": "mm", "volume_cm3": "cm3", "t2_ms": "ms", "t1rho_ms": "ms", "disc_height_mm": "mm",
          "thickness_study_text_mm": "mm", "thickness_study_code_mm": "mm", "t2_voxel_weighted_ms": "ms",
@@ -75,14 +91,89 @@ SUPPLEMENT_TABLES: tuple[tuple[int, str, str], ...] = (
 )
 UNUSED_SUPPLEMENT_NUMBERS = (63, 64)
 LONG_COLUMNS = ["dataset", "subject_id", "source", "biomarker", "structure", "value", "reason"]
+AGREEMENT_GROUPS = ("dataset", "biomarker", "structure")
+
+
+@dataclass(frozen=True)
+class BiomarkerSelection:
+    """Which prepared subjects are measured.
+
+    ``datasets``: ``"all"`` or names; ``split``: ``"test"`` (subjects no model trained on, the
+    study's comparison), several splits or ``"all"``; ``max_subjects_per_dataset``: 0 = every
+    subject; ``exclude``: datasets analysed on their own (the real spine fixture).
+    """
+
+    datasets: str | tuple[str, ...] = "all"
+    split: str | tuple[str, ...] = "test"
+    max_subjects_per_dataset: int = 0
+    exclude: tuple[str, ...] = (REAL_SPINE.name,)
+
+
+# ----------------------------------------------------------------------------- subjects
+def selected_datasets(subjects: pd.DataFrame, selection: BiomarkerSelection = BiomarkerSelection()) -> list[str]:
+    """The datasets ``selection`` names, without the excluded ones.
+
+    Parameters
+    ----------
+    subjects : DataFrame
+        The prepared subjects table (``dataset`` column).
+    selection : BiomarkerSelection
+        ``datasets == "all"``: every dataset of the table, sorted.
+
+    Returns
+    -------
+    list of str
+    """
+    wanted = sorted(subjects["dataset"].unique()) if selection.datasets == "all" else list(selection.datasets)
+    return [d for d in wanted if d not in selection.exclude]
+
+
+def choose_subjects(subjects: pd.DataFrame, selection: BiomarkerSelection = BiomarkerSelection()) -> pd.DataFrame:
+    """The rows of the prepared subjects table that ``selection`` picks.
+
+    Parameters
+    ----------
+    subjects : DataFrame
+        The prepared subjects table (``dataset``, ``subject_id``, ``split``).
+    selection : BiomarkerSelection
+        Datasets, split(s) and the number of subjects per dataset.
+
+    Returns
+    -------
+    DataFrame
+        The chosen rows sorted by dataset and subject (the first ``max_subjects_per_dataset`` of
+        each dataset when that is > 0).
+    """
+    split = selection.split
+    splits = [split] if isinstance(split, str) else list(split)
+    in_split = subjects["split"].isin(splits) | (split == "all")
+    chosen = subjects[subjects["dataset"].isin(selected_datasets(subjects, selection)) & in_split]
+    chosen = chosen.sort_values(["dataset", "subject_id"])
+    if selection.max_subjects_per_dataset > 0:
+        chosen = chosen.groupby("dataset").head(selection.max_subjects_per_dataset)
+    return chosen
 
 
 def measure_subject(subject: Mapping, labels: np.ndarray | None = None, source: str = "manual",
                     arrays: SubjectArrays | None = None) -> pd.DataFrame:
-    """Every biomarker of one prepared subject, from its manual mask or from ``labels`` (a
-    predicted label volume on the mask's grid); long table (:data:`LONG_COLUMNS`).
+    """Every biomarker of one prepared subject, from its manual mask or from a predicted one.
 
-    ``arrays`` (the subject's loaded mask and maps) saves reading them again per source.
+    Parameters
+    ----------
+    subject : mapping
+        A row of the prepared subjects table.
+    labels : (X, Y, Z) int ndarray, optional
+        A predicted label volume on the prepared mask's grid (canonical RAS); None: the manual mask.
+    source : str
+        The ``source`` written in every row (``manual``, a model name...).
+    arrays : SubjectArrays, optional
+        The subject's loaded mask and maps, to save reading them again per source.
+
+    Returns
+    -------
+    DataFrame
+        Long table (:data:`LONG_COLUMNS`): one row per biomarker definition and structure, the
+        value in the biomarker's unit (mm, ms, cm3), NaN with a reason where none.
     """
     arrays = arrays if arrays is not None else load_prepared_subject(subject)
     volume = arrays.labels
@@ -102,7 +193,20 @@ def measure_subject(subject: Mapping, labels: np.ndarray | None = None, source: 
 
 
 def truth_rows(truth: Mapping[str, Mapping], subjects: pd.DataFrame) -> pd.DataFrame:
-    """The cohort's true values of these subjects as ``source == "truth"`` rows."""
+    """The cohort's true values of these subjects as ``source == "truth"`` rows.
+
+    Parameters
+    ----------
+    truth : mapping
+        ``truth.json`` (``data.cohort.load_truth``): ``dataset/subject_id`` -> biomarker -> values.
+    subjects : DataFrame
+        The subjects whose truth is wanted.
+
+    Returns
+    -------
+    DataFrame
+        Long table (:data:`LONG_COLUMNS`); subjects without a truth entry give no rows.
+    """
     rows = []
     for s in subjects.itertuples():
         entry = truth.get(f"{s.dataset}/{s.subject_id}") or {}
@@ -115,8 +219,23 @@ def truth_rows(truth: Mapping[str, Mapping], subjects: pd.DataFrame) -> pd.DataF
 
 def measure_all(subjects: pd.DataFrame, predictors: Mapping[str, Callable[[Mapping], np.ndarray | None]],
                 progress: bool = True) -> pd.DataFrame:
-    """Manual and predicted biomarkers of every subject. ``predictors`` maps a source name to a
-    function returning the subject's predicted label volume (``None``: no prediction, skipped)."""
+    """Manual and predicted biomarkers of every subject.
+
+    Parameters
+    ----------
+    subjects : DataFrame
+        Rows of the prepared subjects table.
+    predictors : mapping
+        Source name -> function of a subject row returning its predicted label volume on the
+        prepared mask's grid, or None (no prediction: skipped).
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    DataFrame
+        Long table (:data:`LONG_COLUMNS`): the ``manual`` rows and one set per source.
+    """
     from tqdm.auto import tqdm
 
     parts = []
@@ -131,8 +250,24 @@ def measure_all(subjects: pd.DataFrame, predictors: Mapping[str, Callable[[Mappi
 
 
 def paired(long: pd.DataFrame, predicted: str, with_truth: bool = True) -> pd.DataFrame:
-    """One row per (dataset, subject, biomarker, structure): ``manual``, ``predicted`` (the
-    named source) and ``truth``; ``subject`` is ``dataset/subject_id`` (unique across datasets)."""
+    """Manual, predicted and true values side by side.
+
+    Parameters
+    ----------
+    long : DataFrame
+        Long table (:data:`LONG_COLUMNS`).
+    predicted : str
+        The source whose values are ``predicted``.
+    with_truth : bool
+        Add the ``truth`` column.
+
+    Returns
+    -------
+    DataFrame
+        One row per (dataset, subject, biomarker, structure) with a manual or predicted value:
+        ``subject`` (``dataset/subject_id``, unique across datasets), ``manual``, ``predicted`` and
+        ``truth`` (NaN where absent).
+    """
     keys = ["dataset", "subject_id", "biomarker", "structure"]
     wide = long.pivot_table(index=keys, columns="source", values="value", aggfunc="first", dropna=False)
     out = pd.DataFrame(index=wide.index)
@@ -148,14 +283,29 @@ def paired(long: pd.DataFrame, predicted: str, with_truth: bool = True) -> pd.Da
 
 def best_experiment_per_dataset(experiments: pd.DataFrame, history: pd.DataFrame,
                                 datasets: Sequence[str]) -> dict[str, str]:
-    """Dataset -> the finished experiment trained on it with the highest validation Dice."""
+    """Which finetuned experiment predicts each dataset: the finished one trained on it with the
+    highest validation Dice during training (the choice never sees the test subjects).
+
+    Parameters
+    ----------
+    experiments : DataFrame
+        The grid's experiments (``experiment_id``, ``status``, ``train_datasets`` comma-separated).
+    history : DataFrame
+        Training history (``experiment_id``, ``val_dice``).
+    datasets : sequence of str
+
+    Returns
+    -------
+    dict
+        Dataset -> experiment id; datasets no finished experiment trained on are left out.
+    """
     finished = experiments[experiments["status"] == "finished"]
     if finished.empty or history.empty:
         return {}
     best_val = history.groupby("experiment_id")["val_dice"].max()
     out = {}
     for d in datasets:
-        trained = finished[finished["train_datasets"].astype(str).str.split(",").apply(lambda names: d in names)]
+        trained = finished[finished["train_datasets"].astype(str).str.split(",").map(lambda names, d=d: d in names)]
         scores = best_val.reindex(trained["experiment_id"]).dropna()
         if not scores.empty:
             out[d] = str(scores.idxmax())
@@ -163,23 +313,57 @@ def best_experiment_per_dataset(experiments: pd.DataFrame, history: pd.DataFrame
 
 
 def dataset_slug(dataset: str) -> str:
-    """A short file-name form of a dataset name: ``Knee_2D_MAPSS-echo1_Research_Compositional_22``
-    -> ``knee_2d_mapss_22``."""
-    import re
+    """A short file-name form of a dataset name.
 
+    Parameters
+    ----------
+    dataset : str
+        e.g. ``Knee_2D_MAPSS-echo1_Research_Compositional_22``.
+
+    Returns
+    -------
+    str
+        e.g. ``knee_2d_mapss_22`` (lower case; protocol and task words and ``-echo1`` dropped).
+    """
     drop = {"research", "clinical", "anatomical", "compositional"}
     parts = [p for p in re.split(r"[^A-Za-z0-9]+", str(dataset).replace("-echo1", "")) if p and p.lower() not in drop]
     return "_".join(parts).lower()
 
 
 def supplement_table_name(number: int, biomarker: str, dataset: str) -> str:
-    """``tableS<N>_<biomarker>_<dataset slug>`` (without extension)."""
+    """The file name of a study-numbered biomarker table.
+
+    Parameters
+    ----------
+    number : int
+        39-62.
+    biomarker : str
+        A primary biomarker column (``thickness_mm``...).
+    dataset : str
+
+    Returns
+    -------
+    str
+        ``tableS<N>_<biomarker>_<dataset slug>`` (without extension).
+    """
     return f"tableS{number}_{SHORT_NAMES[biomarker]}_{dataset_slug(dataset)}"
 
 
 def supplement_mapping(present: pd.DataFrame | None = None) -> pd.DataFrame:
-    """The S39-S64 mapping as a table (number, table name, biomarker, dataset, definition) and,
-    given the long table of measurements, how many subjects each table holds in this run."""
+    """The S39-S64 mapping as a table.
+
+    Parameters
+    ----------
+    present : DataFrame, optional
+        The long table of measurements (manual rows suffice): adds how many subjects each table
+        holds in this run.
+
+    Returns
+    -------
+    DataFrame
+        One row per number S39-S64: ``table``, ``file``, ``biomarker``, ``dataset``, ``definition``
+        (``unused`` for S63, S64) and, given ``present``, ``subjects_in_this_run``.
+    """
     rows = [{"table": f"S{n}", "file": supplement_table_name(n, b, d), "biomarker": b, "dataset": d,
              "definition": DEFINITIONS[b][1]} for n, b, d in SUPPLEMENT_TABLES]
     rows += [{"table": f"S{n}", "file": "", "biomarker": "", "dataset": "", "definition": "unused"}
@@ -193,9 +377,22 @@ def supplement_mapping(present: pd.DataFrame | None = None) -> pd.DataFrame:
 
 
 def errors_vs_truth(long: pd.DataFrame, sources: Sequence[str] = ("manual", "finetuned", "zero_shot")) -> pd.DataFrame:
-    """Every measured value with a known truth, in every definition: one row per (dataset,
-    subject, biomarker, definition, structure, source) with ``value``, ``truth`` (of the
-    biomarker the definition measures), ``error = value - truth``, ``relative_error``."""
+    """Every measured value with a known truth, in every definition.
+
+    Parameters
+    ----------
+    long : DataFrame
+        Long table with ``truth`` rows (:func:`truth_rows`).
+    sources : sequence of str
+        The sources compared with the truth.
+
+    Returns
+    -------
+    DataFrame
+        One row per (dataset, subject, biomarker, definition, structure, source): ``value``,
+        ``truth`` (of the biomarker the definition measures), ``error = value - truth`` (the
+        biomarker's unit) and ``relative_error = error / truth``.
+    """
     columns = ["dataset", "subject_id", "biomarker", "definition", "description", "structure", "source", "value",
                "truth", "error", "relative_error"]
     truth = long[long["source"] == "truth"].set_index(["dataset", "subject_id", "biomarker", "structure"])["value"]
@@ -214,7 +411,19 @@ def errors_vs_truth(long: pd.DataFrame, sources: Sequence[str] = ("manual", "fin
 
 
 def error_summary(errors: pd.DataFrame) -> pd.DataFrame:
-    """Mean, SD and mean absolute error (and relative error) per biomarker, definition and source."""
+    """Error against the truth per biomarker, definition and source.
+
+    Parameters
+    ----------
+    errors : DataFrame
+        :func:`errors_vs_truth`'s table.
+
+    Returns
+    -------
+    DataFrame
+        ``n``, ``mean_error``, ``sd_error``, ``mean_abs_error`` (the biomarker's unit) and
+        ``mean_relative_error``.
+    """
     cols = ["biomarker", "definition", "description", "source"]
     if errors.empty:
         return pd.DataFrame(columns=[*cols, "n", "mean_error", "sd_error", "mean_abs_error", "mean_relative_error"])
@@ -227,9 +436,24 @@ def error_summary(errors: pd.DataFrame) -> pd.DataFrame:
 
 def truth_error_pairs(errors: pd.DataFrame, panel: str = "biomarker", predicted_source: str = "finetuned",
                       definitions: Sequence[str] | None = None) -> pd.DataFrame:
-    """``errors_vs_truth`` rows as one row per (panel, dataset, subject, structure) with the
-    ``manual`` and ``predicted`` (``predicted_source``) values and the ``true`` value, for
-    :func:`mskseg_lib.plots.biomarkers.plot_truth_error`. ``definitions``: keep only these."""
+    """``errors_vs_truth`` rows reshaped for :func:`mskseg_lib.plots.biomarkers.plot_truth_error`.
+
+    Parameters
+    ----------
+    errors : DataFrame
+        :func:`errors_vs_truth`'s table.
+    panel : str
+        Column naming the panels (``biomarker`` or ``definition``).
+    predicted_source : str
+        The source drawn as ``predicted``.
+    definitions : sequence of str, optional
+        Keep only these definitions.
+
+    Returns
+    -------
+    DataFrame
+        One row per (panel, dataset, subject, structure): ``manual``, ``predicted`` and ``true``.
+    """
     keys = [panel, "dataset", "subject_id", "structure"]
     sel = errors if definitions is None else errors[errors["definition"].isin(list(definitions))]
     sel = sel[sel["source"].isin(["manual", predicted_source])]
@@ -244,11 +468,89 @@ def truth_error_pairs(errors: pd.DataFrame, panel: str = "biomarker", predicted_
     return out[[*keys, "manual", "predicted", "true"]]
 
 
+# ----------------------------------------------------------------------------- agreement
+def agreement_by_source(long: pd.DataFrame, sources: Sequence[str],
+                        settings: AgreementSettings = AgreementSettings(),
+                        biomarkers: Sequence[str] = PRIMARY_BIOMARKERS,
+                        by: Sequence[str] = AGREEMENT_GROUPS) -> dict[str, AgreementTables]:
+    """Agreement (S65-S68) of each predicted source with the manual masks.
+
+    Parameters
+    ----------
+    long : DataFrame
+        ``measure_all``'s long table (:data:`LONG_COLUMNS`), truth rows allowed.
+    sources : sequence of str
+        The predicted sources compared with ``manual`` (e.g. ``finetuned``, ``zero_shot``).
+    settings : AgreementSettings
+        Bootstrap and test settings (the study's by default).
+    biomarkers : sequence of str
+        Biomarker columns analysed (default: the project's definitions; a variant such as
+        ``thickness_study_text_mm`` is analysed the same way).
+    by : sequence of str
+        Groups, by default one per dataset, biomarker and structure.
+
+    Returns
+    -------
+    dict
+        Source -> ``AgreementTables`` (``subject`` is ``dataset/subject_id``).
+    """
+    sel = long[long["biomarker"].isin(list(biomarkers))]
+    return {source: agreement_table(paired(sel, source), "manual", "predicted", by=by, subject_col="subject",
+                                    settings=settings)
+            for source in sources}
+
+
+def stacked(tables: Mapping[str, AgreementTables], name: str) -> pd.DataFrame:
+    """One of the agreement tables of every source, one under the other.
+
+    Parameters
+    ----------
+    tables : mapping
+        Source -> ``AgreementTables`` (:func:`agreement_by_source`).
+    name : str
+        ``icc``, ``regression``, ``spearman``, ``test_choice`` or ``bland_altman``.
+
+    Returns
+    -------
+    DataFrame
+        The sources' tables concatenated, with a ``predicted_by`` column.
+    """
+    return pd.concat([getattr(t, name).assign(predicted_by=source) for source, t in tables.items()],
+                     ignore_index=True)
+
+
+def most_pairs_per_biomarker(results: Mapping[tuple, AgreementResult]) -> dict[tuple[str, str, str], AgreementResult]:
+    """Figure 5b's rows: per biomarker, the group with the most subject pairs.
+
+    Parameters
+    ----------
+    results : mapping
+        (dataset, biomarker, structure) -> ``AgreementResult`` (``AgreementTables.results``).
+
+    Returns
+    -------
+    dict
+        (biomarker, structure, dataset slug) -> result, biomarkers sorted; ties go to the first
+        group in sorted order.
+    """
+    shown = {}
+    for biomarker in sorted({k[1] for k in results}):
+        key = max(sorted(k for k in results if k[1] == biomarker), key=lambda k: results[k].n_pairs)
+        shown[(key[1], key[2], dataset_slug(key[0]))] = results[key]
+    return shown
+
+
 # ----------------------------------------------------------------------------- published ranges
 def published_agreement() -> pd.DataFrame:
-    """The study's printed agreement ranges (finetuned vs manual), one row per family, dataset
-    set and statistic (``icc``, ``r2``, ``spearman_rho``): ``low``, ``high``, ``datasets``
-    (";"-separated), ``tissue_class`` and ``structure`` where the range is that narrow."""
+    """The study's printed agreement ranges (finetuned vs manual).
+
+    Returns
+    -------
+    DataFrame
+        One row per family, dataset set and statistic (``icc``, ``r2``, ``spearman_rho``): ``low``,
+        ``high``, ``datasets`` (";"-separated), ``tissue_class`` and ``structure`` where the range
+        is that narrow, ``p_text``.
+    """
     from importlib import resources
 
     with resources.files("mskseg_lib.reference").joinpath("paper_biomarker_agreement.csv").open() as fh:
@@ -267,9 +569,23 @@ def _tissue(dataset: str, structure: str) -> str:
 
 
 def with_published(table: pd.DataFrame, statistic: str, published: pd.DataFrame | None = None) -> pd.DataFrame:
-    """``table`` (rows with ``dataset``, ``biomarker``, ``structure``) with the study's printed
-    range of ``statistic`` beside each row it covers: ``published_family``,
-    ``published_<statistic>_low``/``_high`` (empty / NaN where the study prints none)."""
+    """``table`` with the study's printed range of ``statistic`` beside each row it covers.
+
+    Parameters
+    ----------
+    table : DataFrame
+        Rows with ``dataset``, ``biomarker``, ``structure``.
+    statistic : str
+        ``icc``, ``r2`` or ``spearman_rho``.
+    published : DataFrame, optional
+        :func:`published_agreement` (read when not given).
+
+    Returns
+    -------
+    DataFrame
+        A copy with ``published_family`` and ``published_<statistic>_low``/``_high`` (empty / NaN
+        where the study prints none; the narrowest matching range wins).
+    """
     published = published_agreement() if published is None else published
     pub = published[published["statistic"] == statistic]
     fam, low, high = [], [], []
@@ -296,12 +612,24 @@ def with_published(table: pd.DataFrame, statistic: str, published: pd.DataFrame 
 
 def published_vs_regenerated(icc: pd.DataFrame, regression: pd.DataFrame, spearman: pd.DataFrame,
                              published: pd.DataFrame | None = None) -> pd.DataFrame:
-    """One row per printed range: the study's low-high beside the regenerated range of the same
-    statistic over the same family in the study's datasets (``regenerated_*``) and, because small
-    profiles rarely hold those datasets, over the family in every dataset (``*_any_dataset``).
+    """The study's printed ranges beside the regenerated ranges of the same statistics.
 
-    The regenerated ICC is the one the decision picks (``icc``: ICC(3,1) or the bootstrap median),
-    R2 that of the linear regressions, rho Spearman's."""
+    The regenerated ICC is the one the decision picks (``icc``: ICC(3,1) or the bootstrap
+    median), R2 that of the linear regressions, rho Spearman's.
+
+    Parameters
+    ----------
+    icc, regression, spearman : DataFrame
+        The finetuned source's S66, S67 and S68 tables.
+    published : DataFrame, optional
+        :func:`published_agreement` (read when not given).
+
+    Returns
+    -------
+    DataFrame
+        One row per printed range: ``published_low``/``_high`` beside ``regenerated_low``/``_high``
+        over the study's datasets (``n_groups``) and over every dataset (``*_any_dataset``).
+    """
     published = published_agreement() if published is None else published
     linear = regression[regression["method"] == "linear"] if "method" in regression else regression
     sources = {"icc": (icc, "icc"), "r2": (linear, "r2"), "spearman_rho": (spearman, "rho")}
@@ -334,7 +662,14 @@ def published_vs_regenerated(icc: pd.DataFrame, regression: pd.DataFrame, spearm
 
 
 def safe_structure(name: str) -> str:
-    """A structure name usable in a table file name."""
-    import re
+    """A structure name usable in a file name (runs of other characters -> ``_``).
 
+    Parameters
+    ----------
+    name : str
+
+    Returns
+    -------
+    str
+    """
     return re.sub(r"[^A-Za-z0-9]+", "_", str(name)).strip("_")

@@ -60,9 +60,22 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.morphology import skeletonize
 
-from mskseg_lib.biomarkers.common import (OK, BiomarkerResult, Labels, bounding_box, check_label_volume,
-                                          check_slice_axis, check_spacing, empty_row, frame, in_plane_spacing,
-                                          normalise_labels, present_slices, structure_mask, take_slice)
+from mskseg_lib.biomarkers.common import (
+    OK,
+    BiomarkerResult,
+    Labels,
+    bounding_box,
+    check_label_volume,
+    check_slice_axis,
+    check_spacing,
+    empty_row,
+    frame,
+    in_plane_spacing,
+    normalise_labels,
+    present_slices,
+    structure_mask,
+    take_slice,
+)
 
 PER_SLICE_COLUMNS = ["structure", "slice_index", "thickness_mm", "thickness_sd_mm", "thickness_2edt_mm",
                      "n_points", "n_dropped", "n_voxels", "reason"]
@@ -133,7 +146,21 @@ def _boundary_distance(field: np.ndarray, start: np.ndarray, step_idx: np.ndarra
 
 
 def medial_thickness(mask: np.ndarray, spacing_mm: Sequence[float]) -> MedialThickness:
-    """Thickness (mm) at each skeleton point of a 2D or 3D binary mask (see module docstring)."""
+    """Thickness at each skeleton point of a 2D or 3D binary mask (see the module docstring).
+
+    Parameters
+    ----------
+    mask : bool ndarray (2D or 3D)
+        One structure.
+    spacing_mm : sequence of float
+        Spacing in mm of each of the mask's axes (anisotropic allowed).
+
+    Returns
+    -------
+    MedialThickness
+        ``points`` (n, ndim) skeleton voxel indices, ``thickness_mm`` (n,) chord lengths in mm (NaN
+        where a chord was dropped), ``two_edt_mm`` (n,) the uncorrected 2 x EDT.
+    """
     mask = np.asarray(mask, dtype=bool)
     spacing = np.asarray(check_spacing(spacing_mm, mask.ndim), dtype=np.float64)
     empty = MedialThickness(np.zeros((0, mask.ndim), np.int64), np.zeros(0), np.zeros(0))
@@ -177,11 +204,29 @@ def _sd(values: np.ndarray) -> float:
 
 def cartilage_thickness(label_volume: np.ndarray, spacing_mm: Sequence[float], labels: Labels,
                         slice_axis: int = 2) -> BiomarkerResult:
-    """Per-slice (2D) cartilage thickness of each structure in ``labels``, in mm.
+    """Per-slice (2D) cartilage thickness of each structure in ``labels``.
 
-    ``spacing_mm`` is the voxel spacing of the three array axes; each slice is measured with the
-    spacing of its two in-plane axes (anisotropic pixels allowed). Columns: see
-    ``PER_SLICE_COLUMNS`` and ``PER_SUBJECT_COLUMNS``; the method is in the module docstring.
+    Each slice is measured with the spacing of its two in-plane axes (anisotropic pixels
+    allowed); the method is in the module docstring.
+
+    Parameters
+    ----------
+    label_volume : (X, Y, Z) int ndarray
+        Labels (0 = background).
+    spacing_mm : sequence of 3 float
+        Voxel spacing in mm of the three array axes.
+    labels : mapping
+        Structure name -> label value(s) (e.g. ``{"femoral": (1, 2)}``).
+    slice_axis : int
+        The acquisition plane's axis.
+
+    Returns
+    -------
+    BiomarkerResult
+        ``per_slice`` (``PER_SLICE_COLUMNS``): mean chord thickness of each slice in mm;
+        ``per_subject`` (``PER_SUBJECT_COLUMNS``): ``thickness_mm`` the mean of the slice means,
+        ``thickness_point_weighted_mm`` the mean over all medial points, ``thickness_2edt_mm`` the
+        uncorrected 2 x EDT; an absent structure is NaN with reason ``"empty mask"``.
     """
     vol = check_label_volume(label_volume)
     spacing = check_spacing(spacing_mm)
@@ -221,10 +266,24 @@ def cartilage_thickness(label_volume: np.ndarray, spacing_mm: Sequence[float], l
 
 def cartilage_thickness_3d(label_volume: np.ndarray, spacing_mm: Sequence[float], labels: Labels,
                            slice_axis: int = 2) -> BiomarkerResult:
-    """3D cartilage thickness: 3D skeleton, 3D normals, chords with all three spacings (mm).
+    """3D cartilage thickness: 3D skeleton, 3D normals, chords with all three spacings.
 
-    ``per_subject.thickness_mm`` is the mean over the 3D medial points; ``per_slice`` groups
-    the same points by the slice (along ``slice_axis``) they lie in.
+    Parameters
+    ----------
+    label_volume : (X, Y, Z) int ndarray
+        Labels (0 = background).
+    spacing_mm : sequence of 3 float
+        Voxel spacing in mm of the three array axes.
+    labels : mapping
+        Structure name -> label value(s).
+    slice_axis : int
+        The axis ``per_slice`` groups the points by.
+
+    Returns
+    -------
+    BiomarkerResult
+        ``per_subject.thickness_mm``: the mean over the 3D medial points (mm); ``per_slice``: the
+        same points grouped by the slice they lie in.
     """
     vol = check_label_volume(label_volume)
     spacing = check_spacing(spacing_mm)

@@ -35,9 +35,21 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.morphology import medial_axis
 
-from mskseg_lib.biomarkers.common import (OK, BiomarkerResult, Labels, check_label_volume, check_slice_axis,
-                                          check_spacing, empty_row, frame, in_plane_spacing, normalise_labels,
-                                          present_slices, structure_mask, take_slice)
+from mskseg_lib.biomarkers.common import (
+    OK,
+    BiomarkerResult,
+    Labels,
+    check_label_volume,
+    check_slice_axis,
+    check_spacing,
+    empty_row,
+    frame,
+    in_plane_spacing,
+    normalise_labels,
+    present_slices,
+    structure_mask,
+    take_slice,
+)
 
 TEXT, CODE = "thickness_study_text_mm", "thickness_study_code_mm"
 PER_SLICE_COLUMNS = ["structure", "slice_index", TEXT, CODE, "n_points", "n_voxels", "reason"]
@@ -47,11 +59,23 @@ MEDIAL_AXIS_SEED = 0  # medial_axis breaks ties in a random order: seeded, so a 
 
 
 def medial_axis_distances(mask: np.ndarray, pixel_spacing_mm: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
-    """EDT at the medial-axis points of a 2D mask: (distance in pixels, distance in mm), each (n,).
+    """Euclidean distance transform at the medial-axis points of a 2D mask.
 
     The medial axis and the pixel distance are ``skimage.morphology.medial_axis``'s (its
     tie-breaking order seeded, so the result is reproducible); the mm distance is
     ``distance_transform_edt`` with the pixel spacing, at the same points.
+
+    Parameters
+    ----------
+    mask : (rows, cols) bool ndarray
+        One structure on one slice.
+    pixel_spacing_mm : sequence of 2 float
+        Pixel spacing in mm of the two array axes.
+
+    Returns
+    -------
+    distance_px, distance_mm : (n,) float ndarrays
+        The EDT at each of the n medial points, in pixels and in mm.
     """
     mask = np.asarray(mask, dtype=bool)
     if mask.ndim != 2:
@@ -73,11 +97,26 @@ def _mean(values: Sequence[float]) -> float:
 
 def study_thickness(label_volume: np.ndarray, spacing_mm: Sequence[float], labels: Labels,
                     slice_axis: int = 2) -> BiomarkerResult:
-    """Per-slice medial-axis EDT thickness of each structure, in the study's two readings (mm).
+    """Per-slice medial-axis EDT thickness of each structure, in the study's two readings.
 
-    ``spacing_mm``: the voxel spacing of the three array axes; the slices lie across
-    ``slice_axis``, whose spacing is the slice thickness ``study_code`` multiplies by. Value
-    columns: ``thickness_study_text_mm`` (main) and ``thickness_study_code_mm``.
+    Parameters
+    ----------
+    label_volume : (X, Y, Z) int ndarray
+        Labels (0 = background).
+    spacing_mm : sequence of 3 float
+        Voxel spacing in mm of the three array axes; the slices lie across ``slice_axis``, whose
+        spacing is the slice thickness ``study_code`` multiplies by.
+    labels : mapping
+        Structure name -> label value(s).
+    slice_axis : int
+        The acquisition plane's axis.
+
+    Returns
+    -------
+    BiomarkerResult
+        Value columns ``thickness_study_text_mm`` (main: EDT radius at the medial axis x pixel
+        spacing) and ``thickness_study_code_mm`` (EDT radius in pixels x slice thickness), in mm,
+        per slice and per subject (mean over slices).
     """
     vol = check_label_volume(label_volume)
     spacing = check_spacing(spacing_mm)

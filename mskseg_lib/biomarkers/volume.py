@@ -15,9 +15,20 @@ from typing import Sequence
 
 import numpy as np
 
-from mskseg_lib.biomarkers.common import (OK, BiomarkerResult, Labels, check_label_volume, check_slice_axis,
-                                          check_spacing, empty_row, frame, in_plane_axes, in_plane_spacing,
-                                          normalise_labels, structure_mask)
+from mskseg_lib.biomarkers.common import (
+    OK,
+    BiomarkerResult,
+    Labels,
+    check_label_volume,
+    check_slice_axis,
+    check_spacing,
+    empty_row,
+    frame,
+    in_plane_axes,
+    in_plane_spacing,
+    normalise_labels,
+    structure_mask,
+)
 
 TOTAL = "total"
 PER_SLICE_COLUMNS = ["structure", "slice_index", "area_mm2", "volume_cm3", "n_voxels", "reason"]
@@ -27,7 +38,28 @@ MM3_PER_CM3 = 1000.0
 
 def tissue_volume(label_volume: np.ndarray, spacing_mm: Sequence[float], labels: Labels,
                   slice_axis: int = 2) -> BiomarkerResult:
-    """Volume (cm3) of each structure in ``labels`` and of their union (``structure == "total"``)."""
+    """Volume of each structure in ``labels`` and of their union (``structure == "total"``).
+
+    Voxel count x voxel volume, summed over slices (the study's).
+
+    Parameters
+    ----------
+    label_volume : (X, Y, Z) int ndarray
+        Labels (0 = background).
+    spacing_mm : sequence of 3 float
+        Voxel spacing in mm of the three array axes.
+    labels : mapping
+        Structure name -> label value(s); ``"total"`` is reserved.
+    slice_axis : int
+        The axis ``per_slice`` is taken along.
+
+    Returns
+    -------
+    BiomarkerResult
+        ``per_slice``: ``area_mm2`` and ``volume_cm3`` of each slice; ``per_subject``:
+        ``volume_cm3``, ``n_voxels``, ``n_slices``; an absent structure is NaN with reason
+        ``"empty mask"``.
+    """
     vol = check_label_volume(label_volume)
     spacing = check_spacing(spacing_mm)
     axis = check_slice_axis(slice_axis)
@@ -40,7 +72,7 @@ def tissue_volume(label_volume: np.ndarray, spacing_mm: Sequence[float], labels:
     union = np.zeros(vol.shape, dtype=bool)
     slice_rows, subject_rows = [], []
     items = [(name, structure_mask(vol, values)) for name, values in structures.items()]
-    for name, mask in items:
+    for _, mask in items:
         union |= mask
     for name, mask in [*items, (TOTAL, union)]:
         counts = mask.sum(axis=other)

@@ -80,7 +80,8 @@ def paint_knee(x: Array, y: Array, z: Array, p: dict) -> Array:
     plateau_y = 1.15 * R
     paint("joint_fluid", (z > -ttc) & (z < 6.0) & _ellipse(x, y, half_w, plateau_y))
     # tibia: broad plateau, narrower shaft below
-    tib = (z < -ttc) & np.where(z > -22.0, _ellipse(x, y, half_w, plateau_y), _ellipse(x, y, 0.45 * half_w * 2 / 2 + 8.0, 0.75 * R))
+    tib = (z < -ttc) & np.where(z > -22.0, _ellipse(x, y, half_w, plateau_y),
+                                _ellipse(x, y, 0.45 * half_w * 2 / 2 + 8.0, 0.75 * R))
     paint("tibia", tib)
     # tibial cartilage: slab of exact thickness ttc on each compartment's central plateau
     for side, sign in (("lat", 1.0), ("med", -1.0)):
@@ -158,7 +159,8 @@ def paint_spine_sagittal(x: Array, y: Array, z: Array, p: dict) -> Array:
         behind = (b > -part["height"] / 2.0) & (b < part["height"] / 2.0)
         paint("csf", behind & (a < -part["depth"] / 2.0 - 1.0) & (a > -part["depth"] / 2.0 - 14.0) & (np.abs(x) < 9.0))
         if part["name"].startswith(("vb_", "S1")):
-            paint("posterior_elements", behind & (a <= -part["depth"] / 2.0 - 14.0) & (a > -part["depth"] / 2.0 - 48.0) & (np.abs(x) < 6.0))
+            paint("posterior_elements", behind & (a <= -part["depth"] / 2.0 - 14.0)
+                  & (a > -part["depth"] / 2.0 - 48.0) & (np.abs(x) < 6.0))
         paint(part["name"], shape)
     return paint.out
 

@@ -9,15 +9,22 @@ datasets are acquired with one fixed protocol, as in the study.
 ``geometry`` names the anatomy model in :mod:`mskseg_lib.data.anatomy`; ``raw_format`` and
 ``mask_layout`` say how the synthetic cohort exports the raw data, so every raw form that real
 studies arrive in (DICOM, NIfTI, NPZ, HDF5, MATLAB) is exercised by the ingest code.
+
+Naming and order of datasets, shared by every table and figure: ``anatomy_of`` (a dataset's
+anatomy, also for names the catalog does not know), ``dataset_order`` / ``datasets_in_order``
+(anatomy groups in ``ANATOMY_ORDER``, then first appearance) and ``short_dataset_name`` (axis
+labels).
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Iterable, Optional
 
 import pandas as pd
 
 TISSUE_CLASSES = ("cartilage", "bone", "muscle", "nerve", "fat")
+ANATOMY_ORDER: tuple[str, ...] = ("knee", "hip", "spine", "thigh", "shoulder")  # figures and tables group by it
 PLANE_AXIS = {"sagittal": 0, "coronal": 1, "axial": 2}  # slice axis in canonical RAS arrays
 
 
@@ -239,3 +246,69 @@ def labels_table(specs: list[DatasetSpec] | None = None) -> pd.DataFrame:
         for s in specs for lab in s.labels
     ]
     return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------- naming and order
+_DROP_TOKENS = {"2D", "3D", "Research", "Clinical", "Anatomical", "Compositional"}
+_ABBREVIATIONS = {"Undersampled": "US", "MyoSegmenTUM": "MyoSeg"}
+
+
+def anatomy_of(dataset: str) -> str:
+    """Anatomy of a dataset from the catalog; an unknown name falls back to its first word
+    (``"Knee_x"`` -> ``"knee"``), so results of a manifest source still group sensibly."""
+    try:
+        return get_dataset(str(dataset)).anatomy
+    except KeyError:
+        return str(dataset).split("_")[0].lower()
+
+
+def dataset_order(table: pd.DataFrame) -> list[str]:
+    """Datasets of a table with ``dataset`` and ``anatomy`` columns, grouped by anatomy
+    (``ANATOMY_ORDER`` first, other anatomies after them in order of appearance), in order of
+    first appearance within an anatomy."""
+    first = table.drop_duplicates("dataset")[["dataset", "anatomy"]]
+    seen = list(dict.fromkeys(a for a in table["anatomy"].tolist() if a is not None and a == a))
+    anatomies = [a for a in ANATOMY_ORDER if a in seen] + [a for a in seen if a not in ANATOMY_ORDER]
+    rank = {a: i for i, a in enumerate(anatomies)}
+    first = first.assign(_r=first["anatomy"].map(rank), _i=range(len(first)))
+    return first.sort_values(["_r", "_i"])["dataset"].tolist()
+
+
+def datasets_in_order(datasets: Iterable[str]) -> list[str]:
+    """Distinct dataset names in figure order (anatomy groups, then first appearance), the
+    anatomy taken from the catalog (:func:`anatomy_of`); missing names (None, NaN) are left out."""
+    names = list(dict.fromkeys(str(d) for d in datasets if d is not None and d == d))
+    if not names:
+        return []
+    return dataset_order(pd.DataFrame({"dataset": names, "anatomy": [anatomy_of(d) for d in names]}))
+
+
+def short_dataset_name(name: str) -> str:
+    """Short label for a dataset name, for axes and titles.
+
+    Drops the acquisition dimension, protocol type and task words and an ``-echoN`` suffix:
+    ``"Knee_3D_DESS_Research_Anatomical_86"`` -> ``"Knee DESS 86"``,
+    ``"Knee_2D_MAPSS-echo1_Research_Compositional_22"`` -> ``"Knee MAPSS 22"``,
+    ``"Knee_3D_CUBE_Undersampled_Research_Anatomical_50"`` -> ``"Knee CUBE US 50"``.
+    The trailing subject count is kept, so the twelve study names stay distinct.
+    """
+    tokens = [t for t in str(name).split("_") if t and t not in _DROP_TOKENS]
+    tokens = [_ABBREVIATIONS.get(re.sub(r"-echo\d+$", "", t), re.sub(r"-echo\d+$", "", t))
+              for t in tokens]
+    return " ".join(tokens) if tokens else str(name)
+
+
+def labels_for_datasets(datasets: Iterable[str]) -> pd.DataFrame:
+    """``catalog.labels_table`` of the given datasets (the real spine included); names that the
+    catalog does not know (e.g. a manifest source) are skipped."""
+    specs = []
+    for name in dict.fromkeys(datasets):
+        try:
+            specs.append(get_dataset(name))
+        except KeyError:
+            continue
+    table = labels_table(specs)
+    if table.empty:
+        table = pd.DataFrame(columns=["dataset", "anatomy", "label_value", "label_name",
+                                      "tissue_class"])
+    return table

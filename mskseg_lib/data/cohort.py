@@ -12,9 +12,11 @@ Layout under ``<data_root>/cohort``::
     manifest.csv                  one row per subject: where its raw files are (prepare reads it)
     truth.json                    per subject true biomarkers (thickness, disc height, volumes, T2)
 
-Every subject is seeded from (profile seed, dataset, subject index), so a cohort is the same
-for the same profile, and a rerun skips subjects already written (each is written to a
-temporary folder and renamed when complete).
+Every subject is seeded from (seed, dataset, subject index), so a cohort is the same for the
+same settings (:class:`CohortSettings`), and a rerun skips subjects already written (each is
+written to a temporary folder and renamed when complete). ``generate_cohort(cohort_dir,
+CohortSettings(...))`` needs no profile; :mod:`mskseg_lib.from_profile.data` builds the settings
+from one.
 """
 from __future__ import annotations
 
@@ -23,17 +25,20 @@ import json
 import os
 import shutil
 import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from mskseg_lib.config import resolve_path
+from mskseg_lib.atomic import save_csv, write_json
 from mskseg_lib.data import anatomy, mr_physics
 from mskseg_lib.data.catalog import DatasetSpec, select_datasets
+from mskseg_lib.data.errors import SettingsError
 from mskseg_lib.data.grids import AXIS_CODES, acquisition_affine, world_coordinates
+from mskseg_lib.provenance import fingerprint
 
 VENDORS = ("GE", "Siemens", "Philips")
 T2PREP_TIMES_MS = (0.0, 10.3, 20.6, 41.1)  # MAPSS T2 preparation times
@@ -42,8 +47,32 @@ IMAGE_SCALE = 3000.0  # signal units -> stored intensities (fits uint16 for DICO
 CHUNK_SLICES = 8
 
 
-def cohort_dir(cfg: dict) -> Path:
-    return resolve_path(cfg, "data_root") / "cohort"
+@dataclass(frozen=True)
+class CohortSettings:
+    """What the synthetic cohort holds and how finely it is rendered.
+
+    ``datasets``: ``"all"`` or catalog names; ``subjects_per_dataset`` with
+    ``subjects_override`` (dataset -> count); ``matrix_scale``: in-plane matrix relative to the
+    protocol's nominal one; ``slice_scale``: number of slices relative to nominal (thickness
+    follows); ``supersample``: render this many times finer per axis, then average (partial
+    volume). The defaults are the ``default`` profile's (a 2-core CPU). Numbers are kept as given,
+    because each subject's fingerprint records them.
+    """
+
+    seed: int = 0
+    datasets: str | Sequence[str] = "all"
+    subjects_per_dataset: int = 12
+    subjects_override: Mapping[str, int] = field(default_factory=dict)
+    matrix_scale: float = 0.5
+    slice_scale: float = 0.25
+    supersample: int = 2
+
+    def __post_init__(self) -> None:
+        if self.subjects_per_dataset < 0 or any(int(n) < 0 for n in self.subjects_override.values()):
+            raise SettingsError("cohort subject counts must be >= 0")
+        if not (self.matrix_scale > 0 and self.slice_scale > 0 and int(self.supersample) >= 1):
+            raise SettingsError(f"cohort matrix_scale and slice_scale must be > 0 and supersample >= 1, got "
+                                f"{self.matrix_scale}, {self.slice_scale}, {self.supersample}")
 
 
 def subject_seed(seed: int, dataset: str, index: int) -> int:
@@ -64,7 +93,7 @@ def sample_demographics(spec: DatasetSpec, rng: np.random.Generator) -> dict:
             "weight_kg": float(np.round(bmi * height**2, 1))}
 
 
-def sample_protocol(spec: DatasetSpec, cfg: dict, rng: np.random.Generator) -> dict:
+def sample_protocol(spec: DatasetSpec, settings: CohortSettings, rng: np.random.Generator) -> dict:
     """Acquisition of one subject: the dataset's protocol, varied per subject if clinical."""
     p = spec.protocol
     vendor, field, te, tr, flip = p.vendor, p.field_strength_t, p.te_ms, p.tr_ms, p.flip_angle_deg
@@ -74,9 +103,9 @@ def sample_protocol(spec: DatasetSpec, cfg: dict, rng: np.random.Generator) -> d
         te = float(np.round(te * rng.uniform(0.75, 1.35), 1))
         tr = float(np.round(tr * rng.uniform(0.8, 1.25), 0))
         flip = float(rng.choice([90.0, 150.0, 160.0])) if rng.random() < 0.3 else flip
-    rows = max(32, int(round(p.matrix[0] * cfg["cohort"]["matrix_scale"] / 4.0)) * 4)
-    cols = max(32, int(round(p.matrix[1] * cfg["cohort"]["matrix_scale"] / 4.0)) * 4)
-    n_slices = max(6, int(round(p.n_slices * cfg["cohort"]["slice_scale"])))
+    rows = max(32, int(round(p.matrix[0] * settings.matrix_scale / 4.0)) * 4)
+    cols = max(32, int(round(p.matrix[1] * settings.matrix_scale / 4.0)) * 4)
+    n_slices = max(6, int(round(p.n_slices * settings.slice_scale)))
     return {
         "vendor": vendor, "field_strength_t": field, "te_ms": te, "tr_ms": tr, "flip_angle_deg": flip,
         "sequence": p.sequence, "acquisition": spec.acquisition, "rows_px": rows, "cols_px": cols,
@@ -123,7 +152,8 @@ def render_subject(spec: DatasetSpec, proto: dict, params: dict, supersample: in
     fine_voxel_mm3 = float(np.prod(spacing)) / s**3
     out = {"affine": affine, "struct": struct, "labels": labels, "image": image * IMAGE_SCALE,
            "clean": clean, "sigma": sigma, "snr_factor": snr, "tissue": tissue,
-           "fine_volume_cm3": {name: float(fine_counts[i + 1] * fine_voxel_mm3 / 1000.0) for i, (name, _) in enumerate(structures)}}
+           "fine_volume_cm3": {name: float(fine_counts[i + 1] * fine_voxel_mm3 / 1000.0)
+                               for i, (name, _) in enumerate(structures)}}
     return out
 
 
@@ -270,11 +300,10 @@ def subject_id_of(spec: DatasetSpec, index: int) -> str:
     return f"{spec.name.split('_')[0].lower()}{spec.name.rsplit('_', 1)[-1]}-{index:03d}"
 
 
-def subject_fingerprint(cfg: dict, spec: DatasetSpec, index: int) -> str:
+def subject_fingerprint(settings: CohortSettings, spec: DatasetSpec, index: int) -> str:
     """What a subject's files depend on: seed, dataset, index and the rendering settings."""
-    c = cfg["cohort"]
-    key = [cfg["seed"], spec.name, index, c["matrix_scale"], c["slice_scale"], c["supersample"], 1]
-    return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
+    return fingerprint([settings.seed, spec.name, index, settings.matrix_scale, settings.slice_scale,
+                        settings.supersample, 1])
 
 
 def _current_record(path: Path, fingerprint: str) -> dict | None:
@@ -285,7 +314,7 @@ def _current_record(path: Path, fingerprint: str) -> dict | None:
     return record if record.get("fingerprint") == fingerprint else None
 
 
-def generate_subject(spec: DatasetSpec, index: int, cfg: dict, raw_root: Path) -> dict:
+def generate_subject(spec: DatasetSpec, index: int, settings: CohortSettings, raw_root: Path) -> dict:
     """Render and export subject ``index`` of ``spec``; atomic per subject (temp dir + rename).
 
     An existing subject is reused only if it was generated with the same seed and settings;
@@ -293,17 +322,17 @@ def generate_subject(spec: DatasetSpec, index: int, cfg: dict, raw_root: Path) -
     """
     subject_id = subject_id_of(spec, index)
     final = raw_root / spec.name / subject_id
-    fingerprint = subject_fingerprint(cfg, spec, index)
-    existing = _current_record(final / "record.json", fingerprint)
+    subject_fp = subject_fingerprint(settings, spec, index)
+    existing = _current_record(final / "record.json", subject_fp)
     if existing is not None:
         return existing
-    seed = subject_seed(cfg["seed"], spec.name, index)
+    seed = subject_seed(settings.seed, spec.name, index)
     rng = np.random.default_rng(seed)
     t0 = time.perf_counter()
     demo = sample_demographics(spec, rng)
-    proto = sample_protocol(spec, cfg, rng)
+    proto = sample_protocol(spec, settings, rng)
     params = anatomy.sample_params(spec.geometry, demo, rng)
-    rendered = render_subject(spec, proto, params, cfg["cohort"]["supersample"], rng)
+    rendered = render_subject(spec, proto, params, int(settings.supersample), rng)
     maps_truth = mapss_truth(demo, rng) if spec.maps else {}
     maps = compositional_series(spec, rendered, maps_truth, rng) if spec.maps else {}
     visible = _hide_values({**demo, **proto}, spec, rng)
@@ -321,7 +350,7 @@ def generate_subject(spec: DatasetSpec, index: int, cfg: dict, raw_root: Path) -
             row.update(height_m=visible["height_m"], bmi=visible["bmi"])
         else:
             row.update(height_m=visible["height_m"], bmi=visible["bmi"])
-        record = {"fingerprint": fingerprint, "manifest": row, "truth": truth_of(spec, params, rendered, demo, maps_truth),
+        record = {"fingerprint": subject_fp, "manifest": row, "truth": truth_of(spec, params, rendered, demo, maps_truth),
                   "params": params, "protocol": proto, "seed": seed,
                   "seconds": round(time.perf_counter() - t0, 3)}
         (tmp / "record.json").write_text(json.dumps(record, indent=1, default=float))
@@ -334,47 +363,60 @@ def generate_subject(spec: DatasetSpec, index: int, cfg: dict, raw_root: Path) -
     return record
 
 
-def subject_counts(cfg: dict) -> dict[str, int]:
-    c = cfg["cohort"]
-    return {s.name: int(c["subjects_override"].get(s.name, c["subjects_per_dataset"])) for s in select_datasets(c["datasets"])}
+def subject_counts(settings: CohortSettings) -> dict[str, int]:
+    """Dataset -> number of subjects generated."""
+    return {s.name: int(settings.subjects_override.get(s.name, settings.subjects_per_dataset))
+            for s in select_datasets(settings.datasets if isinstance(settings.datasets, str) else list(settings.datasets))}
 
 
-def generate_cohort(cfg: dict, progress: bool = True) -> Path:
-    """Generate (or complete) the profile's synthetic cohort; returns the manifest path.
+def generate_cohort(cohort_dir: Path, settings: CohortSettings = CohortSettings(), progress: bool = True) -> Path:
+    """Generate (or complete) the synthetic cohort in ``cohort_dir``; returns the manifest path.
 
-    Returns the existing manifest untouched when the cohort is complete. With
-    ``cohort.enabled: false`` nothing is generated and ``None`` is returned.
+    Parameters
+    ----------
+    cohort_dir : Path
+        Output folder: ``raw/``, ``manifest.csv``, ``truth.json``, ``generation.json``.
+    settings : CohortSettings
+        Datasets, subjects, resolution and seed.
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    Path
+        ``<cohort_dir>/manifest.csv`` (relative raw paths; :func:`.sources.read_manifest` makes
+        them absolute). When every subject is already there with the same settings the existing
+        manifest is returned untouched.
     """
-    if not cfg["cohort"]["enabled"]:
-        return None
-    root = cohort_dir(cfg)
+    root = Path(cohort_dir)
     raw_root = root / "raw"
-    jobs = [(spec, i) for spec in select_datasets(cfg["cohort"]["datasets"]) for i in range(subject_counts(cfg)[spec.name])]
+    counts = subject_counts(settings)
+    jobs = [(spec, i) for spec in select_datasets(list(counts)) for i in range(counts[spec.name])]
     manifest_path = root / "manifest.csv"
     complete = all(
-        _current_record(raw_root / spec.name / subject_id_of(spec, i) / "record.json", subject_fingerprint(cfg, spec, i))
+        _current_record(raw_root / spec.name / subject_id_of(spec, i) / "record.json",
+                        subject_fingerprint(settings, spec, i))
         for spec, i in jobs)
     if manifest_path.exists() and complete:
         return manifest_path  # complete: nothing to regenerate, keep the recorded timings
     records = []
     t0 = time.perf_counter()
     for spec, i in tqdm(jobs, desc="cohort", unit="subject", disable=not progress):
-        records.append(generate_subject(spec, i, cfg, raw_root))
+        records.append(generate_subject(spec, i, settings, raw_root))
     manifest = pd.DataFrame([r["manifest"] for r in records])
     for col in MANIFEST_COLUMNS:
         if col not in manifest:
             manifest[col] = None
     manifest["maps"] = manifest["maps"].map(lambda m: json.dumps(m) if isinstance(m, dict) else "")
-    from mskseg_lib.atomic import save_csv, write_json
-
-    save_csv(manifest[MANIFEST_COLUMNS], root / "manifest.csv")
+    save_csv(manifest[MANIFEST_COLUMNS], manifest_path)
     write_json(root / "truth.json", {f"{r['manifest']['dataset']}/{r['manifest']['subject_id']}": r["truth"] for r in records})
-    write_json(root / "generation.json", {"seed": cfg["seed"], "subjects": len(records), "cohort_config": cfg["cohort"],
+    config = {k: v for k, v in asdict(settings).items() if k != "seed"}
+    write_json(root / "generation.json", {"seed": settings.seed, "subjects": len(records), "cohort_config": config,
                                           "seconds_this_call": round(time.perf_counter() - t0, 2),
                                           "seconds_per_subject_total": round(sum(r["seconds"] for r in records), 2)})
-    return root / "manifest.csv"
+    return manifest_path
 
 
-def load_truth(cfg: dict) -> dict:
-    """Ground truth per ``dataset/subject`` (as written by ``generate_cohort``)."""
-    return json.loads((cohort_dir(cfg) / "truth.json").read_text())
+def load_truth(cohort_dir: Path) -> dict:
+    """Ground truth per ``dataset/subject`` (as written by ``generate_cohort`` to ``truth.json``)."""
+    return json.loads((Path(cohort_dir) / "truth.json").read_text())

@@ -398,7 +398,8 @@ def _single_slice_thickness(path: Path, ds: Dataset) -> float:
     raise DataError(path, "single slice without SliceThickness; cannot build the voxel geometry")
 
 
-def _order_by_instance(folder: Path, items: list[tuple[Path, Dataset]]) -> tuple[list[int], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _order_by_instance(folder: Path, items: list[tuple[Path, Dataset]]
+                       ) -> tuple[list[int], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Fallback without positions: InstanceNumber order, IOP if present (else axial)."""
     numbers = _instance_numbers(items)
     if numbers is None:

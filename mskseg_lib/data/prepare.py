@@ -21,39 +21,145 @@ Each subject is written to a temporary folder and renamed when complete, with ``
 last, so a crash never leaves half-written output and a rerun skips finished subjects (unless
 the preparation settings, including the clip percentiles and the resize mode, changed). Splits,
 tables and the YOLO export are then rebuilt from the records, which is cheap.
+
+No profile is needed: ``prepare_all(sources, prepared_dir, PrepareSettings())`` takes the raw
+manifest (a table or a CSV path, see :mod:`.sources`), the output folder and the settings (the
+study's by default); :mod:`mskseg_lib.from_profile.data` builds all three from a profile.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
 import os
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
 from mskseg_lib.atomic import save_csv, save_parquet, write_json
-from mskseg_lib.config import resolve_path
 from mskseg_lib.data import raw_io
 from mskseg_lib.data.boxes import slice_boxes
 from mskseg_lib.data.catalog import DatasetSpec, get_dataset
 from mskseg_lib.data.dicom_io import read_dicom_series
-from mskseg_lib.data.errors import DataError
-from mskseg_lib.data.preprocess import check_resize_mode, clean_mask_volume, clip_to_uint8, resize_slice, to_display
-from mskseg_lib.data.sources import collect_sources
+from mskseg_lib.data.errors import DataError, SettingsError
+from mskseg_lib.data.preprocess import (
+    STUDY_CLIP_PERCENTILES,
+    check_resize_mode,
+    clean_mask_volume,
+    clip_to_uint8,
+    display_slice,
+    resize_slice,
+)
+from mskseg_lib.data.slice_store import stack_path, subject_dir
+from mskseg_lib.data.sources import read_manifest
 from mskseg_lib.data.splits import stratified_split
+from mskseg_lib.data.summary import dataset_summary
+from mskseg_lib.data.tables import SLICES_PARQUET, SUBJECTS_PARQUET
 from mskseg_lib.data.volume import Volume, check_finite, check_labels, check_same_grid, to_canonical
+from mskseg_lib.data.yolo_export import export_yolo
+from mskseg_lib.provenance import fingerprint
 
 log = logging.getLogger(__name__)
 SUBJECT_FIELDS = ("sex", "age_years", "weight_kg", "height_m", "bmi", "vendor", "field_strength_t", "te_ms",
                   "tr_ms", "flip_angle_deg", "slice_thickness_mm", "pixel_spacing_mm")
+NUMERIC_SUBJECT_FIELDS = ("age_years", "weight_kg", "height_m", "bmi", "field_strength_t", "te_ms", "tr_ms",
+                          "flip_angle_deg", "slice_thickness_mm", "pixel_spacing_mm")
+PER_DATASET_KEYS = ("min_component_px", "min_component_voxels", "clip_percentiles")
+ON_BAD_INPUT = ("raise", "skip")
+# version 2: the study's spline resize, truncating uint8 conversion and the resize mode
+FINGERPRINT_VERSION = 2
+
+
+# ----------------------------------------------------------------------------- settings
+def _check_clip(where: str, lo_hi: Sequence[float]) -> None:
+    lo_hi = list(lo_hi)
+    if len(lo_hi) != 2 or not 0 <= float(lo_hi[0]) < float(lo_hi[1]) <= 100:
+        raise SettingsError(f"{where} must be [low, high] with 0 <= low < high <= 100, got {lo_hi}")
+
+
+@dataclass(frozen=True)
+class PrepareSettings:
+    """How raw subjects become model-ready data; the defaults are the study's.
+
+    * ``slice_sizes_px``: square model inputs stored per subject (256 LiteMedSAM, 1024 SAM/SAM2);
+    * ``clip_percentiles``: intensity clipping, percentiles (0-100) of the non-zero voxels;
+    * ``resize_mode``: ``"stretch"`` (the study's: straight to the square) or ``"pad"``;
+    * ``min_component_px`` / ``min_component_voxels``: connected components smaller than this
+      (pixels per slice / voxels per volume, per label) are removed;
+    * ``drop_labels``: dataset -> label names removed before anything else;
+    * ``per_dataset``: dataset -> overrides of ``min_component_px``, ``min_component_voxels``,
+      ``clip_percentiles``;
+    * ``split_fractions``, ``stratify_by``, ``seed``: the subject split within each dataset;
+    * ``on_bad_input``: ``"raise"`` (stop at the first bad file) or ``"skip"`` (log it in
+      ``skipped.csv`` and go on);
+    * ``yolo_export`` / ``yolo_image_size_px``: the detection export (a stored slice size).
+
+    Numbers are kept as given (a profile's ``[1, 99]`` stays integers), because each subject's
+    record fingerprints them.
+    """
+
+    slice_sizes_px: tuple[int, ...] = (256, 1024)
+    clip_percentiles: tuple[float, float] = STUDY_CLIP_PERCENTILES
+    resize_mode: str = "stretch"
+    min_component_px: int = 100
+    min_component_voxels: int = 1000
+    drop_labels: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    per_dataset: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    split_fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)
+    stratify_by: tuple[str, ...] = ("sex",)
+    seed: int = 0
+    on_bad_input: str = "raise"
+    yolo_export: bool = True
+    yolo_image_size_px: int = 1024
+
+    def __post_init__(self) -> None:
+        try:
+            check_resize_mode(self.resize_mode)
+        except ValueError as exc:
+            raise SettingsError(f"resize_mode: {exc}") from None
+        _check_clip("clip_percentiles", self.clip_percentiles)
+        if not self.slice_sizes_px or any(int(s) <= 0 for s in self.slice_sizes_px):
+            raise SettingsError(f"slice_sizes_px must be positive sizes, got {list(self.slice_sizes_px)}")
+        if self.on_bad_input not in ON_BAD_INPUT:
+            raise SettingsError(f"on_bad_input must be one of {list(ON_BAD_INPUT)}, got {self.on_bad_input!r}")
+        if len(self.split_fractions) != 3 or abs(sum(self.split_fractions) - 1.0) > 1e-6:
+            raise SettingsError(f"split_fractions must be three fractions (train, val, test) summing to 1, "
+                                f"got {list(self.split_fractions)}")
+        if self.yolo_export and int(self.yolo_image_size_px) not in [int(s) for s in self.slice_sizes_px]:
+            raise SettingsError(f"yolo_image_size_px={self.yolo_image_size_px} must be one of slice_sizes_px "
+                                f"{list(self.slice_sizes_px)}")
+        for dataset, per in self.per_dataset.items():
+            unknown = set(per or {}) - set(PER_DATASET_KEYS)
+            if unknown:
+                raise SettingsError(f"per_dataset.{dataset}: unknown keys {sorted(unknown)} "
+                                    f"(known: {list(PER_DATASET_KEYS)})")
+            if "clip_percentiles" in (per or {}):
+                _check_clip(f"per_dataset.{dataset}.clip_percentiles", per["clip_percentiles"])
+
+    def for_dataset(self, dataset: str) -> dict[str, Any]:
+        """The settings one subject of ``dataset`` is prepared with (``per_dataset`` applied);
+        stored in its ``record.json`` and part of its fingerprint."""
+        per = self.per_dataset.get(dataset, {}) or {}
+        return {
+            "min_component_px": int(per.get("min_component_px", self.min_component_px)),
+            "min_component_voxels": int(per.get("min_component_voxels", self.min_component_voxels)),
+            "clip_percentiles": list(per.get("clip_percentiles", self.clip_percentiles)),
+            "drop_labels": list(self.drop_labels.get(dataset, []) or []),
+            "slice_sizes_px": [int(s) for s in self.slice_sizes_px],
+            "resize_mode": self.resize_mode,
+        }
+
+    def clip_percentiles_for(self, dataset: str) -> tuple[float, float]:
+        """The intensity clipping of ``dataset`` (a ``per_dataset`` override honoured): what any
+        stage that slices a raw volume itself must use to see the prepared intensities."""
+        lo, hi = self.for_dataset(dataset)["clip_percentiles"]
+        return float(lo), float(hi)
 
 
 @dataclass(frozen=True)
@@ -71,53 +177,12 @@ class Prepared:
     seconds: float
 
 
-def prepared_dir(cfg: dict) -> Path:
-    return resolve_path(cfg, "data_root") / "prepared"
-
-
-def subject_dir(cfg: dict, dataset: str, subject_id: str) -> Path:
-    return prepared_dir(cfg) / "subjects" / dataset / subject_id
-
-
-def _settings(cfg: dict, dataset: str) -> dict:
-    p = cfg["prepare"]
-    per = p["per_dataset"].get(dataset, {}) or {}
-    unknown = set(per) - {"min_component_px", "min_component_voxels", "clip_percentiles"}
-    if unknown:
-        raise DataError(Path("params"), f"prepare.per_dataset.{dataset}: unknown keys {sorted(unknown)}")
-    lo_hi = list(per.get("clip_percentiles", p["clip_percentiles"]))
-    if len(lo_hi) != 2 or not 0 <= float(lo_hi[0]) < float(lo_hi[1]) <= 100:
-        raise DataError(Path("params"), f"prepare.per_dataset.{dataset}.clip_percentiles must be [low, high] "
-                                        f"with 0 <= low < high <= 100, got {lo_hi}")
-    return {
-        "min_component_px": int(per.get("min_component_px", p["min_component_px"])),
-        "min_component_voxels": int(per.get("min_component_voxels", p["min_component_voxels"])),
-        "clip_percentiles": list(per.get("clip_percentiles", p["clip_percentiles"])),
-        "drop_labels": list(p["drop_labels"].get(dataset, []) or []),
-        "slice_sizes_px": [int(s) for s in p["slice_sizes_px"]],
-        "resize_mode": check_resize_mode(str(p["resize"])),
-    }
-
-
-def clip_percentiles_for(cfg: dict, dataset: str) -> tuple[float, float]:
-    """The intensity clipping ``prepare`` uses for ``dataset`` (a ``per_dataset`` override honoured)."""
-    lo, hi = _settings(cfg, dataset)["clip_percentiles"]
-    return float(lo), float(hi)
-
-
-def resize_mode_for(cfg: dict) -> str:
-    """``prepare.resize`` of a profile: ``"stretch"`` (the study's) or ``"pad"``."""
-    return check_resize_mode(str(cfg["prepare"]["resize"]))
-
-
-def _fingerprint(row: dict, settings: dict) -> str:
-    # version 2: the study's spline resize, truncating uint8 conversion and the resize mode
-    blob = json.dumps({"row": row, "settings": settings, "version": 2}, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+def _fingerprint(row: Mapping[str, Any], settings: Mapping[str, Any]) -> str:
+    return fingerprint({"row": dict(row), "settings": dict(settings), "version": FINGERPRINT_VERSION})
 
 
 # ----------------------------------------------------------------------------- reading
-def read_subject(row: dict, spec: DatasetSpec) -> tuple[Volume, Volume]:
+def read_subject(row: Mapping[str, Any], spec: DatasetSpec) -> tuple[Volume, Volume]:
     """Image and mask volumes of one manifest row, validated, in their stored orientation."""
     img_path = Path(row["image_path"])
     if row["image_format"] == "dicom":
@@ -133,7 +198,8 @@ def read_subject(row: dict, spec: DatasetSpec) -> tuple[Volume, Volume]:
     return image, mask
 
 
-def _subject_fields(row: dict, image: Volume, spacing_ras: tuple[float, float, float], axis: int) -> dict:
+def _subject_fields(row: Mapping[str, Any], image: Volume, spacing_ras: tuple[float, float, float],
+                    axis: int) -> dict:
     """Demographics and protocol: manifest values, else DICOM header values, else the affine."""
     header = image.header or {}
     out = {}
@@ -155,85 +221,137 @@ def _subject_fields(row: dict, image: Volume, spacing_ras: tuple[float, float, f
 
 
 # ----------------------------------------------------------------------------- one subject
-def prepare_subject(row: dict, cfg: dict) -> dict:
-    """Prepare one raw subject; returns its record (subject row + slice rows). Idempotent."""
+def _canonical_subject(row: Mapping[str, Any], spec: DatasetSpec, settings: Mapping[str, Any]) -> tuple[Volume, np.ndarray]:
+    """Steps 1-3: the validated image in canonical RAS and its cleaned int16 label volume."""
+    image, mask = read_subject(row, spec)
+    image, mask = to_canonical(image), to_canonical(mask)
+    labels = mask.data.astype(np.int16)
+    for name in settings["drop_labels"]:
+        labels[labels == spec.label_values()[name]] = 0
+    labels = clean_mask_volume(labels, spec.slice_axis_canonical, settings["min_component_voxels"],
+                               settings["min_component_px"])
+    if not labels.any():
+        raise DataError(Path(row["mask_path"]), "mask is empty after dropping labels and removing small components")
+    return image, labels
+
+
+def _write_volumes(folder: Path, row: Mapping[str, Any], image: Volume, labels: np.ndarray) -> dict:
+    """Canonical image, mask and relaxation maps as NIfTI in ``folder``; returns the maps' references."""
+    raw_io.write_nifti(folder / "image.nii.gz", image.data.astype(np.float32), image.affine)
+    raw_io.write_nifti(folder / "mask.nii.gz", labels.astype(np.uint8 if labels.max() < 256 else np.int16), image.affine)
+    maps = json.loads(row["maps"]) if isinstance(row.get("maps"), str) and row["maps"] else {}
+    for key, ref in maps.items():
+        vol = to_canonical(raw_io.read_array(ref["format"], Path(ref["path"]), ref["key"]))
+        check_same_grid(image, vol, what=key)
+        raw_io.write_nifti(folder / f"{key}.nii.gz", vol.data.astype(np.float32), vol.affine)
+    return maps
+
+
+def _write_slices(folder: Path, ids: Mapping[str, str], img8: np.ndarray, labels: np.ndarray, axis: int,
+                  spacing: tuple[float, float, float], settings: Mapping[str, Any]) -> list[dict]:
+    """Step 5: every labelled slice in display orientation, resized to each model size and stored
+    as one uint8 stack per size in ``folder``; returns the slice-table rows."""
+    sizes, mode = settings["slice_sizes_px"], settings["resize_mode"]
+    in_plane_axes = [a for a in range(3) if a != axis]  # display rows follow the 2nd, cols the 1st
+    rows, images, masks = [], {s: [] for s in sizes}, {s: [] for s in sizes}
+    for k in range(labels.shape[axis]):
+        lab2d = display_slice(labels, axis, k)
+        if not lab2d.any():
+            continue
+        img2d = display_slice(img8, axis, k)
+        boxes, inst, counts = slice_boxes(lab2d)
+        for size in sizes:
+            images[size].append(resize_slice(img2d, size, resize_mode=mode))
+            masks[size].append(resize_slice(lab2d.astype(np.uint8), size, is_mask=True, resize_mode=mode))
+        rows.append({
+            **ids, "slice_index": k, "store_index": len(rows), "rows_px": lab2d.shape[0], "cols_px": lab2d.shape[1],
+            "resize_mode": mode,
+            "pixel_spacing_row_mm": spacing[in_plane_axes[1]], "pixel_spacing_col_mm": spacing[in_plane_axes[0]],
+            "slice_thickness_mm": spacing[axis],
+            "labels_present": json.dumps(sorted(boxes)),
+            "boxes_json": json.dumps({str(v): b for v, b in boxes.items()}),
+            "instance_boxes_json": json.dumps({str(v): b for v, b in inst.items()}),
+            "voxel_counts_json": json.dumps({str(v): c for v, c in counts.items()}),
+        })
+    for size in sizes:
+        np.save(stack_path(folder, size, "image"), np.stack(images[size]))
+        np.save(stack_path(folder, size, "mask"), np.stack(masks[size]))
+    return rows
+
+
+def _subject_row(row: Mapping[str, Any], spec: DatasetSpec, image: Volume, labels: np.ndarray,
+                 spacing: tuple[float, float, float], n_processed: int, maps: Mapping[str, Any],
+                 settings: Mapping[str, Any]) -> dict:
+    """The subjects-table row of one prepared subject."""
+    axis = spec.slice_axis_canonical
+    in_plane_axes = [a for a in range(3) if a != axis]
+    values, counts = np.unique(labels, return_counts=True)
+    return {
+        "dataset": spec.name, "subject_id": row["subject_id"], "source": row.get("source") or "manifest",
+        "anatomy": spec.anatomy, "plane": spec.plane, "acquisition": spec.acquisition,
+        "sequence": spec.sequence_name, "protocol_type": spec.protocol_type, "task": spec.task,
+        **_subject_fields(row, image, spacing, axis),
+        "rows_px": int(image.data.shape[in_plane_axes[1]]), "cols_px": int(image.data.shape[in_plane_axes[0]]),
+        "n_slices": int(labels.shape[axis]), "n_processed_slices": n_processed, "slice_axis": axis,
+        "resize_mode": settings["resize_mode"], "clip_percentiles": json.dumps(settings["clip_percentiles"]),
+        "labels_present": json.dumps(sorted(int(v) for v in values if v)),
+        "label_names": json.dumps({str(v): n for v, n in spec.label_names().items()}),
+        "voxel_counts_json": json.dumps({str(int(v)): int(c) for v, c in zip(values, counts) if v}),
+        "voxel_volume_mm3": float(np.prod(spacing)), "raw_image_path": row["image_path"],
+        "raw_mask_path": row["mask_path"], "maps": json.dumps(sorted(maps)),
+    }
+
+
+def prepare_subject(row: Mapping[str, Any], prepared_dir: Path,
+                    settings: PrepareSettings = PrepareSettings()) -> dict:
+    """Prepare one raw subject into ``<prepared_dir>/subjects/<dataset>/<subject_id>``. Idempotent.
+
+    Parameters
+    ----------
+    row : mapping
+        One raw-manifest row (``sources.MANIFEST_COLUMNS``: dataset, subject_id, formats and
+        absolute paths of image, mask and maps, optional demographics and protocol).
+    prepared_dir : Path
+        Output root.
+    settings : PrepareSettings
+        Preparation settings (the study's by default).
+
+    Returns
+    -------
+    dict
+        The subject's record: ``fingerprint``, ``subject`` (its subjects-table row), ``slices``
+        (its slice-table rows), ``seconds`` and ``settings``. An existing record with the same
+        fingerprint is returned without redoing anything.
+
+    Raises
+    ------
+    DataError
+        The raw files are unusable (the error names the file and the problem); nothing is left
+        half-written.
+    """
     spec = get_dataset(row["dataset"])
-    settings = _settings(cfg, spec.name)
-    final = subject_dir(cfg, spec.name, row["subject_id"])
-    fp = _fingerprint(row, settings)
+    per_subject = settings.for_dataset(spec.name)
+    final = subject_dir(prepared_dir, spec.name, row["subject_id"])
+    fp = _fingerprint(row, per_subject)
     record_path = final / "record.json"
     if record_path.exists():
         rec = json.loads(record_path.read_text())
         if rec.get("fingerprint") == fp:
             return rec
     t0 = time.perf_counter()
-    image, mask = read_subject(row, spec)
-    image, mask = to_canonical(image), to_canonical(mask)
-    axis = spec.slice_axis_canonical
-    labels = mask.data.astype(np.int16)
-    names = spec.label_names()
-    for name in settings["drop_labels"]:
-        labels[labels == spec.label_values()[name]] = 0
-    labels = clean_mask_volume(labels, axis, settings["min_component_voxels"], settings["min_component_px"])
-    if not labels.any():
-        raise DataError(Path(row["mask_path"]), "mask is empty after dropping labels and removing small components")
-    img8 = clip_to_uint8(image.data, tuple(settings["clip_percentiles"]))
+    image, labels = _canonical_subject(row, spec, per_subject)
+    img8 = clip_to_uint8(image.data, tuple(per_subject["clip_percentiles"]))
     spacing = tuple(float(s) for s in np.linalg.norm(image.affine[:3, :3], axis=0))
-    in_plane_axes = [a for a in range(3) if a != axis]  # display rows follow the 2nd, cols the 1st
     tmp = final.parent / f".{final.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        raw_io.write_nifti(tmp / "image.nii.gz", image.data.astype(np.float32), image.affine)
-        raw_io.write_nifti(tmp / "mask.nii.gz", labels.astype(np.uint8 if labels.max() < 256 else np.int16), image.affine)
-        maps = json.loads(row["maps"]) if isinstance(row.get("maps"), str) and row["maps"] else {}
-        for key, ref in maps.items():
-            vol = to_canonical(raw_io.read_array(ref["format"], Path(ref["path"]), ref["key"]))
-            check_same_grid(image, vol, what=key)
-            raw_io.write_nifti(tmp / f"{key}.nii.gz", vol.data.astype(np.float32), vol.affine)
-        slice_rows, stacks_img, stacks_msk = [], {s: [] for s in settings["slice_sizes_px"]}, {s: [] for s in settings["slice_sizes_px"]}
-        lab_moved = np.moveaxis(labels, axis, 0)
-        img_moved = np.moveaxis(img8, axis, 0)
-        for k in range(lab_moved.shape[0]):
-            if not lab_moved[k].any():
-                continue
-            lab2d = to_display(lab_moved[k])
-            img2d = to_display(img_moved[k])
-            boxes, inst, counts = slice_boxes(lab2d)
-            mode = settings["resize_mode"]
-            for size in settings["slice_sizes_px"]:
-                stacks_img[size].append(resize_slice(img2d, size, resize_mode=mode))
-                stacks_msk[size].append(resize_slice(lab2d.astype(np.uint8), size, is_mask=True, resize_mode=mode))
-            slice_rows.append({
-                "dataset": spec.name, "subject_id": row["subject_id"], "slice_index": k,
-                "store_index": len(slice_rows), "rows_px": lab2d.shape[0], "cols_px": lab2d.shape[1],
-                "resize_mode": settings["resize_mode"],
-                "pixel_spacing_row_mm": spacing[in_plane_axes[1]], "pixel_spacing_col_mm": spacing[in_plane_axes[0]],
-                "slice_thickness_mm": spacing[axis],
-                "labels_present": json.dumps(sorted(boxes)),
-                "boxes_json": json.dumps({str(v): b for v, b in boxes.items()}),
-                "instance_boxes_json": json.dumps({str(v): b for v, b in inst.items()}),
-                "voxel_counts_json": json.dumps({str(v): c for v, c in counts.items()}),
-            })
-        for size in settings["slice_sizes_px"]:
-            np.save(tmp / f"slices_{size}_image.npy", np.stack(stacks_img[size]))
-            np.save(tmp / f"slices_{size}_mask.npy", np.stack(stacks_msk[size]))
-        fields = _subject_fields(row, image, spacing, axis)
-        subject = {
-            "dataset": spec.name, "subject_id": row["subject_id"], "source": row.get("source") or "manifest",
-            "anatomy": spec.anatomy, "plane": spec.plane, "acquisition": spec.acquisition,
-            "sequence": spec.sequence_name, "protocol_type": spec.protocol_type, "task": spec.task, **fields,
-            "rows_px": int(image.data.shape[in_plane_axes[1]]), "cols_px": int(image.data.shape[in_plane_axes[0]]),
-            "n_slices": int(labels.shape[axis]), "n_processed_slices": len(slice_rows), "slice_axis": axis,
-            "resize_mode": settings["resize_mode"], "clip_percentiles": json.dumps(settings["clip_percentiles"]),
-            "labels_present": json.dumps(sorted(int(v) for v in np.unique(labels) if v)),
-            "label_names": json.dumps({str(v): n for v, n in names.items()}),
-            "voxel_counts_json": json.dumps({str(int(v)): int(c) for v, c in zip(*np.unique(labels, return_counts=True)) if v}),
-            "voxel_volume_mm3": float(np.prod(spacing)), "raw_image_path": row["image_path"],
-            "raw_mask_path": row["mask_path"], "maps": json.dumps(sorted(maps)),
-        }
+        maps = _write_volumes(tmp, row, image, labels)
+        ids = {"dataset": spec.name, "subject_id": row["subject_id"]}
+        slice_rows = _write_slices(tmp, ids, img8, labels, spec.slice_axis_canonical, spacing, per_subject)
+        subject = _subject_row(row, spec, image, labels, spacing, len(slice_rows), maps, per_subject)
         record = {"fingerprint": fp, "subject": subject, "slices": slice_rows,
-                  "seconds": round(time.perf_counter() - t0, 3), "settings": settings}
+                  "seconds": round(time.perf_counter() - t0, 3), "settings": per_subject}
         (tmp / "record.json").write_text(json.dumps(record, default=_json_default))
         if final.exists():
             shutil.rmtree(final)
@@ -252,79 +370,98 @@ def _json_default(obj: Any) -> Any:
 
 
 # ----------------------------------------------------------------------------- tables
-def dataset_summary(subjects: pd.DataFrame) -> pd.DataFrame:
-    """Per dataset: subjects, split counts, slices, processed slices, mean age/weight, sex counts."""
-    rows = []
-    for name, g in subjects.groupby("dataset", sort=False):
-        rows.append({
-            "dataset": name, "anatomy": g["anatomy"].iloc[0], "subjects": len(g),
-            "train": int((g["split"] == "train").sum()), "val": int((g["split"] == "val").sum()),
-            "test": int((g["split"] == "test").sum()), "slices": int(g["n_slices"].sum()),
-            "processed_slices": int(g["n_processed_slices"].sum()),
-            "mean_age_years": round(float(pd.to_numeric(g["age_years"]).mean()), 1),
-            "mean_weight_kg": round(float(pd.to_numeric(g["weight_kg"]).mean()), 1),
-            "n_female": int((g["sex"] == "F").sum()), "n_male": int((g["sex"] == "M").sum()),
-            "n_sex_unknown": int(g["sex"].isna().sum()),
-        })
-    return pd.DataFrame(rows)
-
-
-def assign_splits(subjects: pd.DataFrame, cfg: dict) -> pd.Series:
-    """Stratified 70/15/15 (profile) split of subjects, separately within each dataset."""
-    p = cfg["prepare"]
-    parts = [stratified_split(g, p["split_fractions"], p["stratify_by"], seed=cfg["seed"])
+def assign_splits(subjects: pd.DataFrame, fractions: Sequence[float] = (0.7, 0.15, 0.15),
+                  stratify_by: Sequence[str] = ("sex",), seed: int = 0) -> pd.Series:
+    """Stratified train/val/test split of subjects (``fractions``), separately within each dataset."""
+    parts = [stratified_split(g, list(fractions), list(stratify_by), seed=seed)
              for _, g in subjects.groupby("dataset", sort=False)]
     return pd.concat(parts).reindex(subjects.index)
 
 
-# ----------------------------------------------------------------------------- everything
-def prepare_all(cfg: dict, progress: bool = True) -> Prepared:
-    """Prepare every subject of the profile's sources; write tables, summary, YOLO export."""
-    t0 = time.perf_counter()
-    root = prepared_dir(cfg)
-    notes: list[str] = []
-    sources = collect_sources(cfg, notes)
-    skipped = [{"dataset": None, "subject_id": None, "file": n.split(":")[0], "problem": n} for n in notes]
-    records = []
+def _subjects_table(records: list[dict], prepared_dir: Path, settings: PrepareSettings) -> pd.DataFrame:
+    """The subjects table: record rows, split, paths of the stacks and NIfTIs, typed columns."""
+    subjects = pd.DataFrame([r["subject"] for r in records])
+    subjects["split"] = assign_splits(subjects, settings.split_fractions, settings.stratify_by, settings.seed)
+    folders = [subject_dir(prepared_dir, d, s) for d, s in zip(subjects.dataset, subjects.subject_id)]
+    for size in settings.slice_sizes_px:
+        for kind in ("image", "mask"):
+            subjects[f"slices_{size}_{kind}"] = [str(stack_path(f, size, kind)) for f in folders]
+    subjects["image_nifti"] = [str(f / "image.nii.gz") for f in folders]
+    subjects["mask_nifti"] = [str(f / "mask.nii.gz") for f in folders]
+    for col in NUMERIC_SUBJECT_FIELDS:
+        subjects[col] = pd.to_numeric(subjects[col], errors="coerce")
+    subjects["sex"] = subjects["sex"].where(subjects["sex"].isin(["F", "M"]), None)
+    return subjects
+
+
+def _prepare_each(sources: pd.DataFrame, prepared_dir: Path, settings: PrepareSettings,
+                  progress: bool) -> tuple[list[dict], list[dict]]:
+    """Every subject prepared (or reused): (records, skipped rows) with ``on_bad_input`` applied."""
+    records, skipped = [], []
     for row in tqdm(sources.to_dict("records"), desc="prepare", unit="subject", disable=not progress):
         try:
-            records.append(prepare_subject(row, cfg))
+            records.append(prepare_subject(row, prepared_dir, settings))
         except DataError as err:
-            if cfg["prepare"]["on_bad_input"] != "skip":
+            if settings.on_bad_input != "skip":
                 raise
             log.warning("skipped %s/%s: %s", row["dataset"], row["subject_id"], err)
             skipped.append({"dataset": row["dataset"], "subject_id": row["subject_id"],
                             "file": str(err.path), "problem": err.problem})
+    return records, skipped
+
+
+# ----------------------------------------------------------------------------- everything
+def prepare_all(sources: pd.DataFrame | str | Path, prepared_dir: Path,
+                settings: PrepareSettings = PrepareSettings(), *, notes: Sequence[str] = (),
+                progress: bool = True) -> Prepared:
+    """Prepare every raw subject; write the tables, the dataset summary and the YOLO export.
+
+    Parameters
+    ----------
+    sources : DataFrame, or path of a manifest CSV
+        The raw manifest (:func:`.sources.collect_sources`, :func:`.sources.read_manifest`):
+        one row per subject with absolute paths.
+    prepared_dir : Path
+        Output root: ``subjects/``, ``subjects.parquet``, ``slices.parquet``,
+        ``dataset_summary.csv``, ``skipped.csv``, ``yolo/``, ``prepare_run.json``.
+    settings : PrepareSettings
+        The study's settings by default.
+    notes : sequence of str
+        Problems found while collecting the sources (``"<path>: <problem>"``), recorded in
+        ``skipped.csv``.
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    Prepared
+        The paths written, the number of subjects and slices, and the wall seconds.
+    """
+    t0 = time.perf_counter()
+    root = Path(prepared_dir)
+    if not isinstance(sources, pd.DataFrame):
+        sources = read_manifest(Path(sources))
+    records, bad = _prepare_each(sources, root, settings, progress)
+    skipped = [{"dataset": None, "subject_id": None, "file": n.split(":")[0], "problem": n} for n in notes] + bad
     if not records:
         raise DataError(root, "no subject could be prepared (see the errors above)")
-    subjects = pd.DataFrame([r["subject"] for r in records])
-    subjects["split"] = assign_splits(subjects, cfg)
-    for size in cfg["prepare"]["slice_sizes_px"]:
-        for kind in ("image", "mask"):
-            subjects[f"slices_{size}_{kind}"] = [
-                str(subject_dir(cfg, d, s) / f"slices_{size}_{kind}.npy") for d, s in zip(subjects.dataset, subjects.subject_id)]
-    subjects["image_nifti"] = [str(subject_dir(cfg, d, s) / "image.nii.gz") for d, s in zip(subjects.dataset, subjects.subject_id)]
-    subjects["mask_nifti"] = [str(subject_dir(cfg, d, s) / "mask.nii.gz") for d, s in zip(subjects.dataset, subjects.subject_id)]
+    subjects = _subjects_table(records, root, settings)
     slices = pd.DataFrame([s for r in records for s in r["slices"]])
     slices = slices.merge(subjects[["dataset", "subject_id", "split"]], on=["dataset", "subject_id"], how="left")
-    for col in ("age_years", "weight_kg", "height_m", "bmi", "field_strength_t", "te_ms", "tr_ms",
-                "flip_angle_deg", "slice_thickness_mm", "pixel_spacing_mm"):
-        subjects[col] = pd.to_numeric(subjects[col], errors="coerce")
-    subjects["sex"] = subjects["sex"].where(subjects["sex"].isin(["F", "M"]), None)
     paths = {
-        "subjects": save_parquet(subjects, root / "subjects.parquet"),
-        "slices": save_parquet(slices, root / "slices.parquet"),
+        "subjects": save_parquet(subjects, root / SUBJECTS_PARQUET),
+        "slices": save_parquet(slices, root / SLICES_PARQUET),
         "summary": save_csv(dataset_summary(subjects), root / "dataset_summary.csv"),
         "skipped": save_csv(pd.DataFrame(skipped, columns=["dataset", "subject_id", "file", "problem"]), root / "skipped.csv"),
     }
     yolo_dir = None
-    if cfg["prepare"]["yolo_export"]:
-        from mskseg_lib.data.yolo_export import export_yolo
-
-        yolo_dir = export_yolo(cfg, subjects, slices, root / "yolo")
+    if settings.yolo_export:
+        yolo_dir = export_yolo(root, slices, root / "yolo", settings.yolo_image_size_px)
     seconds = time.perf_counter() - t0
     write_json(root / "prepare_run.json", {"seconds": round(seconds, 2), "subjects": len(subjects),
                                            "slices": len(slices), "skipped": len(skipped),
                                            "seconds_per_subject_total": round(sum(r["seconds"] for r in records), 2)})
+    log.info("prepared %d subjects, %d slices in %.1f s -> %s", len(subjects), len(slices), seconds, root)
     return Prepared(root, paths["subjects"], paths["slices"], paths["summary"], paths["skipped"], yolo_dir,
                     len(subjects), len(slices), seconds)
+

@@ -23,6 +23,10 @@ Preprocessing"; the code is ``src/preprocessing/model_prep.py`` of gabbieHoyer/A
   ``evaluation.masks.to_original``).
 * Small connected components are removed per label: in 3D below ``min_voxels`` and per slice
   below ``min_px`` (annotation specks and partial-volume crumbs that no prompt should target).
+* Slices of a canonical (RAS) volume are shown and fed to the models in *display* orientation
+  (``to_display``: rotated so superior or anterior is at the top); ``display_slice``,
+  ``display_stack`` and ``volume_from_display`` are the one way every stage takes slices out of
+  a volume and puts predictions back.
 """
 from __future__ import annotations
 
@@ -298,4 +302,38 @@ def to_display(slice_ras: np.ndarray) -> np.ndarray:
 
 
 def from_display(image: np.ndarray) -> np.ndarray:
+    """A display slice back to the canonical (RAS) orientation (inverse of ``to_display``)."""
     return np.ascontiguousarray(np.rot90(image, k=-1))
+
+
+def display_slice(volume: np.ndarray, slice_axis: int, index: int) -> np.ndarray:
+    """Slice ``index`` along ``slice_axis`` of a canonical (RAS) volume, in display orientation.
+
+    Parameters
+    ----------
+    volume : (X, Y, Z) array
+        Canonical volume (image, labels or a map).
+    slice_axis : int
+        The acquisition plane's axis (``DatasetSpec.slice_axis_canonical``).
+    index : int
+        Slice number along that axis.
+
+    Returns
+    -------
+    (rows, cols) array of ``volume``'s dtype: rows are the second in-plane axis reversed
+    (superior or anterior at the top), columns the first in-plane axis.
+    """
+    return to_display(np.take(volume, index, axis=slice_axis))
+
+
+def display_stack(volume: np.ndarray, slice_axis: int) -> np.ndarray:
+    """Every slice of a canonical volume in display orientation: ``(n_slices, rows, cols)``,
+    ``stack[k] == display_slice(volume, slice_axis, k)``."""
+    moved = np.moveaxis(np.asarray(volume), slice_axis, 0)
+    return np.ascontiguousarray(np.rot90(moved, axes=(1, 2)))
+
+
+def volume_from_display(stack: np.ndarray, slice_axis: int) -> np.ndarray:
+    """Inverse of ``display_stack``: ``(n_slices, rows, cols)`` display slices back to the
+    canonical volume with its slices along ``slice_axis``."""
+    return np.moveaxis(np.rot90(np.asarray(stack), k=-1, axes=(1, 2)), 0, slice_axis)

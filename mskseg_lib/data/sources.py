@@ -4,22 +4,38 @@ Every source becomes rows of one *raw manifest* (columns in ``cohort.MANIFEST_CO
 absolute paths, so ``prepare`` has one code path for all data. A site manifest is a CSV with
 at least ``dataset, subject_id, image_format, image_path, mask_format, mask_path``; relative
 paths are taken from the CSV's folder; demographic and protocol columns are optional (DICOM
-headers fill them).
+headers fill them). ``collect_sources`` joins the synthetic cohort's manifest and any number of
+:class:`RawSource` entries (site manifests, real spine folders) into one table.
 """
 from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import pandas as pd
 
-from mskseg_lib.config import project_root
 from mskseg_lib.data.catalog import REAL_SPINE
-from mskseg_lib.data.cohort import MANIFEST_COLUMNS, cohort_dir, generate_cohort
-from mskseg_lib.data.errors import DataError
+from mskseg_lib.data.cohort import MANIFEST_COLUMNS
+from mskseg_lib.data.errors import DataError, SettingsError
 
 REQUIRED = ("dataset", "subject_id", "image_format", "image_path", "mask_format", "mask_path")
+SOURCE_KINDS = ("real_spine", "manifest")
+
+
+@dataclass(frozen=True)
+class RawSource:
+    """Raw data besides the synthetic cohort: a site manifest CSV (``kind="manifest"``) or a
+    folder of real spine volumes (``kind="real_spine"``), at an absolute ``path``."""
+
+    kind: str
+    path: Path
+
+    def __post_init__(self) -> None:
+        if self.kind not in SOURCE_KINDS:
+            raise SettingsError(f"unknown source type {self.kind!r} (use {' or '.join(SOURCE_KINDS)})")
 
 
 def _absolute(df: pd.DataFrame, base: Path) -> pd.DataFrame:
@@ -76,38 +92,42 @@ def real_spine_manifest(root: Path) -> pd.DataFrame:
     return df
 
 
-def collect_sources(cfg: dict, notes: list[str] | None = None) -> pd.DataFrame:
-    """All raw subjects of a profile: the cohort (generated if needed) plus ``sources``.
+def collect_sources(cohort_manifest: Path | None = None, sources: Sequence[RawSource] = (),
+                    notes: list[str] | None = None) -> pd.DataFrame:
+    """All raw subjects: the cohort's manifest (if any) plus each source, as one raw manifest.
 
-    A source whose folder is absent is left out with a note appended to ``notes`` (and
-    recorded by ``prepare`` in skipped.csv), never silently.
+    Parameters
+    ----------
+    cohort_manifest : Path or None
+        ``manifest.csv`` of a generated synthetic cohort (:func:`.cohort.generate_cohort`).
+    sources : sequence of RawSource
+        Site manifests and real spine folders, in order.
+    notes : list of str, optional
+        A source whose file or folder is absent is left out with a note appended here (and
+        recorded by ``prepare_all`` in skipped.csv), never silently.
+
+    Returns
+    -------
+    DataFrame
+        One row per subject, columns ``MANIFEST_COLUMNS``, absolute paths.
     """
     notes = [] if notes is None else notes
-    frames = []
-    if cfg["cohort"]["enabled"]:
-        manifest = generate_cohort(cfg)
-        frames.append(read_manifest(manifest))
-    for src in cfg["sources"]:
-        kind = src.get("type")
-        if kind == "real_spine":
-            root = Path(src["root"]).expanduser()
-            root = root if root.is_absolute() else project_root() / root
-            if not root.is_dir():
-                notes.append(f"{root}: real spine fixture not found; its subjects are not prepared")
+    frames = [read_manifest(Path(cohort_manifest))] if cohort_manifest is not None else []
+    for src in sources:
+        path = Path(src.path)
+        if src.kind == "real_spine":
+            if not path.is_dir():
+                notes.append(f"{path}: real spine fixture not found; its subjects are not prepared")
                 continue
-            frames.append(real_spine_manifest(root))
-        elif kind == "manifest":
-            path = Path(src["path"]).expanduser()
-            path = path if path.is_absolute() else project_root() / path
+            frames.append(real_spine_manifest(path))
+        else:
             if not path.exists():
                 notes.append(f"{path}: manifest not found; its subjects are not prepared")
                 continue
             frames.append(read_manifest(path))
-        else:
-            raise DataError(Path("params"), f"unknown source type {kind!r} in 'sources' (use real_spine or manifest)")
     if not frames:
         return pd.DataFrame(columns=MANIFEST_COLUMNS)
     return pd.concat(frames, ignore_index=True)[MANIFEST_COLUMNS]
 
 
-__all__ = ["collect_sources", "read_manifest", "real_spine_manifest", "cohort_dir"]
+__all__ = ["RawSource", "collect_sources", "read_manifest", "real_spine_manifest"]

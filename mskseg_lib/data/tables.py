@@ -2,17 +2,37 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 
 from mskseg_lib.data.errors import DataError
-from mskseg_lib.data.prepare import prepared_dir
+
+SUBJECTS_PARQUET = "subjects.parquet"
+SLICES_PARQUET = "slices.parquet"
 
 
-def load_tables(cfg: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Subject and slice tables of a profile; a clear error if ``prepare`` has not run."""
-    root = prepared_dir(cfg)
-    paths = [root / "subjects.parquet", root / "slices.parquet"]
+def load_tables(prepared_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The subjects and slices tables that ``prepare_all`` wrote to ``prepared_dir``.
+
+    Parameters
+    ----------
+    prepared_dir : Path
+        The prepared folder (holding ``subjects.parquet`` and ``slices.parquet``).
+
+    Returns
+    -------
+    subjects, slices : DataFrame
+        One row per prepared subject (demographics, protocol, split, paths of its NIfTIs and
+        slice stacks) and one row per processed slice (spacing, labels, boxes, pixel counts).
+
+    Raises
+    ------
+    DataError
+        A table is missing (``prepare`` has not run) or was written by an older version.
+    """
+    root = Path(prepared_dir)
+    paths = [root / SUBJECTS_PARQUET, root / SLICES_PARQUET]
     for p in paths:
         if not p.exists():
             raise DataError(p, "prepared table missing: run `mskseg prepare --profile NAME` (or notebook 01) first")

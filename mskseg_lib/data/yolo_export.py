@@ -22,6 +22,7 @@ import yaml
 
 from mskseg_lib.data.catalog import get_dataset
 from mskseg_lib.data.preprocess import SliceGeometry, geometry_of, scale_box
+from mskseg_lib.data.slice_store import load_stack
 
 
 def yolo_lines(instance_boxes: dict[int, list[list[int]]], geom: SliceGeometry) -> list[str]:
@@ -40,13 +41,26 @@ def yolo_lines(instance_boxes: dict[int, list[list[int]]], geom: SliceGeometry) 
     return lines
 
 
-def export_yolo(cfg: dict, subjects: pd.DataFrame, slices: pd.DataFrame, out_dir: Path) -> Path:
-    """Write ``out_dir/<dataset>/{images,labels}/{train,val,test}`` and ``<dataset>.yaml`` files."""
-    from mskseg_lib.data.slice_store import load_stack
+def export_yolo(prepared_dir: Path, slices: pd.DataFrame, out_dir: Path, image_size_px: int) -> Path:
+    """Write ``out_dir/<dataset>/{images,labels}/{train,val,test}`` and ``<dataset>.yaml`` files.
 
-    size = int(cfg["prepare"]["yolo_image_size_px"])
-    if size not in [int(s) for s in cfg["prepare"]["slice_sizes_px"]]:
-        raise ValueError(f"prepare.yolo_image_size_px={size} must be one of prepare.slice_sizes_px")
+    Parameters
+    ----------
+    prepared_dir : Path
+        The prepared folder whose slice stacks are exported.
+    slices : DataFrame
+        The slice table (with ``split``) of the slices to export.
+    out_dir : Path
+        The export's root (replaced as a whole).
+    image_size_px : int
+        The stored model size exported (one of the prepared ``slice_sizes_px``).
+
+    Returns
+    -------
+    Path
+        ``out_dir``.
+    """
+    size = int(image_size_px)
     out_dir = Path(out_dir)
     tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -58,7 +72,7 @@ def export_yolo(cfg: dict, subjects: pd.DataFrame, slices: pd.DataFrame, out_dir
                 (root / "images" / split).mkdir(parents=True, exist_ok=True)
                 (root / "labels" / split).mkdir(parents=True, exist_ok=True)
             for subject_id, gs in g.groupby("subject_id", sort=False):
-                images, _ = load_stack(cfg, dataset, subject_id, size)
+                images, _ = load_stack(prepared_dir, dataset, subject_id, size)
                 for row in gs.itertuples():
                     stem = f"{subject_id}_{row.slice_index:04d}"
                     geom = geometry_of(row, size)

@@ -16,19 +16,19 @@ Three timings on the same slices (ground-truth box prompts, one condition):
 """
 from __future__ import annotations
 
-import copy
+import dataclasses
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
 
 from mskseg_lib.data.preprocess import geometry_of, mask_box_to_model
+from mskseg_lib.data.slice_store import subject_stacks
 from mskseg_lib.data.tables import load_tables
 from mskseg_lib.evaluation.prompting import gt_box_prompts
-from mskseg_lib.evaluation.zero_shot import load_stack_or_raise, run_zero_shot
+from mskseg_lib.evaluation.zero_shot import ZeroShotSettings, run_zero_shot
 from mskseg_lib.models.interface import Prompts, set_cpu_threads
 from mskseg_lib.models.zoo import load_model
 from mskseg_lib.provenance import collect_versions
@@ -50,7 +50,7 @@ def _inputs(model, subjects: pd.DataFrame, sel: pd.DataFrame) -> list[tuple[np.n
     index = subjects.set_index(["dataset", "subject_id"])
     out = []
     for r in sel.itertuples():
-        stack, _ = load_stack_or_raise({**index.loc[(r.dataset, r.subject_id)], "dataset": r.dataset,
+        stack, _ = subject_stacks({**index.loc[(r.dataset, r.subject_id)], "dataset": r.dataset,
                                         "subject_id": r.subject_id}, model.input_size_px)
         geom = geometry_of(r, model.input_size_px)
         boxes = np.stack([mask_box_to_model(p.box_px, geom) for p in gt_box_prompts(pd.Series(r._asdict()))])
@@ -74,22 +74,41 @@ def _floor(model, inputs) -> dict[str, list[float]]:
     return {"encode": enc, "decode_all": dec_n, "decode_one": dec_1}
 
 
-def bench_zero_shot(cfg: Mapping[str, Any], model_key: str = "lite_medsam", n_slices: int = 12,
-                    min_prompts: int = 5, reencode_slices: int = 4) -> dict:
-    threads = set_cpu_threads(cfg["models"]["cpu_threads"])
-    subjects, slices = load_tables(cfg)
-    sel = pick_slices(slices, n_slices, min_prompts, int(cfg["seed"]))
-    model = load_model(cfg, model_key)
+def bench_zero_shot(prepared_dir: Path, model_key: str = "lite_medsam", settings: ZeroShotSettings | None = None,
+                    n_slices: int = 12, min_prompts: int = 5, reencode_slices: int = 4) -> dict:
+    """Time the zero-shot pipeline against the model's own compute (see the module docstring).
+
+    Parameters
+    ----------
+    prepared_dir : Path
+        The prepared data.
+    model_key : str
+        Zoo name.
+    settings : ZeroShotSettings, optional
+        Seed (slice pick), model settings and prompting; the pipeline run uses exact boxes only,
+        no HD95 and no embedding cache.
+    n_slices, min_prompts, reencode_slices : int
+        Slices timed, box prompts each must have, slices of the re-encode comparison.
+
+    Returns
+    -------
+    dict
+        Seconds per step, ratios, speed-ups, versions and targets (JSON-serialisable).
+    """
+    settings = settings or ZeroShotSettings()
+    threads = set_cpu_threads(settings.models.cpu_threads)
+    subjects, slices = load_tables(Path(prepared_dir))
+    sel = pick_slices(slices, n_slices, min_prompts, int(settings.seed))
+    model = load_model(model_key, settings.models)
     inputs = _inputs(model, subjects, sel)
     _floor(model, inputs[:1])  # warm-up (allocator, kernels)
     floor_a = _floor(model, inputs)
 
-    run_cfg = copy.deepcopy(dict(cfg))
-    run_cfg["zero_shot"].update(conditions=[{"name": "gt_box", "jitter_px": 0}], cache_embeddings=False,
-                                hd95=False, tag="bench")
+    run_settings = dataclasses.replace(settings, conditions=({"name": "gt_box", "jitter_px": 0},),
+                                       cache_embeddings=False, hd95=False)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        run_zero_shot(run_cfg, [model_key], selection=sel.drop(columns=["n_prompts"]), run_dir=Path(tmp) / "bench",
+        run_zero_shot(prepared_dir, Path(tmp) / "bench", [model_key], sel.drop(columns=["n_prompts"]), run_settings,
                       progress=False, model_loader=lambda key: model)
         pipeline_s = time.perf_counter() - t0
     floor_b = _floor(model, inputs)

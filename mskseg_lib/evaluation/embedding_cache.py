@@ -9,12 +9,16 @@ cached rerun give identical masks.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
+import numpy as np
 import torch
 
 from mskseg_lib.atomic import atomic_path
-from mskseg_lib.models.interface import Embedding
+from mskseg_lib.models.encoding import encode_in_batches
+from mskseg_lib.models.interface import Embedding, Segmenter
 
 
 def round_trip(embedding: Embedding) -> Embedding:
@@ -73,3 +77,56 @@ def cache_key(model: object, stack_path: str | Path | None) -> str:
         return f"{digest}|in-memory"
     st = Path(stack_path).stat()
     return f"{digest}|{Path(stack_path).name}|{st.st_size}|{st.st_mtime_ns}"
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """Where one subject's embeddings of one model live: ``cache.path(model_key, dataset, subject_id)``,
+    valid while their inputs match ``key`` (:func:`cache_key`)."""
+
+    cache: EmbeddingCache
+    model_key: str
+    dataset: str
+    subject_id: str
+    key: str
+
+
+def subject_embeddings(model: Segmenter, stack: np.ndarray, store_indices: Sequence[int],
+                       resized_hw: Sequence[tuple[int, int]], batch_size: int, entry: CacheEntry | None = None,
+                       device: torch.device | None = None) -> tuple[dict[int, Embedding], int]:
+    """Embeddings of some slices of one subject: from the cache where it has them, the others
+    encoded in batches (and, with a cache, rounded as stored and saved).
+
+    Parameters
+    ----------
+    model : Segmenter
+    stack : ndarray, (N, S, S[, 3]) uint8
+        The subject's model-size slice stack (memory-mapped is fine: only slices to encode are read).
+    store_indices : sequence of int
+        Positions in ``stack`` of the slices wanted.
+    resized_hw : sequence of (int, int)
+        Per wanted slice, the (rows, cols) pixels its content fills in the model input.
+    batch_size : int
+        Slices per encoder call.
+    entry : CacheEntry, optional
+        The subject's cache file; None: no cache, every slice encoded.
+    device : torch.device, optional
+        Where cached embeddings are loaded (default ``model.device``).
+
+    Returns
+    -------
+    (dict, int)
+        {store index: embedding} for every wanted slice, and how many slices were encoded.
+    """
+    wanted = [int(i) for i in store_indices]
+    have = (entry.cache.load(entry.model_key, entry.dataset, entry.subject_id, entry.key, device or model.device)
+            if entry is not None else {})
+    todo = [j for j, i in enumerate(wanted) if i not in have]
+    if todo:
+        fresh = encode_in_batches(model, [stack[wanted[j]] for j in todo], [resized_hw[j] for j in todo], batch_size)
+        if entry is not None:
+            fresh = [round_trip(e) for e in fresh]
+            entry.cache.save(entry.model_key, entry.dataset, entry.subject_id, entry.key,
+                             {wanted[j]: e for j, e in zip(todo, fresh)})
+        have = {**have, **{wanted[j]: e for j, e in zip(todo, fresh)}}
+    return have, len(todo)

@@ -32,8 +32,15 @@ import numpy as np
 from mskseg_lib.data.boxes import jitter_box, shift_box_outward
 from mskseg_lib.data.catalog import get_dataset
 from mskseg_lib.data.preprocess import geometry_of
+from mskseg_lib.errors import UserError
 
 KINDS = ("shift", "jitter")
+
+
+class ConditionError(UserError, ValueError):
+    """A prompt condition entry is malformed (one line naming the entry)."""
+
+
 CONDITION_KEYS = {"name", "kind", "shift_grid_px", "jitter_px"}
 
 
@@ -77,36 +84,42 @@ def parse_conditions(items: list[Mapping[str, Any]], mask_grid_px: int,
         Side of the square grid the shift is counted on (``zero_shot.mask_grid_px``).
     source : str
         Where the list comes from, for error messages.
+
+    Returns
+    -------
+    list of Condition
+        In the given order; a malformed entry or a repeated name raises ``ConditionError``
+        (a ``UserError``) naming the entry.
     """
     if not isinstance(mask_grid_px, int) or isinstance(mask_grid_px, bool) or mask_grid_px < 1:
-        raise ValueError(f"{source}: mask_grid_px must be a positive integer, got {mask_grid_px!r}")
+        raise ConditionError(f"{source}: mask_grid_px must be a positive integer, got {mask_grid_px!r}")
     out: list[Condition] = []
     for i, item in enumerate(items):
         where = f"{source}[{i}]"
         if not isinstance(item, Mapping) or "name" not in item or set(item) - CONDITION_KEYS:
-            raise ValueError(f"{where}: expected {{name, shift_grid_px}} or {{name, kind: jitter, jitter_px}}, "
+            raise ConditionError(f"{where}: expected {{name, shift_grid_px}} or {{name, kind: jitter, jitter_px}}, "
                              f"got {item!r}")
         kind = str(item.get("kind", "shift"))
         if kind not in KINDS:
-            raise ValueError(f"{where}: kind must be one of {list(KINDS)}, got {kind!r}")
+            raise ConditionError(f"{where}: kind must be one of {list(KINDS)}, got {kind!r}")
         shift = item.get("shift_grid_px", 0)
         jitter = item.get("jitter_px", 0)
         if kind == "shift":
             if jitter:
-                raise ValueError(f"{where}: jitter_px is the symmetric jitter (add 'kind: jitter'); the study's "
+                raise ConditionError(f"{where}: jitter_px is the symmetric jitter (add 'kind: jitter'); the study's "
                                  f"outward shift is 'shift_grid_px' (pixels of the {mask_grid_px}-px mask grid)")
             if isinstance(shift, bool) or not isinstance(shift, (int, float)) or shift < 0 or shift != int(shift):
-                raise ValueError(f"{where}: shift_grid_px must be an integer >= 0, got {shift!r}")
+                raise ConditionError(f"{where}: shift_grid_px must be an integer >= 0, got {shift!r}")
             out.append(Condition(str(item["name"]), int(shift), "shift", 0.0, mask_grid_px))
         else:
             if shift:
-                raise ValueError(f"{where}: a 'kind: jitter' condition takes jitter_px, not shift_grid_px")
+                raise ConditionError(f"{where}: a 'kind: jitter' condition takes jitter_px, not shift_grid_px")
             if isinstance(jitter, bool) or not isinstance(jitter, (int, float)) or jitter < 0:
-                raise ValueError(f"{where}: jitter_px must be a number >= 0, got {jitter!r}")
+                raise ConditionError(f"{where}: jitter_px must be a number >= 0, got {jitter!r}")
             out.append(Condition(str(item["name"]), 0, "jitter", float(jitter), mask_grid_px))
     names = [c.name for c in out]
     if len(set(names)) != len(names) or not out:
-        raise ValueError(f"{source}: need at least one condition with distinct names, got {names}")
+        raise ConditionError(f"{source}: need at least one condition with distinct names, got {names}")
     return out
 
 

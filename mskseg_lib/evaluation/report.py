@@ -18,8 +18,15 @@ import numpy as np
 import pandas as pd
 
 from mskseg_lib.evaluation.aggregate import DEFAULT_LABEL_LEVEL, LabelLevel, other_level
-from mskseg_lib.reference import (MEAN_TISSUE, STUDY_MODELS, published_table1, published_table1_labels,
-                                  published_table1_tissues, published_values, published_zero_shot_tests)
+from mskseg_lib.reference import (
+    MEAN_TISSUE,
+    STUDY_MODELS,
+    published_table1,
+    published_table1_labels,
+    published_table1_tissues,
+    published_values,
+    published_zero_shot_tests,
+)
 
 EXACT_CONDITION = "gt_box"  # the study's prompt condition: boxes from the ground truth, unshifted
 PUBLISHED_PREFIX = "published_zero_shot · "

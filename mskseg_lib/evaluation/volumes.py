@@ -9,6 +9,7 @@ volumes in the prepared (canonical) geometry, with the manual mask's affine.
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -17,34 +18,63 @@ import numpy as np
 
 from mskseg_lib.data import raw_io
 from mskseg_lib.data.preprocess import from_display
-from mskseg_lib.evaluation.zero_shot import ZeroShotRun, load_predictions, run_zero_shot, zero_shot_variant
+from mskseg_lib.evaluation.zero_shot import SliceSelection, ZeroShotRun, ZeroShotSettings, load_predictions, run_zero_shot
 from mskseg_lib.models.interface import Segmenter
 
 CONDITION = "gt_box"
 
 
-def all_slices_cfg(cfg: Mapping[str, Any], *, tag: str, datasets: Sequence[str], split: str | Sequence[str],
-                   max_subjects_per_dataset: int = 0, cache_embeddings: bool | None = None) -> dict[str, Any]:
-    """The profile with a ``zero_shot`` section that scores every labelled slice of the subjects.
+def all_slices_selection(datasets: Sequence[str], split: str | Sequence[str],
+                         max_subjects_per_dataset: int = 0) -> SliceSelection:
+    """Every labelled slice of the chosen subjects (no per-subject cap)."""
+    return SliceSelection(split=split if isinstance(split, str) else tuple(split), datasets=tuple(datasets),
+                          max_subjects_per_dataset=max_subjects_per_dataset, max_slices_per_subject=0)
+
+
+def exact_box_settings(settings: ZeroShotSettings, cache_embeddings: bool | None = None) -> ZeroShotSettings:
+    """``settings`` with only the exact ground-truth boxes and no HD95: what whole volumes need.
 
     ``cache_embeddings=False`` for a model whose encoder was finetuned: its embeddings must not
-    land in (or come from) the shared cache of the initial model.
+    land in (or come from) the shared cache of the initial model; None keeps the setting.
     """
     extra = {} if cache_embeddings is None else {"cache_embeddings": cache_embeddings}
-    return zero_shot_variant(cfg, tag=tag, datasets=list(datasets), split=split,
-                             max_subjects_per_dataset=max_subjects_per_dataset, max_slices_per_subject=0,
-                             conditions=[{"name": CONDITION, "jitter_px": 0}], hd95=False,
-                             qc_overlays_per_dataset=0, **extra)
+    return dataclasses.replace(settings, conditions=({"name": CONDITION, "jitter_px": 0},), hd95=False, **extra)
 
 
-def predict_volumes(cfg: Mapping[str, Any], model_key: str, *, tag: str, datasets: Sequence[str],
-                    split: str | Sequence[str], max_subjects_per_dataset: int = 0, run_dir: Path | None = None,
-                    model_loader: Callable[[str], Segmenter] | None = None, progress: bool = True,
-                    cache_embeddings: bool | None = None) -> ZeroShotRun:
-    """Segment every labelled slice of the selected subjects with ground-truth boxes (resumable)."""
-    vcfg = all_slices_cfg(cfg, tag=tag, datasets=datasets, split=split,
-                          max_subjects_per_dataset=max_subjects_per_dataset, cache_embeddings=cache_embeddings)
-    return run_zero_shot(vcfg, [model_key], run_dir=run_dir, progress=progress, model_loader=model_loader)
+def predict_volumes(prepared_dir: Path, run_dir: Path, model_key: str, datasets: Sequence[str],
+                    split: str | Sequence[str], settings: ZeroShotSettings | None = None, *,
+                    max_subjects_per_dataset: int = 0, cache_embeddings: bool | None = None,
+                    cache_dir: Path | None = None, profile: Mapping[str, Any] | None = None,
+                    model_loader: Callable[[str], Segmenter] | None = None, progress: bool = True) -> ZeroShotRun:
+    """Segment every labelled slice of the selected subjects with ground-truth boxes (resumable).
+
+    Parameters
+    ----------
+    prepared_dir, run_dir : Path
+        The prepared data and the run folder (as in ``run_zero_shot``).
+    model_key : str
+        Zoo name (or the key ``model_loader`` answers to).
+    datasets : sequence of str
+    split : str or sequence of str
+        ``"test"``, several splits or ``"all"``.
+    settings : ZeroShotSettings, optional
+        Seed, model settings, preparation record; its conditions are replaced by the exact
+        boxes (``CONDITION``) and HD95 is off.
+    max_subjects_per_dataset : int
+        0 = every subject of the split.
+    cache_embeddings : bool, optional
+        Overrides ``settings.cache_embeddings`` (False for a finetuned encoder).
+    cache_dir, profile, model_loader, progress : as in ``run_zero_shot``.
+
+    Returns
+    -------
+    ZeroShotRun
+        Its run folder holds one predicted stack per subject; ``assemble_volume`` puts one back in 3D.
+    """
+    return run_zero_shot(prepared_dir, run_dir, [model_key],
+                         all_slices_selection(datasets, split, max_subjects_per_dataset),
+                         exact_box_settings(settings or ZeroShotSettings(), cache_embeddings),
+                         cache_dir=cache_dir, profile=profile, progress=progress, model_loader=model_loader)
 
 
 def assemble_volume(run_dir: Path, model_key: str, subject: Mapping[str, Any],

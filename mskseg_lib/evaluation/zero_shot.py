@@ -1,97 +1,188 @@
 """The zero-shot engine: every selected slice encoded once per model, every prompt of every
 condition decoded from that one embedding, scored against the ground truth at original size.
 
-Per model and subject (``evaluate_subject``):
+A researcher calls it with a handful of arguments, no profile needed::
+
+    run = run_zero_shot(prepared_dir, run_dir, ["lite_medsam"], SliceSelection(split="test"),
+                        ZeroShotSettings())
+
+(``mskseg_lib.from_profile.zero_shot.zero_shot_inputs(cfg)`` gives the same arguments from a
+profile.) Per model and subject (``evaluate_subject``):
 
 1. load the subject's model-ready slices (memory-mapped) and its canonical ground-truth mask;
 2. encode the slices in batches (or load their embeddings from the cache);
 3. per slice, build the ground-truth box prompts of every condition and decode them all in one
    call; merge instances, map to the original slice size, combine labels (``masks``);
-4. score each label with MONAI (``metrics``); per label also the Dice over the stack of
-   evaluated slices ("3D Dice"; over the whole volume when every labelled slice is evaluated,
-   since unlabelled slices get no prompt and no prediction).
+4. score each label with the project's one Dice (``metrics``); per label also the Dice over the
+   stack of evaluated slices ("3D Dice"; over the whole volume when every labelled slice is
+   evaluated, since unlabelled slices get no prompt and no prediction).
 
-The run folder (``runs_dir/zero_shot/<tag>``) holds a config snapshot, per-subject results
-(written atomically; the slice table last, so its presence marks a finished subject), the
-predicted label stacks, the merged tables and a manifest with versions and timings. A rerun
-with the same settings skips finished subjects; one with different settings is refused.
+The run folder holds a settings fingerprint (``settings.json``), a config snapshot, per-subject
+results (written atomically; the slice table last, so its presence marks a finished subject), the
+predicted label stacks, the merged tables and a manifest with versions and timings. A rerun with
+the same settings skips finished subjects; one with different settings is refused
+(``RunMismatch``).
 """
 from __future__ import annotations
 
-import copy
-import hashlib
+import dataclasses
 import json
 import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-import torch
 import yaml
 from tqdm.auto import tqdm
 
 from mskseg_lib.atomic import atomic_path, save_csv, save_parquet, write_json, write_text
-from mskseg_lib.config import resolve_path
 from mskseg_lib.data import raw_io
 from mskseg_lib.data.catalog import get_dataset
-from mskseg_lib.data.preprocess import SliceGeometry, geometry_of, mask_box_to_model, to_display
-from mskseg_lib.data.slice_store import load_stack
+from mskseg_lib.data.preprocess import SliceGeometry, display_slice, geometry_of, mask_box_to_model
+from mskseg_lib.data.slice_store import subject_stacks
 from mskseg_lib.data.tables import load_tables
+from mskseg_lib.errors import UserError
 from mskseg_lib.evaluation import aggregate
-from mskseg_lib.evaluation.embedding_cache import EmbeddingCache, cache_key, round_trip
+from mskseg_lib.evaluation.embedding_cache import CacheEntry, EmbeddingCache, cache_key, subject_embeddings
 from mskseg_lib.evaluation.masks import logits_to_label_map
 from mskseg_lib.evaluation.metrics import label_metrics
 from mskseg_lib.evaluation.prompting import Condition, apply_condition, gt_box_prompts, parse_conditions
-from mskseg_lib.models.interface import Prompts, Segmenter, set_cpu_threads
+from mskseg_lib.models.interface import Embedding, Prompts, Segmenter, set_cpu_threads
 from mskseg_lib.models.registry import get_spec
+from mskseg_lib.models.settings import ModelSettings
 from mskseg_lib.models.zoo import load_model, model_availability
-from mskseg_lib.provenance import write_manifest
+from mskseg_lib.provenance import fingerprint, write_manifest
 
 log = logging.getLogger(__name__)
-SETTINGS_KEYS = ("conditions", "mask_grid_px", "split", "datasets", "max_subjects_per_dataset", "max_slices_per_subject",
-                 "instance_prompts", "hd95", "cache_embeddings")
+TIMING_KEYS = ("load_s", "encode_s", "decode_s", "post_s")
 
 
-class RunMismatch(RuntimeError):
+class RunMismatch(UserError, RuntimeError):
     """An existing run folder was made with other settings; resuming it would mix results."""
+
+
+class SelectionError(UserError, ValueError):
+    """The slice selection names data that was not prepared, or selects nothing."""
+
+
+# ----------------------------------------------------------------------------- settings
+@dataclass(frozen=True)
+class SliceSelection:
+    """Which prepared slices a zero-shot run scores.
+
+    Attributes
+    ----------
+    split : str or tuple of str
+        ``"test"``, ``"val"``, ``"train"``, several of them, or ``"all"``.
+    datasets : str or tuple of str
+        ``"all"`` or dataset names (as in ``data.catalog``).
+    max_subjects_per_dataset : int
+        The first N subjects of each dataset in id order; 0 = all.
+    max_slices_per_subject : int
+        N labelled slices per subject, spread evenly through the volume; 0 = all.
+    """
+
+    split: str | tuple[str, ...] = "test"
+    datasets: str | tuple[str, ...] = "all"
+    max_subjects_per_dataset: int = 0
+    max_slices_per_subject: int = 0
+
+
+@dataclass(frozen=True)
+class ZeroShotSettings:
+    """How a zero-shot run prompts, decodes and scores (defaults: the study's).
+
+    Attributes
+    ----------
+    conditions : tuple of mappings
+        Prompt conditions (``evaluation.prompting``): ``{"name": "gt_box"}`` exact boxes (the
+        study's arms); ``{"name": ..., "shift_grid_px": N}`` the study's outward box shift of
+        up to N pixels of the ``mask_grid_px`` grid; ``{"name": ..., "kind": "jitter",
+        "jitter_px": N}`` a symmetric jitter of up to N original-slice pixels.
+    mask_grid_px : int
+        Side of the square grid box shifts are counted on (the study: 256).
+    instance_prompts : bool
+        One box per connected piece of multi-instance labels (paired muscles, meniscal horns).
+    hd95 : bool
+        Also score the 95th-percentile Hausdorff distance (mm).
+    cache_embeddings : bool
+        Keep image embeddings on disk (``cache_dir`` of ``run_zero_shot``) for later runs.
+    seed : int
+        Seeds the box shifts (with subject, slice, label and condition: every model sees the
+        same boxes).
+    models : ModelSettings
+        Where the weights are, device, threads, encoder batch size and input convention.
+    preparation : mapping, optional
+        How the prepared slices were made (resize mode, clip percentiles, per-dataset
+        overrides), recorded in the run folder's fingerprint so results of differently prepared
+        slices are never mixed. None: read from the prepared subjects table.
+    """
+
+    conditions: tuple[Mapping[str, Any], ...] = ({"name": "gt_box"},)
+    mask_grid_px: int = 256
+    instance_prompts: bool = True
+    hd95: bool = False
+    cache_embeddings: bool = True
+    seed: int = 0
+    models: ModelSettings = field(default_factory=ModelSettings)
+    preparation: Mapping[str, Any] | None = None
+
+    def parsed_conditions(self) -> list[Condition]:
+        """The conditions as ``Condition`` values (a malformed entry raises one clear line)."""
+        return parse_conditions(list(self.conditions), self.mask_grid_px)
 
 
 @dataclass
 class ZeroShotRun:
+    """What ``run_zero_shot`` returns: the run folder and its merged tables."""
+
     run_dir: Path
     models: pd.DataFrame  # availability: model_key, model, status, checkpoint, detail
     slices: pd.DataFrame  # one row per (model, condition, slice, label)
     volumes: pd.DataFrame  # one row per (model, condition, subject, label): 3D Dice
-    timings: dict[str, float] = field(default_factory=dict)
+    timings: dict[str, Any] = field(default_factory=dict)
 
 
 # ----------------------------------------------------------------------------- selection
-def select_slices(cfg: Mapping[str, Any], subjects: pd.DataFrame, slices: pd.DataFrame) -> pd.DataFrame:
-    """The slices the profile's ``zero_shot`` section asks for (split, datasets, caps).
+def _as_list(value: str | Sequence[str]) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
+
+
+def select_slices(subjects: pd.DataFrame, slices: pd.DataFrame, selection: SliceSelection) -> pd.DataFrame:
+    """The slice-table rows a selection asks for (split, datasets, caps).
 
     Subjects are taken in id order; within a subject, ``max_slices_per_subject`` slices are
     spread evenly through its labelled slices (so apex, middle and periphery all count).
+
+    Parameters
+    ----------
+    subjects, slices : DataFrame
+        The prepared tables (``data.tables.load_tables``).
+    selection : SliceSelection
+
+    Returns
+    -------
+    DataFrame
+        Rows of ``slices`` sorted by dataset, subject and slice index.
     """
-    z = cfg["zero_shot"]
     sel = subjects
-    if z["split"] != "all":
-        splits = [z["split"]] if isinstance(z["split"], str) else list(z["split"])
-        sel = sel[sel["split"].isin(splits)]
-    if z["datasets"] != "all":
-        wanted = [z["datasets"]] if isinstance(z["datasets"], str) else list(z["datasets"])
+    if selection.split != "all":
+        sel = sel[sel["split"].isin(_as_list(selection.split))]
+    if selection.datasets != "all":
+        wanted = _as_list(selection.datasets)
         unknown = sorted(set(wanted) - set(subjects["dataset"]))
         if unknown:
-            raise ValueError(f"zero_shot.datasets: not in the prepared data: {unknown}")
+            raise SelectionError(f"zero_shot.datasets: not in the prepared data: {unknown}")
         sel = sel[sel["dataset"].isin(wanted)]
     sel = sel.sort_values(["dataset", "subject_id"])
-    if z["max_subjects_per_dataset"] > 0:
-        sel = sel.groupby("dataset", sort=False).head(z["max_subjects_per_dataset"])
+    if selection.max_subjects_per_dataset > 0:
+        sel = sel.groupby("dataset", sort=False).head(selection.max_subjects_per_dataset)
     keys = set(zip(sel["dataset"], sel["subject_id"]))
     out = slices[[k in keys for k in zip(slices["dataset"], slices["subject_id"])]]
-    cap = z["max_slices_per_subject"]
+    cap = selection.max_slices_per_subject
     if cap > 0:
         parts = []
         for _, g in out.sort_values("slice_index").groupby(["dataset", "subject_id"], sort=True):
@@ -103,218 +194,300 @@ def select_slices(cfg: Mapping[str, Any], subjects: pd.DataFrame, slices: pd.Dat
 
 # ----------------------------------------------------------------------------- one subject
 def ground_truth_slices(mask_nifti: str | Path, slice_axis: int, slice_indices: list[int]) -> list[np.ndarray]:
-    """Ground-truth label slices in display orientation at the original size."""
+    """Ground-truth label slices in display orientation at the original size.
+
+    Parameters
+    ----------
+    mask_nifti : str or Path
+        The prepared (canonical) label volume.
+    slice_axis : int
+        The array axis slices are taken along.
+    slice_indices : list of int
+
+    Returns
+    -------
+    list of ndarray
+        One (rows, cols) int16 label map per index.
+    """
     labels = np.asarray(raw_io.read_array("nifti", Path(mask_nifti), "mask").data)
-    moved = np.moveaxis(labels, slice_axis, 0)
-    return [to_display(moved[k]).astype(np.int16) for k in slice_indices]
+    return [display_slice(labels, slice_axis, k).astype(np.int16) for k in slice_indices]
 
 
-def encode_in_batches(model: Segmenter, images: np.ndarray, geoms: list[SliceGeometry], batch: int) -> list:
-    """One embedding per slice, encoded ``batch`` slices at a time (each slice's unpadded size given)."""
-    out = []
-    for i in range(0, len(images), batch):
-        out.extend(model.encode(np.asarray(images[i:i + batch]), [g.resized_shape for g in geoms[i:i + batch]]))
-    return out
+@dataclass(frozen=True)
+class _SubjectLabels:
+    """Label names and tissue classes of a subject's dataset, and the row identity."""
+
+    model_key: str
+    dataset: str
+    subject_id: str
+    names: Mapping[int, str]
+    tissue: Mapping[int, str]
+
+    def row(self, condition: str, value: int, **where: Any) -> dict[str, Any]:
+        """The identity columns of one result row (``where``: e.g. the slice index, before the label)."""
+        return {"model_key": self.model_key, "condition": condition, "dataset": self.dataset,
+                "subject_id": self.subject_id, **where, "label_value": value,
+                "label_name": self.names.get(value, str(value)), "tissue_class": self.tissue.get(value, "")}
+
+
+def _subject_labels(model_key: str, dataset: str, subject_id: str) -> _SubjectLabels:
+    spec = get_dataset(dataset)
+    return _SubjectLabels(model_key, dataset, subject_id, spec.label_names(),
+                          {lab.value: lab.tissue_class for lab in spec.labels})
+
+
+def _embed_slices(model: Segmenter, model_key: str, rows: pd.DataFrame, subject: Mapping[str, Any],
+                  geoms: list[SliceGeometry], cache: EmbeddingCache | None,
+                  encode_batch_size: int) -> tuple[list[Embedding], int]:
+    """Step 2: one embedding per row (cached ones loaded, the others encoded), and how many were encoded."""
+    size = model.input_size_px
+    stack, _ = subject_stacks(subject, size)
+    entry = None
+    if cache is not None:
+        cache_model = (getattr(model, "embedding_source", None) or {}).get("model_key", model_key)
+        entry = CacheEntry(cache, cache_model, str(subject["dataset"]), str(subject["subject_id"]),
+                           cache_key(model, subject.get(f"slices_{size}_image")))
+    store = [int(s) for s in rows["store_index"]]
+    by_index, n_encoded = subject_embeddings(model, stack, store, [g.resized_shape for g in geoms],
+                                             encode_batch_size, entry)
+    return [by_index[s] for s in store], n_encoded
+
+
+def _score_slice(model: Segmenter, embedding: Embedding, row: pd.Series, geom: SliceGeometry, gt: np.ndarray,
+                 conditions: list[Condition], labels: _SubjectLabels, *, seed: int, instance_prompts: bool,
+                 hd95: bool, t: dict[str, float]) -> tuple[list[dict], dict[str, np.ndarray]]:
+    """Step 3-4 for one slice: every condition's boxes decoded in one call, each label scored.
+
+    Returns the slice-label rows and the predicted label map per condition; adds to ``t``'s
+    ``decode_s`` and ``post_s``.
+    """
+    base = gt_box_prompts(row, instance_prompts)
+    per_cond = [apply_condition(base, c, row, seed) for c in conditions]
+    flat = [p for ps in per_cond for p in ps]
+    boxes = np.stack([mask_box_to_model(p.box_px, geom) for p in flat]).astype(np.float32)
+    t0 = time.perf_counter()
+    logits = model.decode(embedding, Prompts(boxes=boxes))
+    t["decode_s"] += time.perf_counter() - t0
+    t0 = time.perf_counter()
+    records, preds, start = [], {}, 0
+    values = sorted({p.label for p in base})
+    spacing = (float(row["pixel_spacing_row_mm"]), float(row["pixel_spacing_col_mm"]))
+    for cond, ps in zip(conditions, per_cond):
+        part = logits[start:start + len(ps)]
+        start += len(ps)
+        pred = logits_to_label_map(part, [p.label for p in ps], geom)
+        preds[cond.name] = pred
+        scores = label_metrics(pred, gt, values, spacing, hd95)
+        for v in values:
+            records.append({**labels.row(cond.name, v, slice_index=int(row["slice_index"])),
+                            "n_boxes": sum(p.label == v for p in ps), **scores[v]})
+    t["post_s"] += time.perf_counter() - t0
+    return records, preds
+
+
+def _volume_rows(gts: list[np.ndarray], preds: Mapping[str, list[np.ndarray]], labels: _SubjectLabels,
+                 n_slices_labelled: int) -> list[dict]:
+    """The 3D Dice per condition and label over the stack of evaluated slices."""
+    gt_stack = np.stack(gts)
+    present = sorted({int(v) for v in np.unique(gt_stack) if v})
+    rows = []
+    for cond, pred_list in preds.items():
+        scores = label_metrics(np.stack(pred_list), gt_stack, present)
+        for v in present:
+            s = scores[v]
+            rows.append({**labels.row(cond, v), "dice_3d": s["dice"], "iou_3d": s["iou"], "gt_voxels": s["gt_px"],
+                         "pred_voxels": s["pred_px"], "n_slices_evaluated": len(gts),
+                         "n_slices_labelled": n_slices_labelled})
+    return rows
 
 
 def evaluate_subject(model: Segmenter, model_key: str, slice_rows: pd.DataFrame, subject: Mapping[str, Any],
                      conditions: list[Condition], *, seed: int, instance_prompts: bool = True, hd95: bool = False,
-                     cache: EmbeddingCache | None = None, encode_batch_size: int = 1,
-                     images: np.ndarray | None = None) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, np.ndarray], dict]:
-    """Score one subject: (slice-label rows, 3D label rows, predicted stacks per condition, timings).
+                     cache: EmbeddingCache | None = None,
+                     encode_batch_size: int = 1) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, np.ndarray], dict]:
+    """Score one subject's selected slices under every prompt condition.
 
-    ``images`` may be given (already loaded model-size slices, in ``slice_rows`` order) to time
-    the model without data loading; otherwise they are read from the slice store.
+    Parameters
+    ----------
+    model : Segmenter
+    model_key : str
+        Written to every row (and the embedding cache's folder, unless the model says its
+        encoder is another model's: ``embedding_source``).
+    slice_rows : DataFrame
+        The subject's rows of the slice table to score.
+    subject : mapping
+        Its row of the subjects table, with ``dataset`` and ``subject_id``.
+    conditions : list of Condition
+    seed, instance_prompts, hd95 : as in ``ZeroShotSettings``.
+    cache : EmbeddingCache, optional
+    encode_batch_size : int
+        Slices per encoder call.
+
+    Returns
+    -------
+    (DataFrame, DataFrame, dict, dict)
+        Slice-label rows (dice, iou, gt_px, pred_px per slice, condition and label); 3D rows
+        (``dice_3d`` per condition and label); the predicted label stacks per condition,
+        (n_slices, rows, cols) at the original size, plus ``slice_index``; timings in seconds
+        (load_s, encode_s, decode_s, post_s) and ``encoded_slices``.
     """
-    t: dict[str, float] = {"load_s": 0.0, "encode_s": 0.0, "decode_s": 0.0, "post_s": 0.0}
+    t: dict[str, float] = dict.fromkeys(TIMING_KEYS, 0.0)
     rows = slice_rows.sort_values("slice_index").reset_index(drop=True)
-    dataset, subject_id = str(rows["dataset"].iloc[0]), str(rows["subject_id"].iloc[0])
-    spec = get_dataset(dataset)
-    tissue = {lab.value: lab.tissue_class for lab in spec.labels}
-    names = spec.label_names()
-    size = model.input_size_px
+    labels = _subject_labels(model_key, str(rows["dataset"].iloc[0]), str(rows["subject_id"].iloc[0]))
     t0 = time.perf_counter()
-    key = cache_key(model, subject.get(f"slices_{size}_image"))
-    if images is None:
-        stack, _ = load_stack_or_raise(subject, size)
-        images = np.stack([stack[int(i)] for i in rows["store_index"]])
-    gts = ground_truth_slices(subject["mask_nifti"], int(subject["slice_axis"]), rows["slice_index"].astype(int).tolist())
-    geoms = [geometry_of(r, size) for _, r in rows.iterrows()]  # stretched or padded, as prepared
+    gts = ground_truth_slices(subject["mask_nifti"], int(subject["slice_axis"]),
+                              rows["slice_index"].astype(int).tolist())
+    geoms = [geometry_of(r, model.input_size_px) for _, r in rows.iterrows()]  # stretched or padded, as prepared
     t["load_s"] += time.perf_counter() - t0
-
     t0 = time.perf_counter()
-    cache_model = (getattr(model, "embedding_source", None) or {}).get("model_key", model_key)
-    cached = cache.load(cache_model, dataset, subject_id, key, model.device) if cache else {}
-    todo = [i for i, s in enumerate(rows["store_index"]) if int(s) not in cached]
-    fresh = encode_in_batches(model, images[todo], [geoms[i] for i in todo], encode_batch_size) if todo else []
-    if cache is not None:
-        fresh = [round_trip(e) for e in fresh]
-        if todo:
-            cache.save(cache_model, dataset, subject_id, key, {int(rows["store_index"][i]): e for i, e in zip(todo, fresh)})
-    emb = dict(zip(todo, fresh))
-    embeddings = [emb[i] if i in emb else cached[int(rows["store_index"][i])] for i in range(len(rows))]
+    embeddings, t["encoded_slices"] = _embed_slices(model, model_key, rows, subject, geoms, cache, encode_batch_size)
     t["encode_s"] += time.perf_counter() - t0
-    t["encoded_slices"] = len(todo)
-
-    records, preds = [], {c.name: [] for c in conditions}
+    records: list[dict] = []
+    preds: dict[str, list[np.ndarray]] = {c.name: [] for c in conditions}
     for i, row in rows.iterrows():
-        base = gt_box_prompts(row, instance_prompts)
-        per_cond = [apply_condition(base, c, row, seed) for c in conditions]
-        flat = [p for ps in per_cond for p in ps]
-        boxes = np.stack([mask_box_to_model(p.box_px, geoms[i]) for p in flat]).astype(np.float32)
-        t0 = time.perf_counter()
-        logits = model.decode(embeddings[i], Prompts(boxes=boxes))
-        t["decode_s"] += time.perf_counter() - t0
-        t0 = time.perf_counter()
-        start = 0
-        values = sorted({p.label for p in base})
-        spacing = (float(row["pixel_spacing_row_mm"]), float(row["pixel_spacing_col_mm"]))
-        for cond, ps in zip(conditions, per_cond):
-            part = logits[start:start + len(ps)]
-            start += len(ps)
-            pred = logits_to_label_map(part, [p.label for p in ps], geoms[i])
-            preds[cond.name].append(pred)
-            scores = label_metrics(pred, gts[i], values, spacing, hd95)
-            n_boxes = {v: sum(p.label == v for p in ps) for v in values}
-            for v in values:
-                records.append({"model_key": model_key, "condition": cond.name, "dataset": dataset,
-                                "subject_id": subject_id, "slice_index": int(row["slice_index"]),
-                                "label_value": v, "label_name": names.get(v, str(v)), "tissue_class": tissue.get(v, ""),
-                                "n_boxes": n_boxes[v], **scores[v]})
-        t["post_s"] += time.perf_counter() - t0
-
+        slice_records, slice_preds = _score_slice(model, embeddings[i], row, geoms[i], gts[i], conditions, labels,
+                                                  seed=seed, instance_prompts=instance_prompts, hd95=hd95, t=t)
+        records.extend(slice_records)
+        for name, pred in slice_preds.items():
+            preds[name].append(pred)
     t0 = time.perf_counter()
-    gt_stack = np.stack(gts)
-    volume_rows = []
-    present = sorted({int(v) for v in np.unique(gt_stack) if v})
-    for cond in conditions:
-        pstack = np.stack(preds[cond.name])
-        scores = label_metrics(pstack, gt_stack, present)
-        for v in present:
-            volume_rows.append({"model_key": model_key, "condition": cond.name, "dataset": dataset,
-                                "subject_id": subject_id, "label_value": v, "label_name": names.get(v, str(v)),
-                                "tissue_class": tissue.get(v, ""), "dice_3d": scores[v]["dice"],
-                                "iou_3d": scores[v]["iou"], "gt_voxels": scores[v]["gt_px"],
-                                "pred_voxels": scores[v]["pred_px"], "n_slices_evaluated": len(rows),
-                                "n_slices_labelled": int(subject.get("n_processed_slices", len(rows)))})
+    volume_rows = _volume_rows(gts, preds, labels, int(subject.get("n_processed_slices", len(rows))))
     t["post_s"] += time.perf_counter() - t0
     stacks = {c: np.stack(p) for c, p in preds.items()}
     stacks["slice_index"] = rows["slice_index"].to_numpy()
     return pd.DataFrame(records), pd.DataFrame(volume_rows), stacks, t
 
 
-def load_stack_or_raise(subject: Mapping[str, Any], size_px: int) -> tuple[np.ndarray, np.ndarray]:
-    col = f"slices_{size_px}_image"
-    if col not in subject or not isinstance(subject[col], str):
-        raise ValueError(f"{subject['dataset']}/{subject['subject_id']}: no {size_px} px slices were prepared; "
-                         f"add {size_px} to prepare.slice_sizes_px and rerun prepare")
-    images = np.load(subject[col], mmap_mode="r")
-    masks = np.load(subject[f"slices_{size_px}_mask"], mmap_mode="r")
-    return images, masks
-
-
-# ----------------------------------------------------------------------------- the run
-def zero_shot_variant(cfg: Mapping[str, Any], **overrides: Any) -> dict[str, Any]:
-    """A copy of ``cfg`` whose ``zero_shot`` section has ``overrides`` applied (unknown keys refused).
-
-    Other analyses (notebook 04's physics check: one model over every subject) reuse the engine,
-    its resumable run folders (under their own ``tag``) and the shared embedding cache this way.
-    """
-    unknown = sorted(set(overrides) - set(cfg["zero_shot"]))
-    if unknown:
-        raise KeyError(f"zero_shot_variant: unknown zero_shot keys {unknown}")
-    out = copy.deepcopy(dict(cfg))
-    out["zero_shot"] = {**out["zero_shot"], **overrides}
-    return out
-
-
-def run_dir_for(cfg: Mapping[str, Any]) -> Path:
-    return resolve_path(cfg, "runs_dir") / "zero_shot" / cfg["zero_shot"]["tag"]
-
-
-def _settings(cfg: Mapping[str, Any]) -> dict:
+# ----------------------------------------------------------------------------- the run folder
+def run_settings_record(settings: ZeroShotSettings, selection: SliceSelection | pd.DataFrame,
+                        subjects: pd.DataFrame | None = None) -> dict[str, Any]:
     """What a run folder's results depend on besides the data files: the zero-shot settings, the
-    encoder input convention and the preparation (resize mode, clipping) that made the slices."""
-    z, p = cfg["zero_shot"], cfg["prepare"]
-    return {"seed": cfg["seed"], **{k: z[k] for k in SETTINGS_KEYS},
-            "input_normalisation": cfg["models"]["input_normalisation"],
-            "prepare": {"resize": p["resize"], "clip_percentiles": p["clip_percentiles"],
-                        "per_dataset": p["per_dataset"]}}
+    selection, the encoder input convention and the preparation that made the slices.
+
+    Its fingerprint (``provenance.fingerprint``) is stored in ``settings.json``; the layout is
+    the one run folders have always stored, so folders made before keep resuming.
+
+    Parameters
+    ----------
+    settings : ZeroShotSettings
+    selection : SliceSelection or DataFrame
+        A rule (recorded field by field) or explicit slice rows (recorded as a digest of their
+        dataset, subject and slice index).
+    subjects : DataFrame, optional
+        The prepared subjects table: where ``settings.preparation`` is None, the preparation is
+        read from its ``resize_mode`` and ``clip_percentiles`` columns.
+
+    Returns
+    -------
+    dict
+        JSON-serialisable record.
+    """
+    if isinstance(selection, SliceSelection):
+        chosen: dict[str, Any] = {k: getattr(selection, k) for k in
+                                  ("split", "datasets", "max_subjects_per_dataset", "max_slices_per_subject")}
+    else:
+        keys = sorted(zip(selection["dataset"].astype(str), selection["subject_id"].astype(str),
+                          selection["slice_index"].astype(int)))
+        chosen = {"slices": fingerprint([list(k) for k in keys])}
+    preparation = settings.preparation
+    if preparation is None and subjects is not None:
+        preparation = {col: sorted({str(v) for v in subjects[col]}) for col in ("resize_mode", "clip_percentiles")
+                       if col in subjects}
+    return {"seed": settings.seed, "conditions": [dict(c) for c in settings.conditions],
+            "mask_grid_px": settings.mask_grid_px, **chosen, "instance_prompts": settings.instance_prompts,
+            "hd95": settings.hd95, "cache_embeddings": settings.cache_embeddings,
+            "input_normalisation": settings.models.input_normalisation, "prepare": preparation}
 
 
-def _check_or_start(run_dir: Path, cfg: Mapping[str, Any]) -> None:
-    settings = _settings(cfg)
-    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    marker = run_dir / "settings.json"
+def check_run_folder(run_dir: Path, record: Mapping[str, Any]) -> None:
+    """Start a run folder, or resume it if it was made with the same settings record.
+
+    Parameters
+    ----------
+    run_dir : Path
+        An existing folder; its ``settings.json`` is written on the first call.
+    record : mapping
+        ``run_settings_record``'s output.
+
+    Raises ``RunMismatch`` (naming the folder and its settings) when they differ.
+    """
+    digest = fingerprint(record)
+    marker = Path(run_dir) / "settings.json"
     if marker.exists():
         old = json.loads(marker.read_text())
         if old.get("fingerprint") != digest:
-            raise RunMismatch(f"{run_dir}: made with other zero_shot settings ({old.get('settings')}); "
-                              "choose a new zero_shot.tag or delete the folder")
+            raise RunMismatch(f"{run_dir}: made with other zero-shot settings ({old.get('settings')}); "
+                              "choose another run folder (zero_shot.tag in a profile) or delete this one")
     else:
-        write_json(marker, {"fingerprint": digest, "settings": settings})
-    write_text(run_dir / "config.yaml", yaml.safe_dump(dict(cfg), sort_keys=False))
+        write_json(marker, {"fingerprint": digest, "settings": dict(record)})
 
 
-def run_zero_shot(cfg: Mapping[str, Any], model_keys: list[str] | None = None, *, selection: pd.DataFrame | None = None,
-                  run_dir: Path | None = None, progress: bool = True,
-                  model_loader: Callable[[str], Segmenter] | None = None) -> ZeroShotRun:
-    """Evaluate the profile's models zero-shot; resumable. ``model_loader`` replaces the zoo
-    (tests pass tiny models); ``selection`` replaces the profile's slice selection."""
-    z = cfg["zero_shot"]
-    conditions = parse_conditions(z["conditions"], z["mask_grid_px"])
-    model_keys = list(model_keys or z["models"])
-    run_dir = Path(run_dir) if run_dir else run_dir_for(cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    _check_or_start(run_dir, cfg)
-    threads = set_cpu_threads(cfg["models"]["cpu_threads"])
-    t_start = time.perf_counter()
-    subjects, slices = load_tables(cfg)
-    selection = select_slices(cfg, subjects, slices) if selection is None else selection
-    if selection.empty:
-        raise ValueError("zero_shot: the selection is empty (check zero_shot.split / datasets and prepare)")
-    subj_index = subjects.set_index(["dataset", "subject_id"])
-    availability = model_availability(cfg, model_keys) if model_loader is None else pd.DataFrame(
-        [{"model_key": k, "model": k, "status": "available", "checkpoint": "", "detail": ""} for k in model_keys])
-    # shared by every run of the profile: a new prompt condition under a new tag decodes only
-    cache = EmbeddingCache(resolve_path(cfg, "runs_dir") / "zero_shot" / "_embeddings") if z["cache_embeddings"] else None
-    timings: dict[str, float] = {}
-    checkpoints = {}
-    groups = list(selection.groupby(["dataset", "subject_id"], sort=True))
-    for row in availability.itertuples():
-        if row.status != "available":
-            log.warning("%s: %s", row.model_key, row.detail)
-            continue
-        t_model = time.perf_counter()
-        out_dir = run_dir / "models" / row.model_key
-        pending = [(key, g) for key, g in groups
-                   if not (out_dir / "subjects" / f"{key[0]}__{key[1]}.parquet").exists()]
-        info_path = out_dir / "model.json"
-        if pending or not info_path.exists():  # a finished model is not loaded (nor its file hashed) again
-            model = model_loader(row.model_key) if model_loader else load_model(cfg, row.model_key)
-            write_json(info_path, {"name": getattr(model, "name", row.model_key),
-                                   "checkpoint": getattr(model, "checkpoint", None)})
-        info = json.loads(info_path.read_text())
-        availability.loc[availability["model_key"] == row.model_key, "model"] = info["name"]
-        checkpoints[row.model_key] = info["checkpoint"]
-        totals = {"load_s": 0.0, "encode_s": 0.0, "decode_s": 0.0, "post_s": 0.0, "encoded_slices": 0, "slices": 0}
-        for (dataset, subject_id), g in tqdm(pending, desc=f"zero-shot {row.model_key}", disable=not progress):
-            final = out_dir / "subjects" / f"{dataset}__{subject_id}.parquet"
-            subject = dict(subj_index.loc[(dataset, subject_id)])
-            subject.update(dataset=dataset, subject_id=subject_id)
-            res, vol, stacks, t = evaluate_subject(
-                model, row.model_key, g, subject, conditions, seed=int(cfg["seed"]),
-                instance_prompts=z["instance_prompts"], hd95=z["hd95"], cache=cache,
-                encode_batch_size=cfg["models"]["encode_batch_size"])
-            with atomic_path(out_dir / "predictions" / f"{dataset}__{subject_id}.npz") as tmp:
-                np.savez_compressed(tmp, **stacks)
-            save_parquet(vol, out_dir / "subjects" / f"{dataset}__{subject_id}.3d.parquet")
-            save_parquet(res.assign(seconds=sum(v for k, v in t.items() if k.endswith("_s"))), final)
-            for k in totals:
-                totals[k] += t.get(k, 0) if k != "slices" else len(g)
-        totals["wall_s"] = time.perf_counter() - t_model
-        timings[row.model_key] = {k: round(v, 3) for k, v in totals.items()}
-        model = None
+def _snapshot(settings: ZeroShotSettings, record: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings as plain data, for config.yaml and the manifest when no profile is given."""
+    return json.loads(json.dumps({"zero_shot": dataclasses.asdict(settings), "settings": dict(record)}, default=str))
+
+
+# ----------------------------------------------------------------------------- the run
+@dataclass(frozen=True)
+class _RunContext:
+    """What every model of one run shares."""
+
+    run_dir: Path
+    subjects: pd.DataFrame  # indexed by (dataset, subject_id)
+    groups: list[tuple[tuple[str, str], pd.DataFrame]]  # selected slices per subject
+    conditions: list[Condition]
+    settings: ZeroShotSettings
+    cache: EmbeddingCache | None
+    progress: bool
+
+
+def _availability(model_keys: list[str], settings: ModelSettings,
+                  model_loader: Callable[[str], Segmenter] | None) -> pd.DataFrame:
+    if model_loader is None:
+        return model_availability(model_keys, settings)
+    return pd.DataFrame([{"model_key": k, "model": k, "status": "available", "checkpoint": "", "detail": ""}
+                         for k in model_keys])
+
+
+def _subject_file(out_dir: Path, dataset: str, subject_id: str, suffix: str) -> Path:
+    return out_dir / ("predictions" if suffix == ".npz" else "subjects") / f"{dataset}__{subject_id}{suffix}"
+
+
+def _run_model(ctx: _RunContext, model_key: str, load: Callable[[str], Segmenter]) -> tuple[dict, dict]:
+    """Evaluate one model on every pending subject; returns its info ({name, checkpoint}) and timings.
+
+    A model whose subjects are all finished is not loaded (nor its file hashed) again.
+    """
+    t_model = time.perf_counter()
+    out_dir = ctx.run_dir / "models" / model_key
+    pending = [(key, g) for key, g in ctx.groups if not _subject_file(out_dir, *key, ".parquet").exists()]
+    info_path = out_dir / "model.json"
+    model = None
+    if pending or not info_path.exists():
+        model = load(model_key)
+        write_json(info_path, {"name": getattr(model, "name", model_key),
+                               "checkpoint": getattr(model, "checkpoint", None)})
+    totals = {"load_s": 0.0, "encode_s": 0.0, "decode_s": 0.0, "post_s": 0.0, "encoded_slices": 0, "slices": 0}
+    s = ctx.settings
+    for (dataset, subject_id), g in tqdm(pending, desc=f"zero-shot {model_key}", disable=not ctx.progress):
+        subject = {**ctx.subjects.loc[(dataset, subject_id)], "dataset": dataset, "subject_id": subject_id}
+        res, vol, stacks, t = evaluate_subject(model, model_key, g, subject, ctx.conditions, seed=int(s.seed),
+                                               instance_prompts=s.instance_prompts, hd95=s.hd95, cache=ctx.cache,
+                                               encode_batch_size=s.models.encode_batch_size)
+        with atomic_path(_subject_file(out_dir, dataset, subject_id, ".npz")) as tmp:
+            np.savez_compressed(tmp, **stacks)
+        save_parquet(vol, _subject_file(out_dir, dataset, subject_id, ".3d.parquet"))
+        save_parquet(res.assign(seconds=sum(v for k, v in t.items() if k.endswith("_s"))),
+                     _subject_file(out_dir, dataset, subject_id, ".parquet"))  # last: marks the subject done
+        for k in totals:
+            totals[k] += t.get(k, 0) if k != "slices" else len(g)
+    totals["wall_s"] = time.perf_counter() - t_model
+    return json.loads(info_path.read_text()), {k: round(v, 3) for k, v in totals.items()}
+
+
+def _write_tables(run_dir: Path, availability: pd.DataFrame, model_keys: list[str], conditions: list[Condition],
+                  n_slices: int, n_subjects: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Merge every finished subject into the run's tables and ``summary.json``."""
     slices_df, volumes_df = collect_results(run_dir, model_keys)
     display = dict(zip(availability["model_key"], availability["model"]))
     for df in (slices_df, volumes_df):
@@ -323,9 +496,9 @@ def run_zero_shot(cfg: Mapping[str, Any], model_keys: list[str] | None = None, *
     save_csv(availability, run_dir / "models.csv", index=False)
     save_csv(slices_df, run_dir / "slice_label_metrics.csv", index=False)
     save_csv(volumes_df, run_dir / "volume_label_metrics.csv", index=False)
-    summary = {"models": availability[["model_key", "model", "status"]].to_dict("records"),
-               "conditions": [c.__dict__ for c in conditions], "n_slices": int(len(selection)),
-               "n_subjects": len(groups)}
+    summary: dict[str, Any] = {"models": availability[["model_key", "model", "status"]].to_dict("records"),
+                               "conditions": [c.__dict__ for c in conditions], "n_slices": n_slices,
+                               "n_subjects": n_subjects}
     if not slices_df.empty:
         subj = aggregate.subject_table(slices_df, volumes_df)
         ds = aggregate.dataset_table(subj, slices_df)
@@ -334,19 +507,99 @@ def run_zero_shot(cfg: Mapping[str, Any], model_keys: list[str] | None = None, *
         save_csv(aggregate.grouped_table(slices_df, "tissue_class"), run_dir / "tissue_metrics.csv", index=False)
         save_csv(aggregate.grouped_table(slices_df, "label_name"), run_dir / "label_metrics.csv", index=False)
         summary["mean_dice_by_arm"] = ds.groupby("arm")["dice_mean_tissue"].mean().round(4).to_dict()
-        summary["datasets"] = ds[["arm", "dataset", "n_subjects", "dice_mean_tissue", "subject_dice_mean", "subject_dice_sd",
-                                  "dice_3d_mean"]].round(4).to_dict("records")
+        summary["datasets"] = ds[["arm", "dataset", "n_subjects", "dice_mean_tissue", "subject_dice_mean",
+                                  "subject_dice_sd", "dice_3d_mean"]].round(4).to_dict("records")
     write_json(run_dir / "summary.json", summary)
+    return slices_df, volumes_df
+
+
+def _selected(prepared_dir: Path, selection: SliceSelection | pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(subjects table, selected slice rows); an empty selection is refused."""
+    subjects, slices = load_tables(Path(prepared_dir))
+    chosen = select_slices(subjects, slices, selection) if isinstance(selection, SliceSelection) else selection
+    if chosen.empty:
+        raise SelectionError(f"{prepared_dir}: the zero-shot selection is empty "
+                             "(check its split / datasets, or run prepare)")
+    return subjects, chosen
+
+
+def run_zero_shot(prepared_dir: Path, run_dir: Path, model_keys: Sequence[str],
+                  selection: SliceSelection | pd.DataFrame, settings: ZeroShotSettings | None = None, *,
+                  cache_dir: Path | None = None, profile: Mapping[str, Any] | None = None, progress: bool = True,
+                  model_loader: Callable[[str], Segmenter] | None = None) -> ZeroShotRun:
+    """Evaluate zoo models zero-shot on prepared slices, into a resumable run folder.
+
+    Parameters
+    ----------
+    prepared_dir : Path
+        The prepared data (``subjects.parquet``, ``slices.parquet`` and the slice stacks).
+    run_dir : Path
+        The run folder (created; a folder of another settings record raises ``RunMismatch``).
+    model_keys : sequence of str
+        Zoo names; a model without its checkpoint is listed as not run, never skipped silently.
+    selection : SliceSelection or DataFrame
+        Which slices: a rule, or explicit rows of the slice table (a benchmark's pick).
+    settings : ZeroShotSettings, optional
+        Prompt conditions, scoring and model settings (default: ``ZeroShotSettings()``).
+    cache_dir : Path, optional
+        The embedding cache shared by runs (default ``run_dir.parent / "_embeddings"``); used
+        when ``settings.cache_embeddings``.
+    profile : mapping, optional
+        The profile these arguments were unpacked from: snapshotted to ``config.yaml`` and the
+        manifest (None: the settings themselves are).
+    progress : bool
+        Show a progress bar per model.
+    model_loader : callable, optional
+        ``key -> Segmenter`` replacing the zoo (tests pass tiny models).
+
+    Returns
+    -------
+    ZeroShotRun
+        The run folder, model availability, slice-label and 3D tables, timings (seconds).
+    """
+    settings = settings or ZeroShotSettings()
+    conditions = settings.parsed_conditions()
+    model_keys, run_dir = list(model_keys), Path(run_dir)
+    t_start = time.perf_counter()
+    subjects, chosen = _selected(prepared_dir, selection)
+    record = run_settings_record(settings, selection, subjects)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    check_run_folder(run_dir, record)
+    snapshot = dict(profile) if profile is not None else _snapshot(settings, record)
+    write_text(run_dir / "config.yaml", yaml.safe_dump(snapshot, sort_keys=False))
+    threads = set_cpu_threads(settings.models.cpu_threads)
+    availability = _availability(model_keys, settings.models, model_loader)
+    # shared by every run beside this one: a new prompt condition under a new folder only decodes
+    cache = EmbeddingCache(Path(cache_dir) if cache_dir else run_dir.parent / "_embeddings") \
+        if settings.cache_embeddings else None
+    ctx = _RunContext(run_dir, subjects.set_index(["dataset", "subject_id"]),
+                      list(chosen.groupby(["dataset", "subject_id"], sort=True)), conditions, settings, cache, progress)
+    load = model_loader or (lambda key: load_model(key, settings.models))
+    timings, checkpoints = {}, {}
+    for row in availability.itertuples():
+        if row.status != "available":
+            log.warning("%s: %s", row.model_key, row.detail)
+            continue
+        info, timings[row.model_key] = _run_model(ctx, row.model_key, load)
+        availability.loc[availability["model_key"] == row.model_key, "model"] = info["name"]
+        checkpoints[row.model_key] = info["checkpoint"]
+    slices_df, volumes_df = _write_tables(run_dir, availability, model_keys, conditions, len(chosen), len(ctx.groups))
     timings_all = {"total_s": round(time.perf_counter() - t_start, 3), "cpu_threads": threads, "models": timings}
-    write_manifest(run_dir / "manifest.json", profile=cfg["profile"], seed=cfg["seed"], config=dict(cfg),
-                   timings={"total_s": timings_all["total_s"]},
+    write_manifest(run_dir / "manifest.json", profile=str(snapshot.get("profile", "(no profile)")), seed=settings.seed,
+                   config=snapshot, timings={"total_s": timings_all["total_s"]},
                    extra={"per_model": timings, "checkpoints": checkpoints, "cpu_threads": threads,
-                          "n_slices_selected": int(len(selection)), "n_subjects_selected": len(groups)})
+                          "n_slices_selected": int(len(chosen)), "n_subjects_selected": len(ctx.groups)})
     return ZeroShotRun(run_dir, availability, slices_df, volumes_df, timings_all)
 
 
 def collect_results(run_dir: Path, model_keys: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """All finished subjects' results of the given models in a run folder."""
+    """All finished subjects' results of the given models in a run folder.
+
+    Returns
+    -------
+    (DataFrame, DataFrame)
+        Slice-label rows and 3D rows (empty frames when nothing is finished).
+    """
     slices, volumes = [], []
     for key in model_keys:
         folder = Path(run_dir) / "models" / key / "subjects"
@@ -358,7 +611,8 @@ def collect_results(run_dir: Path, model_keys: list[str]) -> tuple[pd.DataFrame,
 
 
 def load_predictions(run_dir: Path, model_key: str, dataset: str, subject_id: str) -> dict[str, np.ndarray]:
-    with np.load(Path(run_dir) / "models" / model_key / "predictions" / f"{dataset}__{subject_id}.npz") as z:
+    """The predicted label stacks of one subject: {condition: (n, rows, cols), "slice_index": (n,)}."""
+    with np.load(_subject_file(Path(run_dir) / "models" / model_key, dataset, subject_id, ".npz")) as z:
         return {k: z[k] for k in z.files}
 
 

@@ -28,35 +28,51 @@ one row carrying its status ("not run: checkpoint missing", "pending", ...).
 
 Published values (:mod:`mskseg_lib.reference`) sit beside regenerated ones in ``published_*``
 columns, with the published inconsistencies in ``published_note``.
+
+Statistical tests live in :mod:`mskseg_lib.stats` (a later stage): Table 1's paired Wilcoxon and
+its Benjamini-Hochberg correction are passed in (``table1_datasets(..., paired_test=...,
+p_adjust=...)``; :func:`mskseg_lib.stats.finetune_tests.table1_datasets` passes the study's).
+Figure 4's subject summaries are :mod:`mskseg_lib.finetuning.figure4`.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
-from mskseg_lib.data.catalog import DATASETS, get_dataset
-from mskseg_lib.evaluation.aggregate import (DEFAULT_LABEL_LEVEL, LabelLevel, label_dice, mean_tissue_dice,
-                                             other_level, tissue_dice)
+from mskseg_lib.data.catalog import DATASETS, TISSUE_CLASSES, anatomy_of, datasets_in_order, get_dataset, short_dataset_name
+from mskseg_lib.evaluation.aggregate import (
+    DEFAULT_LABEL_LEVEL,
+    LabelLevel,
+    label_dice,
+    mean_tissue_dice,
+    other_level,
+    tissue_dice,
+)
 from mskseg_lib.evaluation.report import mean_sd_text
-from mskseg_lib.plots.dataset_overview import dataset_order, short_dataset_name
-from mskseg_lib.plots.style import TISSUE_ORDER, ordered
-from mskseg_lib.plots.zero_shot import anatomy_of
-from mskseg_lib.reference import (MEAN_TISSUE, STUDY_MODELS, published_table1, published_table1_labels,
-                                  published_table1_tissues, published_values)
-from mskseg_lib.stats.comparisons import bh_correct
+from mskseg_lib.reference import (
+    MEAN_TISSUE,
+    STUDY_MODELS,
+    published_table1,
+    published_table1_labels,
+    published_table1_tissues,
+    published_values,
+)
 
 __all__ = [
     "CONDITION", "ZERO_SHOT_PREFIX", "FINISHED", "MEAN_TISSUE", "zero_shot_id", "split_list", "in_group",
     "trained_on", "order_datasets", "scores", "group_scores", "zero_shot_scores", "summarise",
-    "mean_sd_text", "paired_wilcoxon", "table1_arm", "table1_datasets", "table1_tissues", "table1_labels",
+    "mean_sd_text", "PairedTest", "PAdjust", "table1_arm", "table1_datasets", "table1_tissues", "table1_labels",
     "table_s6", "table_s7", "table_s8", "table_s9", "class_level_numbers", "class_level_table",
     "TIER3_DATASETS",
 ]
 
 CONDITION = "gt_box"
+#: ``(finetuned, zero_shot) -> (statistic, p, note)``: a paired test of subject scores
+PairedTest = Callable[[Sequence[float], Sequence[float]], tuple[float, float, str]]
+#: p-values (NaN: not run) -> adjusted p-values, same order
+PAdjust = Callable[[Sequence[float]], Sequence[float]]
 ZERO_SHOT_PREFIX = "zero_shot:"
 FINISHED = "finished"
 INITIAL_WEIGHTS = "initial_weights"
@@ -132,10 +148,7 @@ def trained_on(experiment: Mapping[str, Any], dataset: str) -> bool:
 def order_datasets(datasets: Iterable[str]) -> list[str]:
     """Distinct dataset names grouped by anatomy (knee, hip, spine, thigh, shoulder), then in
     order of first appearance: the order every figure of the project uses."""
-    names = list(dict.fromkeys(str(d) for d in datasets if d is not None and d == d))
-    if not names:
-        return []
-    return dataset_order(pd.DataFrame({"dataset": names, "anatomy": [anatomy_of(d) for d in names]}))
+    return datasets_in_order(datasets)
 
 
 # ------------------------------------------------------------------------------ scores
@@ -202,21 +215,6 @@ def summarise(scores_df: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
     return (per_subject.groupby(keys, sort=False, dropna=False)
             .agg(n_subjects=("value", "size"), mean=("value", "mean"), sd=("value", "std"))
             .reset_index())
-
-
-def paired_wilcoxon(finetuned: Sequence[float], zero_shot: Sequence[float]) -> tuple[float, float, str]:
-    """Two-sided Wilcoxon signed-rank test of paired subject scores: (W, p, note).
-
-    Not run (NaN, with the reason in ``note``) with fewer than two pairs or when every
-    paired difference is zero, where the test has nothing to rank.
-    """
-    a, b = np.asarray(finetuned, dtype=float), np.asarray(zero_shot, dtype=float)
-    if a.size < 2:
-        return np.nan, np.nan, f"not run: needs >= 2 paired subjects, have {a.size}"
-    if np.all(a == b):
-        return np.nan, np.nan, "not run: all paired differences are zero"
-    res = stats.wilcoxon(a, b, zero_method="wilcox", alternative="two-sided")
-    return float(res.statistic), float(res.pvalue), ""
 
 
 def _round_p(p: Any) -> float:
@@ -455,7 +453,8 @@ def _paired(ft: pd.DataFrame, zs: pd.DataFrame) -> pd.DataFrame:
 
 
 def _tier1_rows(subjects: pd.DataFrame, slices: pd.DataFrame, experiments: pd.DataFrame, arm: Table1Arm,
-                model: Mapping[str, str], condition: str, level: LabelLevel) -> pd.DataFrame:
+                model: Mapping[str, str], condition: str, level: LabelLevel,
+                paired_test: Optional[PairedTest]) -> pd.DataFrame:
     """Tier-1 rows of one model with a finished arm: one per evaluated dataset (those listed in
     ``eval_datasets`` and those with results), in figure order."""
     ids = arm.experiment_ids
@@ -471,7 +470,7 @@ def _tier1_rows(subjects: pd.DataFrame, slices: pd.DataFrame, experiments: pd.Da
     rows = []
     for dataset in order_datasets([*listed, *ft["dataset"], *cmp.index]):
         pairs = _paired(ft[ft["dataset"] == dataset], zs[zs["dataset"] == dataset])
-        w, p, note = paired_wilcoxon(pairs["ft"], pairs["zs"])
+        w, p, note = paired_test(pairs["ft"], pairs["zs"]) if paired_test else (np.nan, np.nan, "")
         values: dict[str, Any] = {}
         if dataset in cmp.index:
             values = cmp.loc[dataset].to_dict()
@@ -504,7 +503,8 @@ def _tier1_text(df: pd.DataFrame) -> pd.DataFrame:
 
 def table1_datasets(subjects: pd.DataFrame, slices: pd.DataFrame, experiments: pd.DataFrame,
                     models: pd.DataFrame, condition: str = CONDITION, level: LabelLevel = DEFAULT_LABEL_LEVEL,
-                    published: Optional[pd.DataFrame] = None) -> pd.DataFrame:
+                    published: Optional[pd.DataFrame] = None, paired_test: Optional[PairedTest] = None,
+                    p_adjust: Optional[PAdjust] = None) -> pd.DataFrame:
     """Table 1, tier 1: per initial model and evaluated dataset, zero-shot vs finetuned Dice.
 
     Parameters
@@ -514,6 +514,12 @@ def table1_datasets(subjects: pd.DataFrame, slices: pd.DataFrame, experiments: p
     condition : the prompt condition scored (exact boxes).
     level : reading of a label's Dice (``pooled_slices`` as the study, or ``per_subject``).
     published : :func:`mskseg_lib.reference.published_table1` (default: loaded).
+    paired_test : the test of paired subject scores (finetuned vs zero-shot) per dataset;
+        None leaves ``wilcoxon_w`` / ``p_value`` empty. The study's, a two-sided Wilcoxon
+        signed-rank test, is :func:`mskseg_lib.stats.finetune_tests.paired_wilcoxon`.
+    p_adjust : the correction across a model's datasets (``p_bh``); None leaves it empty. The
+        study's is Benjamini-Hochberg (:func:`mskseg_lib.stats.comparisons.bh_correct`).
+        :func:`mskseg_lib.stats.finetune_tests.table1_datasets` is this table with both.
 
     Returns
     -------
@@ -537,8 +543,8 @@ def table1_datasets(subjects: pd.DataFrame, slices: pd.DataFrame, experiments: p
         if absent is not None:
             parts.append(pd.DataFrame([{**model, "status": absent, "finetuned_arm": arm.description}]))
             continue
-        rows = _tier1_rows(subjects, slices, experiments, arm, model, condition, level)
-        rows["p_bh"] = bh_correct(rows["p_value"]) if len(rows) else []
+        rows = _tier1_rows(subjects, slices, experiments, arm, model, condition, level, paired_test)
+        rows["p_bh"] = p_adjust(rows["p_value"]) if len(rows) and p_adjust else np.nan
         parts.append(rows)
     cols = [*TIER1_COLUMNS, f"zero_shot_dice_{variant}", f"finetuned_dice_{variant}"]
     out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=cols)
@@ -605,7 +611,9 @@ def _sort_rows(df: pd.DataFrame, datasets: Optional[Sequence[str]], by: str) -> 
     order = list(datasets) if datasets is not None else order_datasets(df["dataset"])
     d_rank = {d: i for i, d in enumerate(order)}
     if by == "tissue_class":
-        rank = {t: i for i, t in enumerate(ordered([t for t in df[by] if t != MEAN_TISSUE], TISSUE_ORDER))}
+        seen = list(dict.fromkeys(t for t in df[by] if t != MEAN_TISSUE and t is not None and t == t))
+        tissues = [t for t in TISSUE_CLASSES if t in seen] + [t for t in seen if t not in TISSUE_CLASSES]
+        rank = {t: i for i, t in enumerate(tissues)}
         second = df[by].map(lambda t: rank.get(t, len(rank)))
     else:
         second = pd.to_numeric(df["label_value"], errors="coerce").fillna(np.inf)

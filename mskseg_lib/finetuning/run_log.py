@@ -10,18 +10,21 @@ log = logging.getLogger(__name__)
 
 
 def plot_curves(history: list[Mapping[str, Any]], path: Path, title: str) -> Path | None:
-    """Training and validation loss (left) and validation Dice and learning rate (right) per epoch."""
+    """Training and validation loss (left) and validation Dice and learning rate (right) per epoch.
+
+    Drawn on a bare ``matplotlib.figure.Figure`` (no pyplot): it runs inside training, often in a
+    notebook's kernel, and must neither switch that kernel's plotting backend (which would stop
+    every later figure of the notebook from showing inline) nor leave a figure open.
+    """
     if not history:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     from mskseg_lib.atomic import save_figure
 
     epochs = [h["epoch"] for h in history]
-    fig, (ax_loss, ax_dice) = plt.subplots(1, 2, figsize=(9, 3.2))
+    fig = Figure(figsize=(9, 3.2))
+    ax_loss, ax_dice = fig.subplots(1, 2)
     ax_loss.plot(epochs, [h["train_loss"] for h in history], marker="o", label="train")
     ax_loss.plot(epochs, [h["val_loss"] for h in history], marker="o", label="validation")
     ax_loss.set(xlabel="epoch", ylabel="Dice + BCE loss")
@@ -33,22 +36,28 @@ def plot_curves(history: list[Mapping[str, Any]], path: Path, title: str) -> Pat
     ax_lr.set_ylabel("learning rate", color="grey")
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    out = save_figure(fig, path)
-    plt.close(fig)
-    return out
+    return save_figure(fig, path)
 
 
-def wandb_logger(cfg: Mapping[str, Any], run_id: str, params: Mapping[str, Any]) -> Any:
-    """A W&B run when ``finetune.wandb.enabled`` and ``wandb`` is installed; otherwise None.
+def wandb_logger(project: str | None, run_id: str, params: Mapping[str, Any]) -> Any:
+    """A Weights & Biases run in ``project`` when one is named and ``wandb`` is installed; else None.
 
-    Enabled but not installed is logged as a warning, never an error: W&B is optional.
+    Parameters
+    ----------
+    project : the W&B project (``TrainSettings.wandb_project``); None: no W&B logging.
+    run_id : the run's name there.
+    params : the training settings, recorded as the run's config.
+
+    Returns
+    -------
+    The ``wandb`` run, or None. Asked for but not installed is logged as a warning, never an
+    error: W&B is optional.
     """
-    w = cfg["finetune"]["wandb"]
-    if not w["enabled"]:
+    if not project:
         return None
     if importlib.util.find_spec("wandb") is None:
-        log.warning("finetune.wandb.enabled is true but wandb is not installed; logging to JSON only")
+        log.warning("W&B logging asked for (project %s) but wandb is not installed; logging to JSON only", project)
         return None
     import wandb
 
-    return wandb.init(project=w["project"], name=run_id, config=dict(params), reinit=True)
+    return wandb.init(project=project, name=run_id, config=dict(params), reinit=True)

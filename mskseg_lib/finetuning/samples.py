@@ -34,8 +34,8 @@ from scipy import ndimage
 from mskseg_lib.data.boxes import mask_box, shift_box_outward
 from mskseg_lib.data.catalog import get_dataset
 from mskseg_lib.data.preprocess import SliceGeometry, geometry_of, resize_slice
+from mskseg_lib.data.slice_store import subject_stacks
 from mskseg_lib.evaluation.prompting import stable_rng
-from mskseg_lib.evaluation.zero_shot import load_stack_or_raise
 
 log = logging.getLogger(__name__)
 PIECE_CONNECTIVITY = 2  # 8-connected pieces, as the zero-shot instance boxes (data.boxes.instance_boxes)
@@ -130,7 +130,7 @@ def present_labels(model_mask: np.ndarray, mask_grid_px: int) -> list[int]:
 
 
 def _stack_paths(subject: pd.Series, dataset: str, subject_id: str, size_px: int) -> tuple[str, str]:
-    load_stack_or_raise({**subject.to_dict(), "dataset": dataset, "subject_id": subject_id}, size_px)
+    subject_stacks({**subject.to_dict(), "dataset": dataset, "subject_id": subject_id}, size_px)
     return str(subject[f"slices_{size_px}_image"]), str(subject[f"slices_{size_px}_mask"])
 
 

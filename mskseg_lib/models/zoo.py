@@ -1,14 +1,13 @@
-"""Build a zoo model by name for a profile, or say plainly why it cannot run.
+"""Build a zoo model by name, or say plainly why it cannot run.
 
-``load_model(cfg, name)`` finds the checkpoint the profile names, verifies its SHA-256, builds
-the architecture on the profile's device and loads the weights. ``model_availability`` checks
-every requested model without loading it, so a notebook can list "not run: checkpoint
-missing" next to the models it did run. ``build_tiny`` gives the randomly initialised
-miniatures of SAM and SAM2 used by tests, through the same adapters.
+``load_model(name, settings)`` finds the checkpoint the
+:class:`~mskseg_lib.models.settings.ModelSettings` point to, verifies its SHA-256, builds the
+architecture on the settings' device and loads the weights. ``model_availability`` checks every
+requested model without loading it, so a notebook can list "not run: checkpoint missing" next to
+the models it did run. ``build_tiny`` gives the randomly initialised miniatures of SAM and SAM2
+used by tests, through the same adapters.
 """
 from __future__ import annotations
-
-from typing import Any, Mapping
 
 import pandas as pd
 import torch
@@ -16,13 +15,13 @@ import torch
 from mskseg_lib.models.checkpoints import CheckpointMissing, expected_sha256, resolve_checkpoint, verify_sha256
 from mskseg_lib.models.interface import Segmenter, pick_device
 from mskseg_lib.models.registry import get_spec
+from mskseg_lib.models.settings import INPUT_NORMALISATIONS, ModelSettings
 
 NOT_RUN_MISSING = "not run: checkpoint missing"
-INPUT_NORMALISATIONS = ("study", "native")
 
 
 def encoder_normalisation(native: str, input_normalisation: str) -> str:
-    """The encoder input convention a model gets under ``models.input_normalisation``.
+    """The encoder input convention a model gets under ``input_normalisation``.
 
     ``study``: every slice min-max scaled to 0-1 and repeated to three channels (``unit``), as the
     MSK study's code feeds its preprocessed slices straight into the image encoders of SAM, SAM2
@@ -36,21 +35,37 @@ def encoder_normalisation(native: str, input_normalisation: str) -> str:
     return "unit" if input_normalisation == "study" else native
 
 
-def load_model(cfg: Mapping[str, Any], name: str, device: torch.device | None = None,
+def load_model(name: str, settings: ModelSettings | None = None, device: torch.device | None = None,
                input_normalisation: str | None = None) -> Segmenter:
-    """A ready segmenter; raises ``CheckpointMissing`` / ``ChecksumMismatch`` with the file named.
+    """A ready segmenter of the zoo, its weights verified.
 
-    ``input_normalisation`` (``study`` or ``native``, see ``encoder_normalisation``) overrides
-    the profile's ``models.input_normalisation``: the SAM2 video study, which used Meta's own
-    predictors, asks for ``native``.
+    Parameters
+    ----------
+    name : str
+        Zoo name (``lite_medsam``, ``sam_vit_b``, ``medsam_vit_b``, ``sam2_hiera_base_plus``, ...).
+    settings : ModelSettings, optional
+        Where the weights are and how the model runs (default ``ModelSettings()``).
+    device : torch.device, optional
+        Overrides ``settings.device``.
+    input_normalisation : str, optional
+        ``study`` or ``native`` (see ``encoder_normalisation``); overrides
+        ``settings.input_normalisation``: the SAM2 video study, which used Meta's own
+        predictors, asks for ``native``.
+
+    Returns
+    -------
+    Segmenter
+        With ``checkpoint`` ({path, sha256, verified}, recorded in run manifests) and ``zoo_name``.
+
+    Raises ``CheckpointMissing`` / ``ChecksumMismatch`` naming the file.
     """
+    settings = settings or ModelSettings()
     spec = get_spec(name)
-    mcfg = cfg["models"]
-    norm = encoder_normalisation(spec.normalisation, input_normalisation or mcfg["input_normalisation"])
-    device = device or pick_device(mcfg["device"])
-    path = resolve_checkpoint(cfg, name)
-    check = verify_sha256(path, expected_sha256(cfg, name))
-    bf16 = bool(mcfg["autocast_bf16"])
+    norm = encoder_normalisation(spec.normalisation, input_normalisation or settings.input_normalisation)
+    device = device or pick_device(settings.device)
+    path = resolve_checkpoint(name, settings)
+    check = verify_sha256(path, expected_sha256(name, settings))
+    bf16 = bool(settings.autocast_bf16)
     if spec.family == "lite_medsam":
         from mskseg_lib.models.lite_medsam import load_lite_medsam
 
@@ -71,13 +86,28 @@ def load_model(cfg: Mapping[str, Any], name: str, device: torch.device | None = 
     return model
 
 
-def model_availability(cfg: Mapping[str, Any], names: list[str]) -> pd.DataFrame:
-    """One row per requested model: status ``available`` or ``not run: checkpoint missing``."""
+def model_availability(names: list[str], settings: ModelSettings | None = None) -> pd.DataFrame:
+    """Whether each requested zoo model can run, without loading it.
+
+    Parameters
+    ----------
+    names : list of str
+        Zoo names.
+    settings : ModelSettings, optional
+        Where the weights are kept (default ``ModelSettings()``).
+
+    Returns
+    -------
+    DataFrame
+        One row per name: model_key, model (display name), status (``available`` or
+        ``not run: checkpoint missing``), checkpoint (the file found or expected), detail (the
+        missing-file message, else "").
+    """
     rows = []
     for name in names:
         spec = get_spec(name)
         try:
-            path = resolve_checkpoint(cfg, name)
+            path = resolve_checkpoint(name, settings)
             rows.append({"model_key": name, "model": spec.display_name, "status": "available",
                          "checkpoint": str(path), "detail": ""})
         except CheckpointMissing as exc:

@@ -47,16 +47,26 @@ import ptitprince as pt
 import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.patches import Patch, Rectangle
+from matplotlib.patches import Rectangle
 from matplotlib.transforms import blended_transform_factory
 from skimage.measure import find_contours
 
+from mskseg_lib.data.catalog import short_dataset_name
+from mskseg_lib.plots.panels import (
+    category_axis,
+    figure_legend,
+    format_p,
+    image_axes,
+    label_cmap,
+    label_legend,
+    panel_grid,
+    patch_handles,
+)
 from mskseg_lib.plots.panels import figure_datasets as _datasets
 from mskseg_lib.plots.panels import placeholder as _placeholder
 from mskseg_lib.plots.panels import placeholder_figure as _placeholder_figure
 from mskseg_lib.plots.panels import require_columns as _require
-from mskseg_lib.plots.dataset_overview import dataset_order, short_dataset_name
-from mskseg_lib.plots.zero_shot import BOX_COLOR, anatomy_of, format_p, label_cmap
+from mskseg_lib.plots.zero_shot import BOX_COLOR
 
 __all__ = ["CONDITION_COLORS", "CONDITION_LABELS", "plot_figure6a", "plot_figure6b",
            "plot_postprocess_cost", "condition_palette", "label_contours"]
@@ -82,16 +92,6 @@ def condition_palette(conditions: Sequence[str]) -> dict[str, Any]:
 
 def _condition_label(condition: str) -> str:
     return CONDITION_LABELS.get(condition, str(condition))
-
-
-def _grid(n: int, ncols: int, cell: tuple[float, float]) -> tuple[Figure, np.ndarray]:
-    ncols = max(1, min(ncols, n))
-    nrows = int(np.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(cell[0] * ncols, cell[1] * nrows),
-                             squeeze=False, constrained_layout=True)
-    for ax in axes.ravel()[n:]:
-        ax.set_axis_off()
-    return fig, axes
 
 
 class _SeededJitter:
@@ -211,7 +211,7 @@ def plot_figure6a(subjects: pd.DataFrame, tests: Optional[pd.DataFrame] = None,
         return _placeholder_figure(f"no subject {value_col} values for {' / '.join(conditions)}")
     colors = condition_palette(conditions)
     n_models = data.groupby("dataset")["_model"].nunique().max()
-    fig, axes = _grid(len(datasets), ncols, (max(3.6, 1.6 + 1.3 * n_models), 3.8))
+    fig, axes = panel_grid(len(datasets), ncols, (max(3.6, 1.6 + 1.3 * n_models), 3.8))
     finite_all = data["_v"].dropna()
     dice_like = finite_all.empty or bool(((finite_all >= 0) & (finite_all <= 1)).all())
     for ax, dataset in zip(axes.ravel(), datasets):
@@ -238,18 +238,15 @@ def plot_figure6a(subjects: pd.DataFrame, tests: Optional[pd.DataFrame] = None,
                         ha="center", va="bottom", fontsize=7.5, gid=f"p:{dataset}:{model}")
         if ax.get_legend() is not None:  # ptitprince's hue legend; the figure has one for all
             ax.get_legend().remove()
-        ax.set_xticks(range(len(models)), models)
-        ax.set_xlim(-0.6, len(models) - 0.4)
-        ax.grid(axis="x", visible=False)
+        category_axis(ax, models)
         if dice_like:
             ax.set_ylim(0.0, 1.05)
         ax.set_xlabel("")
         ax.set_ylabel("Dice" if value_col == "dice" else value_col)
         ax.set_title(title, pad=14 if p_of is not None else 6)
-    handles = [Patch(facecolor=colors[c], alpha=0.7, label=_condition_label(c)) for c in conditions]
-    fig.legend(handles=handles, loc="outside upper center", ncols=len(handles), fontsize=8,
-               title=("Prompt (BH-adjusted Wilcoxon rank-sum p per model)" if p_of is not None
-                      else "Prompt"), title_fontsize=8)
+    handles = patch_handles({_condition_label(c): colors[c] for c in conditions}, alpha=0.7)
+    figure_legend(fig, handles, "upper", title=("Prompt (BH-adjusted Wilcoxon rank-sum p per model)"
+                                                if p_of is not None else "Prompt"))
     return fig
 
 
@@ -327,9 +324,7 @@ def plot_figure6b(samples: Sequence[Mapping[str, Any]], max_rows: int = 5, *, al
         for c, ax in enumerate(axs[r]):
             ax.imshow(image, cmap="gray", vmin=0 if vmax else None, vmax=vmax,
                       interpolation="nearest", gid="image")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.grid(False)
+            image_axes(ax)
             if r == 0:
                 ax.set_title(titles[c], fontsize=8)
         for k, box in enumerate(boxes):
@@ -351,11 +346,7 @@ def plot_figure6b(samples: Sequence[Mapping[str, Any]], max_rows: int = 5, *, al
         names = {int(k): str(v) for k, v in dict(s.get("label_names", {}) or {}).items()}
         present = sorted(set(np.unique(gt[gt > 0]).tolist()) | set(np.unique(pred[pred > 0]).tolist())
                          | ({int(v) for v in labels} if labels is not None else set()))
-        if present:
-            axs[r, 4].legend(handles=[Patch(facecolor=color(v), label=names.get(v, str(v)))
-                                      for v in present],
-                             loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=6,
-                             handlelength=1.0, borderaxespad=0)
+        label_legend(axs[r, 4], {v: color(v) for v in present}, names)
     fig.subplots_adjust(left=0.08, right=0.88, wspace=0.04, hspace=0.08,
                         top=1 - 0.35 / fig.get_figheight(), bottom=0.02)
     return fig
@@ -385,7 +376,7 @@ def plot_postprocess_cost(df: pd.DataFrame, value_col: str = "dice", *, model_co
     if not datasets:
         return _placeholder_figure("no post-processing comparison")
     n_models = data.groupby("dataset")["_model"].nunique().max()
-    fig, axes = _grid(len(datasets), ncols, (max(3.2, 1.4 + 1.0 * n_models), 3.4))
+    fig, axes = panel_grid(len(datasets), ncols, (max(3.2, 1.4 + 1.0 * n_models), 3.4))
     rng = np.random.default_rng(seed)
     for ax, dataset in zip(axes.ravel(), datasets):
         sub = data[data["dataset"] == dataset]
@@ -405,13 +396,10 @@ def plot_postprocess_cost(df: pd.DataFrame, value_col: str = "dice", *, model_co
             text = f"Δ {means['on'] - means['off']:+.3f}" if len(means) == 2 else "Δ n/a"
             ax.text(i, 1.0, text, transform=xaxis, ha="center", va="bottom", fontsize=7.5,
                     gid=f"delta:{dataset}:{model}")
-        ax.set_xticks(range(len(models)), models)
-        ax.set_xlim(-0.6, len(models) - 0.4)
-        ax.grid(axis="x", visible=False)
+        category_axis(ax, models)
         ax.set_ylim(0.0, 1.05)
         ax.set_ylabel("mean subject Dice" if value_col == "dice" else f"mean {value_col}")
         ax.set_title(short_dataset_name(dataset), pad=14)
-    fig.legend(handles=[Patch(facecolor=c, alpha=0.8, label=f"post-processing {s}")
-                        for s, c in POSTPROCESS_COLORS.items()],
-               loc="outside upper center", ncols=2, fontsize=8)
+    figure_legend(fig, patch_handles({f"post-processing {s}": c for s, c in POSTPROCESS_COLORS.items()}, alpha=0.8),
+                  "upper")
     return fig

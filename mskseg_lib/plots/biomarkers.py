@@ -12,10 +12,11 @@ or the mixed-model ICC's bootstrap median), R2 and p or Spearman's rho).
 value, so the error of manual *and* predicted masks against the truth can be shown, which a
 manual-vs-predicted comparison cannot separate.
 
-Functions take an ``AgreementResult`` or raw pairs (a DataFrame with ``manual`` and
-``predicted`` columns, optionally ``subject``), which are analysed on the fly. Empty or too
-small input gives a panel saying so instead of an error. Artists carry gids (``ba_points``,
-``identity``, ``reg_fit``, ...) so tests and notebooks can find them.
+The panels draw an ``AgreementResult`` computed by :mod:`mskseg_lib.stats.agreement` (nothing
+is computed here): ``agreement_table(...).results`` or, for a table of pairs,
+``agreement_or_reason``, whose reason (a string, or None for no pairs) is drawn as a placeholder
+panel saying why there is nothing to show. Artists carry gids (``ba_points``, ``identity``,
+``reg_fit``, ...) so tests and notebooks can find them.
 """
 from __future__ import annotations
 
@@ -28,8 +29,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.transforms import blended_transform_factory
 
-from mskseg_lib.plots.zero_shot import format_p
-from mskseg_lib.stats.agreement import AgreementResult, agreement
+from mskseg_lib.plots.panels import figure_and_axes, format_p, panel_grid, placeholder, placeholder_figure, require_columns
+from mskseg_lib.stats.agreement import AgreementResult
 
 POINT_COLOR = "#0072B2"
 MANUAL_COLOR = "#0072B2"  # blue
@@ -41,49 +42,14 @@ __all__ = ["plot_bland_altman", "plot_regression", "plot_figure5b", "plot_truth_
 
 
 # --------------------------------------------------------------------------------- helpers
-def _fig_of(ax: Optional[Axes], figsize: tuple[float, float]) -> tuple[Figure, Axes]:
-    if ax is None:
-        return plt.subplots(figsize=figsize, constrained_layout=True)
-    return ax.figure, ax
-
-
-def _placeholder(ax: Axes, text: str, title: Optional[str] = None) -> None:
-    """An empty panel that says why it is empty."""
-    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", fontsize=9, color="0.4",
-            gid="placeholder")
-    ax.set_xticks([])
-    ax.set_yticks([])
-    if title:
-        ax.set_title(title)
-
-
-def _as_result(obj: Any, n_boot: int, seed: int) -> AgreementResult | str:
-    """An ``AgreementResult``, or the reason there is none (returned as text for a placeholder).
-
-    Accepts a result, a DataFrame with ``manual``/``predicted`` (and optional ``subject``)
-    columns, or a ``(manual, predicted)`` pair of sequences.
-    """
-    if isinstance(obj, AgreementResult):
-        return obj
+def _as_result(obj: AgreementResult | str | None) -> AgreementResult | str:
+    """The result to draw, or the text of a placeholder panel (a reason string; None: no pairs)."""
     if obj is None:
         return "no paired values"
-    if isinstance(obj, pd.DataFrame):
-        if obj.empty:
-            return "no paired values"
-        missing = {"manual", "predicted"} - set(obj.columns)
-        if missing:
-            raise ValueError(f"pairs need columns 'manual' and 'predicted', missing {sorted(missing)}")
-        manual, predicted = obj["manual"].to_numpy(), obj["predicted"].to_numpy()
-        subjects = obj["subject"].to_numpy() if "subject" in obj.columns else None
-    else:
-        manual, predicted = obj
-        subjects = None
-    if len(manual) == 0:
-        return "no paired values"
-    try:
-        return agreement(manual, predicted, subjects, n_boot=n_boot, seed=seed)
-    except ValueError as exc:
-        return f"not analysed:\n{exc}"
+    if isinstance(obj, (AgreementResult, str)):
+        return obj
+    raise TypeError(f"expected an AgreementResult (stats.agreement.agreement_or_reason / agreement_table), a reason "
+                    f"string or None, got {type(obj).__name__}")
 
 
 def _with_unit(label: str, unit: Optional[str]) -> str:
@@ -96,17 +62,17 @@ def _fmt(value: float) -> str:
 
 
 # --------------------------------------------------------------------------------- panels
-def plot_bland_altman(result_or_data: Any, ax: Optional[Axes] = None, title: Optional[str] = None,
-                      unit: Optional[str] = None, *, n_boot: int = 2000, seed: int = 0) -> Figure:
+def plot_bland_altman(result: AgreementResult | str | None, ax: Optional[Axes] = None, title: Optional[str] = None,
+                      unit: Optional[str] = None) -> Figure:
     """Bland-Altman panel: mean of manual and predicted vs predicted - manual.
 
     Lines: bias (mean, or median when non-parametric), limits of agreement (+-1.96 SD, or the
     2.5th/97.5th percentiles), each with its 95% CI shaded and its value written at the right.
     """
-    fig, ax = _fig_of(ax, (5.0, 3.8))
-    res = _as_result(result_or_data, n_boot, seed)
+    fig, ax = figure_and_axes(ax, (5.0, 3.8))
+    res = _as_result(result)
     if isinstance(res, str):
-        _placeholder(ax, res, title)
+        placeholder(ax, res, title)
         return fig
     ba, data = res.bland_altman, res.data
     ax.axhline(0.0, color="0.6", lw=0.7, gid="ba_zero")
@@ -146,14 +112,14 @@ def _regression_text(res: AgreementResult) -> str:
     return "\n".join(lines)
 
 
-def plot_regression(result_or_data: Any, ax: Optional[Axes] = None, title: Optional[str] = None,
-                    unit: Optional[str] = None, *, n_boot: int = 2000, seed: int = 0) -> Figure:
+def plot_regression(result: AgreementResult | str | None, ax: Optional[Axes] = None, title: Optional[str] = None,
+                    unit: Optional[str] = None) -> Figure:
     """Manual (y) vs automated (x) with the identity line (dashed), the fitted line or the GP
     mean and 95% band, and the ICC, R2 and p (or GP R2 and Spearman's rho) in the corner."""
-    fig, ax = _fig_of(ax, (4.2, 4.0))
-    res = _as_result(result_or_data, n_boot, seed)
+    fig, ax = figure_and_axes(ax, (4.2, 4.0))
+    res = _as_result(result)
     if isinstance(res, str):
-        _placeholder(ax, res, title)
+        placeholder(ax, res, title)
         return fig
     data, reg = res.data, res.regression
     ax.scatter(data["predicted"], data["manual"], s=18, color=POINT_COLOR, alpha=0.75, lw=0, gid="reg_points")
@@ -200,9 +166,7 @@ def plot_figure5b(results: Mapping[Any, AgreementResult], units: Optional[Mappin
     row's name and the decision head its Bland-Altman panel.
     """
     if not results:
-        fig, ax = plt.subplots(figsize=(6, 2.5), constrained_layout=True)
-        _placeholder(ax, "no biomarker agreement results")
-        return fig
+        return placeholder_figure("no biomarker agreement results")
     n = len(results)
     fig, axes = plt.subplots(n, 2, figsize=(10, 3.9 * n), squeeze=False, constrained_layout=True,
                              gridspec_kw={"width_ratios": [1.35, 1]})
@@ -225,20 +189,12 @@ def plot_truth_error(df: pd.DataFrame, true_col: str = "true", manual_col: str =
     masks, vermillion for predicted ones, the mean error of each in the legend. Rows with a
     missing value are left out of that arm only.
     """
-    for col in (true_col, manual_col, predicted_col, panel_col):
-        if not df.empty and col not in df.columns:
-            raise ValueError(f"missing column {col!r}; available columns: {list(df.columns)}")
+    if not df.empty:
+        require_columns(df, (true_col, manual_col, predicted_col, panel_col), "df")
     names = list(panels) if panels is not None else ([] if df.empty else list(dict.fromkeys(df[panel_col])))
     if not names:
-        fig, ax = plt.subplots(figsize=(6, 2.5), constrained_layout=True)
-        _placeholder(ax, "no biomarkers with true values")
-        return fig
-    ncols = max(1, min(ncols, len(names)))
-    nrows = int(np.ceil(len(names) / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.6 * nrows), squeeze=False,
-                             constrained_layout=True)
-    for ax in axes.ravel()[len(names):]:
-        ax.set_axis_off()
+        return placeholder_figure("no biomarkers with true values")
+    fig, axes = panel_grid(len(names), ncols, (4.2, 3.6))
     for ax, name in zip(axes.ravel(), names):
         sub = df[df[panel_col] == name]
         unit = _unit(units, name)
@@ -253,7 +209,7 @@ def plot_truth_error(df: pd.DataFrame, true_col: str = "true", manual_col: str =
             ax.scatter(truth[ok], error[ok], s=16, color=color, alpha=0.75, lw=0, gid=f"truth_{arm}",
                        label=f"{arm} masks (mean {_fmt(float(error[ok].mean()))})")
         if not drawn:
-            _placeholder(ax, "no values with a known truth", str(name))
+            placeholder(ax, "no values with a known truth", str(name))
             continue
         ax.axhline(0.0, color="0.4", lw=0.8, ls="--", gid="truth_zero")
         ax.legend(loc="best", fontsize="small")

@@ -1,18 +1,18 @@
-"""The study's dataset figure (figure 2, panels a-f), its QC montage and tables S0-S2.
+"""The study's dataset figure (figure 2, panels a-f) and its QC montage.
 
-Every function here is pure: it takes the prepared tables (``subjects``, ``slices``: see
-:mod:`mskseg_lib.data.tables`) or ``catalog.labels_table()`` and returns a matplotlib Figure or
-a pandas DataFrame. Nothing is read or written; notebook 01 saves the results with
-:mod:`mskseg_lib.reporting`.
+Every function here draws: it takes the prepared tables (``subjects``, ``slices``: see
+:mod:`mskseg_lib.data.tables`) or ``catalog.labels_table()`` and returns a matplotlib Figure.
+Nothing is read or written; notebook 01 saves the results with :mod:`mskseg_lib.reporting`. The
+tables S0-S2 that go with the figure are :mod:`mskseg_lib.data.summary`'s.
 
 Missing values are expected (real data lack ages, weights or timings): every plot drops them
-per variable and says how many were missing, and every table counts them.
+per variable and says how many were missing.
 """
 from __future__ import annotations
 
-import re
 import warnings
-from typing import Any, Iterable, Mapping, Optional, Sequence
+from contextlib import contextmanager
+from typing import Any, Iterator, Mapping, Optional, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -22,7 +22,12 @@ from matplotlib.axes import Axes
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
+from scipy.stats import gaussian_kde
 
+from mskseg_lib.data.catalog import dataset_order, short_dataset_name
+from mskseg_lib.data.splits import SPLITS
+from mskseg_lib.data.summary import normalize_sex, numeric_column
+from mskseg_lib.plots.panels import figure_and_axes, image_axes, label_legend, placeholder, placeholder_figure
 from mskseg_lib.plots.style import (
     ANATOMY_ORDER,
     SEX_COLORS,
@@ -33,7 +38,6 @@ from mskseg_lib.plots.style import (
     tissue_color,
 )
 
-SPLITS = ("train", "val", "test")
 SEX_LEVELS = ("F", "M", "unknown")
 
 # Binary acquisition attributes of the UpSet panel: label -> (column, comparison, value).
@@ -50,26 +54,8 @@ UPSET_THRESHOLDS: dict[str, tuple[str, str, Any]] = {
     "vendor GE": ("vendor", "startswith", "GE"),
 }
 
-_DROP_TOKENS = {"2D", "3D", "Research", "Clinical", "Anatomical", "Compositional"}
-_ABBREVIATIONS = {"Undersampled": "US", "MyoSegmenTUM": "MyoSeg"}
-
 
 # --------------------------------------------------------------------------------- helpers
-def short_dataset_name(name: str) -> str:
-    """Short label for a dataset name, for axes and titles.
-
-    Drops the acquisition dimension, protocol type and task words and an ``-echoN`` suffix:
-    ``"Knee_3D_DESS_Research_Anatomical_86"`` -> ``"Knee DESS 86"``,
-    ``"Knee_2D_MAPSS-echo1_Research_Compositional_22"`` -> ``"Knee MAPSS 22"``,
-    ``"Knee_3D_CUBE_Undersampled_Research_Anatomical_50"`` -> ``"Knee CUBE US 50"``.
-    The trailing subject count is kept, so the twelve study names stay distinct.
-    """
-    tokens = [t for t in str(name).split("_") if t and t not in _DROP_TOKENS]
-    tokens = [_ABBREVIATIONS.get(re.sub(r"-echo\d+$", "", t), re.sub(r"-echo\d+$", "", t))
-              for t in tokens]
-    return " ".join(tokens) if tokens else str(name)
-
-
 def _short_names(datasets: Sequence[str]) -> dict[str, str]:
     """Dataset -> short name, falling back to the full name where short names collide."""
     short = {d: short_dataset_name(d) for d in datasets}
@@ -77,68 +63,19 @@ def _short_names(datasets: Sequence[str]) -> dict[str, str]:
     return {d: (s if counts[s] == 1 else d) for d, s in short.items()}
 
 
+@contextmanager
+def _seeded_global_rng(seed: int) -> Iterator[None]:
+    """Seed NumPy's global random state for the ``with`` body, then restore it."""
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
+
+
 def _anatomies(df: pd.DataFrame) -> list[str]:
     return ordered(df["anatomy"].tolist(), ANATOMY_ORDER)
-
-
-def dataset_order(subjects: pd.DataFrame) -> list[str]:
-    """Datasets grouped by anatomy (``ANATOMY_ORDER``), in order of appearance within one."""
-    first = subjects.drop_duplicates("dataset")[["dataset", "anatomy"]]
-    rank = {a: i for i, a in enumerate(_anatomies(subjects))}
-    first = first.assign(_r=first["anatomy"].map(rank), _i=range(len(first)))
-    return first.sort_values(["_r", "_i"])["dataset"].tolist()
-
-
-def labels_for_datasets(datasets: Iterable[str]) -> pd.DataFrame:
-    """``catalog.labels_table`` of the given datasets (the real spine included); names that the
-    catalog does not know (e.g. a manifest source) are skipped."""
-    from mskseg_lib.data.catalog import get_dataset, labels_table
-
-    specs = []
-    for name in dict.fromkeys(datasets):
-        try:
-            specs.append(get_dataset(name))
-        except KeyError:
-            continue
-    table = labels_table(specs)
-    if table.empty:
-        table = pd.DataFrame(columns=["dataset", "anatomy", "label_value", "label_name",
-                                      "tissue_class"])
-    return table
-
-
-def normalize_sex(values: Iterable[Any]) -> pd.Series:
-    """``"F"``/``"female"`` -> F, ``"M"``/``"male"`` -> M, anything else (None, NaN, "") -> unknown."""
-    def one(v: Any) -> str:
-        s = str(v).strip().upper() if isinstance(v, str) else ""
-        if s in {"F", "FEMALE"}:
-            return "F"
-        if s in {"M", "MALE"}:
-            return "M"
-        return "unknown"
-
-    return pd.Series([one(v) for v in values], index=getattr(values, "index", None), dtype=object)
-
-
-def _numeric(df: pd.DataFrame, column: str) -> pd.Series:
-    if column not in df:
-        return pd.Series(np.nan, index=df.index, dtype=float)
-    return pd.to_numeric(df[column], errors="coerce").astype(float)
-
-
-def _kde(values: np.ndarray, grid: np.ndarray) -> np.ndarray:
-    """Gaussian kernel density with Scott's bandwidth."""
-    n = len(values)
-    bw = values.std(ddof=1) * n ** (-1.0 / 5.0)
-    z = (grid[:, None] - values[None, :]) / bw
-    return np.exp(-0.5 * z**2).sum(axis=1) / (n * bw * np.sqrt(2 * np.pi))
-
-
-def _fig_of(ax: Optional[Axes], figsize: tuple[float, float]) -> tuple[Figure, Axes]:
-    if ax is None:
-        fig, ax = plt.subplots(figsize=figsize)
-        return fig, ax
-    return ax.figure, ax
 
 
 def _two_axes(axes: Optional[Sequence[Axes]], figsize: tuple[float, float]) -> tuple[Figure, list[Axes]]:
@@ -162,7 +99,7 @@ def plot_age_weight_density(subjects: pd.DataFrame, axes: Optional[Sequence[Axes
     fig, axs = _two_axes(axes, (10, 3.8))
     anatomies = _anatomies(subjects)
     for ax, column, xlabel in zip(axs, ("age_years", "weight_kg"), ("Age (years)", "Weight (kg)")):
-        values = _numeric(subjects, column)
+        values = numeric_column(subjects, column)
         known = values.dropna()
         if len(known):
             span = max(float(known.max() - known.min()), 1.0)
@@ -172,7 +109,7 @@ def plot_age_weight_density(subjects: pd.DataFrame, axes: Optional[Sequence[Axes
             color = anatomy_color(anatomy)
             label = f"{anatomy} (n={len(v)})"
             if len(v) >= 2 and v.std() > 0:
-                density = _kde(v, grid)
+                density = gaussian_kde(v, bw_method="scott")(grid)  # Scott's bandwidth
                 ax.plot(grid, density, color=color, lw=1.8, label=label)
                 ax.fill_between(grid, density, color=color, alpha=0.12, lw=0)
             elif len(v) >= 1:
@@ -252,8 +189,8 @@ def plot_demographic_violins(subjects: pd.DataFrame, hue: str = "sequence") -> F
     short = _short_names(order)
     x_order = [short[d] for d in order]
     df = subjects.assign(_x=subjects["dataset"].map(short),
-                         age_years=_numeric(subjects, "age_years"),
-                         weight_kg=_numeric(subjects, "weight_kg"),
+                         age_years=numeric_column(subjects, "age_years"),
+                         weight_kg=numeric_column(subjects, "weight_kg"),
                          _hue=subjects[hue].fillna("unknown").astype(str))
     hue_levels = sorted(df["_hue"].unique())
     palette = dict(zip(hue_levels, sns.color_palette("Set2", len(hue_levels))))
@@ -278,8 +215,9 @@ def plot_demographic_violins(subjects: pd.DataFrame, hue: str = "sequence") -> F
                            hue_order=hue_levels, palette=palette, dodge=False, cut=0,
                            inner=None, density_norm="width", linewidth=0.8, ax=ax,
                            legend="auto" if ax is axs[0] else False)
-            sns.stripplot(data=data, x="_x", y=column, order=x_order, color="0.15", size=2.5,
-                          jitter=0.12, alpha=0.7, ax=ax, legend=False)
+            with _seeded_global_rng(0):  # seaborn jitters with np.random: the same figure on every run
+                sns.stripplot(data=data, x="_x", y=column, order=x_order, color="0.15", size=2.5,
+                              jitter=0.12, alpha=0.7, ax=ax, legend=False)
         missing = df.groupby("_x")[column].apply(lambda s: int(s.isna().sum()))
         for i, x in enumerate(x_order):
             if missing.get(x, 0):
@@ -325,7 +263,7 @@ def acquisition_indicators(subjects: pd.DataFrame,
     out = {}
     for label, (column, op, value) in thresholds.items():
         if op in {">=", "<=", ">", "<"}:
-            x = _numeric(subjects, column)
+            x = numeric_column(subjects, column)
             result = {">=": x >= value, "<=": x <= value, ">": x > value, "<": x < value}[op]
         elif op in {"==", "startswith"}:
             raw = subjects[column] if column in subjects else pd.Series(None, index=subjects.index)
@@ -354,10 +292,7 @@ def plot_acquisition_upset(subjects: pd.DataFrame, fig: Optional[Figure] = None,
     if fig is None:
         fig = plt.figure(figsize=(9, 5))
     if indicators.empty or len(absent) == indicators.shape[1]:
-        ax = fig.add_subplot(111)
-        ax.axis("off")
-        ax.text(0.5, 0.5, "no subject has any of the acquisition attributes", ha="center",
-                va="center", transform=ax.transAxes)
+        placeholder(fig.add_subplot(111), "no subject has any of the acquisition attributes")
         return fig
     data = upsetplot.from_indicators(indicators)
     kwargs = dict(subset_size="count", show_counts=True, sort_by="cardinality",
@@ -411,7 +346,7 @@ def plot_tissue_layered_donut(labels: pd.DataFrame, ax: Optional[Axes] = None) -
     :func:`mskseg_lib.data.catalog.labels_table`): the same structure annotated in two datasets
     counts twice. Wedges carry ``gid`` ``"inner:<anatomy>"`` / ``"outer:<anatomy>:<tissue>"``.
     """
-    fig, ax = _fig_of(ax, (6.2, 5.0))
+    fig, ax = figure_and_axes(ax, (6.2, 5.0), constrained=False)
     anatomies = _anatomies(labels)
     counts = labels.groupby(["anatomy", "tissue_class"]).size()
     inner = [int(counts.loc[a].sum()) for a in anatomies]
@@ -454,17 +389,72 @@ def plot_tissue_layered_donut(labels: pd.DataFrame, ax: Optional[Axes] = None) -
 
 
 # ------------------------------------------------------------------------------ QC montage
+def _samples_by_dataset(samples: Sequence[Mapping[str, Any]],
+                        order: Optional[Sequence[str]]) -> dict[str, list[Mapping[str, Any]]]:
+    """Samples grouped by dataset, datasets in ``order`` (others after) or first appearance."""
+    by_ds: dict[str, list[Mapping[str, Any]]] = {}
+    for s in samples:
+        by_ds.setdefault(str(s["dataset"]), []).append(s)
+    if order is not None:
+        keys = ordered(list(by_ds), [str(d) for d in order])
+        by_ds = {k: by_ds[k] for k in keys}
+    return by_ds
+
+
+def _montage_grid(n_datasets: int, n_per: int, wrap_cols: int,
+                  cell_in: float) -> tuple[bool, int, int, tuple[float, float]]:
+    """(wrapped, rows, columns, figure size): one row per dataset, or a wrapped grid of datasets
+    when each has a single sample."""
+    if n_per == 1 and n_datasets > 1:
+        n_cols = min(max(int(wrap_cols), 1), n_datasets)
+        n_rows = -(-n_datasets // n_cols)
+        return True, n_rows, n_cols, (cell_in * 1.25 * n_cols, cell_in * 1.6 * n_rows)
+    return False, n_datasets, n_per, (cell_in * n_per + 2.2, cell_in * n_datasets)
+
+
+def _draw_qc_sample(ax: Axes, sample: Mapping[str, Any], lut: ListedColormap, alpha: float,
+                    title: str) -> dict[int, str]:
+    """One slice with its label overlay (value v -> colour v-1, background transparent); returns
+    the labels present ({value: name})."""
+    n_colors = lut.N
+    image = np.asarray(sample["image"])
+    mask = np.asarray(sample["mask"]).astype(int)
+    ax.imshow(image, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+    overlay = np.ma.masked_where(mask <= 0, (mask - 1) % n_colors)
+    ax.imshow(overlay, cmap=lut, vmin=-0.5, vmax=n_colors - 0.5, alpha=alpha, interpolation="nearest")
+    ax.set_title(title, fontsize=7, pad=2)
+    names = {int(k): str(v) for k, v in dict(sample.get("label_names", {})).items()}
+    return {int(v): names.get(int(v), str(int(v))) for v in np.unique(mask[mask > 0])}
+
+
+def _qc_row_legend(axs: np.ndarray, r: int, n_items: int, present: dict[int, str], colors: list,
+                   wrapped: bool, n_cols: int, row_label: str) -> None:
+    """The labels of one dataset: under its slice (wrapped grid) or at the end of its row."""
+    n_colors = len(colors)
+    if wrapped:
+        handles = [Patch(facecolor=colors[(v - 1) % n_colors], alpha=0.8, label=name)
+                   for v, name in sorted(present.items())]
+        if handles:
+            axs[divmod(r, n_cols)].legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.02),
+                                          fontsize=5.5, ncol=2, handlelength=1.0, borderaxespad=0,
+                                          columnspacing=0.8)
+        return
+    axs[r, 0].set_ylabel(row_label, fontsize=8, rotation=0, ha="right", va="center", labelpad=4)
+    label_legend(axs[r, n_items - 1], {v: colors[(v - 1) % n_colors] for v in sorted(present)}, present,
+                 alpha=0.8, fontsize=5.5, ncols=1 if len(present) <= 6 else 2)
+
+
 def plot_qc_montage(samples: Sequence[Mapping[str, Any]], cmap: str = "tab10",
                     alpha: float = 0.45, cell_in: float = 1.9,
                     order: Optional[Sequence[str]] = None, wrap_cols: int = 5) -> Figure:
     """Grid of slices with their masks, one row per dataset.
 
     Each sample: ``{"dataset", "subject_id", "slice_index", "image" (uint8 2D), "mask"
-    (int 2D), "label_names" {value: name}}``. Rows follow ``order`` (e.g. :func:`dataset_order`
-    of the subjects table; datasets not in it go last) or else the order of first appearance.
-    Labels are overlaid with a qualitative colormap (``cmap``; label value v -> colour v-1,
-    cycling) at ``alpha``; background 0 is transparent. Each row ends with a legend of the
-    labels present in it.
+    (int 2D), "label_names" {value: name}}``. Rows follow ``order`` (e.g.
+    :func:`mskseg_lib.data.catalog.dataset_order` of the subjects table; datasets not in it go
+    last) or else the order of first appearance. Labels are overlaid with a qualitative colormap
+    (``cmap``; label value v -> colour v-1, cycling) at ``alpha``; background 0 is transparent.
+    Each row ends with a legend of the labels present in it.
 
     When every dataset has a single sample, one row per dataset would be a tall strip, so the
     datasets are wrapped into a grid of ``wrap_cols`` columns instead, the dataset named in
@@ -472,74 +462,28 @@ def plot_qc_montage(samples: Sequence[Mapping[str, Any]], cmap: str = "tab10",
     """
     samples = list(samples)
     if not samples:
-        fig, ax = plt.subplots(figsize=(4, 1.5))
-        ax.axis("off")
-        ax.text(0.5, 0.5, "no QC samples", ha="center", va="center")
-        return fig
-    by_ds: dict[str, list[Mapping[str, Any]]] = {}
-    for s in samples:
-        by_ds.setdefault(str(s["dataset"]), []).append(s)
-    if order is not None:
-        keys = ordered(list(by_ds), [str(d) for d in order])
-        by_ds = {k: by_ds[k] for k in keys}
+        return placeholder_figure("no QC samples", figsize=(4, 1.5))
+    by_ds = _samples_by_dataset(samples, order)
     short = _short_names(list(by_ds))
-    n_per = max(len(v) for v in by_ds.values())
-    wrapped = n_per == 1 and len(by_ds) > 1
-    if wrapped:
-        n_cols = min(max(int(wrap_cols), 1), len(by_ds))
-        n_rows = -(-len(by_ds) // n_cols)
-        figsize = (cell_in * 1.25 * n_cols, cell_in * 1.6 * n_rows)
-    else:
-        n_rows, n_cols = len(by_ds), n_per
-        figsize = (cell_in * n_cols + 2.2, cell_in * n_rows)
+    wrapped, n_rows, n_cols, figsize = _montage_grid(len(by_ds), max(len(v) for v in by_ds.values()),
+                                                     wrap_cols, cell_in)
     base = plt.get_cmap(cmap)
-    n_colors = getattr(base, "N", 20)
-    colors = [base(i % n_colors) for i in range(n_colors)]
+    colors = [base(i % getattr(base, "N", 20)) for i in range(getattr(base, "N", 20))]
     lut = ListedColormap(colors)
-
     fig, axs = plt.subplots(n_rows, n_cols, figsize=figsize, squeeze=False)
     for ax in axs.flat:
-        ax.set_xticks([])
-        ax.set_yticks([])
+        image_axes(ax)
         for spine in ax.spines.values():
             spine.set_visible(False)
-        ax.grid(False)
     used: set[tuple[int, int]] = set()
     for r, (dataset, items) in enumerate(by_ds.items()):
         present: dict[int, str] = {}
         for c, s in enumerate(items):
             pos = divmod(r, n_cols) if wrapped else (r, c)
             used.add(pos)
-            ax = axs[pos]
-            image = np.asarray(s["image"])
-            mask = np.asarray(s["mask"]).astype(int)
-            ax.imshow(image, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
-            overlay = np.ma.masked_where(mask <= 0, (mask - 1) % n_colors)
-            ax.imshow(overlay, cmap=lut, vmin=-0.5, vmax=n_colors - 0.5, alpha=alpha,
-                      interpolation="nearest")
             title = f"{s['subject_id']} · z{s['slice_index']}"
-            if wrapped:
-                title = f"{short[dataset]}\n{title}"
-            ax.set_title(title, fontsize=7, pad=2)
-            names = {int(k): str(v) for k, v in dict(s.get("label_names", {})).items()}
-            for v in np.unique(mask[mask > 0]):
-                present[int(v)] = names.get(int(v), str(int(v)))
-        handles = [Patch(facecolor=colors[(v - 1) % n_colors], alpha=0.8, label=name)
-                   for v, name in sorted(present.items())]
-        if wrapped:
-            if handles:
-                axs[divmod(r, n_cols)].legend(handles=handles, loc="upper center",
-                                              bbox_to_anchor=(0.5, -0.02), fontsize=5.5,
-                                              ncol=2, handlelength=1.0, borderaxespad=0,
-                                              columnspacing=0.8)
-            continue
-        axs[r, 0].set_ylabel(short[dataset], fontsize=8, rotation=0, ha="right", va="center",
-                             labelpad=4)
-        if handles:
-            axs[r, len(items) - 1].legend(handles=handles, loc="center left",
-                                          bbox_to_anchor=(1.02, 0.5), fontsize=5.5,
-                                          ncol=1 if len(handles) <= 6 else 2,
-                                          handlelength=1.0, borderaxespad=0, columnspacing=0.8)
+            present.update(_draw_qc_sample(axs[pos], s, lut, alpha, f"{short[dataset]}\n{title}" if wrapped else title))
+        _qc_row_legend(axs, r, len(items), present, colors, wrapped, n_cols, short[dataset])
     for pos in np.ndindex(axs.shape):
         if pos not in used:
             axs[pos].axis("off")
@@ -549,138 +493,3 @@ def plot_qc_montage(samples: Sequence[Mapping[str, Any]], cmap: str = "tab10",
         fig.subplots_adjust(left=0.14, right=0.72 if n_cols == 1 else 0.8, wspace=0.05,
                             hspace=0.3, top=0.97, bottom=0.02)
     return fig
-
-
-# ---------------------------------------------------------------------------------- tables
-def _mean_sd(values: pd.Series, digits: int = 1) -> str:
-    v = values.dropna()
-    if len(v) == 0:
-        return "n/a"
-    if len(v) == 1:
-        return f"{v.iloc[0]:.{digits}f}"
-    return f"{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f}"
-
-
-def _fmt(x: float) -> str:
-    """Up to 3 significant digits, no trailing zeros: 1500 -> "1500", 0.546875 -> "0.547"."""
-    return np.format_float_positional(float(x), precision=3, unique=True, fractional=False,
-                                      trim="-")
-
-
-def _median_range(values: pd.Series) -> str:
-    v = values.dropna()
-    if len(v) == 0:
-        return "n/a"
-    lo, hi, med = v.min(), v.max(), v.median()
-    if lo == hi:
-        return _fmt(med)
-    return f"{_fmt(med)} [{_fmt(lo)}–{_fmt(hi)}]"
-
-
-def _distinct(values: Iterable[Any], fmt=str, max_items: int = 4, by_value: bool = False) -> str:
-    """Distinct values, most frequent first (or in ascending order with ``by_value``)."""
-    vals = [v for v in values if v is not None and not (isinstance(v, float) and np.isnan(v))
-            and v != ""]
-    if not vals:
-        return "n/a"
-    if by_value:
-        items = list(dict.fromkeys(fmt(v) for v in sorted(vals)))
-    else:
-        counts = pd.Series([fmt(v) for v in vals]).value_counts(sort=False)
-        items = sorted(counts.index, key=lambda k: (-counts[k], k))
-    shown = items[:max_items]
-    return ", ".join(shown) + (", …" if len(items) > max_items else "")
-
-
-def table_s0_datasets(subjects: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
-    """Table S0: one row per dataset of ``subjects`` (anatomy order).
-
-    Columns: dataset, anatomy, plane, acquisition, labels (names in label-value order,
-    comma-separated), n_labels, task. A dataset absent from ``labels`` gets "" and 0.
-    """
-    rows = []
-    first = subjects.drop_duplicates("dataset").set_index("dataset")
-    for dataset in dataset_order(subjects):
-        lab = labels[labels["dataset"] == dataset].sort_values("label_value")
-        rows.append({
-            "dataset": dataset,
-            "anatomy": first.at[dataset, "anatomy"],
-            "plane": first.at[dataset, "plane"],
-            "acquisition": first.at[dataset, "acquisition"],
-            "labels": ", ".join(lab["label_name"].astype(str)),
-            "n_labels": int(len(lab)),
-            "task": first.at[dataset, "task"],
-        })
-    return pd.DataFrame(rows, columns=["dataset", "anatomy", "plane", "acquisition", "labels",
-                                       "n_labels", "task"])
-
-
-_S1_VARS = (("age_years", "age_years"), ("weight_kg", "weight_kg"), ("bmi", "bmi"))
-
-
-def _s1_row(name: str, anatomy: str, g: pd.DataFrame, numeric: bool) -> dict[str, Any]:
-    split = g["split"].value_counts() if "split" in g else pd.Series(dtype=int)
-    sex = normalize_sex(g["sex"]).value_counts()
-    row: dict[str, Any] = {"dataset": name, "anatomy": anatomy, "n_subjects": int(len(g))}
-    for s in SPLITS:
-        row[f"n_{s}"] = int(split.get(s, 0))
-    for out, column in _S1_VARS:
-        v = _numeric(g, column)
-        if numeric:
-            row[f"{out}_mean"] = float(v.mean()) if v.notna().any() else np.nan
-            row[f"{out}_sd"] = float(v.std(ddof=1)) if v.notna().sum() > 1 else np.nan
-        else:
-            row[out] = _mean_sd(v)
-    row["n_female"] = int(sex.get("F", 0))
-    row["n_male"] = int(sex.get("M", 0))
-    row["n_sex_unknown"] = int(sex.get("unknown", 0))
-    row["n_age_missing"] = int(_numeric(g, "age_years").isna().sum())
-    row["n_weight_missing"] = int(_numeric(g, "weight_kg").isna().sum())
-    return row
-
-
-def table_s1_demographics(subjects: pd.DataFrame, numeric: bool = False,
-                          total: bool = True) -> pd.DataFrame:
-    """Table S1: demographics per dataset (anatomy order), plus an "All datasets" row.
-
-    Columns: dataset, anatomy, n_subjects, n_train, n_val, n_test, age_years, weight_kg, bmi
-    ("mean ± SD" over known values; one value alone is shown without SD; none -> "n/a"),
-    n_female, n_male, n_sex_unknown, n_age_missing, n_weight_missing. With ``numeric=True``
-    each "mean ± SD" column becomes two float columns ``<var>_mean`` and ``<var>_sd``.
-    """
-    rows = [_s1_row(d, subjects.loc[subjects["dataset"] == d, "anatomy"].iloc[0],
-                    subjects[subjects["dataset"] == d], numeric)
-            for d in dataset_order(subjects)]
-    if total and len(subjects):
-        rows.append(_s1_row("All datasets", "all", subjects, numeric))
-    return pd.DataFrame(rows)
-
-
-def table_s2_acquisition(subjects: pd.DataFrame) -> pd.DataFrame:
-    """Table S2: acquisition per dataset (anatomy order), summarised over its subjects.
-
-    Columns: dataset, vendor (distinct values, most frequent first), field_strength_t,
-    te_ms, tr_ms, flip_angle_deg, slice_thickness_mm, pixel_spacing_mm ("median [min–max]"
-    over known values, a single number when constant, "n/a" when all unknown), matrix
-    ("rows x cols", distinct), acquisition (2D/3D), protocol_type.
-    """
-    rows = []
-    for dataset in dataset_order(subjects):
-        g = subjects[subjects["dataset"] == dataset]
-        fs = _numeric(g, "field_strength_t").dropna()
-        matrix = [f"{int(r)} x {int(c)}" for r, c in zip(_numeric(g, "rows_px"), _numeric(g, "cols_px"))
-                  if np.isfinite(r) and np.isfinite(c)]
-        rows.append({
-            "dataset": dataset,
-            "vendor": _distinct(g["vendor"].tolist() if "vendor" in g else []),
-            "field_strength_t": _distinct(fs.tolist(), fmt=_fmt, by_value=True),
-            "te_ms": _median_range(_numeric(g, "te_ms")),
-            "tr_ms": _median_range(_numeric(g, "tr_ms")),
-            "flip_angle_deg": _median_range(_numeric(g, "flip_angle_deg")),
-            "slice_thickness_mm": _median_range(_numeric(g, "slice_thickness_mm")),
-            "pixel_spacing_mm": _median_range(_numeric(g, "pixel_spacing_mm")),
-            "matrix": _distinct(matrix, max_items=3),
-            "acquisition": _distinct(g["acquisition"].tolist()),
-            "protocol_type": _distinct(g["protocol_type"].tolist()),
-        })
-    return pd.DataFrame(rows)

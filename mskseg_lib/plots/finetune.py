@@ -1,6 +1,8 @@
 """The study's finetuning ablations (figure 4) and the training curves behind them.
 
-Panels, each drawn from the engine's ``subjects`` and ``experiments`` tables:
+Panels, each drawn from the numbers :mod:`mskseg_lib.finetuning.figure4` computes from the
+engine's ``subjects`` and ``experiments`` tables (``figure4_summaries(subjects, experiments)``;
+this module draws, it computes no statistic):
 
 * (a) :func:`plot_size_curve`: Dice vs training-set size (group ``size``);
 * (b) :func:`plot_strategies`: encoder frozen/trained x box shift (group ``strategy``);
@@ -20,7 +22,7 @@ that says so instead of failing, because a profile may run only part of the grid
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Optional, Sequence, Union
+from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -31,10 +33,21 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
-from mskseg_lib.finetuning.report import (CONDITION, group_scores, in_group, order_datasets,
-                                          summarise, zero_shot_scores)
-from mskseg_lib.plots.dataset_overview import short_dataset_name
-from mskseg_lib.plots.zero_shot import VALUE_LABELS, _dataset_axis, _offsets, anatomy_of, arm_palette
+from mskseg_lib.data.catalog import short_dataset_name
+from mskseg_lib.finetuning.figure4 import AblationSummary
+from mskseg_lib.finetuning.report import SUMMARY_COLUMNS, order_datasets
+from mskseg_lib.plots.panels import (
+    arm_palette,
+    dataset_axis,
+    dodge_offsets,
+    figure_and_axes,
+    image_axes,
+    legend_right,
+    placeholder,
+    placeholder_figure,
+    root_figure,
+)
+from mskseg_lib.plots.zero_shot import VALUE_LABELS
 
 __all__ = ["MIX_LABELS", "size_order", "size_tick_labels", "strategy_label", "plot_size_curve",
            "plot_strategies", "plot_knee_grid", "plot_mixing", "plot_figure4",
@@ -95,23 +108,11 @@ def _strategy_sort_key(label_row: tuple[str, Any]) -> tuple[int, float]:
         return rank, math.inf
 
 
-def _n_all(scores: pd.DataFrame) -> Any:
-    """Largest ``n_train_subjects_max`` of the runs with ``train_subjects == "all"``."""
-    if "n_train_subjects_max" not in scores:
-        return np.nan
-    runs = scores[scores["train_subjects"].astype(str) == "all"]
-    return pd.to_numeric(runs["n_train_subjects_max"], errors="coerce").max()
-
-
-def _root(target: Union[Axes, Figure, SubFigure]) -> Figure:
-    """The top-level Figure of an axes or (sub)figure."""
-    return target.get_figure(root=True) if not isinstance(target, Figure) else target
-
-
-def _fig_of(ax: Optional[Axes], figsize: tuple[float, float]) -> tuple[Figure, Axes]:
-    if ax is None:
-        return plt.subplots(figsize=figsize, constrained_layout=True)
-    return _root(ax), ax
+def _n_all(summary: AblationSummary, datasets: Optional[Iterable[str]] = None) -> float:
+    """Largest training-subject count of the "all" runs over ``datasets`` (default: every one)."""
+    values = [v for d, v in summary.n_train_all.items() if datasets is None or d in set(datasets)]
+    finite = [v for v in values if v == v]
+    return max(finite) if finite else np.nan
 
 
 def _placeholder(ax: Axes, group: str, defined: bool = False) -> None:
@@ -119,31 +120,20 @@ def _placeholder(ax: Axes, group: str, defined: bool = False) -> None:
     (pending, failed, or not scored under this condition)."""
     text = (f'no results of group "{group}" yet' if defined
             else f'no experiments of group "{group}" in this profile')
-    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", fontsize=9,
-            color="0.4", gid=f"placeholder:{group}")
-    ax.set_xticks([])
-    ax.set_yticks([])
+    placeholder(ax, text, gid=f"placeholder:{group}")
 
 
-def _empty(ax: Axes, experiments: pd.DataFrame, group: str, title: str) -> None:
-    _placeholder(ax, group, defined=not in_group(experiments, group).empty)
+def _empty(ax: Axes, summary: AblationSummary, title: str) -> None:
+    _placeholder(ax, summary.group, defined=summary.defined)
     ax.set_title(title)
 
 
-def _model_suffixes(scores: pd.DataFrame, models: Optional[Iterable[Any]] = None) -> list[str]:
-    """``" · <model>"`` per row of ``scores`` (or per entry of ``models``) when the panel
+def _model_suffixes(rows: pd.DataFrame, models: Optional[Iterable[Any]] = None) -> list[str]:
+    """``" · <model>"`` per row of ``rows`` (or per entry of ``models``) when the panel
     mixes initial models, so labels stay unambiguous; empty strings otherwise."""
-    models = list(scores["model"] if models is None else models)
-    multi = scores["model_key"].nunique() > 1
+    models = list(rows["model"] if models is None else models)
+    multi = rows["model_key"].nunique() > 1
     return [f" · {m}" if multi else "" for m in models]
-
-
-def _zero_shot_summary(subjects: pd.DataFrame, scores: pd.DataFrame, condition: str,
-                       value_col: str) -> pd.DataFrame:
-    """Zero-shot mean/SD per (model_key, dataset) for the models and datasets of ``scores``."""
-    zs = zero_shot_scores(subjects, scores["model_key"].unique(), condition, value_col)
-    zs = zs[zs["dataset"].isin(set(scores["dataset"]))]
-    return summarise(zs, ["model_key", "dataset"])
 
 
 def _mean_sd(row: Any) -> tuple[float, float]:
@@ -164,8 +154,8 @@ def _size_lines(ax: Axes, summary: pd.DataFrame, sizes: list[str], series_col: s
     names = list(dict.fromkeys(summary[series_col]))
     dodge = (np.arange(len(names)) - (len(names) - 1) / 2) * min(0.06, 0.3 / max(len(names), 1))
     for series, dx in zip(names, dodge):
-        g = summary[summary[series_col] == series].assign(_x=lambda d: d["size"].map(x_of) + dx)
-        g = g.sort_values("_x")
+        g = summary[summary[series_col] == series]
+        g = g.assign(_x=g["size"].map(x_of) + dx).sort_values("_x")
         cont = ax.errorbar(g["_x"], g["mean"], yerr=g["sd"].fillna(0.0), color=colors[series],
                            marker="o", ms=4, lw=1.4, capsize=3, label=series)
         cont.lines[0].set_gid(f"{gid_prefix}:{series}")
@@ -175,8 +165,8 @@ def _size_lines(ax: Axes, summary: pd.DataFrame, sizes: list[str], series_col: s
 
 def _zero_shot_line(ax: Axes, zs: pd.DataFrame, model_key: str, dataset: str, color: Any,
                     gid: str) -> None:
-    """Dashed horizontal line at the zero-shot mean of ``model_key`` on ``dataset`` (from a
-    :func:`_zero_shot_summary` table); nothing when that baseline is missing."""
+    """Dashed horizontal line at the zero-shot mean of ``model_key`` on ``dataset`` (from
+    ``AblationSummary.zero_shot``); nothing when that baseline is missing."""
     row = zs[(zs["model_key"] == model_key) & (zs["dataset"] == dataset)]
     if len(row):
         ax.axhline(float(row["mean"].iloc[0]), color=color, ls="--", lw=1.0, alpha=0.85, gid=gid)
@@ -195,36 +185,40 @@ def _zero_shot_legend_handle() -> Line2D:
     return Line2D([], [], color=ZERO_SHOT_COLOR, ls="--", lw=1.2, label="zero-shot (same model)")
 
 
-def plot_size_curve(subjects: pd.DataFrame, experiments: pd.DataFrame, ax: Optional[Axes] = None,
-                    condition: str = CONDITION, value_col: str = "dice_mean_slice") -> Figure:
+def plot_size_curve(summary: AblationSummary, ax: Optional[Axes] = None) -> Figure:
     """Figure 4a: Dice vs number of training subjects per dataset (group ``size``).
 
-    One line per evaluated dataset (and initial model, when several), x ordered numerically
-    with "all (n=K)" last, mean ± SD over test subjects; the dataset's zero-shot Dice of the
-    same initial model is a dashed line in the same colour (gid ``"zero_shot:<series>"``).
+    Parameters
+    ----------
+    summary : ``figure4.ablation_summary(subjects, experiments, "size")``.
+    ax : where to draw (a new figure when None).
+
+    Returns
+    -------
+    Figure
+        One line per evaluated dataset (and initial model, when several; gid
+        ``"size:<series>"``), x ordered numerically with "all (n=K)" last, mean ± SD over test
+        subjects; the dataset's zero-shot Dice of the same initial model is a dashed line in the
+        same colour (gid ``"zero_shot:<series>"``).
     """
     title = "Training-set size"
-    fig, ax = _fig_of(ax, (6.0, 4.0))
-    s = group_scores(subjects, experiments, "size", condition, value_col)
-    if s.empty:
-        _empty(ax, experiments, "size", title)
+    fig, ax = figure_and_axes(ax, (6.0, 4.0))
+    if summary.empty:
+        _empty(ax, summary, title)
         return fig
-    s = s.assign(size=s["train_subjects"].astype(str).str.strip(),
-                 series=[short_dataset_name(d) + x for d, x in zip(s["dataset"], _model_suffixes(s))])
-    sizes = size_order(s["size"])
-    summary = summarise(s, ["series", "model_key", "size"])
-    series_order = _series_in_dataset_order(s)
+    ft = summary.finetuned
+    ft = ft.assign(series=[short_dataset_name(d) + x for d, x in zip(ft["dataset"], _model_suffixes(ft))])
+    sizes = size_order(ft["size"])
+    series_order = _series_in_dataset_order(ft)
     colors = dict(zip(series_order, arm_palette(series_order).values()))
-    summary = summary.assign(_o=summary["series"].map(series_order.index)).sort_values("_o", kind="stable")
-    _size_lines(ax, summary, sizes, "series", colors, "size")
-    zs = _zero_shot_summary(subjects, s, condition, value_col)
-    for series, model_key, dataset in s[["series", "model_key", "dataset"]].drop_duplicates().to_numpy():
-        _zero_shot_line(ax, zs, model_key, dataset, colors[series], f"zero_shot:{series}")
-    _size_axis(ax, sizes, _n_all(s), value_col)
+    ft = ft.assign(_o=ft["series"].map(series_order.index)).sort_values("_o", kind="stable")
+    _size_lines(ax, ft, sizes, "series", colors, "size")
+    for series, model_key, dataset in ft[["series", "model_key", "dataset"]].drop_duplicates().to_numpy():
+        _zero_shot_line(ax, summary.zero_shot, model_key, dataset, colors[series], f"zero_shot:{series}")
+    _size_axis(ax, sizes, _n_all(summary), summary.value_col)
     ax.set_title(title)
     handles = [Line2D([], [], color=colors[k], marker="o", label=k) for k in series_order]
-    ax.legend(handles=[*handles, _zero_shot_legend_handle()], fontsize=7, loc="upper left",
-              bbox_to_anchor=(1.01, 1.0))
+    legend_right(ax, [*handles, _zero_shot_legend_handle()], fontsize=7)
     return fig
 
 
@@ -242,7 +236,7 @@ def _grouped_bars(ax: Axes, summary: pd.DataFrame, datasets: list[str], hues: li
     """Bars of ``summary`` (columns hue, dataset, mean, sd) grouped by dataset, one slot per
     hue, SD error bars; gid ``"bar:<dataset>:<hue>"``. An empty slot says "n/a"
     (gid ``"na:<dataset>:<hue>"``) so it is not read as a Dice of 0."""
-    offsets, slot = _offsets(len(hues))
+    offsets, slot = dodge_offsets(len(hues))
     for i, dataset in enumerate(datasets):
         for j, hue in enumerate(hues):
             row = summary[(summary["dataset"] == dataset) & (summary["hue"] == hue)]
@@ -258,23 +252,22 @@ def _grouped_bars(ax: Axes, summary: pd.DataFrame, datasets: list[str], hues: li
                         gid=f"sd:{dataset}:{hue}")
 
 
-def _bar_panel(ax: Axes, subjects: pd.DataFrame, s: pd.DataFrame, hues: list[str],
-               condition: str, value_col: str) -> None:
-    """Finetuned bars (``s`` with a ``hue`` column) and the zero-shot bars of their models."""
-    datasets = order_datasets(s["dataset"])
-    zs = _zero_shot_summary(subjects, s, condition, value_col)
-    names = s.drop_duplicates("model_key").set_index("model_key")["model"]
-    zs = zs.assign(hue=[ZERO_SHOT_LABEL + x for x in _model_suffixes(s, names.reindex(zs["model_key"]))])
-    zs_hues = [ZERO_SHOT_LABEL + x for x in _model_suffixes(s, names)]
-    summary = pd.concat([zs, summarise(s, ["hue", "dataset"])], ignore_index=True)
+def _bar_panel(ax: Axes, summary: AblationSummary, ft: pd.DataFrame, hues: list[str]) -> None:
+    """Finetuned bars (``ft``: the summary's finetuned rows with a ``hue`` column) and the
+    zero-shot bars of their models, first and grey."""
+    datasets = order_datasets(ft["dataset"])
+    names = ft.drop_duplicates("model_key").set_index("model_key")["model"]
+    zs = summary.zero_shot
+    zs = zs.assign(hue=[ZERO_SHOT_LABEL + x for x in _model_suffixes(ft, names.reindex(zs["model_key"]))])
+    zs_hues = [ZERO_SHOT_LABEL + x for x in _model_suffixes(ft, names)]
+    bars = pd.concat([zs, ft[["hue", "dataset", *SUMMARY_COLUMNS]]], ignore_index=True)
     all_hues = [*zs_hues, *hues]
     colors = {**{h: ZERO_SHOT_COLOR for h in zs_hues}, **dict(zip(hues, arm_palette(hues).values()))}
-    _grouped_bars(ax, summary, datasets, all_hues, colors)
-    _dataset_axis(ax, datasets)
+    _grouped_bars(ax, bars, datasets, all_hues, colors)
+    dataset_axis(ax, datasets)
     ax.set_ylim(0, 1.05)
-    ax.set_ylabel(VALUE_LABELS.get(value_col, value_col))
-    ax.legend(handles=[Patch(facecolor=colors[h], label=h) for h in all_hues], fontsize=7,
-              loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.set_ylabel(VALUE_LABELS.get(summary.value_col, summary.value_col))
+    legend_right(ax, [Patch(facecolor=colors[h], label=h) for h in all_hues], fontsize=7)
 
 
 def _strategy_hues(s: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
@@ -288,51 +281,64 @@ def _strategy_hues(s: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     return s, [t[0] for t in order]
 
 
-def plot_strategies(subjects: pd.DataFrame, experiments: pd.DataFrame, ax: Optional[Axes] = None,
-                    condition: str = CONDITION, value_col: str = "dice_mean_slice") -> Figure:
+def plot_strategies(summary: AblationSummary, ax: Optional[Axes] = None) -> Figure:
     """Figure 4b: the four finetuning strategies (encoder frozen/trained x box shift) per
-    evaluated dataset (group ``strategy``): mean ± SD subject Dice, zero-shot bar first."""
+    evaluated dataset (group ``strategy``): mean ± SD subject Dice, zero-shot bar first.
+
+    Parameters
+    ----------
+    summary : ``figure4.ablation_summary(subjects, experiments, "strategy")``.
+    ax : where to draw (a new figure when None).
+
+    Returns
+    -------
+    Figure
+        Bars with gid ``"bar:<dataset>:<strategy label>"``.
+    """
     title = "Finetuning strategy"
-    s = group_scores(subjects, experiments, "strategy", condition, value_col)
-    n = max(s["dataset"].nunique(), 1)
-    fig, ax = _fig_of(ax, (max(6.0, 1.2 + 1.6 * n), 4.0))
-    if s.empty:
-        _empty(ax, experiments, "strategy", title)
+    n = max(summary.finetuned["dataset"].nunique(), 1)
+    fig, ax = figure_and_axes(ax, (max(6.0, 1.2 + 1.6 * n), 4.0))
+    if summary.empty:
+        _empty(ax, summary, title)
         return fig
-    s, hues = _strategy_hues(s)
-    _bar_panel(ax, subjects, s, hues, condition, value_col)
+    ft, hues = _strategy_hues(summary.finetuned)
+    _bar_panel(ax, summary, ft, hues)
     ax.set_title(title)
     return fig
 
 
-def plot_mixing(subjects: pd.DataFrame, experiments: pd.DataFrame, ax: Optional[Axes] = None,
-                datasets: Optional[Sequence[str]] = None, condition: str = CONDITION,
-                value_col: str = "dice_mean_slice") -> Figure:
+def plot_mixing(summary: AblationSummary, ax: Optional[Axes] = None) -> Figure:
     """Figure 4d: single dataset vs anatomy-mixed vs muscle-mixed vs all-MSK training
     (group ``mixing``), one bar group per evaluated dataset, zero-shot bar first.
 
     Bars use in-domain results only: the anatomy mix of the knee is scored on knee DESS, not
-    the spine mix. By default the x axis holds the datasets that a single-dataset mixing run
-    was scored on (the reference each mix is compared with); ``datasets`` overrides it. A
-    mix that was not trained on a dataset leaves its slot empty, marked "n/a".
+    the spine mix. The x axis holds the summary's datasets (by default those a single-dataset
+    mixing run was scored on, the reference each mix is compared with). A mix that was not
+    trained on a dataset leaves its slot empty, marked "n/a".
+
+    Parameters
+    ----------
+    summary : ``figure4.ablation_summary(subjects, experiments, "mixing", datasets=...)``.
+    ax : where to draw (a new figure when None).
+
+    Returns
+    -------
+    Figure
+        Bars with gid ``"bar:<dataset>:<mix label>"``.
     """
     title = "Dataset mixing"
-    s = group_scores(subjects, experiments, "mixing", condition, value_col)
-    if datasets is None:
-        singles = s[s["mix_kind"].astype(str) == "single"] if len(s) else s
-        datasets = order_datasets((singles if len(singles) else s)["dataset"])
-    s = s[s["dataset"].isin([str(d) for d in datasets])]
-    fig, ax = _fig_of(ax, (max(6.0, 1.2 + 1.6 * len(datasets)), 4.0))
-    if s.empty:
-        _empty(ax, experiments, "mixing", title)
+    fig, ax = figure_and_axes(ax, (max(6.0, 1.2 + 1.6 * len(summary.datasets)), 4.0))
+    if summary.empty:
+        _empty(ax, summary, title)
         return fig
-    kinds = [k for k in MIX_KINDS if k in set(s["mix_kind"])] + \
-        [k for k in dict.fromkeys(s["mix_kind"]) if k not in MIX_KINDS]
-    s = s.assign(hue=[MIX_LABELS.get(k, str(k)) + x for k, x in zip(s["mix_kind"], _model_suffixes(s))])
+    ft = summary.finetuned
+    kinds = [k for k in MIX_KINDS if k in set(ft["mix_kind"])] + \
+        [k for k in dict.fromkeys(ft["mix_kind"]) if k not in MIX_KINDS]
+    ft = ft.assign(hue=[MIX_LABELS.get(k, str(k)) + x for k, x in zip(ft["mix_kind"], _model_suffixes(ft))])
     by_kind = {k: i for i, k in enumerate(kinds)}
-    first = s.drop_duplicates("hue")
+    first = ft.drop_duplicates("hue")
     hues = first.assign(_k=first["mix_kind"].map(by_kind)).sort_values(["_k", "model_key"])["hue"].tolist()
-    _bar_panel(ax, subjects, s, hues, condition, value_col)
+    _bar_panel(ax, summary, ft, hues)
     ax.set_title(title)
     return fig
 
@@ -353,51 +359,56 @@ def _panel_grid(target: PanelTarget, n: int, ncols_max: int = 3) -> tuple[Figure
     else:
         parent, spec = target, target.add_gridspec(nrows, ncols)
     axes = [parent.add_subplot(spec[i // ncols, i % ncols]) for i in range(n)]
-    return _root(parent), axes
+    return root_figure(parent), axes
 
 
-def plot_knee_grid(subjects: pd.DataFrame, experiments: pd.DataFrame, ax: PanelTarget = None,
-                   condition: str = CONDITION, value_col: str = "dice_mean_slice") -> Figure:
+def _knee_panel(panel: Axes, summary: AblationSummary, rows: pd.DataFrame, dataset: str, sizes: list[str],
+                hues: list[str], colors: dict[str, Any]) -> None:
+    """One knee dataset: a line per strategy over size, the zero-shot of each initial model dashed."""
+    rows = rows.assign(_o=rows["hue"].map(hues.index)).sort_values("_o", kind="stable")
+    _size_lines(panel, rows, sizes, "hue", colors, "knee")
+    for model_key in rows["model_key"].unique():
+        _zero_shot_line(panel, summary.zero_shot, model_key, dataset, ZERO_SHOT_COLOR,
+                        f"zero_shot:{dataset}:{model_key}")
+    _size_axis(panel, sizes, _n_all(summary, [dataset]), summary.value_col)
+    panel.set_gid(f"knee:{dataset}")
+    panel.set_title(short_dataset_name(dataset), fontsize=9)
+    panel.tick_params(labelsize=7)
+    panel.xaxis.label.set_fontsize(8)
+    panel.yaxis.label.set_fontsize(8)
+
+
+def plot_knee_grid(summary: AblationSummary, ax: PanelTarget = None) -> Figure:
     """Figure 4c: knee datasets by training size and strategy (group ``knee``).
 
-    One small panel per knee dataset (anatomy from the catalog; axes gid ``"knee:<dataset>"``),
-    x = training subjects (numeric, "all (n=K)" last, K per dataset), one line per strategy
-    label, zero-shot of the initial model dashed grey. ``ax`` may be an axes (replaced by the
-    panels, as in :func:`plot_figure4`), a (sub)figure to fill, or None for a new figure.
+    Parameters
+    ----------
+    summary : ``figure4.ablation_summary(subjects, experiments, "knee")`` (knee datasets only).
+    ax : an axes (replaced by the panels, as in :func:`plot_figure4`), a (sub)figure to fill,
+        or None for a new figure.
+
+    Returns
+    -------
+    Figure
+        One small panel per knee dataset (axes gid ``"knee:<dataset>"``), x = training subjects
+        (numeric, "all (n=K)" last, K per dataset), one line per strategy label, zero-shot of the
+        initial model dashed grey.
     """
-    s = group_scores(subjects, experiments, "knee", condition, value_col)
-    if len(s):
-        s = s[s["dataset"].map(anatomy_of) == "knee"]
-    if s.empty:
-        fig, axes = (_panel_grid(ax, 1) if not isinstance(ax, Axes) else (_root(ax), [ax]))
-        _empty(axes[0], experiments, "knee", "Knee datasets")
+    if summary.empty:
+        fig, axes = (_panel_grid(ax, 1) if not isinstance(ax, Axes) else (root_figure(ax), [ax]))
+        _empty(axes[0], summary, "Knee datasets")
         return fig
-    s, hues = _strategy_hues(s)
-    s = s.assign(size=s["train_subjects"].astype(str).str.strip())
-    sizes = size_order(s["size"])
+    ft, hues = _strategy_hues(summary.finetuned)
+    sizes = size_order(ft["size"])
     colors = dict(zip(hues, arm_palette(hues).values()))
-    datasets = order_datasets(s["dataset"])
+    datasets = order_datasets(ft["dataset"])
     fig, axes = _panel_grid(ax, len(datasets))
-    zs = _zero_shot_summary(subjects, s, condition, value_col)
     for k, (panel, dataset) in enumerate(zip(axes, datasets)):
-        d = s[s["dataset"] == dataset]
-        summary = summarise(d, ["hue", "size"])
-        summary = summary.assign(_o=summary["hue"].map(hues.index)).sort_values("_o", kind="stable")
-        _size_lines(panel, summary, sizes, "hue", colors, "knee")
-        for model_key in d["model_key"].unique():
-            _zero_shot_line(panel, zs, model_key, dataset, ZERO_SHOT_COLOR,
-                            f"zero_shot:{dataset}:{model_key}")
-        _size_axis(panel, sizes, _n_all(d), value_col)
-        panel.set_gid(f"knee:{dataset}")
-        panel.set_title(short_dataset_name(dataset), fontsize=9)
-        panel.tick_params(labelsize=7)
-        panel.xaxis.label.set_fontsize(8)
-        panel.yaxis.label.set_fontsize(8)
+        _knee_panel(panel, summary, ft[ft["dataset"] == dataset], dataset, sizes, hues, colors)
         if k % min(len(datasets), 3):
             panel.set_ylabel("")
     handles = [Line2D([], [], color=colors[h], marker="o", label=h) for h in hues]
-    axes[-1].legend(handles=[*handles, _zero_shot_legend_handle()], fontsize=7,
-                    loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    legend_right(axes[-1], [*handles, _zero_shot_legend_handle()], fontsize=7)
     return fig
 
 
@@ -406,19 +417,26 @@ def _letter(ax: Axes, letter: str) -> None:
     ax.set_title(letter, loc="left", fontweight="bold", fontsize=13)
 
 
-def plot_figure4(subjects: pd.DataFrame, experiments: pd.DataFrame, condition: str = CONDITION,
-                 value_col: str = "dice_mean_slice") -> Figure:
+def plot_figure4(summaries: Mapping[str, AblationSummary]) -> Figure:
     """Figure 4 in one 2 x 2 figure: a (size, top left), b (strategy, top right), c (knee
     grid, bottom left, a nested grid of small panels in its quarter) and d (mixing, bottom
-    right). Every panel falls back to its "no experiments" note on its own."""
+    right). Every panel falls back to its "no experiments" note on its own.
+
+    Parameters
+    ----------
+    summaries : ``figure4.figure4_summaries(subjects, experiments)``: the four groups' summaries.
+
+    Returns
+    -------
+    Figure
+    """
     fig = plt.figure(figsize=(16, 10.5), layout="constrained")
     axs = fig.subplots(2, 2)
-    kw = dict(condition=condition, value_col=value_col)
-    plot_size_curve(subjects, experiments, ax=axs[0, 0], **kw)
-    plot_strategies(subjects, experiments, ax=axs[0, 1], **kw)
-    plot_mixing(subjects, experiments, ax=axs[1, 1], **kw)
+    plot_size_curve(summaries["size"], ax=axs[0, 0])
+    plot_strategies(summaries["strategy"], ax=axs[0, 1])
+    plot_mixing(summaries["mixing"], ax=axs[1, 1])
     fixed = [axs[0, 0], axs[0, 1], axs[1, 1]]
-    plot_knee_grid(subjects, experiments, ax=axs[1, 0], **kw)
+    plot_knee_grid(summaries["knee"], ax=axs[1, 0])
     knee_axes = [a for a in fig.axes if all(a is not f for f in fixed)]
     for ax, letter in ((axs[0, 0], "a"), (axs[0, 1], "b"), (knee_axes[0], "c"), (axs[1, 1], "d")):
         _letter(ax, letter)
@@ -460,10 +478,7 @@ def plot_training_curves(history: pd.DataFrame, experiment_ids: Optional[Sequenc
         experiment_ids = list(dict.fromkeys(history["experiment_id"])) if "experiment_id" in history else []
     ids = [str(i) for i in experiment_ids]
     if not ids:
-        fig, ax = plt.subplots(figsize=(4, 1.5))
-        ax.axis("off")
-        ax.text(0.5, 0.5, "no training history", ha="center", va="center", gid="placeholder:history")
-        return fig
+        return placeholder_figure("no training history", figsize=(4, 1.5), gid="placeholder:history")
     ncols = min(len(ids), ncols_max)
     nrows = math.ceil(len(ids) / ncols)
     fig, axs = plt.subplots(2 * nrows, ncols, figsize=(3.4 * ncols, 4.4 * nrows), squeeze=False,
@@ -492,8 +507,5 @@ def plot_training_curves(history: pd.DataFrame, experiment_ids: Optional[Sequenc
 
 
 def _no_history(loss_ax: Axes, dice_ax: Axes, eid: str) -> None:
-    loss_ax.text(0.5, 0.5, "no history", transform=loss_ax.transAxes, ha="center", va="center",
-                 color="0.4", gid=f"placeholder:{eid}")
-    for ax in (loss_ax, dice_ax):
-        ax.set_xticks([])
-        ax.set_yticks([])
+    placeholder(loss_ax, "no history", gid=f"placeholder:{eid}")
+    image_axes(dice_ax)

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+
+from mskseg_lib.plots.panels import dodge_offsets, figure_and_axes, placeholder
 
 TYPE_COLORS = {"single": "#0072B2", "mixed": "#E69F00", "all_msk": "#009E73"}
 TYPE_LABELS = {"single": "Type 1: single dataset", "mixed": "Type 2: mixed (anatomy / tissue / sequence)",
@@ -40,12 +41,6 @@ def term_label(term: str) -> str:
     return f"{term} ({note})" if note else term
 
 
-def _offsets(n: int, width: float = 0.6) -> np.ndarray:
-    """y offsets of ``n`` side-by-side slots in a row of total ``width`` (first slot on top)."""
-    slot = width / max(n, 1)
-    return (np.arange(n) - (n - 1) / 2) * slot
-
-
 def plot_forest(coefficients: pd.DataFrame, published: Optional[pd.DataFrame] = None,
                 types: Sequence[str] = ("single", "mixed", "all_msk"), ax: Optional[Axes] = None,
                 xlabel: str = "fixed effect on the dataset's mean Dice (95% CI)",
@@ -58,18 +53,13 @@ def plot_forest(coefficients: pd.DataFrame, published: Optional[pd.DataFrame] = 
     drawn. ``reference`` names the reference level in the title.
     """
     coef = coefficients[~coefficients["term"].isin(NOT_DRAWN)]
-    if ax is None:
-        n_terms = max(coef["term"].nunique(), 1)
-        fig, ax = plt.subplots(figsize=(7, 1.4 + 0.45 * n_terms))
-    else:
-        fig = ax.figure
+    fig, ax = figure_and_axes(ax, (7, 1.4 + 0.45 * max(coef["term"].nunique(), 1)), constrained=False)
     if coef.empty:
-        ax.text(0.5, 0.5, "no fitted mixed model", ha="center", va="center", transform=ax.transAxes)
-        ax.set_axis_off()
+        placeholder(ax, "no fitted mixed model")
         return fig
     terms = list(dict.fromkeys(coef["term"]))[::-1]  # first term at the top
     present = [t for t in types if t in set(coef["finetune_type"])]
-    offsets = _offsets(len(present))
+    offsets, _ = dodge_offsets(len(present), width=0.6)  # y offsets within a row
     slot_of = {kind: -offsets[k] for k, kind in enumerate(present)}  # first type on top within a row
     y_of = {t: i for i, t in enumerate(terms)}
     drew_published = False

@@ -30,25 +30,22 @@ and notebooks can find them.
 from __future__ import annotations
 
 import textwrap
-from typing import Any, Optional, Sequence
+from typing import Any, Sequence
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import seaborn as sns
-from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from mskseg_lib.data.catalog import anatomy_of, short_dataset_name
+from mskseg_lib.evaluation.metrics import mean_label_dice
 from mskseg_lib.plots.autolabel import label_contours
+from mskseg_lib.plots.panels import arm_palette, category_axis, dodge_offsets, figure_legend, image_axes, label_cmap, panel_grid
 from mskseg_lib.plots.panels import figure_datasets as _datasets
-from mskseg_lib.plots.panels import placeholder as _placeholder
 from mskseg_lib.plots.panels import placeholder_figure as _placeholder_figure
 from mskseg_lib.plots.panels import require_columns as _require
-from mskseg_lib.plots.dataset_overview import dataset_order, short_dataset_name
 from mskseg_lib.plots.style import ordered
-from mskseg_lib.plots.zero_shot import anatomy_of, label_cmap
 
 __all__ = ["SCHEME_LABELS", "SCHEME_COLORS", "PROMPTED_COLOR", "scheme_label", "scheme_palette",
            "line_label", "plot_dice_vs_offset", "plot_scheme_dice", "plot_example_slices"]
@@ -156,8 +153,7 @@ def plot_dice_vs_offset(slices: pd.DataFrame, *, max_offset: int | None = None,
     schemes = _scheme_order(data["scheme"].unique())
     colors = scheme_palette(schemes)
     style = {m: MODEL_LINESTYLES[i % len(MODEL_LINESTYLES)] for i, m in enumerate(models)}
-    fig, axes = plt.subplots(1, len(datasets), figsize=(4.2 * len(datasets) + 0.6, 3.8),
-                             sharey=True, squeeze=False, constrained_layout=True)
+    fig, axes = panel_grid(len(datasets), len(datasets), (4.2, 3.8), sharey=True, extra_in=(0.6, 0.0))
     handles: dict[str, Any] = {}
     for ax, dataset in zip(axes[0], datasets):
         sub = data[data["dataset"] == dataset]
@@ -187,8 +183,7 @@ def plot_dice_vs_offset(slices: pd.DataFrame, *, max_offset: int | None = None,
     axes[0, 0].set_ylabel("slice Dice (median, IQR band)")
     ordered_labels = [line_label(m, s) for s in schemes for m in models
                       if line_label(m, s) in handles] + ["prompted slice"]
-    fig.legend([handles[k] for k in ordered_labels], ordered_labels, loc="outside lower center",
-               ncols=min(3, len(ordered_labels)), fontsize=8)
+    figure_legend(fig, [handles[k] for k in ordered_labels], ncols_max=3)
     if title:
         fig.suptitle(title)
     return fig
@@ -210,7 +205,8 @@ def plot_scheme_dice(structures: pd.DataFrame, *, anchor: float | None = None,
     panel (gid ``anchor``) labelled ``anchor_label`` in the legend, e.g. "published: 0.9196
     (points + negatives + video, OAI-ZIB)", to read the reproduction against the paper.
     ``anchor_anatomy`` (e.g. "knee") limits the line to the panels of that anatomy: a published
-    knee value is not a reference for a spine panel. Non-finite Dice rows are dropped; nothing left -> one panel saying "no volumes scored".
+    knee value is not a reference for a spine panel. Non-finite Dice rows are dropped; nothing
+    left -> one panel saying "no volumes scored".
     """
     if structures is None or structures.empty:
         return _placeholder_figure("no volumes scored", title)
@@ -222,14 +218,13 @@ def plot_scheme_dice(structures: pd.DataFrame, *, anchor: float | None = None,
 
     models = list(dict.fromkeys(data["model"]))
     schemes = _scheme_order(data["scheme"].unique())
-    palette = dict(zip(models, sns.color_palette("colorblind", max(len(models), 1))))
+    palette = arm_palette(models)
     markers = {m: MODEL_MARKERS[i % len(MODEL_MARKERS)] for i, m in enumerate(models)}
-    slot = 0.8 / len(models)
-    dodge = {m: (i - (len(models) - 1) / 2) * slot for i, m in enumerate(models)}
+    offsets, slot = dodge_offsets(len(models))
+    dodge = dict(zip(models, offsets))
     rng = np.random.default_rng(0)  # jitter: reproducible, caller's RNG untouched
     width = max(3.6, 1.0 + 1.15 * len(schemes))
-    fig, axes = plt.subplots(1, len(datasets), figsize=(width * len(datasets), 4.2), sharey=True,
-                             squeeze=False, constrained_layout=True)
+    fig, axes = panel_grid(len(datasets), len(datasets), (width, 4.2), sharey=True)
     for ax, dataset in zip(axes[0], datasets):
         sub = data[data["dataset"] == dataset]
         for i, scheme in enumerate(schemes):
@@ -247,11 +242,7 @@ def plot_scheme_dice(structures: pd.DataFrame, *, anchor: float | None = None,
         if anchor is not None and (anchor_anatomy is None or anatomy_of(dataset) == anchor_anatomy):
             ax.axhline(float(anchor), color="0.2", ls=":", lw=1.3, zorder=1, label=anchor_label,
                        gid="anchor")
-        ax.set_xticks(range(len(schemes)),
-                      [textwrap.fill(scheme_label(s), 14, break_long_words=False) for s in schemes],
-                      fontsize=8)
-        ax.set_xlim(-0.6, len(schemes) - 0.4)
-        ax.grid(axis="x", visible=False)
+        category_axis(ax, [textwrap.fill(scheme_label(s), 14, break_long_words=False) for s in schemes], fontsize=8)
         ax.set_ylim(0.0, 1.02)
         ax.set_title(short_dataset_name(dataset))
     axes[0, 0].set_ylabel("3D Dice (combined)")
@@ -260,21 +251,13 @@ def plot_scheme_dice(structures: pd.DataFrame, *, anchor: float | None = None,
     handles.append(Line2D([], [], color="black", lw=2.0, label="median"))
     if anchor is not None:
         handles.append(Line2D([], [], color="0.2", ls=":", lw=1.3, label=anchor_label))
-    fig.legend(handles=handles, loc="outside lower center", ncols=min(4, len(handles)), fontsize=8)
+    figure_legend(fig, handles)
     if title:
         fig.suptitle(title)
     return fig
 
 
 # -------------------------------------------------------------------------- example slices
-def _slice_dice(gt: np.ndarray, pred: np.ndarray) -> float:
-    """Mean over the labels in ``gt`` or ``pred`` of the 2D Dice of each (NaN if none)."""
-    values = sorted(set(np.unique(gt[gt > 0]).tolist()) | set(np.unique(pred[pred > 0]).tolist()))
-    dices = [2.0 * np.sum((gt == v) & (pred == v)) / (np.sum(gt == v) + np.sum(pred == v))
-             for v in values]
-    return float(np.mean(dices)) if dices else float("nan")
-
-
 def plot_example_slices(image: np.ndarray, gt: np.ndarray, pred: np.ndarray, prompt_slice: int,
                         offsets: list[int], *, label_names: dict[int, str] | None = None,
                         title: str | None = None) -> Figure:
@@ -287,10 +270,11 @@ def plot_example_slices(image: np.ndarray, gt: np.ndarray, pred: np.ndarray, pro
     skipped and not drawn), up to six per row, titled ``"offset +k (slice s)"``. Per label one
     colour (:func:`~mskseg_lib.plots.zero_shot.label_cmap`): the manual mask as solid contours
     (gid ``gt_contour:<label>``), the prediction as dashed contours (gid
-    ``pred_contour:<label>``); the corner of each panel gives the slice's mean label Dice (gid
-    ``slice_dice``). The prompted slice's panel has its title suffixed ", prompted" and an
-    orange frame. The legend below says solid = manual, dashed = predicted and names the labels
-    (``label_names`` {value: name}, else the value). Stacks of different shapes, or not 3D,
+    ``pred_contour:<label>``); the corner of each panel gives the slice's mean label Dice
+    (:func:`~mskseg_lib.evaluation.metrics.mean_label_dice`, gid ``slice_dice``). The prompted
+    slice's panel has its title suffixed ", prompted" and an orange frame. The legend below says
+    solid = manual, dashed = predicted and names the labels (``label_names`` {value: name}, else
+    the value). Stacks of different shapes, or not 3D,
     raise ValueError naming the shapes; no offset inside the volume -> a panel saying so.
     """
     image, gt, pred = np.asarray(image), np.asarray(gt), np.asarray(pred)
@@ -311,13 +295,7 @@ def plot_example_slices(image: np.ndarray, gt: np.ndarray, pred: np.ndarray, pro
     finite = image[np.isfinite(image)] if np.issubdtype(image.dtype, np.floating) else image
     vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
 
-    ncols = min(len(panels), 6)
-    nrows = int(np.ceil(len(panels) / ncols))
-    cell = 2.4
-    fig, axs = plt.subplots(nrows, ncols, figsize=(cell * ncols, cell * nrows + 0.8), squeeze=False,
-                            constrained_layout=True)
-    for ax in axs.ravel()[len(panels):]:
-        ax.set_axis_off()
+    fig, axs = panel_grid(len(panels), 6, (2.4, 2.4), extra_in=(0.0, 0.8))
     present: set[int] = set()
     for ax, (k, s) in zip(axs.ravel(), panels):
         ax.imshow(image[s], cmap="gray", vmin=vmin, vmax=vmax, origin="upper",
@@ -330,13 +308,11 @@ def plot_example_slices(image: np.ndarray, gt: np.ndarray, pred: np.ndarray, pro
                             gid=f"{name}_contour:{value}")
         ax.set_xlim(-0.5, image.shape[2] - 0.5)
         ax.set_ylim(image.shape[1] - 0.5, -0.5)
-        dice = _slice_dice(gt[s], pred[s])
+        dice = mean_label_dice(pred[s], gt[s])
         ax.text(0.02, 0.02, "Dice n/a" if np.isnan(dice) else f"Dice {dice:.2f}",
                 transform=ax.transAxes, ha="left", va="bottom", fontsize=7, color="white",
                 bbox=dict(facecolor="black", alpha=0.5, lw=0, pad=1.5), gid="slice_dice")
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.grid(False)
+        image_axes(ax)
         text = f"offset {_offset_text(k)} (slice {s})"
         if k == 0:
             text += ", prompted"
@@ -348,7 +324,7 @@ def plot_example_slices(image: np.ndarray, gt: np.ndarray, pred: np.ndarray, pro
     handles: list[Any] = [Line2D([], [], color="0.2", ls="-", lw=1.1, label="manual (solid)"),
                           Line2D([], [], color="0.2", ls="--", lw=1.1, label="predicted (dashed)")]
     handles += [Patch(facecolor=cmap(norm(v)), label=names.get(v, str(v))) for v in sorted(present)]
-    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 6), fontsize=7)
+    figure_legend(fig, handles, ncols_max=6, fontsize=7)
     if title:
         fig.suptitle(title)
     return fig

@@ -7,8 +7,12 @@ never targets.
 from __future__ import annotations
 
 from importlib import resources
+from typing import TYPE_CHECKING
 
 import pandas as pd
+
+if TYPE_CHECKING:
+    import numpy
 
 # arm prefix in the CSV -> the zoo's display name
 PUBLISHED_MODELS = {"sam": "SAM ViT-B", "sam2": "SAM2 hiera-b+", "medsam": "MedSAM ViT-B"}
@@ -24,7 +28,7 @@ MEAN_TISSUE = "mean_tissue"
 
 
 def published_values(published: pd.DataFrame, rows: pd.DataFrame, keys: list[str], model_key: str,
-                     setting: str) -> "np.ndarray":
+                     setting: str) -> "numpy.ndarray":
     """The published Dice of ``model_key`` under ``setting`` for each row of ``rows``, matched on
     ``keys`` (e.g. ``["dataset"]``, ``["dataset", "label_name"]``); NaN where the study has none.
 

@@ -35,9 +35,24 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from mskseg_lib.stats.mixed_effects import (ACQUISITION_COLUMNS, MRI_TYPES, PHYSICS_SIGNS, SUBJECT_DICE_COLUMNS,
-                                            VariableTypes, arm_name, assemble_table, drop_collinear, encode,
-                                            first_column, fit_mixed, impute, ks_sensitivity, missingness, safe_name)
+from mskseg_lib.stats.mixed_effects import (
+    ACQUISITION_COLUMNS,
+    MRI_TYPES,
+    PHYSICS_SIGNS,
+    SUBJECT_DICE_COLUMNS,
+    MixedEffectsSettings,
+    VariableTypes,
+    arm_name,
+    assemble_table,
+    drop_collinear,
+    encode,
+    first_column,
+    fit_mixed,
+    impute,
+    ks_sensitivity,
+    missingness,
+    safe_name,
+)
 
 FINETUNE_TYPES = ("single", "mixed", "all_msk")
 SETTING_TYPES = {"nominal": ("arm",), "binary": ("encoder_finetuned", "box_shift_applied")}
@@ -69,13 +84,35 @@ class EffectsAnalysis:
 
 
 def analysis_types(types: VariableTypes = MRI_TYPES) -> VariableTypes:
-    """MRI variable types plus the experiment settings (arm nominal, encoder/box shift binary)."""
+    """MRI variable types plus the experiment settings (arm nominal, encoder/box shift binary).
+
+    Parameters
+    ----------
+    types : VariableTypes
+
+    Returns
+    -------
+    VariableTypes
+    """
     return replace(types, nominal=(*types.nominal, *SETTING_TYPES["nominal"]),
                    binary=(*types.binary, *SETTING_TYPES["binary"]))
 
 
 def reference_arm(table: pd.DataFrame, preferred_model: str) -> str:
-    """``<preferred_model> zero-shot`` if that arm has rows, else the first zero-shot arm present."""
+    """The reference level: ``<preferred_model> zero-shot`` if that arm has rows, else the first
+    zero-shot arm present (sorted).
+
+    Parameters
+    ----------
+    table : DataFrame
+        Rows with ``finetune_type`` and ``arm``.
+    preferred_model : str
+
+    Returns
+    -------
+    str
+        The arm; ValueError when there is no zero-shot row.
+    """
     arms = sorted(table.loc[table["finetune_type"] == "zero_shot", "arm"].unique())
     if not arms:
         raise ValueError("mixed effects: no zero-shot rows to serve as the reference arm")
@@ -85,7 +122,24 @@ def reference_arm(table: pd.DataFrame, preferred_model: str) -> str:
 
 def impute_subjects(subjects: pd.DataFrame, columns: Sequence[str], types: VariableTypes,
                     seed: int) -> pd.DataFrame:
-    """Acquisition columns of each (dataset, subject) imputed from the given columns only."""
+    """Acquisition columns of each (dataset, subject) imputed from the given columns only.
+
+    Parameters
+    ----------
+    subjects : DataFrame
+        The subjects table.
+    columns : sequence of str
+        The acquisition columns to complete (absent ones skipped).
+    types : VariableTypes
+        Their classes.
+    seed : int
+        Seed of the random forests.
+
+    Returns
+    -------
+    DataFrame
+        ``dataset``, ``subject_id`` and the completed columns, aligned with ``subjects``.
+    """
     keep = [c for c in columns if c in subjects]
     sub_types = VariableTypes(nominal=tuple(c for c in types.nominal if c in keep),
                               ordinal={c: v for c, v in types.ordinal.items() if c in keep},
@@ -140,8 +194,32 @@ def fit_one(rows: pd.DataFrame, subjects: pd.DataFrame, *, reference: str, types
     subject has more than one row (several experiments scored it) and some dataset more than
     one subject (with one subject per dataset it would be the dataset's intercept again).
 
-    Returns (fit row, VIF table, coefficient table); a model that cannot be fitted gets a
-    ``status`` saying why and empty tables.
+    Parameters
+    ----------
+    rows : DataFrame
+        The model's rows (Dice and settings).
+    subjects : DataFrame
+        The subjects of those rows (acquisition columns).
+    reference : str
+        Reference level of ``arm`` ("" for none).
+    types : VariableTypes
+        Classes of every variable.
+    interactions : sequence of (str, str)
+    vif_threshold : float
+    seed : int
+    label : str
+        The fit row's ``finetune_type``.
+    subject_effects : bool
+
+    Returns
+    -------
+    fit : dict
+        Status, reference, rows, datasets, convergence, variances, dropped features and
+        interactions, formula; a model that cannot be fitted gets a ``status`` saying why.
+    vif : DataFrame
+        The VIF screen.
+    coefficients : DataFrame
+        term, coef, se, 95% CI, p (empty when not fitted).
     """
     fit_row = {"finetune_type": label, "reference_arm": reference, "n_obs": len(rows),
                "n_groups": rows[GROUP].nunique(), "n_experiments": rows["experiment_id"].nunique()}
@@ -184,30 +262,44 @@ def fit_one(rows: pd.DataFrame, subjects: pd.DataFrame, *, reference: str, types
     return fit_row, vif, fit.coefficients
 
 
-def analyse_effects(subject_scores: pd.DataFrame, experiments: pd.DataFrame, subjects: pd.DataFrame, *,
-                    reference_model: str = "sam_vit_b", condition: str = "gt_box",
-                    interactions: Sequence[Sequence[str]] = (("te_ms", "slice_thickness_mm"),
-                                                             ("te_ms", "encoder_finetuned")),
-                    vif_threshold: float = 10.0, seed: int = 0,
+def analyse_effects(subject_scores: pd.DataFrame, experiments: pd.DataFrame, subjects: pd.DataFrame,
+                    settings: MixedEffectsSettings = MixedEffectsSettings(), *,
                     types: VariableTypes = MRI_TYPES, dice_column: str | None = None) -> EffectsAnalysis:
     """The subject-level sensitivity analysis: one mixed model per finetuning type with random
     intercepts per dataset and per subject (see the module docstring).
 
-    ``subject_scores``: one row per (experiment, condition, dataset, subject) with the subject's
-    Dice (``dice_column``, default the first of ``SUBJECT_DICE_COLUMNS`` present);
-    ``experiments``: the grid's experiment table; ``subjects``: the prepared subject table with
-    the acquisition columns.
+    Parameters
+    ----------
+    subject_scores : DataFrame
+        One row per (experiment, condition, dataset, subject) with the subject's Dice (0-1).
+    experiments : DataFrame
+        The grid's experiment table.
+    subjects : DataFrame
+        The prepared subjects table with the acquisition columns (ms, degrees, mm, T).
+    settings : MixedEffectsSettings
+        Reference model, condition, interactions, VIF threshold, seed (the study's by default).
+    types : VariableTypes
+        Preprocessing class of each acquisition variable.
+    dice_column : str, optional
+        The subject Dice column (default: the first of ``SUBJECT_DICE_COLUMNS`` present).
+
+    Returns
+    -------
+    EffectsAnalysis
+        The subject-level table, missingness, KS checks, VIF screens, coefficients and one fit
+        row per finetuning type (tables X04b, X04c).
     """
-    raw = assemble_table(subject_scores, experiments, subjects, condition, dice_column)
+    raw = assemble_table(subject_scores, experiments, subjects, settings.condition, dice_column)
     if raw.empty:
-        raise ValueError(f"mixed effects: no subject scores under condition {condition!r}")
+        raise ValueError(f"mixed effects: no subject scores under condition {settings.condition!r}")
+    seed, vif_threshold = settings.seed, settings.vif_threshold
     in_table = subjects.merge(raw[["dataset", "subject_id"]].drop_duplicates(), on=["dataset", "subject_id"])
     acq_cols = [c for c in ACQUISITION_COLUMNS if c in types.all()]
     filled = impute_subjects(in_table, acq_cols, types, seed)
     table = raw.drop(columns=list(ACQUISITION_COLUMNS)).merge(filled, on=["dataset", "subject_id"], how="left")
     full_types = analysis_types(types)
-    reference = reference_arm(raw, reference_model)
-    pairs = [tuple(p) for p in interactions]
+    reference = reference_arm(raw, settings.reference_model)
+    pairs = list(settings.interactions)
     fits, vifs, coefs = [], [], []
     for kind in FINETUNE_TYPES:
         tuned = raw[raw["finetune_type"] == kind]
@@ -245,7 +337,18 @@ def _typed(fits: pd.DataFrame) -> pd.DataFrame:
 # ----------------------------------------------------------------------------- reporting helpers
 def data_summary(table: pd.DataFrame) -> pd.DataFrame:
     """Rows, subjects, experiments and subject Dice per finetuning type and dataset of the
-    subject-level table, with the dataset's typical acquisition (median over its subjects)."""
+    subject-level table, with the dataset's typical acquisition (median over its subjects).
+
+    Parameters
+    ----------
+    table : DataFrame
+        :attr:`EffectsAnalysis.table`.
+
+    Returns
+    -------
+    DataFrame
+        One row per (finetune_type, dataset).
+    """
     keys = ["finetune_type", GROUP]
     counts = table.groupby(keys).agg(n_rows=(RESPONSE, "size"), n_subjects=("subject_id", "nunique"),
                                      n_experiments=("experiment_id", "nunique"), dice_mean=(RESPONSE, "mean"),
@@ -266,6 +369,20 @@ def within_dataset(features: pd.DataFrame, groups: pd.Series, tol: float = 1e-9)
     pooled fit still lets a parameter's *between*-dataset differences, which are confounded with
     all of that, drive its coefficient. Deviations from the dataset mean are free of it: their
     coefficient is the within-dataset effect (the Mundlak / within-between decomposition).
+
+    Parameters
+    ----------
+    features : DataFrame
+        Encoded features.
+    groups : Series
+        The dataset of each row.
+    tol : float
+        A feature whose centred values have an SD of at most ``tol`` is left out.
+
+    Returns
+    -------
+    DataFrame
+        The centred features that vary inside some dataset (maybe none), same rows.
     """
     centred = features - features.groupby(groups.to_numpy()).transform("mean").to_numpy()
     return centred.loc[:, centred.std(ddof=0) > tol]
@@ -277,8 +394,8 @@ def _verdict(coef: float, lo: float, hi: float, sign: int) -> str:
     return "inconclusive (95% CI includes 0; sign " + ("as expected)" if np.sign(coef) == sign else "opposite)")
 
 
-def physics_check(zero_shot_subjects: pd.DataFrame, subjects: pd.DataFrame, *, model_key: str,
-                  condition: str = "gt_box", vif_threshold: float = 10.0, seed: int = 0,
+def physics_check(zero_shot_subjects: pd.DataFrame, subjects: pd.DataFrame, model_key: str,
+                  settings: MixedEffectsSettings = MixedEffectsSettings(), *,
                   types: VariableTypes = MRI_TYPES) -> tuple[dict, pd.DataFrame]:
     """Dice of one zero-shot model against the MRI parameters; does each effect point the way
     the synthetic cohort's physics says it should?
@@ -291,9 +408,28 @@ def physics_check(zero_shot_subjects: pd.DataFrame, subjects: pd.DataFrame, *, m
     sequence; its verdict says so. *agrees* / *contradicts* need a 95% CI that excludes 0,
     otherwise *inconclusive*; *not estimable* where VIF pruning dropped the term.
 
-    Returns (fit row of the within model, table: term, expected sign, source, estimate, CI,
-    p value, verdict, rationale, and the pooled estimate beside it).
+    Parameters
+    ----------
+    zero_shot_subjects : DataFrame
+        One row per (model_key, condition, dataset, subject) with the subject's Dice (0-1).
+    subjects : DataFrame
+        The prepared subjects table (acquisition columns).
+    model_key : str
+        The zero-shot model whose Dice is fitted.
+    settings : MixedEffectsSettings
+        ``condition``, ``vif_threshold`` and ``seed`` are used.
+    types : VariableTypes
+        Preprocessing class of each acquisition variable.
+
+    Returns
+    -------
+    fit : dict
+        The fit row of the within-dataset model (status, rows, groups, variances, formula).
+    verdicts : DataFrame
+        One row per physics term: expected sign, source, estimate with 95% CI, p value,
+        verdict, rationale, and the pooled estimate beside it.
     """
+    condition, vif_threshold, seed = settings.condition, settings.vif_threshold, settings.seed
     rows = zero_shot_subjects[(zero_shot_subjects["model_key"] == model_key)
                               & (zero_shot_subjects["condition"] == condition)]
     if rows.empty:

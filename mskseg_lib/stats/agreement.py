@@ -47,7 +47,9 @@ Each subject has one value from its manual mask and one from the model's mask, s
 
 ``agreement`` runs all of it on one biomarker (every ICC is computed; ``icc`` is the one the
 decision picks); ``agreement_table`` on every group of a long table, returning the long tables
-of the notebook.
+of the notebook, with the bootstrap and test settings in one :class:`AgreementSettings` (the
+study's by default). ``agreement_or_reason`` is ``agreement`` for a table of pairs that may be
+too small, returning the reason instead of raising (what a figure panel shows instead).
 
 Bad input: pairs where either value is NaN or infinite are dropped and counted
 (``n_pairs``, ``n_dropped``); mismatched lengths, duplicate subjects, or fewer than 3 remaining
@@ -72,10 +74,12 @@ from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import RBF, WhiteKernel
 from sklearn.metrics import r2_score
 
+from mskseg_lib.data.errors import SettingsError
+
 __all__ = ["TestChoice", "ICCResult", "BlandAltmanResult", "RegressionResult", "SpearmanResult",
            "AgreementResult", "AgreementTables", "paired_values", "choose_test", "icc3_1", "icc_a1",
            "icc_oneway_closed_form", "icc_lmm", "bland_altman", "linear_regression", "gp_regression", "spearman",
-           "agreement", "agreement_table"]
+           "agreement", "agreement_table", "agreement_or_reason", "AgreementSettings"]
 
 LOA_Z = 1.96  # Bland-Altman limits: bias +- 1.96 SD
 PERCENTILES = (2.5, 97.5)  # non-parametric limits and bootstrap intervals
@@ -246,8 +250,21 @@ class AgreementTables:
 # ----------------------------------------------------------------------------- input
 def paired_values(manual: ArrayLike, predicted: ArrayLike,
                   subjects: Sequence[Any] | None = None) -> tuple[pd.DataFrame, int]:
-    """Clean pairs as a table (subject, manual, predicted, mean, difference) and the number of
-    pairs dropped because either value was NaN or infinite.
+    """Clean pairs as a table and the number of pairs dropped because either value was NaN or infinite.
+
+    Parameters
+    ----------
+    manual, predicted : array-like (n,)
+        The biomarker from manual and from predicted masks, same unit, one value per subject.
+    subjects : sequence, optional
+        Subject identifiers (unique); default ``s0 .. s<n-1>``.
+
+    Returns
+    -------
+    pairs : DataFrame
+        ``subject``, ``manual``, ``predicted``, ``mean`` and ``difference`` (predicted - manual) of
+        the finite pairs.
+    n_dropped : int
 
     Raises ValueError for mismatched lengths, duplicate subjects or < 3 remaining pairs.
     """
@@ -290,10 +307,26 @@ def _shapiro(x: np.ndarray) -> tuple[float, float]:
 
 def choose_test(manual: ArrayLike, predicted: ArrayLike, alpha: float = 0.05,
                 test_differences: bool = False) -> TestChoice:
-    """Shapiro-Wilk on each arm and Levene (median-centred) between them, at ``alpha``;
-    parametric when none of them rejects (the study's rule). Shapiro-Wilk on the differences is
+    """Shapiro-Wilk on each arm and Levene (median-centred) between them, at ``alpha``.
+
+    Parametric when none of them rejects (the study's rule). Shapiro-Wilk on the differences is
     reported, and enters the decision only with ``test_differences=True`` (labelled variant).
-    Inputs must already be clean pairs."""
+
+    Parameters
+    ----------
+    manual, predicted : array-like (n,)
+        Clean pairs (n >= 3).
+    alpha : float
+        Level of the tests.
+    test_differences : bool
+        Let Shapiro-Wilk on the differences decide too.
+
+    Returns
+    -------
+    TestChoice
+        Each test's statistic and p value, ``normal``, ``equal_variance``, ``parametric`` and the
+        ``decision`` in words (table S65).
+    """
     m, p = np.asarray(manual, float), np.asarray(predicted, float)
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
@@ -380,27 +413,58 @@ def _pingouin_icc(values: pd.DataFrame | ArrayLike, rows: Sequence[str], method:
 
 
 def icc3_1(values: pd.DataFrame | ArrayLike) -> ICCResult:
-    """ICC(3,1) (two-way mixed, consistency, single rater) of a complete targets x raters
-    matrix (k >= 2 raters) via pingouin, with the F-based 95% CI at full precision and the
-    two-way ANOVA variance components. The study's parametric ICC."""
+    """ICC(3,1) (two-way mixed, consistency, single rater) via pingouin: the study's parametric ICC.
+
+    Parameters
+    ----------
+    values : (n_targets, k_raters) array or DataFrame
+        Complete matrix, n >= 2, k >= 2 (here: subjects x [manual, predicted]).
+
+    Returns
+    -------
+    ICCResult
+        ``icc`` with its F-based 95% CI at full precision, F statistic, df and p, and the two-way
+        ANOVA variance components.
+    """
     return _pingouin_icc(values, ("ICC(C,1)", "ICC3"), ICC_C1)
 
 
 def icc_a1(values: pd.DataFrame | ArrayLike) -> ICCResult:
-    """ICC(A,1) (two-way, absolute agreement, single rater; Shrout & Fleiss' ICC(2,1)) via
-    pingouin, with its 95% CI: the coefficient the study's words ("absolute agreement") describe.
-    A constant bias between raters lowers it; it leaves ICC(3,1) unchanged."""
+    """ICC(A,1) (two-way, absolute agreement, single rater; Shrout & Fleiss' ICC(2,1)) via pingouin.
+
+    The coefficient the study's words ("absolute agreement") describe: a constant bias between
+    raters lowers it; it leaves ICC(3,1) unchanged.
+
+    Parameters
+    ----------
+    values : (n_targets, k_raters) array or DataFrame
+        Complete matrix, n >= 2, k >= 2.
+
+    Returns
+    -------
+    ICCResult
+        ``icc`` with its 95% CI, F statistic, df and p.
+    """
     return _pingouin_icc(values, ("ICC(A,1)", "ICC2"), ICC_A1)
 
 
 def icc_oneway_closed_form(x: np.ndarray) -> np.ndarray:
-    """ICC of ``value ~ 1 + (1 | subject)`` fitted by REML to balanced subjects x measurements
-    arrays, (..., n, k) -> (...).
+    """ICC of ``value ~ 1 + (1 | subject)`` fitted by REML to balanced subjects x measurements arrays.
 
     With every subject measured k times the REML estimates are the one-way ANOVA ones
     (var_residual = MS_w, var_subject = (MS_b - MS_w) / k), so
     ICC = (MS_b - MS_w) / (MS_b + (k - 1) MS_w); REML puts var_subject at 0 when MS_b < MS_w,
-    hence the floor at 0. NaN when every value is equal (0 / 0).
+    hence the floor at 0.
+
+    Parameters
+    ----------
+    x : (..., n, k) ndarray
+        One or many (e.g. bootstrap resamples) subjects x measurements matrices.
+
+    Returns
+    -------
+    (...) ndarray
+        The ICC of each matrix in [0, 1]; NaN when every value is equal (0 / 0).
     """
     x = np.asarray(x, float)
     k = x.shape[-1]
@@ -438,16 +502,31 @@ def _lmm_icc(x: np.ndarray) -> float:
 
 def icc_lmm(manual: ArrayLike, predicted: ArrayLike, *, n_boot: int = 10_000, seed: int = 0,
             check_resamples: int = 0) -> ICCResult:
-    """The study's non-parametric ICC: MixedLM ``value ~ 1`` with a random intercept per subject
-    (no rater term), subject bootstrap, median and 2.5/97.5 percentiles reported.
+    """The study's non-parametric ICC: MixedLM ``value ~ 1`` with a random intercept per subject (no
+    rater term), subject bootstrap, median and 2.5/97.5 percentiles reported.
 
-    ``manual`` and ``predicted`` are clean pairs (one subject each). ``icc`` is the median of the
-    ``n_boot`` resampled ICCs (subjects drawn with replacement, pairs kept, a subject drawn twice
-    counts as two subjects), ``ci_low``/``ci_high`` their percentiles, ``icc_point`` the
-    full-data MixedLM fit (falls back to the closed form, with a ``note``, if MixedLM fails).
     Resamples are scored with :func:`icc_oneway_closed_form`; the first ``check_resamples`` of
     them are also refitted with MixedLM and the largest absolute difference is reported
     (``check_max_abs_diff``; resamples on which MixedLM fails are left out of the check).
+
+    Parameters
+    ----------
+    manual, predicted : array-like (n,)
+        Clean pairs, one subject each.
+    n_boot : int
+        Resamples (subjects drawn with replacement, pairs kept; a subject drawn twice counts as
+        two subjects).
+    seed : int
+        Seed of the resampling.
+    check_resamples : int
+        Resamples refitted with statsmodels MixedLM to check the closed form.
+
+    Returns
+    -------
+    ICCResult
+        ``icc``: median of the resampled ICCs, ``ci_low``/``ci_high`` their 2.5/97.5 percentiles,
+        ``icc_point``: the full-data MixedLM fit (the closed form, with a ``note``, if MixedLM
+        fails), variance components, ``check_n``, ``check_max_abs_diff``.
     """
     x = np.column_stack([np.asarray(manual, float), np.asarray(predicted, float)])
     n, k = x.shape
@@ -483,10 +562,25 @@ def icc_lmm(manual: ArrayLike, predicted: ArrayLike, *, n_boot: int = 10_000, se
 # ----------------------------------------------------------------------------- 3. Bland-Altman
 def bland_altman(manual: ArrayLike, predicted: ArrayLike, *, parametric: bool = True, n_boot: int = 10_000,
                  seed: int = 0) -> BlandAltmanResult:
-    """Bias and 95% limits of agreement of ``predicted - manual`` (clean pairs).
+    """Bias and 95% limits of agreement of ``predicted - manual``.
 
     Parametric: mean +- 1.96 SD, CIs from Bland & Altman's (1999) approximate SEs with t(n-1).
     Non-parametric: median and 2.5/97.5 percentiles, subject-bootstrap percentile CIs.
+
+    Parameters
+    ----------
+    manual, predicted : array-like (n,)
+        Clean pairs, same unit.
+    parametric : bool
+        Which of the two.
+    n_boot, seed : int
+        Bootstrap resamples and seed (non-parametric CIs only).
+
+    Returns
+    -------
+    BlandAltmanResult
+        ``bias``, ``sd``, ``loa_lower``, ``loa_upper`` (the biomarker's unit) with the 95% CI of
+        each, ``method`` and ``ci_method``.
     """
     d = np.asarray(predicted, float) - np.asarray(manual, float)
     n = len(d)
@@ -517,8 +611,23 @@ def _grid(x: np.ndarray, n_grid: int) -> np.ndarray:
 
 
 def linear_regression(automated: ArrayLike, manual: ArrayLike, n_grid: int = 100) -> RegressionResult:
-    """Least-squares line manual = intercept + slope * automated (``scipy.stats.linregress``):
-    the automated (predicted-mask) value is x, the manual value y, as in the study."""
+    """Least-squares line manual = intercept + slope * automated (``scipy.stats.linregress``).
+
+    The automated (predicted-mask) value is x, the manual value y, as in the study.
+
+    Parameters
+    ----------
+    automated, manual : array-like (n,)
+        Clean pairs; the automated values must not all be equal.
+    n_grid : int
+        Points of the drawn line over the automated range.
+
+    Returns
+    -------
+    RegressionResult
+        ``slope``, ``intercept``, ``r``, ``r2``, ``p_value``, ``stderr``, ``intercept_stderr``,
+        and ``grid_x``/``fit_y`` (n_grid,) for drawing; no band.
+    """
     x, y = np.asarray(automated, float), np.asarray(manual, float)
     if np.ptp(x) == 0:
         raise ValueError("linear regression needs automated values that vary")
@@ -530,12 +639,27 @@ def linear_regression(automated: ArrayLike, manual: ArrayLike, n_grid: int = 100
 
 
 def gp_regression(automated: ArrayLike, manual: ArrayLike, *, n_grid: int = 100, seed: int = 0) -> RegressionResult:
-    """Gaussian-process regression of the manual value (y) on the automated value (x): kernel
-    RBF + WhiteKernel, ``alpha=0``, ``normalize_y=True`` (the study's settings).
+    """Gaussian-process regression of the manual value (y) on the automated value (x).
 
-    The band is mean +- 1.96 sd of the prediction (fitted white noise included) on a grid over
-    the observed automated range; R2 is on the fitted points. The automated values are z-scored
-    before fitting so the RBF length-scale search starts at the data's scale whatever the unit.
+    Kernel RBF + WhiteKernel, ``alpha=0``, ``normalize_y=True`` (the study's settings). The band is
+    mean +- 1.96 sd of the prediction (fitted white noise included) on a grid over the observed
+    automated range; R2 is on the fitted points. The automated values are z-scored before fitting
+    so the RBF length-scale search starts at the data's scale whatever the unit.
+
+    Parameters
+    ----------
+    automated, manual : array-like (n,)
+        Clean pairs.
+    n_grid : int
+        Grid points over the automated range.
+    seed : int
+        Seed of the optimiser's restarts.
+
+    Returns
+    -------
+    RegressionResult
+        ``r2``, ``kernel`` (fitted), ``grid_x``/``fit_y``/``band_low``/``band_high`` (n_grid,);
+        slope, intercept and p are NaN.
     """
     x, y = np.asarray(automated, float), np.asarray(manual, float)
     centre, scale = float(np.mean(x)), float(np.std(x))
@@ -560,7 +684,18 @@ def gp_regression(automated: ArrayLike, manual: ArrayLike, *, n_grid: int = 100,
 
 # ----------------------------------------------------------------------------- 5. Spearman
 def spearman(manual: ArrayLike, predicted: ArrayLike) -> SpearmanResult:
-    """Spearman's rank correlation (scipy); NaN when either arm is constant."""
+    """Spearman's rank correlation (scipy).
+
+    Parameters
+    ----------
+    manual, predicted : array-like (n,)
+        Clean pairs.
+
+    Returns
+    -------
+    SpearmanResult
+        ``rho`` and its two-sided ``p_value``; NaN when either arm is constant.
+    """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # constant input
         res = stats.spearmanr(np.asarray(manual, float), np.asarray(predicted, float))
@@ -568,14 +703,58 @@ def spearman(manual: ArrayLike, predicted: ArrayLike) -> SpearmanResult:
 
 
 # ----------------------------------------------------------------------------- entry points
+@dataclass(frozen=True)
+class AgreementSettings:
+    """How agreement is computed; the defaults are the study's.
+
+    ``n_boot``: subject-bootstrap resamples (LMM ICC, non-parametric Bland-Altman CIs; the study:
+    10,000); ``seed``: their seed (every group uses the same one); ``alpha``: level of the
+    Shapiro-Wilk and Levene tests that choose the parametric path; ``test_differences``: the
+    labelled variant in which Shapiro-Wilk on the differences also decides; ``check_resamples``:
+    resamples refitted with statsmodels MixedLM to check the closed-form ICC (0: none).
+    """
+
+    n_boot: int = 10_000
+    seed: int = 0
+    alpha: float = 0.05
+    test_differences: bool = False
+    check_resamples: int = 0
+
+    def __post_init__(self) -> None:
+        if self.n_boot < 1 or self.check_resamples < 0 or not 0 < self.alpha < 1:
+            raise SettingsError(f"agreement settings out of range: n_boot >= 1, check_resamples >= 0 and "
+                             f"0 < alpha < 1 needed, got {self}")
+
+
 def agreement(manual: Sequence[float], predicted: Sequence[float], subjects: Sequence[str] | None = None, *,
               n_boot: int = 10_000, seed: int = 0, alpha: float = 0.05, parametric: bool | None = None,
               test_differences: bool = False, check_resamples: int = 0) -> AgreementResult:
     """Agreement of one biomarker between manual and predicted masks (paired per subject).
 
-    ``parametric=None`` lets ``choose_test`` decide; True/False forces a path (the assumption
-    tests are still reported). All three ICCs are computed; ``icc`` is the decision's. Both
-    bootstraps use ``seed``, so results are reproducible. ``check_resamples``: see ``icc_lmm``.
+    Parameters
+    ----------
+    manual, predicted : sequence of float (n,)
+        One value per subject from each mask, same unit; NaN/inf pairs are dropped and counted.
+    subjects : sequence of str, optional
+        Subject identifiers (unique).
+    n_boot, seed : int
+        Subject-bootstrap resamples (LMM ICC, non-parametric Bland-Altman) and their seed; both
+        bootstraps use it, so results are reproducible.
+    alpha : float
+        Level of the assumption tests.
+    parametric : bool, optional
+        None lets ``choose_test`` decide; True/False forces a path (the tests are still reported).
+    test_differences : bool
+        Shapiro-Wilk on the differences also decides (labelled variant).
+    check_resamples : int
+        See :func:`icc_lmm`.
+
+    Returns
+    -------
+    AgreementResult
+        ``n_pairs``, ``n_dropped``, ``test_choice``, ``icc`` (the decision's: ICC(3,1) or the LMM
+        ICC), ``bland_altman``, ``regression``, ``spearman``, ``data`` (the clean pairs), and
+        every ICC (``icc3_1``, ``icc_a1``, ``icc_lmm``).
     """
     data, n_dropped = paired_values(manual, predicted, subjects)
     m, p = data["manual"].to_numpy(), data["predicted"].to_numpy()
@@ -618,15 +797,65 @@ def _rows_of(result: AgreementResult) -> dict[str, dict]:
             "regression": reg, "spearman": asdict(result.spearman)}
 
 
+def agreement_or_reason(pairs: pd.DataFrame | None, value_manual: str = "manual", value_predicted: str = "predicted",
+                        subject_col: str = "subject",
+                        settings: AgreementSettings = AgreementSettings()) -> AgreementResult | str:
+    """``agreement`` of a table of pairs, or the reason there is none (for a placeholder panel).
+
+    Parameters
+    ----------
+    pairs : DataFrame or None
+        One row per subject with the manual and predicted values (and, optionally, ``subject_col``).
+    value_manual, value_predicted, subject_col : str
+        Column names.
+    settings : AgreementSettings
+        Bootstrap and test settings.
+
+    Returns
+    -------
+    AgreementResult, or str
+        The result, or one line saying why there is none (no pairs, fewer than three clean pairs...).
+    """
+    if pairs is None or pairs.empty:
+        return "no paired values"
+    missing = {value_manual, value_predicted} - set(pairs.columns)
+    if missing:
+        raise ValueError(f"pairs need columns {value_manual!r} and {value_predicted!r}, missing {sorted(missing)}")
+    subjects = pairs[subject_col].to_numpy() if subject_col in pairs.columns else None
+    try:
+        return agreement(pairs[value_manual].to_numpy(), pairs[value_predicted].to_numpy(), subjects,
+                         **asdict(settings))
+    except ValueError as exc:
+        return f"not analysed:\n{exc}"
+
+
 def agreement_table(df: pd.DataFrame, value_manual: str, value_predicted: str,
-                    by: Sequence[str] = ("biomarker", "structure"), subject_col: str = "subject_id", *,
-                    n_boot: int = 10_000, seed: int = 0, alpha: float = 0.05, test_differences: bool = False,
-                    check_resamples: int = 0) -> AgreementTables:
+                    by: Sequence[str] = ("biomarker", "structure"), subject_col: str = "subject_id",
+                    settings: AgreementSettings = AgreementSettings()) -> AgreementTables:
     """``agreement`` for every group of ``by`` in a long table (one row per subject and group).
 
-    Every table starts with the ``by`` columns, ``n_pairs``, ``n_dropped`` and ends with
-    ``note``; a group that cannot be analysed (e.g. < 3 pairs) keeps a row of NaN with the
-    reason in ``note``. Each group uses the same ``seed``.
+    Parameters
+    ----------
+    df : DataFrame
+        Long table: one row per subject and group, with the ``by`` columns, ``subject_col`` and
+        the two value columns (same unit).
+    value_manual, value_predicted : str
+        Columns of the manual-mask and predicted-mask values.
+    by : sequence of str
+        Group columns (e.g. dataset, biomarker, structure); empty: one group.
+    subject_col : str
+        Subject identifier (unique within a group).
+    settings : AgreementSettings
+        Bootstrap and test settings (the study's by default); every group uses the same seed.
+
+    Returns
+    -------
+    AgreementTables
+        Long tables ``test_choice`` (S65), ``icc`` (S66), ``regression`` (S67), ``spearman``
+        (S68) and ``bland_altman``, each starting with the ``by`` columns, ``n_pairs``,
+        ``n_dropped`` and ending with ``note``; a group that cannot be analysed (e.g. < 3 pairs)
+        keeps a row of NaN with the reason in ``note``. ``results`` maps each analysed group's key
+        tuple to its ``AgreementResult``.
     """
     by = list(by)
     for col in [*by, value_manual, value_predicted, subject_col]:
@@ -641,8 +870,7 @@ def agreement_table(df: pd.DataFrame, value_manual: str, value_predicted: str,
         head = dict(zip(by, key))
         try:
             res = agreement(sub[value_manual].to_numpy(), sub[value_predicted].to_numpy(),
-                            sub[subject_col].to_numpy(), n_boot=n_boot, seed=seed, alpha=alpha,
-                            test_differences=test_differences, check_resamples=check_resamples)
+                            sub[subject_col].to_numpy(), **asdict(settings))
         except ValueError as exc:
             n_ok = int((pd.to_numeric(sub[value_manual], errors="coerce").notna()
                         & pd.to_numeric(sub[value_predicted], errors="coerce").notna()).sum())

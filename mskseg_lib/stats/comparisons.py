@@ -41,6 +41,16 @@ def bh_correct(p_values: ArrayLike) -> np.ndarray:
 
     NaN entries (tests that did not run) stay NaN and are left out of the family, so the
     number of tests m counts only the finite p-values.
+
+    Parameters
+    ----------
+    p_values : array-like (m,)
+        Raw p-values (NaN allowed).
+
+    Returns
+    -------
+    ndarray (m,)
+        Adjusted p-values, NaN where the input was NaN.
     """
     p = np.asarray(p_values, dtype=float).ravel()
     out = np.full(p.shape, np.nan)
@@ -73,10 +83,22 @@ def _wide(df: pd.DataFrame, block_col: str, arm_col: str, value_col: str) -> pd.
 
 
 def complete_blocks(df: pd.DataFrame, block_col: str, arm_col: str, value_col: str) -> pd.DataFrame:
-    """Blocks x arms table (rows = subjects, sorted columns = arms) of complete blocks only.
+    """Blocks x arms table of complete blocks only.
 
     A repeated-measures test needs every subject scored by every arm, so subjects missing an
     arm or having a non-finite value for one are dropped.
+
+    Parameters
+    ----------
+    df : DataFrame
+        Long table, one row per (block, arm).
+    block_col, arm_col, value_col : str
+        Column names (subject, arm, score); a duplicated (block, arm) raises ValueError.
+
+    Returns
+    -------
+    DataFrame (n_blocks, n_arms)
+        Rows = subjects (sorted), columns = arms (sorted), the scores as floats.
     """
     _check(df, [block_col, arm_col], value_col)
     return _wide(df, block_col, arm_col, value_col).dropna(how="any")
@@ -101,14 +123,29 @@ def friedman_by_group(df: pd.DataFrame, group_col: str = "dataset", block_col: s
                       groups: Optional[Sequence[Any]] = None) -> pd.DataFrame:
     """Friedman test across arms (models) with subjects as blocks, one row per group.
 
-    Only complete subjects enter (``complete_blocks``). Kendall's W = chi2 / (n (k - 1)) gives
-    the effect size; ``p_bh`` is Benjamini-Hochberg across the groups. Groups where the test
-    cannot run (< 3 arms, < 2 complete subjects, no variation) keep a NaN row with a ``note``.
+    Only complete subjects enter (``complete_blocks``). Groups where the test cannot run (< 3
+    arms, < 2 complete subjects, no variation) keep a NaN row with a ``note``. ``arms`` fixes the
+    arms a test compares (other arms are ignored, in the given order): a group where one is
+    missing is not run, and the note names the missing arms, so a comparison is never silently
+    made over fewer arms than asked for.
 
-    ``arms`` fixes the arms a test compares (other arms are ignored, in the given order): a
-    group where one is missing is not run, and the note names the missing arms, so a
-    comparison is never silently made over fewer arms than asked for. ``groups`` lists groups
-    that keep a row even without any data (they are reported first, in the given order).
+    Parameters
+    ----------
+    df : DataFrame
+        Long table, one row per (group, subject, arm) with a score (e.g. Dice, 0-1).
+    group_col, block_col, arm_col, value_col : str
+        Column names.
+    arms : sequence of str, optional
+        The arms compared (default: every arm of the group).
+    groups : sequence, optional
+        Groups that keep a row even without any data (reported first, in the given order).
+
+    Returns
+    -------
+    DataFrame
+        One row per group (``FRIEDMAN_COLUMNS``): ``n_subjects``, ``n_arms``, ``arms``, ``statistic``
+        (chi2), ``p_value``, ``kendall_w`` = chi2 / (n (k - 1)) as effect size, ``p_bh``
+        (Benjamini-Hochberg across the groups), ``note``.
     """
     _check(df, [group_col, block_col, arm_col], value_col)
     wanted = None if arms is None else [str(a) for a in arms]
@@ -161,8 +198,23 @@ def pairwise_wilcoxon(df: pd.DataFrame, group_col: str = "dataset", block_col: s
     """Two-sided Wilcoxon signed-rank test for every pair of arms within each group.
 
     Each pair uses the subjects with finite values in both arms (not only complete blocks),
-    so a pair is not penalised by a third arm's missing scores. ``correction="per_group"``
-    applies BH within each group's family of pairs; ``"all"`` over every pair in the table.
+    so a pair is not penalised by a third arm's missing scores.
+
+    Parameters
+    ----------
+    df : DataFrame
+        Long table, one row per (group, subject, arm) with a score.
+    group_col, block_col, arm_col, value_col : str
+        Column names.
+    correction : "per_group" or "all"
+        Benjamini-Hochberg within each group's family of pairs, or over every pair in the table.
+
+    Returns
+    -------
+    DataFrame
+        One row per (group, arm_a, arm_b) (``WILCOXON_COLUMNS``): ``n_subjects``, ``median_a``,
+        ``median_b``, ``median_difference``, ``statistic``, ``p_value``, ``p_bh``, ``note`` (why a test
+        did not run).
     """
     if correction not in ("per_group", "all"):
         raise ValueError(f"correction must be 'per_group' or 'all', got {correction!r}")
@@ -287,19 +339,29 @@ def ranksum_by_group(df: pd.DataFrame, group_cols: str | tuple[str, ...] | list[
     Notebook 06's comparison of ground-truth box prompts with detector box prompts: per
     (dataset, model) the subject scores of the two prompt conditions are treated as two
     independent samples (``scipy.stats.ranksums``: the normal approximation of the rank-sum
-    statistic, without a tie correction, as in the study). ``statistic`` is the z of sample a
-    (``conditions[0]``); positive means a tends to score higher. ``median_difference`` is
-    median(a) - median(b), a difference of medians (not a Hodges-Lehmann shift).
+    statistic, without a tie correction, as in the study). Non-numeric and non-finite values (a
+    model that found nothing) are dropped per side, and rows whose condition is neither of
+    ``conditions`` are ignored.
 
-    Non-numeric and non-finite values (a model that found nothing) are dropped per side, and
-    rows whose condition is neither of ``conditions`` are ignored. Every group present in
-    ``df`` keeps a row; one where a side has fewer than 2 finite values, or where every value
-    of both sides is the same constant, gets NaN results and a ``note`` starting with
-    "not run:". ``p_bh`` is Benjamini-Hochberg over all tests that ran (the whole table);
-    tests that did not run are left out of that family.
+    Parameters
+    ----------
+    df : DataFrame
+        Long table with the group columns, the condition and a score.
+    group_cols : str or sequence of str
+        The groups (default dataset and model).
+    condition_col, value_col : str
+        Column names.
+    conditions : (str, str)
+        Condition a and condition b.
 
-    Columns: ``group_cols``, condition_a, condition_b, n_a, n_b, median_a, median_b,
-    median_difference, statistic, p_value, p_bh, note.
+    Returns
+    -------
+    DataFrame
+        Every group present in ``df`` keeps a row: ``group_cols``, condition_a, condition_b, n_a,
+        n_b, median_a, median_b, ``median_difference`` (median(a) - median(b), not a
+        Hodges-Lehmann shift), ``statistic`` (the z of sample a: positive means a tends to score
+        higher), ``p_value``, ``p_bh`` (Benjamini-Hochberg over the tests that ran) and ``note``
+        ("not run: ..." where a side has fewer than 2 finite values or both sides are one constant).
     """
     groups = [group_cols] if isinstance(group_cols, str) else list(group_cols)
     if not groups:

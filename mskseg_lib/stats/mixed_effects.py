@@ -24,7 +24,9 @@ Mixed-Effects Modeling"), one function per step:
    formula it fits.
 
 ``simulate_table`` draws data with known coefficients and a random dataset effect, which the
-tests use to check that the fit recovers them.
+tests use to check that the fit recovers them. :class:`MixedEffectsSettings` holds the choices of
+notebook 04's analyses (reference model, prompt condition, interactions, VIF threshold, seed)
+with the study's values as defaults.
 """
 from __future__ import annotations
 
@@ -43,7 +45,7 @@ from sklearn.impute import IterativeImputer
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 from statsmodels.stats.outliers_influence import variance_inflation_factor
 
-from mskseg_lib.data.errors import DataError
+from mskseg_lib.data.errors import DataError, SettingsError
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,33 @@ class VariableTypes:
 
 
 MRI_TYPES = VariableTypes()
+# the two-way interactions the study's text names: TE x slice thickness, TE x finetuning strategy
+STUDY_INTERACTIONS: tuple[tuple[str, str], ...] = (("te_ms", "slice_thickness_mm"), ("te_ms", "encoder_finetuned"))
+
+
+@dataclass(frozen=True)
+class MixedEffectsSettings:
+    """The choices of the mixed-effects analyses; the defaults are the study's.
+
+    ``reference_model``: its zero-shot arm is the reference level (the study: SAM ViT-B; the first
+    zero-shot model present stands in, and the fit tables say so); ``condition``: the prompt
+    condition whose Dice is the response; ``interactions``: two-way interactions, pairs of raw
+    variable names; ``vif_threshold``: features above it are dropped, largest first; ``seed``: the
+    random forests of the imputation.
+    """
+
+    reference_model: str = "sam_vit_b"
+    condition: str = "gt_box"
+    interactions: tuple[tuple[str, str], ...] = STUDY_INTERACTIONS
+    vif_threshold: float = 10.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "interactions", tuple(tuple(p) for p in self.interactions))
+        bad = [list(p) for p in self.interactions if len(p) != 2]
+        if bad or self.vif_threshold <= 1:
+            raise SettingsError(f"mixed effects: interactions must be pairs (got {bad or 'pairs'}) and vif_threshold "
+                                f"> 1 (got {self.vif_threshold})")
 # expected direction of each effect in the synthetic cohort (mskseg_lib/data/mr_physics.py):
 # longer TE -> T2 decay, less signal; higher field -> more SNR; larger voxels -> more partial
 # volume and fewer pixels across thin structures
@@ -89,12 +118,38 @@ BOX_SHIFT_COLUMNS = ("box_shift_grid_px", "box_shift_px")
 
 
 def arm_name(model_key: str, finetuned: bool) -> str:
-    """The model-and-training level of a row (``sam_vit_b zero-shot`` is the study's reference)."""
+    """The model-and-training level of a row (``sam_vit_b zero-shot`` is the study's reference).
+
+    Parameters
+    ----------
+    model_key : str
+        Zoo key.
+    finetuned : bool
+
+    Returns
+    -------
+    str
+        ``"<model_key> zero-shot"`` or ``"<model_key> finetuned"``.
+    """
     return f"{model_key} {'finetuned' if finetuned else 'zero-shot'}"
 
 
 def first_column(df: pd.DataFrame, candidates: Sequence[str], what: str, source: str) -> str:
-    """The first of ``candidates`` that ``df`` has; a :class:`DataError` naming ``source`` else."""
+    """The first of ``candidates`` that ``df`` has.
+
+    Parameters
+    ----------
+    df : DataFrame
+    candidates : sequence of str
+        Column names in order of preference.
+    what, source : str
+        What the column holds and which table it is, for the error.
+
+    Returns
+    -------
+    str
+        The column name; a :class:`DataError` naming ``source`` when none is there.
+    """
     for c in candidates:
         if c in df.columns:
             return c
@@ -105,11 +160,19 @@ def first_column(df: pd.DataFrame, candidates: Sequence[str], what: str, source:
 def experiment_settings(experiments: pd.DataFrame) -> pd.DataFrame:
     """The study's experiment covariates, one row per finetuned ``experiment_id``.
 
-    Columns: ``finetune_type`` (single / mixed / all_msk from ``mix_kind``), ``finetuned`` (1),
-    ``encoder_finetuned`` (1 when the image encoder was trained: ``encoder == "trained"``, or
-    ``strategy == "full"``), ``box_shift_applied`` (1 when the box-shift setting is > 0, read
-    from ``box_shift_grid_px`` or, in older grids, ``box_shift_px``) and ``initial_weights``
-    (the zoo key the model started from).
+    Parameters
+    ----------
+    experiments : DataFrame
+        The grid's experiment table (``experiment_id``, ``mix_kind``, ``encoder`` or ``strategy``,
+        ``box_shift_grid_px`` or ``box_shift_px``, ``model_key``).
+
+    Returns
+    -------
+    DataFrame
+        ``finetune_type`` (single / mixed / all_msk from ``mix_kind``), ``finetuned`` (1),
+        ``encoder_finetuned`` (1 when the image encoder was trained: ``encoder == "trained"``, or
+        ``strategy == "full"``), ``box_shift_applied`` (1 when the box-shift setting is > 0) and
+        ``initial_weights`` (the zoo key the model started from), after ``experiment_id``.
     """
     source = "finetuning experiment table"
     for c in ("experiment_id", "mix_kind", "model_key"):
@@ -130,14 +193,39 @@ def experiment_settings(experiments: pd.DataFrame) -> pd.DataFrame:
 
 
 def zero_shot_settings(experiment_id: str) -> dict:
-    """The covariates of a zero-shot baseline row (``experiment_id`` ``zero_shot:<model>``)."""
+    """The covariates of a zero-shot baseline row.
+
+    Parameters
+    ----------
+    experiment_id : str
+        ``zero_shot:<model>``.
+
+    Returns
+    -------
+    dict
+        ``finetune_type`` ``zero_shot``, ``finetuned``, ``encoder_finetuned`` and
+        ``box_shift_applied`` 0, ``initial_weights`` the model.
+    """
     key = experiment_id.split(":", 1)[1]
     return {"finetune_type": "zero_shot", "finetuned": 0, "encoder_finetuned": 0, "box_shift_applied": 0,
             "initial_weights": key}
 
 
 def row_settings(experiment_ids: pd.Series, experiments: pd.DataFrame) -> pd.DataFrame:
-    """Settings of every row (zero-shot baselines and finetuned experiments), plus ``arm``."""
+    """Settings of every row (zero-shot baselines and finetuned experiments), plus ``arm``.
+
+    Parameters
+    ----------
+    experiment_ids : Series
+        One experiment id per row (``zero_shot:<model>`` for baselines).
+    experiments : DataFrame
+        The grid's experiment table.
+
+    Returns
+    -------
+    DataFrame
+        :func:`experiment_settings`' columns and ``arm`` (:func:`arm_name`), aligned with the rows.
+    """
     tuned = experiment_settings(experiments).set_index("experiment_id") if len(experiments) else pd.DataFrame()
     rows = []
     for eid in experiment_ids:
@@ -156,9 +244,24 @@ def assemble_table(subject_scores: pd.DataFrame, experiments: pd.DataFrame, subj
                    condition: str = "gt_box", dice_column: str | None = None) -> pd.DataFrame:
     """One row per (experiment, model, dataset, subject): Dice, acquisition and settings.
 
-    ``subject_scores`` is the grid's subject table (``experiment_id`` ``zero_shot:<model>`` for
-    baselines), ``experiments`` its experiment table, ``subjects`` the prepared subject table.
-    ``dice`` is ``dice_column`` (default: the first of :data:`SUBJECT_DICE_COLUMNS` present).
+    Parameters
+    ----------
+    subject_scores : DataFrame
+        The grid's subject table (``experiment_id`` ``zero_shot:<model>`` for baselines), one row
+        per (experiment, condition, dataset, subject).
+    experiments : DataFrame
+        The grid's experiment table.
+    subjects : DataFrame
+        The prepared subjects table (acquisition columns).
+    condition : str
+        The prompt condition kept.
+    dice_column : str, optional
+        The score (default: the first of :data:`SUBJECT_DICE_COLUMNS` present).
+
+    Returns
+    -------
+    DataFrame
+        ``dice`` (0-1), the ``ACQUISITION_COLUMNS`` (ms, degrees, mm, T) and the row settings.
     """
     dice_column = dice_column or first_column(subject_scores, SUBJECT_DICE_COLUMNS, "subject Dice", "subject scores")
     s = subject_scores[subject_scores["condition"] == condition].reset_index(drop=True)
@@ -171,7 +274,19 @@ def assemble_table(subject_scores: pd.DataFrame, experiments: pd.DataFrame, subj
 
 # ----------------------------------------------------------------------------- 2. imputation
 def missingness(df: pd.DataFrame, types: VariableTypes = MRI_TYPES) -> pd.DataFrame:
-    """Variable type and missing fraction per column (table S35)."""
+    """Variable type and missing values per column (table S35).
+
+    Parameters
+    ----------
+    df : DataFrame
+    types : VariableTypes
+        The variables and their classes (absent columns are skipped).
+
+    Returns
+    -------
+    DataFrame
+        ``variable``, ``type``, ``n_missing``, ``fraction_missing``, ``n_levels``.
+    """
     kinds = {**{c: "nominal" for c in types.nominal}, **{c: "ordinal" for c in types.ordinal},
              **{c: "continuous" for c in types.continuous}, **{c: "discrete" for c in types.discrete},
              **{c: "binary" for c in types.binary}}
@@ -228,7 +343,21 @@ def impute(df: pd.DataFrame, types: VariableTypes = MRI_TYPES, seed: int = 0) ->
 
 def ks_sensitivity(original: pd.DataFrame, imputed: pd.DataFrame, types: VariableTypes = MRI_TYPES) -> pd.DataFrame:
     """Two-sample KS test, observed values vs the completed column, for every imputed numeric
-    column (table S36): a small statistic means imputation kept the distribution."""
+    column (table S36): a small statistic means imputation kept the distribution.
+
+    Parameters
+    ----------
+    original, imputed : DataFrame
+        The table before and after :func:`impute` (same rows).
+    types : VariableTypes
+        The variables' classes (numeric ones are tested).
+
+    Returns
+    -------
+    DataFrame
+        ``variable``, ``n_imputed``, ``ks_statistic``, ``p_value``; variables with nothing imputed
+        are left out.
+    """
     rows = []
     for c in [c for c in [*types.numeric, *types.ordinal] if c in original]:
         n_miss = int(original[c].isna().sum())
@@ -242,18 +371,41 @@ def ks_sensitivity(original: pd.DataFrame, imputed: pd.DataFrame, types: Variabl
 
 # ----------------------------------------------------------------------------- 3. encoding
 def safe_name(name: str) -> str:
-    """A column name usable in a patsy formula."""
+    """A column name usable in a patsy formula (other characters -> ``_``).
+
+    Parameters
+    ----------
+    name : str
+
+    Returns
+    -------
+    str
+    """
     return re.sub(r"\W+", "_", str(name)).strip("_")
 
 
 def encode(df: pd.DataFrame, types: VariableTypes = MRI_TYPES,
            references: Mapping[str, Any] | None = None) -> pd.DataFrame:
-    """Model-ready features: one-hot nominal (reference level dropped), ordinal codes,
-    continuous variables through scikit-learn's ``StandardScaler`` (mean 0, SD 1 with ddof 0),
-    discrete ones through ``MinMaxScaler`` (0 at the smallest value, 1 at the largest), binary
-    as is. The scalers are fitted on the rows of ``df``.
+    """Model-ready features.
 
-    ``references`` fixes the dropped level per nominal column (else the first in sorted order).
+    One-hot nominal (reference level dropped), ordinal codes, continuous variables through
+    scikit-learn's ``StandardScaler`` (mean 0, SD 1 with ddof 0), discrete ones through
+    ``MinMaxScaler`` (0 at the smallest value, 1 at the largest), binary as is. The scalers are
+    fitted on the rows of ``df``.
+
+    Parameters
+    ----------
+    df : DataFrame
+        Complete (imputed) variables.
+    types : VariableTypes
+        Each column's class.
+    references : mapping, optional
+        The dropped level per nominal column (else the first in sorted order).
+
+    Returns
+    -------
+    DataFrame
+        One column per feature (``<variable>_<level>`` for one-hot columns), same rows.
     """
     references = dict(references or {})
     parts = []
@@ -281,7 +433,18 @@ def encode(df: pd.DataFrame, types: VariableTypes = MRI_TYPES,
 
 # ----------------------------------------------------------------------------- 4. collinearity
 def vif_table(features: pd.DataFrame) -> pd.DataFrame:
-    """Variance inflation factor of every feature (an intercept is added, as VIF assumes)."""
+    """Variance inflation factor of every feature (an intercept is added, as VIF assumes).
+
+    Parameters
+    ----------
+    features : DataFrame
+        Numeric features.
+
+    Returns
+    -------
+    DataFrame
+        ``feature``, ``vif`` (NaN for a constant feature).
+    """
     x = features.loc[:, features.std(ddof=0) > 0].astype(float)
     design = np.column_stack([np.ones(len(x)), x.to_numpy()])
     with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
@@ -296,9 +459,26 @@ def vif_table(features: pd.DataFrame) -> pd.DataFrame:
 
 def drop_collinear(features: pd.DataFrame, threshold: float = 10.0,
                    keep: Sequence[str] = ()) -> tuple[list[str], pd.DataFrame]:
-    """Drop the largest-VIF feature above ``threshold`` (never one in ``keep``) until none is
-    left above it; constant features go first (even those in ``keep``: a constant has no
-    effect to estimate). Returns (kept features, before/after table)."""
+    """Drop the largest-VIF feature above ``threshold`` (never one in ``keep``) until none is left
+    above it; constant features go first (even those in ``keep``: a constant has no effect to
+    estimate).
+
+    Parameters
+    ----------
+    features : DataFrame
+        Numeric features.
+    threshold : float
+        VIF above which a feature is dropped.
+    keep : sequence of str
+        Features never dropped for VIF.
+
+    Returns
+    -------
+    kept : list of str
+        The features left.
+    table : DataFrame
+        ``feature``, ``vif_before``, ``vif_after``, ``dropped``.
+    """
     before = vif_table(features)
     kept = [c for c in features.columns if features[c].std(ddof=0) > 0]  # a constant is never estimable
     while True:
@@ -331,7 +511,17 @@ class MixedFit:
 def formula_string(response: str, fixed: Sequence[str], interactions: Sequence[tuple[str, str]] = ()) -> str:
     """The patsy formula ``fit_mixed`` fits: ``response ~ a + b + a:b`` (``1`` with no term).
 
-    Interactions whose factors are not both among ``fixed`` are left out.
+    Parameters
+    ----------
+    response : str
+    fixed : sequence of str
+        Fixed-effect columns.
+    interactions : sequence of (str, str)
+        Pairs; those whose factors are not both among ``fixed`` are left out.
+
+    Returns
+    -------
+    str
     """
     terms = list(fixed) + [f"{a}:{b}" for a, b in interactions if a in fixed and b in fixed]
     return f"{response} ~ " + (" + ".join(terms) if terms else "1")
@@ -342,10 +532,30 @@ def fit_mixed(data: pd.DataFrame, response: str, fixed: Sequence[str], group: st
               variance_components: Mapping[str, str] | None = None) -> MixedFit:
     """``MixedLM`` (REML): ``response ~ fixed + a:b`` with a random intercept per ``group``.
 
-    ``variance_components`` adds random intercepts nested in the group, as ``{name: column}``
-    (``{"subject": "subject_id"}``: one intercept per subject within its dataset). Optimisers
-    are tried in turn (lbfgs, Powell, Nelder-Mead) until one converges; a rank-deficient
-    fixed-effect design is refused with a message.
+    Optimisers are tried in turn (lbfgs, Powell, Nelder-Mead) until one converges; a
+    rank-deficient fixed-effect design is refused with a message.
+
+    Parameters
+    ----------
+    data : DataFrame
+        Response, features and the group column.
+    response : str
+    fixed : sequence of str
+        Fixed effects.
+    group : str
+        Random-intercept grouping (datasets).
+    interactions : sequence of (str, str)
+        Two-way interactions among ``fixed``.
+    variance_components : mapping, optional
+        Random intercepts nested in the group, ``{name: column}`` (``{"subject": "subject_id"}``:
+        one intercept per subject within its dataset).
+
+    Returns
+    -------
+    MixedFit
+        ``coefficients`` (term, coef, se, ci_low, ci_high, p_value; 95% CIs), ``converged``, the
+        random-intercept, residual and nested variances, ``n_obs``, ``n_groups``, ``formula`` and
+        the REML log-likelihood.
     """
     formula = formula_string(response, fixed, interactions)
     vc = {name: f"0 + C({column})" for name, column in (variance_components or {}).items()}
@@ -380,7 +590,23 @@ def fit_mixed(data: pd.DataFrame, response: str, fixed: Sequence[str], group: st
 def simulate_table(coefficients: Mapping[str, float], *, n_datasets: int = 12, n_subjects: int = 20,
                    intercept: float = 0.7, random_sd: float = 0.05, noise_sd: float = 0.03,
                    seed: int = 0) -> pd.DataFrame:
-    """Data with known fixed effects (standard-normal features) and a random dataset intercept."""
+    """Data with known fixed effects (standard-normal features) and a random dataset intercept.
+
+    Parameters
+    ----------
+    coefficients : mapping
+        Feature name -> true coefficient.
+    n_datasets, n_subjects : int
+        Groups and rows per group.
+    intercept, random_sd, noise_sd : float
+        Fixed intercept, SD of the dataset intercepts, residual SD.
+    seed : int
+
+    Returns
+    -------
+    DataFrame
+        ``dataset``, ``dice`` and one column per feature, ``n_datasets * n_subjects`` rows.
+    """
     rng = np.random.default_rng(seed)
     n = n_datasets * n_subjects
     data = {name: rng.standard_normal(n) for name in coefficients}

@@ -42,10 +42,23 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from mskseg_lib.data.errors import DataError
-from mskseg_lib.stats.mixed_effects import (SUBJECT_DICE_COLUMNS, VariableTypes, arm_name, drop_collinear, encode,
-                                            first_column, fit_mixed, formula_string, impute, ks_sensitivity,
-                                            row_settings, safe_name)
+from mskseg_lib.data.errors import DataError, SettingsError
+from mskseg_lib.stats.mixed_effects import (
+    STUDY_INTERACTIONS,
+    SUBJECT_DICE_COLUMNS,
+    MixedEffectsSettings,
+    VariableTypes,
+    arm_name,
+    drop_collinear,
+    encode,
+    first_column,
+    fit_mixed,
+    formula_string,
+    impute,
+    ks_sensitivity,
+    row_settings,
+    safe_name,
+)
 
 __all__ = ["STUDY_MRI_TERMS", "SETTING_TERMS", "DEFAULT_INTERACTIONS", "StudyEffects", "analyse_study_effects",
            "dataset_acquisition", "dataset_level_scores", "fit_type", "modelling_rows", "prepare_design",
@@ -61,7 +74,7 @@ STUDY_MRI_TERMS = ("te_ms", "pixel_spacing_mm", "slice_thickness_mm", "flip_angl
 # the finetuning covariates; ``finetuned`` separates the SAM zero-shot reference rows from SAM-initialised
 # finetuned rows (without it a frozen-encoder, unshifted SAM finetune would share the reference's covariates)
 SETTING_TERMS = ("finetuned", "encoder_finetuned", "box_shift_applied")
-DEFAULT_INTERACTIONS = (("te_ms", "slice_thickness_mm"), ("te_ms", "encoder_finetuned"))
+DEFAULT_INTERACTIONS = STUDY_INTERACTIONS
 # the VIF screen: the study's ten features less SAR (not recorded by the cohort or DICOM manifests)
 VIF_VARIABLES = ("te_ms", "tr_ms", "flip_angle_deg", "field_strength_t", "vendor", "slice_thickness_mm",
                  "rows_px", "pixel_spacing_mm", "acquisition_3d")
@@ -112,12 +125,25 @@ def dataset_level_scores(subject_scores: pd.DataFrame, experiments: pd.DataFrame
 
 
 def modelling_rows(scores: pd.DataFrame, reference_model: str) -> tuple[pd.DataFrame, str]:
-    """The finetuned rows and the reference model's zero-shot rows; (rows, reference arm).
+    """The finetuned rows and the reference model's zero-shot rows.
 
     The reference is ``<reference_model> zero-shot`` (the study: SAM ViT-B); where that model
     has no zero-shot rows (its checkpoint is missing) the first zero-shot model present in
-    sorted order stands in, and the returned arm says which. Other zero-shot models are not part
-    of the study's models.
+    sorted order stands in. Other zero-shot models are not part of the study's models.
+
+    Parameters
+    ----------
+    scores : DataFrame
+        :func:`dataset_level_scores`' table.
+    reference_model : str
+        Zoo key of the reference level.
+
+    Returns
+    -------
+    rows : DataFrame
+        The modelling rows.
+    reference : str
+        The reference arm used.
     """
     zero_shot = scores[scores["finetuned"] == 0]
     if zero_shot.empty:
@@ -137,7 +163,18 @@ def _mode(values: pd.Series):
 
 
 def acquisition_mode(subjects: pd.DataFrame) -> pd.Series:
-    """The study's AcquisitionMode: 0 for a 2D acquisition, 1 for 3D (NaN where not recorded)."""
+    """The study's AcquisitionMode: 0 for a 2D acquisition, 1 for 3D.
+
+    Parameters
+    ----------
+    subjects : DataFrame
+        With an ``acquisition`` column (``"2D"`` / ``"3D"``).
+
+    Returns
+    -------
+    Series
+        0.0, 1.0 or NaN where not recorded, aligned with ``subjects``.
+    """
     values = subjects["acquisition"]
     bad = sorted(set(values.dropna().astype(str)) - set(ACQUISITION_MODE))
     if bad:
@@ -151,8 +188,18 @@ def dataset_acquisition(subjects: pd.DataFrame, numeric: Sequence[str] = NUMERIC
     categorical acquisition column over the dataset's subjects (missing values skipped; a
     dataset where every subject lacks a value keeps NaN, for the imputation).
 
-    ``subjects`` needs ``dataset``, ``subject_id``, the ``numeric`` columns, and the
-    ``categorical`` ones, where ``acquisition_3d`` may instead come from ``acquisition`` (2D/3D).
+    Parameters
+    ----------
+    subjects : DataFrame
+        ``dataset``, ``subject_id``, the ``numeric`` columns and the ``categorical`` ones
+        (``acquisition_3d`` may instead come from ``acquisition``, 2D/3D).
+    numeric, categorical : sequence of str
+        The columns summarised by mean and by mode.
+
+    Returns
+    -------
+    DataFrame
+        ``dataset``, ``n_subjects`` and one column per variable (raw units: ms, degrees, mm, T).
     """
     subjects = subjects.copy()
     if "acquisition_3d" in categorical and "acquisition_3d" not in subjects and "acquisition" in subjects:
@@ -209,10 +256,28 @@ def prepare_design(rows: pd.DataFrame, subjects: pd.DataFrame, *, vif_threshold:
                    types: VariableTypes = STUDY_TYPES) -> Prepared:
     """Impute, encode, scale, screen by VIF, and do it all again on the variables left.
 
-    ``rows``: the modelling rows (:func:`modelling_rows`); ``subjects``: the subject table
-    (acquisition columns), aggregated here over every subject of each modelled dataset.
     Imputation runs on the per-dataset table (one row per dataset); scaling and the VIF screen
     on the modelling rows, as the study's single preprocessed table.
+
+    Parameters
+    ----------
+    rows : DataFrame
+        The modelling rows (:func:`modelling_rows`).
+    subjects : DataFrame
+        The subjects table (acquisition columns), aggregated here over every subject of each
+        modelled dataset.
+    vif_threshold : float
+        VIF above which a feature is dropped, largest first.
+    seed : int
+        Seed of the random forests.
+    types : VariableTypes
+        Each variable's class.
+
+    Returns
+    -------
+    Prepared
+        ``data`` (S34, raw units), ``design`` (encoded and scaled), ``missingness`` (S35), ``ks``
+        (S36), ``vif`` (S37) and ``kept_variables``.
     """
     datasets = sorted(rows[GROUP].unique())
     in_model = subjects[subjects[GROUP].isin(datasets)].copy()
@@ -262,8 +327,19 @@ def study_formula(mri_terms: Sequence[str] = STUDY_MRI_TERMS, weights: Sequence[
                   interactions: Sequence[tuple[str, str]] = DEFAULT_INTERACTIONS) -> str:
     """The patsy formula of one type's model with every term estimable.
 
-    ``weights``: the non-reference initial weights (zoo keys), each a 0/1 column
-    ``initial_weights_<key>``; the random intercept per dataset is MixedLM's ``groups``.
+    Parameters
+    ----------
+    mri_terms : sequence of str
+        MRI fixed effects.
+    weights : sequence of str
+        The non-reference initial weights (zoo keys), each a 0/1 column ``initial_weights_<key>``.
+    interactions : sequence of (str, str)
+        Two-way interactions.
+
+    Returns
+    -------
+    str
+        The formula (the random intercept per dataset is MixedLM's ``groups``, not a term).
     """
     fixed = [*mri_terms, *SETTING_TERMS, *[f"initial_weights_{safe_name(w)}" for w in weights]]
     return formula_string(RESPONSE, fixed, [(safe_name(a), safe_name(b)) for a, b in interactions])
@@ -282,7 +358,25 @@ def select_terms(rows: pd.DataFrame, candidates: Sequence[str], interactions: Se
     A term is dropped when it is constant in the rows, adds nothing to the design's rank (a
     linear combination of the terms before it), or is a between-dataset term beyond what the
     datasets allow (``n_datasets - 2`` beside the intercept, leaving one degree of freedom for
-    the random intercept's variance). Returns (terms, interactions, reasons for each drop).
+    the random intercept's variance).
+
+    Parameters
+    ----------
+    rows : DataFrame
+        The type's modelling rows (encoded features).
+    candidates : sequence of str
+        Fixed-effect columns in order of priority.
+    interactions : sequence of (str, str)
+        Candidate interactions.
+    group : str
+        The grouping column (datasets).
+
+    Returns
+    -------
+    terms : list of str
+    interactions : list of (str, str)
+    dropped : list of str
+        One reason per dropped term or interaction.
     """
     groups = rows[group].to_numpy()
     n_groups = len(np.unique(groups))
@@ -333,10 +427,26 @@ def fit_type(design: pd.DataFrame, kind: str, *, reference_arm: str, mri_terms: 
              interactions: Sequence[tuple[str, str]] = DEFAULT_INTERACTIONS) -> tuple[dict, pd.DataFrame]:
     """One finetuning type's model: its finetuned rows and the reference rows of its datasets.
 
-    ``design``: :attr:`Prepared.design`; ``mri_terms``: the MRI fixed effects left after the VIF
-    screen. Returns (fit row, coefficient table with a ``Group Var`` row for the random
-    intercept's variance, as statsmodels' summary has it); a type that cannot be fitted gets a
-    ``status`` saying why and an empty table.
+    Parameters
+    ----------
+    design : DataFrame
+        :attr:`Prepared.design`.
+    kind : str
+        ``single``, ``mixed`` or ``all_msk``.
+    reference_arm : str
+        The reference level's arm.
+    mri_terms : sequence of str
+        The MRI fixed effects left after the VIF screen.
+    interactions : sequence of (str, str)
+
+    Returns
+    -------
+    fit : dict
+        The fit row (status, rows, datasets, convergence, variances, dropped terms, formula); a type
+        that cannot be fitted gets a ``status`` saying why.
+    coefficients : DataFrame
+        term, coef, se, 95% CI, p, with a ``Group Var`` row for the random intercept's variance
+        (as statsmodels' summary has it); empty when not fitted.
     """
     tuned = design[design["finetune_type"] == kind]
     fit_row = {"finetune_type": kind, "type_name": TYPE_NAMES.get(kind, kind), "reference_arm": reference_arm,
@@ -387,28 +497,44 @@ class StudyEffects:
     excluded_arms: list[str]  # zero-shot arms present but not part of the study's models
 
 
-def analyse_study_effects(subject_scores: pd.DataFrame, experiments: pd.DataFrame, subjects: pd.DataFrame, *,
-                          reference_model: str = "sam_vit_b", condition: str = "gt_box",
-                          interactions: Sequence[Sequence[str]] = DEFAULT_INTERACTIONS,
-                          vif_threshold: float = 10.0, seed: int = 0,
+def analyse_study_effects(subject_scores: pd.DataFrame, experiments: pd.DataFrame, subjects: pd.DataFrame,
+                          settings: MixedEffectsSettings = MixedEffectsSettings(), *,
                           dice_column: str | None = None) -> StudyEffects:
     """The study's analysis end to end (see the module docstring).
 
-    ``subject_scores``: per (experiment, condition, dataset, subject) Dice, zero-shot baselines
-    included; ``experiments``: the grid's experiment table; ``subjects``: the prepared subject
-    table (acquisition columns). ``interactions``: pairs of raw names among the MRI terms and
-    the settings.
+    Parameters
+    ----------
+    subject_scores : DataFrame
+        One row per (experiment, condition, dataset, subject) with the subject's Dice (0-1),
+        zero-shot baselines included (``FinetuneGrid.subjects``).
+    experiments : DataFrame
+        The grid's experiment table (type, model, strategy, box shift, status).
+    subjects : DataFrame
+        The prepared subjects table (acquisition columns: TE, TR in ms, flip angle in degrees,
+        slice thickness and pixel spacing in mm, field strength in T, vendor, rows).
+    settings : MixedEffectsSettings
+        Reference model, condition, interactions (pairs among the MRI terms and the finetuning
+        covariates), VIF threshold and seed; the study's by default.
+    dice_column : str, optional
+        The subject Dice column (default: the first of ``SUBJECT_DICE_COLUMNS`` present).
+
+    Returns
+    -------
+    StudyEffects
+        The modelling data (S34), missingness (S35), KS checks (S36), VIF screen (S37),
+        coefficients (S38), one fit row per finetuning type (X04a), the reference arm and the
+        zero-shot arms left out.
     """
     allowed = (*STUDY_MRI_TERMS, *SETTING_TERMS)
-    for pair in interactions:
-        if len(pair) != 2 or any(v not in allowed for v in pair):
-            raise ValueError(f"mixed_effects.interactions: {list(pair)!r} is not a pair of {', '.join(allowed)}")
-    scores = dataset_level_scores(subject_scores, experiments, condition=condition, dice_column=dice_column)
-    rows, reference = modelling_rows(scores, reference_model)
+    for pair in settings.interactions:
+        if any(v not in allowed for v in pair):
+            raise SettingsError(f"mixed_effects.interactions: {list(pair)!r} is not a pair of {', '.join(allowed)}")
+    scores = dataset_level_scores(subject_scores, experiments, condition=settings.condition, dice_column=dice_column)
+    rows, reference = modelling_rows(scores, settings.reference_model)
     excluded = sorted(set(scores.loc[scores["finetuned"] == 0, "arm"]) - {reference})
-    prepared = prepare_design(rows, subjects, vif_threshold=vif_threshold, seed=seed)
+    prepared = prepare_design(rows, subjects, vif_threshold=settings.vif_threshold, seed=settings.seed)
     mri = [t for t in STUDY_MRI_TERMS if t in prepared.kept_variables]
-    pairs = [tuple(p) for p in interactions]
+    pairs = list(settings.interactions)
     fits, coefs = [], []
     for kind in FINETUNE_TYPES:
         row, coef = fit_type(prepared.design, kind, reference_arm=reference, mri_terms=mri, interactions=pairs)
@@ -435,9 +561,11 @@ PUBLISHED_COLUMNS = ["published_coef", "published_ci_low", "published_ci_high", 
 def published_mixed_effects() -> pd.DataFrame:
     """The study's published fixed effects (``mskseg_lib/reference/paper_mixed_effects.csv``).
 
-    Columns: term, finetune_type (``single`` / ``mixed`` / ``all_msk``, or ``not stated``),
-    coef, ci_low, ci_high, range_low, range_high (a range over the types where the text gives
-    only that), note.
+    Returns
+    -------
+    DataFrame
+        term, finetune_type (``single`` / ``mixed`` / ``all_msk``, or ``not stated``), coef, ci_low,
+        ci_high, range_low, range_high (a range over the types where the text gives only that), note.
     """
     with resources.files("mskseg_lib.reference").joinpath("paper_mixed_effects.csv").open() as fh:
         return pd.read_csv(fh)
@@ -450,6 +578,18 @@ def with_published(coefficients: pd.DataFrame, published: pd.DataFrame | None = 
     the text does not state (``not stated``) is shown on every type's row, and
     ``published_finetune_type`` says which was used. The published range columns carry the
     study's range over types (flip angle, echo time).
+
+    Parameters
+    ----------
+    coefficients : DataFrame
+        finetune_type, term, coef, ... (S38 or X04b).
+    published : DataFrame, optional
+        :func:`published_mixed_effects` (read when not given).
+
+    Returns
+    -------
+    DataFrame
+        ``coefficients`` with the ``PUBLISHED_COLUMNS`` added.
     """
     published = published_mixed_effects() if published is None else published
     out = coefficients.copy()

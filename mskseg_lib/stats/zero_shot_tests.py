@@ -43,11 +43,27 @@ def _study_scores(subjects: pd.DataFrame, condition: str) -> pd.DataFrame:
 def study_friedman(subjects: pd.DataFrame, models: Optional[pd.DataFrame] = None,
                    condition: str = EXACT_CONDITION, value_col: str = VALUE_COL) -> pd.DataFrame:
     """The study's Friedman test per dataset: SAM ViT-B, SAM2 hiera-b+, MedSAM ViT-B under
-    ``condition`` (exact boxes), subjects as blocks, BH across datasets.
+    ``condition`` (exact boxes), subjects as blocks, BH across datasets (table S4).
 
     Every dataset of ``subjects`` keeps a row. Where a study model has no scores the row says
     which and why (from ``models``, the run's models table: e.g. "not run: checkpoint missing")
     and which models did run, so the table is never empty.
+
+    Parameters
+    ----------
+    subjects : DataFrame
+        The zero-shot subject table: one row per (model, condition, dataset, subject) with Dice.
+    models : DataFrame, optional
+        The run's models table (status and reason of each model).
+    condition : str
+        The prompt condition tested.
+    value_col : str
+        The subject score.
+
+    Returns
+    -------
+    DataFrame
+        One row per dataset: ``FRIEDMAN_COLUMNS`` of :func:`~mskseg_lib.stats.comparisons.friedman_by_group`.
     """
     datasets = list(dict.fromkeys(subjects["dataset"]))
     arms = list(STUDY_MODELS.values())
@@ -69,12 +85,30 @@ def study_friedman(subjects: pd.DataFrame, models: Optional[pd.DataFrame] = None
 
 def study_wilcoxon(subjects: pd.DataFrame, friedman: pd.DataFrame, condition: str = EXACT_CONDITION,
                    value_col: str = VALUE_COL, alpha: float = ALPHA) -> pd.DataFrame:
-    """The study's post-hoc tests with the default reading and the variants as columns.
+    """The study's post-hoc tests with the default reading and the variants as columns (table S5).
 
     Default: pairs of the study models tested where the BH-adjusted Friedman p < ``alpha``,
     BH within dataset (``p_bh``). Variants: ``variant_raw_gate_p_value`` /
     ``variant_raw_gate_p_bh`` (gate on the raw Friedman p, BH within dataset) and
     ``variant_bh_all_pairs_p_bh`` (adjusted gate, BH over every pair tested in the table).
+
+    Parameters
+    ----------
+    subjects : DataFrame
+        The zero-shot subject table.
+    friedman : DataFrame
+        :func:`study_friedman`'s table (the gate).
+    condition : str
+        The prompt condition tested.
+    value_col : str
+        The subject score.
+    alpha : float
+        The gate's level.
+
+    Returns
+    -------
+    DataFrame
+        One row per (dataset, model pair): the Wilcoxon columns, the gate and the variant columns.
     """
     data = _study_scores(subjects, condition)
     kw = dict(arm_col="model", value_col=value_col, arms=list(STUDY_MODELS.values()), alpha=alpha)
@@ -103,7 +137,23 @@ def extra_tests(subjects: pd.DataFrame, conditions: Sequence[str], condition: st
       when that set is not the study's three (e.g. with LiteMedSAM); with fewer than three such
       models one row says so.
 
-    Returns (friedman, wilcoxon), both with ``analysis`` first.
+    Parameters
+    ----------
+    subjects : DataFrame
+        The zero-shot subject table.
+    conditions : sequence of str
+        The run's prompt conditions.
+    condition : str
+        The exact-box condition.
+    value_col : str
+        The subject score.
+    alpha : float
+        The post-hoc gate's level.
+
+    Returns
+    -------
+    friedman, wilcoxon : DataFrame
+        Both with ``analysis`` first.
     """
     fr_parts, wx_parts = [], []
     datasets = list(dict.fromkeys(subjects["dataset"]))

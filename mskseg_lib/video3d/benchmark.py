@@ -10,9 +10,9 @@ Both routes run the same scheme (one positive point per structure plus negatives
 
 It reports seconds per frame of each (median over repeats), their ratio, and how far the two
 routes' masks agree (Dice of the label volumes: JPEG compression changes the pixels the model
-sees). The volume is the first test subject of ``video3d.datasets`` (or a NIfTI given with its
-mask); the model is a zoo SAM2 model whose checkpoint is present, or ``tiny`` (random 256-px
-miniature: timings of the plumbing, not of a real encoder).
+sees). The volume is a row of :func:`mskseg_lib.video3d.study.study_volumes` (the profile's
+first one from ``mskseg bench video3d``); the model is a zoo SAM2 model whose checkpoint is
+present, or ``tiny`` (random 256-px miniature: timings of the plumbing, not of a real encoder).
 """
 from __future__ import annotations
 
@@ -25,39 +25,49 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from mskseg_lib.data.tables import load_tables
+from mskseg_lib.evaluation.metrics import dice
 from mskseg_lib.models.interface import pick_device, set_cpu_threads
+from mskseg_lib.models.settings import ModelSettings
 from mskseg_lib.provenance import collect_versions
 from mskseg_lib.video3d import prompts as P
 from mskseg_lib.video3d import study
 from mskseg_lib.video3d.frames import write_jpeg_frames
 from mskseg_lib.video3d.predictor import build_tiny_video_predictor, load_video_predictor, parameter_count
 from mskseg_lib.video3d.propagate import run_video, run_video_from_jpeg
-from mskseg_lib.video3d.scoring import dice_binary
 
 
-def bench_volume(cfg: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The first volume of the study (cohort test subjects of ``video3d.datasets``, else real)."""
-    subjects, _ = load_tables(dict(cfg))
-    vols = study.study_volumes(cfg, subjects)
-    if vols.empty:
-        raise ValueError(f"profile {cfg['profile']!r}: no video3d volume to time (video3d.datasets / real_spine)")
-    return vols.iloc[0].to_dict()
+def bench_video3d(volume: Mapping[str, Any], model: str = "tiny", repeats: int = 2, jpeg_quality: int = 95, *,
+                  settings: study.Video3dSettings = study.Video3dSettings(),
+                  models: ModelSettings | None = None) -> dict[str, Any]:
+    """Time both routes on one volume.
 
+    Parameters
+    ----------
+    volume : a row of :func:`mskseg_lib.video3d.study.study_volumes` (dataset, subject_id,
+        image_nifti, mask_nifti).
+    model : a zoo SAM2 model, or ``tiny`` (random miniature).
+    repeats : runs of each route (medians reported).
+    jpeg_quality : of the JPEG frames (the sam2 package's route).
+    settings : the structures prompted (``tissues``) and the dataset's clipping.
+    models : weights, device, CPU threads, bf16 autocast (default ``ModelSettings()``).
 
-def bench_video3d(cfg: Mapping[str, Any], model: str = "tiny", repeats: int = 2, jpeg_quality: int = 95,
-                  volume: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Time both routes; returns a JSON-ready dict (config, versions, timings, agreement)."""
-    set_cpu_threads(int(cfg["models"]["cpu_threads"]))
-    device = pick_device(cfg["models"]["device"])
-    row = dict(volume or bench_volume(cfg))
-    vol = study.load_volume(cfg, row)
+    Returns
+    -------
+    JSON-ready dict: seconds per frame of each route (``memory_s_per_frame``,
+    ``jpeg_s_per_frame``, ``jpeg_write_s_per_frame``), their ratio, every timing
+    (``times_s``), the mask Dice between the routes per structure, versions.
+    """
+    models = models or ModelSettings()
+    set_cpu_threads(int(models.cpu_threads))
+    device = pick_device(models.device)
+    row = dict(volume)
+    vol = study.load_volume(row, settings)
     if model == "tiny":
         predictor = build_tiny_video_predictor(device)
     else:
-        predictor, _ = load_video_predictor(cfg, model, device)
+        predictor, _ = load_video_predictor(model, models, device)
     seeds = P.single_slice_prompts(vol.gt, vol.values, negatives=True)
-    bf16 = bool(cfg["models"]["autocast_bf16"])
+    bf16 = bool(models.autocast_bf16)
     n = len(vol.image)
     times: dict[str, list[float]] = {"memory_s": [], "jpeg_write_s": [], "jpeg_run_s": []}
     masks: dict[str, np.ndarray] = {}
@@ -78,10 +88,11 @@ def bench_video3d(cfg: Mapping[str, Any], model: str = "tiny", repeats: int = 2,
             torch.cuda.synchronize()
     med = {k: statistics.median(v) for k, v in times.items()}
     jpeg_total = med["jpeg_write_s"] + med["jpeg_run_s"]
-    agree = {int(v): dice_binary(masks["memory"] == v, masks["jpeg"] == v) for v in vol.values}
+    agree = {int(v): dice(masks["memory"] == v, masks["jpeg"] == v) for v in vol.values}
     return {
         "model": model, "n_params": parameter_count(predictor), "image_size_px": int(predictor.image_size),
-        "device": str(device), "autocast_bf16": bf16, "volume": {k: str(row[k]) for k in ("dataset", "subject_id", "image_nifti")},
+        "device": str(device), "autocast_bf16": bf16,
+        "volume": {k: str(row[k]) for k in ("dataset", "subject_id", "image_nifti")},
         "n_frames": n, "slice_shape_px": list(vol.image.shape[1:]), "n_objects": len(seeds), "repeats": int(repeats),
         "jpeg_quality": int(jpeg_quality), "times_s": times,
         "memory_s_per_frame": med["memory_s"] / n,

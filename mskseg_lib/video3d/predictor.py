@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 
@@ -24,6 +24,7 @@ from mskseg_lib.models.checkpoints import expected_sha256, load_weights, resolve
 from mskseg_lib.models.interface import pick_device
 from mskseg_lib.models.registry import get_spec
 from mskseg_lib.models.sam2_hiera import TINY_SAM2_OVERRIDES, Sam2Segmenter, sam2_hydra
+from mskseg_lib.models.settings import ModelSettings
 from mskseg_lib.video3d.frames import VolumeFrames
 
 #: bytes kept per frame and object by the video predictor, per pixel of the (S/16)^2 memory grid:
@@ -72,17 +73,29 @@ def build_tiny_video_predictor(device: torch.device | str = "cpu", seed: int = 0
                                  TINY_SAM2_OVERRIDES)
 
 
-def load_video_predictor(cfg: Mapping[str, Any], name: str, device: torch.device | None = None) -> tuple[torch.nn.Module, Any]:
-    """(predictor, verified checkpoint record) for a zoo SAM2 model named in the profile.
+def load_video_predictor(name: str, models: ModelSettings | None = None,
+                         device: torch.device | None = None) -> tuple[torch.nn.Module, Any]:
+    """The video predictor of a zoo SAM2 model, its weights verified.
 
     Raises ``CheckpointMissing`` / ``ChecksumMismatch`` naming the file, as ``load_model`` does.
+
+    Parameters
+    ----------
+    name : zoo name of a SAM2 model (``sam2_hiera_tiny`` ... ``sam2_hiera_large``).
+    models : where the zoo's weights are (default ``ModelSettings()``).
+    device : overrides ``models.device``.
+
+    Returns
+    -------
+    (predictor, verified checkpoint record {path, sha256, verified}).
     """
+    models = models or ModelSettings()
     spec = get_spec(name)
     if spec.family != "sam2":
         raise ValueError(f"{name} has no video predictor (family {spec.family!r}); only SAM2 models track")
-    device = device or pick_device(cfg["models"]["device"])
-    path = resolve_checkpoint(cfg, name)
-    check = verify_sha256(path, expected_sha256(cfg, name))
+    device = device or pick_device(models.device)
+    path = resolve_checkpoint(name, models)
+    check = verify_sha256(path, expected_sha256(name, models))
     model = build_video_predictor(spec.sam2_config, path, device)
     if int(model.image_size) != spec.input_size_px:
         raise ValueError(f"{name}: config {spec.sam2_config} builds a {model.image_size}-px model, "

@@ -35,10 +35,32 @@ import torch
 from mskseg_lib.data.boxes import mask_box
 from mskseg_lib.data.preprocess import SliceGeometry, mask_box_to_model, resize_slice, scale_box
 from mskseg_lib.evaluation.masks import combine_labels, to_original
+from mskseg_lib.evaluation.metrics import dice
 from mskseg_lib.models.interface import Embedding, Prompts, Segmenter
 from mskseg_lib.video3d.frames import VolumeFrames, check_slices
 from mskseg_lib.video3d.predictor import init_state_from_frames
 from mskseg_lib.video3d.prompts import ObjectPrompt, interior_point
+
+
+@dataclass(frozen=True)
+class CarrySettings:
+    """When carrying stops (see the module docstring); the defaults are the paper profile's.
+
+    ``margin_px``: the carried box is the predicted mask's box widened by this (slice pixels).
+    A structure stops on the slice where its mask is smaller than ``min_area_px`` pixels or
+    than ``min_area_fraction`` of its area on the prompted slice, or where its Dice with the
+    previous slice's mask falls below ``min_consecutive_dice`` (a leak).
+    """
+
+    margin_px: int = 4
+    min_area_px: int = 40
+    min_area_fraction: float = 0.05
+    min_consecutive_dice: float = 0.5
+
+    def as_record(self) -> dict[str, float]:
+        """JSON-ready dict (the profile's ``video3d.carry``), also ``run_carry``'s keyword arguments."""
+        return {"margin_px": self.margin_px, "min_area_px": self.min_area_px,
+                "min_area_fraction": self.min_area_fraction, "min_consecutive_dice": self.min_consecutive_dice}
 
 
 @dataclass
@@ -132,11 +154,6 @@ def _next_prompt(mask: np.ndarray, label: int, frame: int, kind: str, margin_px:
     return ObjectPrompt(label, frame, interior_point(mask)[None], np.ones(1))
 
 
-def _dice(a: np.ndarray, b: np.ndarray) -> float:
-    total = int(a.sum()) + int(b.sum())
-    return 2.0 * int((a & b).sum()) / total if total else 0.0
-
-
 def run_carry(encoder: SliceEncoder, seeds: Sequence[ObjectPrompt], kind: str, *, margin_px: int = 2,
               min_area_px: int = 4, min_area_fraction: float = 0.05, min_consecutive_dice: float = 0.0) -> SchemeRun:
     """Carrying schemes: prompt the seed slice, then carry each mask to the next slice's prompt."""
@@ -172,7 +189,7 @@ def run_carry(encoder: SliceEncoder, seeds: Sequence[ObjectPrompt], kind: str, *
                 nxt = {}
                 for v in prev:
                     m = label_map == v
-                    if m.sum() < floor[v] or _dice(m, prev[v]) < min_consecutive_dice:
+                    if m.sum() < floor[v] or dice(m, prev[v]) < min_consecutive_dice:
                         continue  # the structure ended (or was lost, or leaked) here
                     nxt[v] = m
                     out[k][m & (out[k] == 0)] = v

@@ -1,8 +1,8 @@
 """Scores of a propagated volume: 3D Dice per structure and combined, and slice Dice against the
 distance from the prompted slice (where propagation drifts).
 
-* Per structure: 3D Dice over the whole volume (MONAI, via ``evaluation.metrics.label_metrics``)
-  and the volumes in cm3.
+* Per structure: 3D Dice over the whole volume (``evaluation.metrics.label_metrics``) and the
+  volumes in cm3.
 * ``combined``: 3D Dice of the union of the study's combined structures (the SAM2 knee study
   reports femur only, tibia only and "femur and tibia combined": the union of the femur and
   tibia voxels, label identity ignored; the patella, prompted there only as a negative point,
@@ -12,6 +12,9 @@ distance from the prompted slice (where propagation drifts).
   union of every scored structure (for the knee: femur, tibia and patella).
 * Slices: for each structure, each slice where the manual or the predicted mask has it, the 2D
   Dice (0 when only one of them has it) and the offset from the structure's prompted slice.
+
+Every Dice here is the project's one Dice, ``evaluation.metrics.dice`` (NaN when both masks are
+empty, 0 when only one is).
 """
 from __future__ import annotations
 
@@ -20,17 +23,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from mskseg_lib.evaluation.metrics import label_metrics
-
-
-def dice_binary(pred: np.ndarray, gt: np.ndarray) -> float:
-    """Dice of two boolean arrays; NaN when both are empty (nothing to score)."""
-    p, g = np.asarray(pred, bool), np.asarray(gt, bool)
-    total = int(p.sum()) + int(g.sum())
-    if total == 0:
-        return float("nan")
-    return 2.0 * float((p & g).sum()) / total
-
+from mskseg_lib.evaluation.metrics import dice, label_metrics
 
 #: the study's "combined" structures (SAM2 knee video study: femur and tibia)
 STUDY_COMBINED = ("femur", "tibia")
@@ -42,7 +35,7 @@ def union_row(pred: np.ndarray, gt: np.ndarray, values: Sequence[int], names: Ma
               voxel_cm3: float, structure: str) -> dict:
     """One score row for the union of ``values`` (labels ignored inside the union)."""
     g, p = np.isin(gt, list(values)), np.isin(pred, list(values))
-    return {"structure": structure, "label": 0, "dice": dice_binary(p, g),
+    return {"structure": structure, "label": 0, "dice": dice(p, g),
             "gt_volume_cm3": float(g.sum()) * voxel_cm3, "pred_volume_cm3": float(p.sum()) * voxel_cm3,
             "union_of": ", ".join(names.get(v, str(v)) for v in values)}
 
@@ -96,9 +89,9 @@ def slice_scores(pred: np.ndarray, gt: np.ndarray, values: Sequence[int], names:
             continue
         g = (gt == v).reshape(gt.shape[0], -1)
         p = (pred == v).reshape(pred.shape[0], -1)
-        gs, ps, inter = g.sum(1), p.sum(1), (g & p).sum(1)
+        gs, ps, per_slice = g.sum(1), p.sum(1), dice(p, g, axis=1)
         for k in np.flatnonzero((gs + ps) > 0):
             rows.append({"structure": names.get(v, str(v)), "label": v, "slice_index": int(k),
-                         "offset": int(k) - int(prompt_slices[v]), "dice": 2.0 * inter[k] / (gs[k] + ps[k]),
+                         "offset": int(k) - int(prompt_slices[v]), "dice": float(per_slice[k]),
                          "gt_px": int(gs[k]), "pred_px": int(ps[k])})
     return pd.DataFrame(rows, columns=["structure", "label", "slice_index", "offset", "dice", "gt_px", "pred_px"])

@@ -17,19 +17,32 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+import torch
 from nibabel.orientations import io_orientation
 
 from mskseg_lib import atomic
-from mskseg_lib.autolabel.pipeline import SliceBoxes, Slicing
-from mskseg_lib.data.catalog import DatasetSpec
+from mskseg_lib.autolabel.detector import DetectorSettings, load_detector
+from mskseg_lib.autolabel.inputs import find_volumes, read_volume
+from mskseg_lib.autolabel.pipeline import SliceBoxes, Slicing, detector_prompts, slicing
+from mskseg_lib.data.catalog import DatasetSpec, get_dataset
 from mskseg_lib.data.errors import DataError
+from mskseg_lib.errors import UserError
+from mskseg_lib.models.interface import pick_device
+from mskseg_lib.models.settings import ModelSettings
+from mskseg_lib.video3d import study
+from mskseg_lib.video3d.predictor import choose_offload
 from mskseg_lib.video3d.prompts import ObjectPrompt
-from mskseg_lib.video3d.propagate import SchemeRun, SliceEncoder, run_carry, run_video
-from mskseg_lib.video3d.study import write_display_labels
+from mskseg_lib.video3d.propagate import CarrySettings, SchemeRun, SliceEncoder, run_carry, run_video
+from mskseg_lib.video3d.study import Video3dSettings, write_display_labels
+
+
+class PromptSourceError(UserError, ValueError):
+    """Neither or both of a click list and detector weights were given."""
 
 
 def source_voxel_to_display(sl: Slicing, ijk: Sequence[int]) -> tuple[int, float, float]:
@@ -95,9 +108,22 @@ def detector_seeds(boxes: Sequence[SliceBoxes]) -> list[ObjectPrompt]:
     return [ObjectPrompt(label, k, box=box) for label, (_, k, box) in sorted(best.items())]
 
 
-def propagate(model: Any, sl: Slicing, seeds: Sequence[ObjectPrompt], carry: Mapping[str, Any],
+def propagate(model: Any, sl: Slicing, seeds: Sequence[ObjectPrompt], carry: CarrySettings = CarrySettings(),
               offload_state_to_cpu: bool = False) -> tuple[SchemeRun, str]:
-    """Video propagation for SAM2 models, carrying for image-only ones: (run, scheme used)."""
+    """Video propagation for SAM2 models, carrying for image-only ones: (run, scheme used).
+
+    Parameters
+    ----------
+    model : a ``VideoModel`` (``has_memory``: SAM2 with its video predictor).
+    sl : the sliced volume.
+    seeds : the prompts (all boxes or all points for carrying).
+    carry : when carrying stops (image-only models).
+    offload_state_to_cpu : keep SAM2's tracking state on the CPU.
+
+    Returns
+    -------
+    (SchemeRun with (N, H, W) display-oriented labels, ``video``/``box_carry``/``point_carry``).
+    """
     if not seeds:
         raise ValueError("no prompts: nothing to propagate")
     stack = np.stack([sl.display_slice(k) for k in range(sl.n_slices)])
@@ -107,9 +133,7 @@ def propagate(model: Any, sl: Slicing, seeds: Sequence[ObjectPrompt], carry: Map
     kind = "box" if all(s.box is not None for s in seeds) else "point"
     if kind == "point" and any(s.box is not None for s in seeds):
         raise ValueError("image-only carrying needs all prompts as boxes or all as points")
-    run = run_carry(SliceEncoder(model.segmenter, stack, sl.resize_mode), seeds, kind, margin_px=int(carry["margin_px"]),
-                    min_area_px=int(carry["min_area_px"]), min_area_fraction=float(carry["min_area_fraction"]),
-                    min_consecutive_dice=float(carry["min_consecutive_dice"]))
+    run = run_carry(SliceEncoder(model.segmenter, stack, sl.resize_mode), seeds, kind, **carry.as_record())
     return run, f"{kind}_carry"
 
 
@@ -144,3 +168,99 @@ def read_clicks(path: Path) -> list[dict]:
     if not isinstance(clicks, list) or not clicks:
         raise DataError(path, "the click list must be a non-empty JSON list of {label, i, j, k[, positive]}")
     return clicks
+
+
+# ----------------------------------------------------------------------------------------------
+# one file, as ``mskseg video3d`` runs it
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class SegmentedFile:
+    """What :func:`segment_file` wrote: the label NIfTI, the scheme used and its run."""
+
+    path: Path
+    scheme: str
+    run: SchemeRun
+
+
+def _click_seeds(sl: Slicing, clicks_path: Path, spec: DatasetSpec) -> list[ObjectPrompt]:
+    """Seeds from a JSON click list; a bad click names the file."""
+    try:
+        return clicks_to_prompts(sl, read_clicks(clicks_path), spec)
+    except (ValueError, TypeError) as exc:
+        if isinstance(exc, DataError):
+            raise
+        raise DataError(clicks_path, str(exc)) from None
+
+
+def _detected_seeds(sl: Slicing, weights: Path, detector: DetectorSettings, device: torch.device,
+                    spec: DatasetSpec, input_path: Path) -> list[ObjectPrompt]:
+    """Seeds from the detector: each label's best-scoring box in the volume."""
+    source = detector_prompts(load_detector(weights, detector, device), int(detector.image_size_px), len(spec.labels),
+                              resize_mode=sl.resize_mode)
+    seeds = detector_seeds(source([sl.display_slice(k) for k in range(sl.n_slices)], list(range(sl.n_slices))))
+    if not seeds:
+        raise DataError(input_path, "the detector found nothing in this volume: no prompt to propagate")
+    return seeds
+
+
+def _prompts_record(seeds: Sequence[ObjectPrompt]) -> list[dict[str, Any]]:
+    return [{"label": s.label, "slice": s.frame, "points": None if s.points is None else s.points.tolist(),
+             "point_labels": None if s.point_labels is None else s.point_labels.tolist(),
+             "box": None if s.box is None else s.box.tolist()} for s in seeds]
+
+
+def segment_file(input_path: Path, out_path: Path, dataset: str, model_key: str, *, clicks: Path | None = None,
+                 detector_weights: Path | None = None, settings: Video3dSettings = Video3dSettings(),
+                 detector: DetectorSettings = DetectorSettings(), models: ModelSettings | None = None,
+                 run_record: Mapping[str, Any] | None = None) -> SegmentedFile:
+    """Segment the structures of one volume from clicks or a detector and write a label NIfTI.
+
+    SAM2 models propagate with the video predictor; image-only models carry the prompted slice's
+    mask slice to slice. The labels are written on the input's grid with its affine, next to a
+    JSON record (``<name>.video3d.json``: prompts, model, settings, versions, timings).
+
+    Parameters
+    ----------
+    input_path : a NIfTI file or a DICOM series folder (one volume).
+    out_path : the label NIfTI to write (``.nii`` or ``.nii.gz``).
+    dataset : the dataset whose labels, plane and intensity clipping apply.
+    model_key : zoo model (a SAM2 model tracks with its video predictor).
+    clicks : a JSON click list (voxel indices of the input: :func:`read_clicks`); or
+    detector_weights : a detector's ``best.pt``: each label is prompted with its best box.
+    settings : carrying, offload and the dataset's clipping (``schemes`` and ``tissues`` unused).
+    detector : the detector's image size and thresholds (with ``detector_weights``).
+    models : where the zoo's weights are and how they run (default ``ModelSettings()``).
+    run_record : provenance merged into the JSON record (e.g. profile and seed).
+
+    Returns
+    -------
+    SegmentedFile with the path written, the scheme used (``video``, ``box_carry``,
+    ``point_carry``) and the run (labels, seconds, slices encoded).
+    """
+    from mskseg_lib.provenance import collect_versions, git_info, utc_now_iso
+
+    models = models or ModelSettings()
+    if (clicks is None) == (detector_weights is None):
+        raise PromptSourceError("give either a click list or detector weights (one of them)")
+    started = utc_now_iso()
+    out_path = check_output_path(Path(out_path))
+    spec = get_dataset(dataset)
+    items = find_volumes(input_path)
+    if len(items) != 1:
+        raise DataError(Path(input_path), f"expected one volume, found {len(items)}")
+    sl = slicing(read_volume(items[0]), spec, settings.prepare.clip_percentiles_for(spec.name),
+                 settings.prepare.resize_mode)
+    device = pick_device(models.device)
+    if clicks is not None:
+        seeds, prompt_source = _click_seeds(sl, Path(clicks), spec), {"clicks": str(clicks)}
+    else:
+        seeds = _detected_seeds(sl, Path(detector_weights), detector, device, spec, Path(input_path))
+        prompt_source = {"detector": str(detector_weights)}
+    model = study.load_video_model(model_key, models, device)
+    offload = choose_offload(settings.offload_state, device, sl.n_slices, len(seeds), int(model.segmenter.input_size_px))
+    run, scheme = propagate(model, sl, seeds, settings.carry, offload)
+    record = {"command": "video3d", **dict(run_record or {}), "input": str(input_path), "dataset": spec.name,
+              "model": model_key, "model_identity": model.identity, "scheme": scheme, **prompt_source,
+              "prompts": _prompts_record(seeds), "carry": settings.carry.as_record(), "offload_state_to_cpu": offload,
+              "device": str(device), "started_utc": started, "git": git_info(), "versions": collect_versions()}
+    return SegmentedFile(write_result(out_path, sl, run, record), scheme, run)

@@ -10,20 +10,21 @@ scheme (:data:`mskseg_lib.video3d.prompts.SCHEMES`):
 * Image-only models (LiteMedSAM, SAM, MedSAM) run the per-slice and the carrying schemes; the
   video schemes need memory they do not have and are listed as not applicable.
 
-Prompts come from the manual mask (evaluation). Structures are the labels of ``video3d.tissues``
-(bone: femur, tibia, patella; vertebral bodies). Each volume is scored with 3D Dice per
-structure, ``combined`` (the union of ``video3d.combined_structures``: the study's femur and
+Prompts come from the manual mask (evaluation). Structures are the labels of the settings'
+``tissues`` (bone: femur, tibia, patella; vertebral bodies). Each volume is scored with 3D Dice per
+structure, ``combined`` (the union of the ``combined_structures``: the study's femur and
 tibia; the spine, which has neither, joins its vertebral bodies), ``all_structures`` (every
 scored structure, patella included: a labelled extra), and with slice Dice against the offset
 from the prompted slice.
 
-Per (model, volume) the scores are stored under ``runs_dir/video3d/<tag>/scores`` with a
-fingerprint of everything that shapes them, so a rerun resumes and a changed setting recomputes.
+Per (model, volume) the scores are stored under ``<root>/scores`` (the profile's root is
+``<runs_dir>/video3d/<tag>``) with a fingerprint of everything that shapes them, so a rerun
+resumes and a changed setting recomputes.
 Predicted volumes are written as NIfTI on the source's grid with its affine.
 """
 from __future__ import annotations
 
-import hashlib
+import functools
 import json
 import time
 from dataclasses import dataclass
@@ -36,21 +37,23 @@ import torch
 from tqdm.auto import tqdm
 
 from mskseg_lib import atomic
-from mskseg_lib.autolabel.pipeline import Slicing, clip_percentiles, file_key, resize_mode_for, slicing
-from mskseg_lib.config import resolve_path
+from mskseg_lib.autolabel.pipeline import Slicing, file_key, slicing
+from mskseg_lib.autolabel.study import select_subjects
 from mskseg_lib.data import raw_io
 from mskseg_lib.data.catalog import REAL_SPINE, DatasetSpec, get_dataset
 from mskseg_lib.data.errors import DataError
-from mskseg_lib.data.preprocess import from_display, to_display
+from mskseg_lib.data.prepare import PrepareSettings
+from mskseg_lib.data.preprocess import display_stack, volume_from_display
 from mskseg_lib.data.sources import real_spine_manifest
 from mskseg_lib.data.volume import check_finite, to_canonical
+from mskseg_lib.errors import UserError
 from mskseg_lib.evaluation.volumes import write_volume
 from mskseg_lib.models.checkpoints import CheckpointMissing, resolve_checkpoint
 from mskseg_lib.models.interface import Segmenter, pick_device
 from mskseg_lib.models.registry import get_spec
+from mskseg_lib.models.settings import ModelSettings
 from mskseg_lib.models.zoo import NOT_RUN_MISSING, load_model
-from mskseg_lib.provenance import collect_versions
-from mskseg_lib.settings import real_spine_dir
+from mskseg_lib.provenance import collect_versions, fingerprint
 from mskseg_lib.video3d import prompts as P
 from mskseg_lib.video3d.predictor import (
     choose_offload,
@@ -59,48 +62,106 @@ from mskseg_lib.video3d.predictor import (
     load_video_predictor,
     parameter_count,
 )
-from mskseg_lib.video3d.propagate import SchemeRun, SliceEncoder, run_carry, run_per_slice, run_video
+from mskseg_lib.video3d.propagate import CarrySettings, SchemeRun, SliceEncoder, run_carry, run_per_slice, run_video
 from mskseg_lib.video3d.scoring import ALL_STRUCTURES, COMBINED, slice_scores, structure_scores
 
 #: bumped when a change here or in the engines changes the scores (part of every fingerprint)
 STUDY_VERSION = 3  # 3: "combined" = union of femur and tibia (was: every scored structure)
 NOT_APPLICABLE = "not applicable: no memory (image-only model)"
+OFFLOAD_SETTINGS = ("auto", "always", "never")
+
+
+class Video3dSettingsError(UserError, ValueError):
+    """A video3d setting names a scheme, structure or offload mode that does not exist."""
+
+
+def check_combined_structures(names: Sequence[str]) -> None:
+    """Refuse a ``video3d.combined_structures`` entry that names no structure of any known dataset
+    (a typo would otherwise shrink the combined Dice to the names that do exist). A dataset
+    without the named structures (the spine: no femur or tibia) joins its own, as documented."""
+    from mskseg_lib.data.catalog import select_datasets
+
+    known: set[str] = set(REAL_SPINE.label_names().values())
+    for spec in select_datasets("all"):
+        known |= set(spec.label_names().values())
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise Video3dSettingsError(f"video3d.combined_structures: {unknown} is not the name of any dataset's "
+                                   f"structure (known: {', '.join(sorted(known))})")
+
+
+@dataclass(frozen=True)
+class Video3dSettings:
+    """How notebook 07 prompts, propagates and scores each volume; the defaults are the study's.
+
+    * ``schemes``: the prompt schemes to run (:data:`mskseg_lib.video3d.prompts.SCHEMES`);
+    * ``carry``: when carrying stops (image-only models);
+    * ``tissues``: the structures scored are the labels of these tissue classes (bone);
+    * ``combined_structures``: ``combined`` is the 3D Dice of their union (the study's femur
+      and tibia; a dataset with none of them joins its own structures);
+    * ``offload_state``: SAM2's tracking state on the CPU: ``auto`` (CUDA, when short of
+      memory), ``always`` or ``never``;
+    * ``save_volumes``: write each predicted label volume as NIfTI;
+    * ``prepare``: how ``prepare`` clipped and resized (the volumes are sliced the same way).
+    """
+
+    schemes: tuple[str, ...] = tuple(P.SCHEMES)
+    carry: CarrySettings = CarrySettings()
+    tissues: tuple[str, ...] = ("bone",)
+    combined_structures: tuple[str, ...] = ("femur", "tibia")
+    offload_state: str = "auto"
+    save_volumes: bool = True
+    prepare: PrepareSettings = PrepareSettings()
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.schemes) - set(P.SCHEMES))
+        if unknown:
+            raise Video3dSettingsError(f"unknown video3d schemes {unknown}; known: {', '.join(P.SCHEMES)}")
+        if self.offload_state not in OFFLOAD_SETTINGS:
+            raise Video3dSettingsError(f"offload_state must be one of {OFFLOAD_SETTINGS}, got {self.offload_state!r}")
+        check_combined_structures(self.combined_structures)
+
+    def config_record(self) -> dict[str, Any]:
+        """The settings each volume's record keeps (the profile's layout)."""
+        return {"schemes": list(self.schemes), "carry": self.carry.as_record(), "tissues": list(self.tissues),
+                "combined_structures": list(self.combined_structures)}
 
 
 # ----------------------------------------------------------------------------------------------
 # volumes
 # ----------------------------------------------------------------------------------------------
-def study_root(cfg: Mapping[str, Any]) -> Path:
-    return resolve_path(cfg, "runs_dir") / "video3d" / cfg["video3d"]["tag"]
+def study_volumes(subjects: pd.DataFrame, datasets: Sequence[str] | str, splits: Sequence[str] | str = "test",
+                  max_per_dataset: int = 0, *, real_spine: Path | None = None, max_real_subjects: int = 0,
+                  notes: list[str] | None = None) -> pd.DataFrame:
+    """The volumes of notebook 07: prepared cohort subjects, then the real spine fixture.
 
+    Parameters
+    ----------
+    subjects : ``subjects.parquet`` of the prepared data.
+    datasets : cohort datasets (the sagittal 3D knee sets), or ``"all"``.
+    splits : a split, a list of them, or ``"all"``.
+    max_per_dataset : the first N subjects of each dataset; 0 = all.
+    real_spine : the real lumbar spine fixture's folder, or None to leave it out; a folder that
+        does not exist adds a line to ``notes`` instead of volumes.
+    max_real_subjects : the first N real volumes; 0 = all.
+    notes : a list the function appends its remarks to.
 
-def study_volumes(cfg: Mapping[str, Any], subjects: pd.DataFrame, notes: list[str] | None = None) -> pd.DataFrame:
-    """The volumes of notebook 07: columns dataset, subject_id, image_nifti, mask_nifti, source.
-
-    Cohort subjects of ``video3d.datasets`` in ``video3d.split`` (capped per dataset), then the
-    real spine fixture when ``video3d.real_spine`` is on and its folder exists (a note says so
-    when it does not).
+    Returns
+    -------
+    DataFrame with columns dataset, subject_id, image_nifti, mask_nifti and source
+    (``cohort`` or ``real``).
     """
-    v = cfg["video3d"]
     notes = [] if notes is None else notes
-    missing = sorted(set(v["datasets"]) - set(subjects["dataset"]))
-    if missing:
-        raise ValueError(f"video3d.datasets: {', '.join(missing)} not prepared in profile {cfg['profile']!r}")
-    splits = [v["split"]] if isinstance(v["split"], str) else list(v["split"])
-    chosen = subjects[subjects["dataset"].isin(v["datasets"]) & (subjects["split"].isin(splits) | ("all" in splits))]
-    chosen = chosen.sort_values(["dataset", "subject_id"])
-    if int(v["max_subjects_per_dataset"]) > 0:
-        chosen = chosen.groupby("dataset").head(int(v["max_subjects_per_dataset"]))
-    rows = chosen[["dataset", "subject_id", "image_nifti", "mask_nifti"]].assign(source="cohort")
-    frames = [rows]
-    if v["real_spine"]:
-        root = real_spine_dir()
+    chosen = select_subjects(subjects, datasets, splits, max_per_dataset, setting="video3d.datasets")
+    frames = [chosen[["dataset", "subject_id", "image_nifti", "mask_nifti"]].assign(source="cohort")]
+    if real_spine is not None:
+        root = Path(real_spine)
         if not root.is_dir():
             notes.append(f"{root}: real spine fixture not found (set MSKSEG_REAL_SPINE); its volumes are not scored")
         else:
             real = real_spine_manifest(root).sort_values("subject_id")
-            if int(v["max_real_subjects"]) > 0:
-                real = real.head(int(v["max_real_subjects"]))
+            if int(max_real_subjects) > 0:
+                real = real.head(int(max_real_subjects))
             frames.append(real.rename(columns={"image_path": "image_nifti", "mask_path": "mask_nifti"})[
                 ["dataset", "subject_id", "image_nifti", "mask_nifti"]].assign(source="real"))
     return pd.concat(frames, ignore_index=True)
@@ -152,17 +213,20 @@ def structures_of(spec: DatasetSpec, tissues: Sequence[str]) -> list[int]:
     return [lab.value for lab in spec.labels if lab.tissue_class in set(tissues)]
 
 
-def display_stack(canonical: np.ndarray, slice_axis: int) -> np.ndarray:
-    moved = np.moveaxis(canonical, slice_axis, 0)
-    return np.stack([to_display(moved[k]) for k in range(moved.shape[0])])
+def load_volume(row: Mapping[str, Any], settings: Video3dSettings = Video3dSettings()) -> LoadedVolume:
+    """Read, reorient to RAS, clip as ``prepare`` does; the manual mask on the same grid.
 
+    Parameters
+    ----------
+    row : a row of :func:`study_volumes` (dataset, image_nifti, mask_nifti).
+    settings : ``tissues`` (the structures scored) and ``prepare`` (clipping, resize mode).
 
-def canonical_from_display(stack: np.ndarray, slice_axis: int) -> np.ndarray:
-    return np.moveaxis(np.stack([from_display(s) for s in stack]), 0, slice_axis)
-
-
-def load_volume(cfg: Mapping[str, Any], row: Mapping[str, Any]) -> LoadedVolume:
-    """Read, reorient to RAS, clip as ``prepare`` does; the manual mask on the same grid."""
+    Returns
+    -------
+    LoadedVolume: display-oriented (N, H, W) image and mask stacks, the structures present, the
+    voxel spacing in mm. Raises ``DataError`` naming the file for NaN voxels, a mask on another
+    grid, or a mask without any of the structures.
+    """
     spec = get_dataset(row["dataset"])
     image = raw_io.read_array("nifti", Path(row["image_nifti"]), "image")
     check_finite(image)  # NaN/inf would otherwise surface as a clipping error deep in numpy
@@ -170,11 +234,11 @@ def load_volume(cfg: Mapping[str, Any], row: Mapping[str, Any]) -> LoadedVolume:
     if mask.shape[:3] != image.shape[:3] or not np.allclose(mask.affine, image.affine, atol=1e-3):
         raise DataError(Path(row["mask_nifti"]), f"mask grid {mask.shape} differs from image {image.shape} "
                                                    f"({row['image_nifti']})")
-    sl = slicing(image, spec, clip_percentiles(cfg, spec.name), resize_mode_for(cfg))
+    sl = slicing(image, spec, settings.prepare.clip_percentiles_for(spec.name), settings.prepare.resize_mode)
     gt_canonical = np.asarray(to_canonical(mask).data).astype(np.int16)
-    values = [v for v in structures_of(spec, cfg["video3d"]["tissues"]) if (gt_canonical == v).any()]
+    values = [v for v in structures_of(spec, settings.tissues) if (gt_canonical == v).any()]
     if not values:
-        raise DataError(Path(row["mask_nifti"]), f"none of the {'/'.join(cfg['video3d']['tissues'])} structures "
+        raise DataError(Path(row["mask_nifti"]), f"none of the {'/'.join(settings.tissues)} structures "
                                                    f"of {spec.name} is in the mask")
     spacing = tuple(float(s) for s in np.linalg.norm(sl.canonical.affine[:3, :3], axis=0))
     return LoadedVolume(spec, sl, display_stack(sl.image_u8, sl.slice_axis), display_stack(gt_canonical, sl.slice_axis),
@@ -183,7 +247,7 @@ def load_volume(cfg: Mapping[str, Any], row: Mapping[str, Any]) -> LoadedVolume:
 
 def write_display_labels(path: Path, labels_display: np.ndarray, sl: Slicing) -> Path:
     """A display-oriented label stack back on the source's voxel grid, with the source affine."""
-    canonical = canonical_from_display(labels_display, sl.slice_axis)
+    canonical = volume_from_display(labels_display, sl.slice_axis)
     return write_volume(path, sl.to_source(canonical), sl.source_affine)
 
 
@@ -211,13 +275,25 @@ class VideoModel:
         return self.predictor is not None
 
 
-def model_table(cfg: Mapping[str, Any]) -> pd.DataFrame:
-    """Every model of ``video3d.models``: family, size, available or not (and why)."""
+def model_table(model_keys: Sequence[str], models: ModelSettings | None = None) -> pd.DataFrame:
+    """Each zoo model of the comparison: family, size, available or not (and why).
+
+    Parameters
+    ----------
+    model_keys : zoo names (SAM2 sizes and image-only models).
+    models : where the zoo's weights are (default ``ModelSettings()``).
+
+    Returns
+    -------
+    DataFrame, one row per model: model_key, model, family, architecture, input_size_px,
+    video_predictor (SAM2), status (``available`` or why not), checkpoint, detail.
+    """
+    models = models or ModelSettings()
     rows = []
-    for name in cfg["video3d"]["models"]:
+    for name in model_keys:
         spec = get_spec(name)
         try:
-            path, status, detail = resolve_checkpoint(cfg, name), "available", ""
+            path, status, detail = resolve_checkpoint(name, models), "available", ""
         except CheckpointMissing as exc:
             path, status, detail = exc.path, NOT_RUN_MISSING, str(exc)
         rows.append({"model_key": name, "model": spec.display_name, "family": spec.family,
@@ -227,28 +303,54 @@ def model_table(cfg: Mapping[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def load_video_model(cfg: Mapping[str, Any], name: str, device: torch.device | None = None) -> VideoModel:
-    """Load one model of the comparison (SAM2: one set of weights for both predictors)."""
+def load_video_model(name: str, models: ModelSettings | None = None, device: torch.device | None = None) -> VideoModel:
+    """Load one zoo model of the comparison (SAM2: one set of weights for both predictors).
+
+    Parameters
+    ----------
+    name : zoo name.
+    models : where the weights are and how they run (default ``ModelSettings()``).
+    device : overrides ``models.device``.
+
+    Returns
+    -------
+    VideoModel; image-only models get their native encoder input (the video study used Meta's
+    predictors).
+    """
+    models = models or ModelSettings()
     spec = get_spec(name)
-    device = device or pick_device(cfg["models"]["device"])
-    bf16 = bool(cfg["models"]["autocast_bf16"])
+    device = device or pick_device(models.device)
     if spec.family == "sam2":
-        predictor, check = load_video_predictor(cfg, name, device)
-        seg = image_segmenter(predictor, spec.display_name, bf16)
+        predictor, check = load_video_predictor(name, models, device)
+        seg = image_segmenter(predictor, spec.display_name, bool(models.autocast_bf16))
         return VideoModel(name, spec.display_name, seg, predictor, parameter_count(predictor), dict(check))
-    seg = load_model(cfg, name, device, input_normalisation="native")  # the video study used Meta's predictors
+    seg = load_model(name, models, device, input_normalisation="native")
     return VideoModel(name, spec.display_name, seg, None, parameter_count(seg.model), dict(seg.checkpoint))
 
 
 # ----------------------------------------------------------------------------------------------
 # one volume
 # ----------------------------------------------------------------------------------------------
-def run_schemes(model: VideoModel, vol: LoadedVolume, schemes: Sequence[str], carry: Mapping[str, Any],
-                offload_setting: str = "auto") -> dict[str, SchemeRun | str]:
-    """Every scheme on one volume: {scheme: SchemeRun, or the reason it does not apply}."""
+def run_schemes(model: VideoModel, vol: LoadedVolume, schemes: Sequence[str],
+                carry: CarrySettings = CarrySettings(), offload_setting: str = "auto") -> dict[str, SchemeRun | str]:
+    """Every scheme on one volume: {scheme: SchemeRun, or the reason it does not apply}.
+
+    Parameters
+    ----------
+    model : the loaded model (a SAM2 model runs the video schemes with its video predictor).
+    vol : the volume (:func:`load_volume`).
+    schemes : names from :data:`mskseg_lib.video3d.prompts.SCHEMES`.
+    carry : when carrying stops.
+    offload_setting : ``auto``, ``always`` or ``never`` (SAM2's tracking state on the CPU).
+
+    Returns
+    -------
+    dict scheme -> SchemeRun ((N, H, W) labels, prompted slices, seconds), or a string saying
+    why the scheme does not apply to the model.
+    """
     unknown = sorted(set(schemes) - set(P.SCHEMES))
     if unknown:
-        raise ValueError(f"unknown video3d schemes {unknown}; known: {', '.join(P.SCHEMES)}")
+        raise Video3dSettingsError(f"unknown video3d schemes {unknown}; known: {', '.join(P.SCHEMES)}")
     out: dict[str, SchemeRun | str] = {}
     encoder = SliceEncoder(model.segmenter, vol.image, vol.slicing.resize_mode)
     reference = {p.label: p.frame for p in P.single_slice_prompts(vol.gt, vol.values, negatives=False)}
@@ -267,15 +369,12 @@ def run_schemes(model: VideoModel, vol: LoadedVolume, schemes: Sequence[str], ca
             out[scheme] = run_per_slice(encoder, P.per_slice_prompts(vol.gt, vol.values, kind), reference)
         else:
             kind = "box" if scheme == "box_carry" else "point"
-            out[scheme] = run_carry(encoder, P.seed_prompts(vol.gt, vol.values, kind), kind,
-                                    margin_px=int(carry["margin_px"]), min_area_px=int(carry["min_area_px"]),
-                                    min_area_fraction=float(carry["min_area_fraction"]),
-                                    min_consecutive_dice=float(carry["min_consecutive_dice"]))
+            out[scheme] = run_carry(encoder, P.seed_prompts(vol.gt, vol.values, kind), kind, **carry.as_record())
     return out
 
 
 def _fingerprint(payload: Mapping[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return fingerprint(payload)
 
 
 @dataclass
@@ -287,116 +386,167 @@ class StudyResult:
     failed: pd.DataFrame  # (model, volume): the error of a volume that could not be scored
 
 
-def check_combined_structures(names: Sequence[str]) -> None:
-    """Refuse a ``video3d.combined_structures`` entry that names no structure of any known dataset
-    (a typo would otherwise shrink the combined Dice to the names that do exist). A dataset
-    without the named structures (the spine: no femur or tibia) joins its own, as documented."""
-    from mskseg_lib.data.catalog import select_datasets
-
-    known: set[str] = set(REAL_SPINE.label_names().values())
-    for spec in select_datasets("all"):
-        known |= set(spec.label_names().values())
-    unknown = [n for n in names if n not in known]
-    if unknown:
-        raise ValueError(f"video3d.combined_structures: {unknown} is not the name of any dataset's structure "
-                         f"(known: {', '.join(sorted(known))})")
-
-
-def run_study(cfg: Mapping[str, Any], volumes: pd.DataFrame, model_keys: Sequence[str] | None = None, *,
-              loader: Callable[[Mapping[str, Any], str], VideoModel] = load_video_model,
-              progress: bool = True) -> StudyResult:
-    """All schemes x available models x volumes; resumes per (model, volume).
-
-    ``model_keys`` defaults to the available models of ``video3d.models``. A volume that cannot
-    be read is reported in ``failed`` (file and reason) and the study goes on.
-    """
-    v = cfg["video3d"]
-    check_combined_structures(v["combined_structures"])
-    root = study_root(cfg)
-    if model_keys is None:
-        table = model_table(cfg)
-        model_keys = table.loc[table["status"] == "available", "model_key"].tolist()
-    schemes = list(v["schemes"])
-    device_type = pick_device(cfg["models"]["device"]).type
-    holes = hole_filling_available()
-    checkpoints = {}
-    for key in model_keys:  # the weights file's identity (size, mtime) so swapped weights recompute
+def _checkpoint_keys(model_keys: Sequence[str], models: ModelSettings) -> dict[str, str | None]:
+    """Each model's weights file identity (size, mtime), so swapped weights recompute."""
+    out: dict[str, str | None] = {}
+    for key in model_keys:
         try:
-            checkpoints[key] = file_key(resolve_checkpoint(cfg, key))
+            out[key] = file_key(resolve_checkpoint(key, models))
         except (KeyError, CheckpointMissing):
-            checkpoints[key] = None  # a model that is not in the zoo (tests, pipeline checks)
+            out[key] = None  # a model that is not in the zoo (tests, pipeline checks)
+    return out
+
+
+def _volume_fingerprint(key: str, checkpoint: str | None, row: Mapping[str, Any], settings: Video3dSettings,
+                        models: ModelSettings, holes: bool) -> str:
+    """Everything that shapes one (model, volume)'s scores; a change recomputes them."""
+    return _fingerprint({"model": key, "checkpoint": checkpoint, "schemes": list(settings.schemes),
+                         "carry": settings.carry.as_record(), "tissues": list(settings.tissues),
+                         "combined": list(settings.combined_structures), "version": STUDY_VERSION,
+                         "clip": settings.prepare.clip_percentiles_for(row["dataset"]),
+                         "resize_mode": settings.prepare.resize_mode,
+                         "image": file_key(Path(row["image_nifti"])), "mask": file_key(Path(row["mask_nifti"])),
+                         "device_type": pick_device(models.device).type, "autocast": models.autocast_bf16,
+                         "save_volumes": bool(settings.save_volumes), "sam2_hole_filling": holes})
+
+
+_PARTS = ("structures", "slices", "runs")
+
+
+def _stored(folder: Path, subject_id: str, fp: str) -> list[pd.DataFrame] | None:
+    """The stored (structures, slices, runs) of a volume finished with fingerprint ``fp``."""
+    done = folder / f"{subject_id}.json"
+    if not (done.exists() and json.loads(done.read_text()).get("fingerprint") == fp):
+        return None
+    return [pd.read_parquet(folder / f"{subject_id}.{part}.parquet") for part in _PARTS]
+
+
+def _with_keys(df: pd.DataFrame, keys: Mapping[str, Any]) -> pd.DataFrame:
+    """``df`` with the key columns in front, in ``keys``' order."""
+    for col, val in reversed(list(keys.items())):
+        df.insert(0, col, val)
+    return df
+
+
+def _volume_path(root: Path, model_key: str, subject_id: str, scheme: str) -> Path:
+    """Where a scheme's predicted volume of one subject is written."""
+    return root / "volumes" / model_key / scheme / f"{subject_id}.nii.gz"
+
+
+def _concat(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """The non-empty frames stacked (an empty frame when there are none)."""
+    kept = [p for p in parts if not p.empty]
+    return pd.concat(kept, ignore_index=True) if kept else pd.DataFrame()
+
+
+def _score_schemes(results: Mapping[str, SchemeRun | str], model: VideoModel, vol: LoadedVolume,
+                   keys: Mapping[str, Any], settings: Video3dSettings,
+                   volume_path: Callable[[str], Path]) -> list[pd.DataFrame]:
+    """(structures, slices, runs) of one volume's scheme runs; predictions written when asked."""
+    s_parts, sl_parts, r_rows = [], [], []
+    for scheme, res in results.items():
+        base = {"model": model.label, **keys, "scheme": scheme}
+        if isinstance(res, str):
+            r_rows.append({**base, "status": res, "seconds": np.nan, "encoded_slices": 0, "volume_nifti": ""})
+            continue
+        path = str(write_prediction(volume_path(scheme), res.labels, vol)) if settings.save_volumes else ""
+        s_rows = structure_scores(res.labels, vol.gt, vol.values, vol.names, vol.spacing_mm,
+                                  combined=tuple(settings.combined_structures))
+        s_rows["prompt_slice"] = [res.prompt_slices.get(int(lab), -1) for lab in s_rows["label"]]
+        s_parts.append(_with_keys(s_rows.assign(seconds=res.seconds, n_params=model.n_params), base))
+        sl_parts.append(_with_keys(slice_scores(res.labels, vol.gt, vol.values, vol.names, res.prompt_slices), base))
+        r_rows.append({**base, "status": "scored", "seconds": res.seconds, "encoded_slices": res.encoded_slices,
+                       "volume_nifti": path})
+    return [pd.concat(s_parts, ignore_index=True) if s_parts else pd.DataFrame(),
+            pd.concat(sl_parts, ignore_index=True) if sl_parts else pd.DataFrame(), pd.DataFrame(r_rows)]
+
+
+def _store(folder: Path, subject_id: str, parts: Sequence[pd.DataFrame], record: Mapping[str, Any]) -> None:
+    """The volume's tables, then its JSON record (with the fingerprint) last."""
+    for part, df in zip(_PARTS, parts):
+        atomic.save_parquet(df, folder / f"{subject_id}.{part}.parquet")
+    atomic.write_json(folder / f"{subject_id}.json", dict(record))
+
+
+class _OneModelAtATime:
+    """Loads a model when first asked for it, dropping the previous one first."""
+
+    def __init__(self, loader: Callable[[str], VideoModel]) -> None:
+        self.loader, self.key, self.model = loader, None, None
+
+    def __call__(self, key: str) -> VideoModel:
+        if self.key != key:
+            self.key, self.model = None, None  # one model in memory at a time
+            self.model, self.key = self.loader(key), key
+        return self.model
+
+
+def run_study(root: Path, volumes: pd.DataFrame, model_keys: Sequence[str],
+              settings: Video3dSettings = Video3dSettings(), *, models: ModelSettings | None = None,
+              loader: Callable[[str], VideoModel] | None = None, seed: int | None = None,
+              progress: bool = True) -> StudyResult:
+    """All schemes x models x volumes; resumes per (model, volume).
+
+    Each (model, volume) is stored under ``root/scores/<model>/<dataset>/`` with a fingerprint of
+    everything that shapes it (a rerun reuses it, a changed setting recomputes it); predicted
+    label volumes go to ``root/volumes/<model>/<scheme>/``. A volume that cannot be read is
+    reported in ``failed`` (file and reason) and the study goes on.
+
+    Parameters
+    ----------
+    root : the study's run folder (the profile's ``<runs_dir>/video3d/<tag>``).
+    volumes : rows of :func:`study_volumes`.
+    model_keys : the models to run (zoo names, unless ``loader`` knows others).
+    settings : schemes, carrying, structures, offload, clipping.
+    models : where the zoo's weights are and how they run (default ``ModelSettings()``).
+    loader : key -> VideoModel, instead of :func:`load_video_model` (tests, random models).
+    seed : recorded with each volume (provenance); nothing here is random.
+    progress : a progress bar over (model, volume).
+
+    Returns
+    -------
+    StudyResult: ``structures`` (3D Dice per structure, ``combined`` and ``all_structures``),
+    ``slices`` (slice Dice and offset from the prompted slice), ``runs`` (status, seconds,
+    encoded slices, NIfTI path; ``status_run`` computed or reused), ``failed``.
+    """
+    root = Path(root)
+    models = models or ModelSettings()
+    load = _OneModelAtATime(loader or (lambda key: load_video_model(key, models)))
+    holes = hole_filling_available()
+    checkpoints = _checkpoint_keys(model_keys, models)
     structures, slices, runs, failed = [], [], [], []
     jobs = [(m, r) for m in model_keys for r in volumes.to_dict("records")]
-    loaded: dict[str, VideoModel] = {}
     bar = tqdm(jobs, desc="video3d study", unit="volume", disable=not progress)
     for key, row in bar:
+        sid = str(row["subject_id"])
         keys = {"model_key": key, "dataset": row["dataset"], "subject_id": row["subject_id"]}
         folder = root / "scores" / key / row["dataset"]
-        done = folder / f"{row['subject_id']}.json"
-        fp = _fingerprint({"model": key, "checkpoint": checkpoints.get(key), "schemes": schemes, "carry": v["carry"],
-                           "tissues": v["tissues"], "combined": v["combined_structures"], "version": STUDY_VERSION,
-                           "clip": clip_percentiles(cfg, row["dataset"]),
-                           "resize_mode": resize_mode_for(cfg),
-                           "image": file_key(Path(row["image_nifti"])), "mask": file_key(Path(row["mask_nifti"])),
-                           "device_type": device_type, "autocast": cfg["models"]["autocast_bf16"],
-                           "save_volumes": bool(v["save_volumes"]), "sam2_hole_filling": holes})
-        if done.exists() and json.loads(done.read_text()).get("fingerprint") == fp:
-            structures.append(pd.read_parquet(folder / f"{row['subject_id']}.structures.parquet"))
-            slices.append(pd.read_parquet(folder / f"{row['subject_id']}.slices.parquet"))
-            runs.append(pd.read_parquet(folder / f"{row['subject_id']}.runs.parquet").assign(status_run="reused"))
+        fp = _volume_fingerprint(key, checkpoints.get(key), row, settings, models, holes)
+        parts = _stored(folder, sid, fp)
+        if parts is not None:
+            structures.append(parts[0])
+            slices.append(parts[1])
+            runs.append(parts[2].assign(status_run="reused"))
             continue
-        bar.set_postfix_str(f"{key} {row['subject_id']}")
+        bar.set_postfix_str(f"{key} {sid}")
         try:
-            vol = load_volume(cfg, row)
+            vol = load_volume(row, settings)
         except (DataError, OSError, ValueError) as exc:
             failed.append({**keys, "error": str(exc)})
             continue
-        if key not in loaded:
-            loaded.clear()  # one model in memory at a time: drop the last one before loading
-            model = None
-            loaded[key] = loader(cfg, key)
-        model = loaded[key]
+        model = load(key)
         t0 = time.perf_counter()
-        results = run_schemes(model, vol, schemes, v["carry"], v["offload_state"])
-        s_parts, sl_parts, r_rows = [], [], []
-        for scheme, res in results.items():
-            base = {"model": model.label, **keys, "scheme": scheme}
-            if isinstance(res, str):
-                r_rows.append({**base, "status": res, "seconds": np.nan, "encoded_slices": 0, "volume_nifti": ""})
-                continue
-            path = ""
-            if v["save_volumes"]:
-                path = str(write_prediction(root / "volumes" / key / scheme / f"{row['subject_id']}.nii.gz", res.labels, vol))
-            s_rows = structure_scores(res.labels, vol.gt, vol.values, vol.names, vol.spacing_mm,
-                                      combined=tuple(v["combined_structures"]))
-            s_rows["prompt_slice"] = [res.prompt_slices.get(int(lab), -1) for lab in s_rows["label"]]
-            s_rows = s_rows.assign(seconds=res.seconds, n_params=model.n_params)
-            for col, val in reversed(list(base.items())):
-                s_rows.insert(0, col, val)
-            s_parts.append(s_rows)
-            sl_rows = slice_scores(res.labels, vol.gt, vol.values, vol.names, res.prompt_slices)
-            for col, val in reversed(list(base.items())):
-                sl_rows.insert(0, col, val)
-            sl_parts.append(sl_rows)
-            r_rows.append({**base, "status": "scored", "seconds": res.seconds, "encoded_slices": res.encoded_slices,
-                           "volume_nifti": path})
-        s_df = pd.concat(s_parts, ignore_index=True) if s_parts else pd.DataFrame()
-        sl_df = pd.concat(sl_parts, ignore_index=True) if sl_parts else pd.DataFrame()
-        r_df = pd.DataFrame(r_rows)
-        atomic.save_parquet(s_df, folder / f"{row['subject_id']}.structures.parquet")
-        atomic.save_parquet(sl_df, folder / f"{row['subject_id']}.slices.parquet")
-        atomic.save_parquet(r_df, folder / f"{row['subject_id']}.runs.parquet")
-        atomic.write_json(done, {"fingerprint": fp, "model": key, "identity": model.identity, "n_params": model.n_params,
-                                 "seconds_total": time.perf_counter() - t0, "n_slices": int(len(vol.image)),
-                                 "structures": vol.values,
-                                 "config": {k: v[k] for k in ("schemes", "carry", "tissues", "combined_structures")},
-                                 "seed": cfg["seed"], "versions": collect_versions()})
-        structures.append(s_df)
-        slices.append(sl_df)
-        runs.append(r_df.assign(status_run="computed"))
-    cat = (lambda parts: pd.concat([p for p in parts if not p.empty], ignore_index=True)
-           if any(not p.empty for p in parts) else pd.DataFrame())
-    return StudyResult(root, cat(structures), cat(slices), cat(runs), pd.DataFrame(failed))
+        results = run_schemes(model, vol, settings.schemes, settings.carry, settings.offload_state)
+        parts = _score_schemes(results, model, vol, keys, settings,
+                               functools.partial(_volume_path, root, key, sid))
+        _store(folder, sid, parts, {"fingerprint": fp, "model": key, "identity": model.identity,
+                                    "n_params": model.n_params, "seconds_total": time.perf_counter() - t0,
+                                    "n_slices": int(len(vol.image)), "structures": vol.values,
+                                    "config": settings.config_record(), "seed": seed, "versions": collect_versions()})
+        structures.append(parts[0])
+        slices.append(parts[1])
+        runs.append(parts[2].assign(status_run="computed"))
+    return StudyResult(root, _concat(structures), _concat(slices), _concat(runs), pd.DataFrame(failed))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -477,10 +627,24 @@ def anchor_table(structures: pd.DataFrame, published: pd.DataFrame, model_table_
     return pd.DataFrame(rows)
 
 
-def example_stacks(result: StudyResult, volumes: pd.DataFrame, cfg: Mapping[str, Any],
+def example_stacks(result: StudyResult, volumes: pd.DataFrame, settings: Video3dSettings = Video3dSettings(),
                    prefer: Sequence[str] = ("points_neg_video", "point_video", "box_carry")) -> dict[str, Any] | None:
     """Image, manual and predicted stacks of the first volume for the first scored scheme in
-    ``prefer`` (from the predicted NIfTI written by the study), with its prompted slice."""
+    ``prefer`` (from the predicted NIfTI written by the study), with its prompted slice.
+
+    Parameters
+    ----------
+    result : what :func:`run_study` returned (with ``save_volumes`` on).
+    volumes : the volumes it ran on.
+    settings : the study's settings (structures, clipping).
+    prefer : schemes in order of preference.
+
+    Returns
+    -------
+    dict with ``image``, ``gt`` (scored structures only) and ``pred`` (N, H, W) display stacks,
+    ``prompt_slice``, ``model``, ``scheme``, ``dataset``, ``subject_id``, ``names``; None when no
+    preferred scheme wrote a volume.
+    """
     if result.runs.empty:
         return None
     scored = result.runs[(result.runs["status"] == "scored") & (result.runs["volume_nifti"].astype(str) != "")]
@@ -490,7 +654,7 @@ def example_stacks(result: StudyResult, volumes: pd.DataFrame, cfg: Mapping[str,
             continue
         run = pick.iloc[0]
         row = volumes[(volumes["dataset"] == run["dataset"]) & (volumes["subject_id"] == run["subject_id"])].iloc[0]
-        vol = load_volume(cfg, row)
+        vol = load_volume(row, settings)
         pred_vol = to_canonical(raw_io.read_array("nifti", Path(run["volume_nifti"]), "prediction"))
         pred = display_stack(np.asarray(pred_vol.data).astype(np.int16), vol.slicing.slice_axis)
         s = result.structures

@@ -1,134 +1,142 @@
-#!/usr/bin/env python
-"""Write ``notebooks/05_biomarker_agreement.ipynb`` (without outputs) from the cells below.
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: tags,-all
+#     notebook_metadata_filter: kernelspec,-jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3 (mskseg)
+#     language: python
+#     name: python3
+# ---
 
-The notebook is generated so that it stays thin and reviewable: edit the cells here, then run
-``python scripts/make_notebook_05.py`` (``--check`` exits 1 if the stored notebook differs).
-"""
-from __future__ import annotations
+# %% [markdown]
+# # 05 · Clinical biomarkers: predicted masks against manual ones
+#
+# A segmentation is only as useful as the measurements it gives. This notebook measures the
+# study's biomarkers from manual masks and from model predictions of the same subjects, and asks
+# how well they agree, computed the way the study computes it. It regenerates **figure 5b**, the
+# per-subject biomarker tables within **S39-S64** and the agreement tables **S65-S68**.
+#
+# * **Cartilage thickness** (femoral, tibial, patellar; mm): the project's validated measure,
+#   chords through the medial axis along the local normal to the sub-pixel boundary. Beside it, the
+#   study's two readings of its medial-axis distance transform: `study_text` (the EDT radius at
+#   the medial axis, scaled by the in-plane pixel spacing) and `study_code` (the EDT radius in
+#   pixels times the *slice thickness*, as the study's code does). Both report a radius, about
+#   half the thickness; their error against the synthetic cohort's truth is shown below.
+# * **T2 / T1rho** (ms): as the study, per slice the mean of the map (clipped to 0-100 ms) inside
+#   each compartment and a `total` = mean over the compartments on that slice; per subject the mean
+#   over slices. The voxel-weighted mean is kept as a labelled variant.
+# * **Disc height** (mm): the short side of each disc's minimum-area rectangle to the sub-pixel
+#   edge, the maximum over slices (through the slices for axial disc stacks); the study's
+#   rectangle around the contour's pixel centres (one pixel shorter) is the labelled variant.
+# * **Tissue volume** (cm3): voxel count × voxel volume, summed over slices, per label (as the study).
+#
+# Missing structures are NaN with a reason, never 0. **Predictions** come from the best finetuned
+# model of notebook 03 for each dataset (chosen on *validation* Dice during training, never on the
+# test subjects measured here) and, for contrast, from a zero-shot model, each prompted with
+# ground-truth boxes on every labelled slice.
+#
+# **Agreement**, per dataset, biomarker and structure (`mskseg_lib/stats/agreement.py`):
+# Shapiro-Wilk on each arm and Levene decide between parametric and non-parametric statistics.
+# Parametric: ICC(3,1) (pingouin, the study's named coefficient) with ICC(A,1) beside it (the
+# "absolute agreement" the study's words describe), Bland-Altman mean ± 1.96 SD, linear
+# regression. Non-parametric: the ICC of a mixed model with a subject random intercept and no
+# rater term, reported as the median of 10,000 subject-bootstrap resamples with its 2.5/97.5
+# percentiles (a closed form per resample, checked against statsmodels MixedLM refits),
+# Bland-Altman median and percentiles with bootstrap CIs, Gaussian-process regression. Regression
+# puts the automated value on x and the manual value on y, as the study. Spearman's rho always.
+# The study's printed ranges stand beside the regenerated ones.
+#
+# **File names.** S39-S64: the study gives only the range, so the project fixes one table per
+# (biomarker, dataset), the same in every profile (`study.SUPPLEMENT_TABLES`, shown below; S63 and
+# S64 unused); S65 test choice, S66 ICC, S67 regression, S68 Spearman. Everything without a study
+# counterpart is in the X05 series.
 
-import sys
-from pathlib import Path
+# %% tags=["parameters"]
+import os
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import notebook_gen  # noqa: E402
-from notebook_gen import code, md, parameters_cells  # noqa: E402
+profile = os.environ.get("MSKSEG_PROFILE", "default")
+params = None
 
-TARGET = notebook_gen.ROOT / "notebooks" / "05_biomarker_agreement.ipynb"
+# %% [markdown]
+# ## Setup
+#
+# `params` is the full profile as injected by papermill (or `None` when run interactively).
+# `bi` holds the profile's `biomarkers` section as the library's arguments. Without a profile the
+# agreement of any label volumes with the manual masks is a handful of calls:
+# `chosen = study.choose_subjects(subjects, BiomarkerSelection(split="test"))`,
+# `long = study.measure_all(chosen, {"mine": my_volume})` (a function returning a subject's label
+# volume on its prepared mask's grid) and `study.agreement_by_source(long, ["mine"], AgreementSettings())`.
 
-CELLS = [
-    md("""
-# 05 · Clinical biomarkers: predicted masks against manual ones
-
-A segmentation is only as useful as the measurements it gives. This notebook measures the
-study's biomarkers from manual masks and from model predictions of the same subjects, and asks
-how well they agree, computed the way the study computes it. It regenerates **figure 5b**, the
-per-subject biomarker tables within **S39-S64** and the agreement tables **S65-S68**.
-
-* **Cartilage thickness** (femoral, tibial, patellar; mm): the project's validated measure,
-  chords through the medial axis along the local normal to the sub-pixel boundary. Beside it, the
-  study's two readings of its medial-axis distance transform: `study_text` (the EDT radius at
-  the medial axis, scaled by the in-plane pixel spacing) and `study_code` (the EDT radius in
-  pixels times the *slice thickness*, as the study's code does). Both report a radius, about
-  half the thickness; their error against the synthetic cohort's truth is shown below.
-* **T2 / T1rho** (ms): as the study, per slice the mean of the map (clipped to 0-100 ms) inside
-  each compartment and a `total` = mean over the compartments on that slice; per subject the mean
-  over slices. The voxel-weighted mean is kept as a labelled variant.
-* **Disc height** (mm): the short side of each disc's minimum-area rectangle to the sub-pixel
-  edge, the maximum over slices (through the slices for axial disc stacks); the study's
-  rectangle around the contour's pixel centres (one pixel shorter) is the labelled variant.
-* **Tissue volume** (cm3): voxel count × voxel volume, summed over slices, per label (as the study).
-
-Missing structures are NaN with a reason, never 0. **Predictions** come from the best finetuned
-model of notebook 03 for each dataset (chosen on *validation* Dice during training, never on the
-test subjects measured here) and, for contrast, from a zero-shot model, each prompted with
-ground-truth boxes on every labelled slice.
-
-**Agreement**, per dataset, biomarker and structure (`mskseg_lib/stats/agreement.py`):
-Shapiro-Wilk on each arm and Levene decide between parametric and non-parametric statistics.
-Parametric: ICC(3,1) (pingouin, the study's named coefficient) with ICC(A,1) beside it (the
-"absolute agreement" the study's words describe), Bland-Altman mean ± 1.96 SD, linear
-regression. Non-parametric: the ICC of a mixed model with a subject random intercept and no
-rater term, reported as the median of 10,000 subject-bootstrap resamples with its 2.5/97.5
-percentiles (a closed form per resample, checked against statsmodels MixedLM refits),
-Bland-Altman median and percentiles with bootstrap CIs, Gaussian-process regression. Regression
-puts the automated value on x and the manual value on y, as the study. Spearman's rho always.
-The study's printed ranges stand beside the regenerated ones.
-
-**File names.** S39-S64: the study gives only the range, so the project fixes one table per
-(biomarker, dataset), the same in every profile (`study.SUPPLEMENT_TABLES`, shown below; S63 and
-S64 unused); S65 test choice, S66 ICC, S67 regression, S68 Spearman. Everything without a study
-counterpart is in the X05 series.
-"""),
-    *parameters_cells(),
-    code("""
+# %%
 import pandas as pd
 
 from mskseg_lib.biomarkers import study
 from mskseg_lib.config import load_profile
 from mskseg_lib.data.cohort import load_truth
-from mskseg_lib.data.prepare import prepare_all
 from mskseg_lib.data.tables import load_tables
 from mskseg_lib.evaluation.volumes import assemble_volume, predict_volumes
-from mskseg_lib.finetuning.engine import run_dir_of
 from mskseg_lib.finetuning.evaluate import FINETUNED_KEY, predict_run_volumes
-from mskseg_lib.finetuning.grid import expand_grid
+from mskseg_lib.finetuning.run_folder import run_dir_of
 from mskseg_lib.finetuning.runner import run_grid
+from mskseg_lib.from_profile import data as fp_data
+from mskseg_lib.from_profile.biomarkers import biomarker_inputs
+from mskseg_lib.from_profile.finetune import finetune_inputs
+from mskseg_lib.from_profile.zero_shot import volume_inputs
+from mskseg_lib.logging_setup import configure_logging
 from mskseg_lib.plots import biomarkers as bplots
 from mskseg_lib.plots.style import apply_style
 from mskseg_lib.reporting import save_figure, save_table
 from mskseg_lib.stats.agreement import agreement_table
 
+configure_logging(stream="stdout")  # the library's INFO messages appear under each cell
 cfg = load_profile(profile, overrides=params if isinstance(params, dict) else None)
-b = cfg["biomarkers"]
+bi = biomarker_inputs(cfg)  # prepared/cohort folders, subject selection, agreement settings, zero-shot model
 apply_style()
 pd.set_option("display.width", 160)
 print(f"profile: {cfg['profile']} - {cfg['description']}")
-print(b)
-stats_args = dict(n_boot=b["n_boot"], seed=cfg["seed"], check_resamples=b["mixedlm_check_resamples"],
-                  test_differences=b["normality_on_differences"])
-"""),
-    md("""
-## Subjects and the model per dataset
+print(bi["selection"], bi["agreement"], sep="\n")
 
-The grid of notebook 03 is loaded (and finished if it is not). For each dataset the predicting
-model is the finished experiment trained on it with the highest validation Dice.
-"""),
-    code("""
-prepare_all(cfg)
-subjects, _ = load_tables(cfg)
-grid = run_grid(cfg)
+# %% [markdown]
+# ## Subjects and the model per dataset
+#
+# The grid of notebook 03 is loaded (and finished if it is not). For each dataset the predicting
+# model is the finished experiment trained on it with the highest validation Dice.
+
+# %%
+fp_data.prepare(cfg)
+subjects, _ = load_tables(bi["prepared_dir"])
+grid = run_grid(**finetune_inputs(cfg))
 real_name = "RealSpine_MyoSegmenTUM_VB_8"
-wanted = sorted(subjects["dataset"].unique()) if b["datasets"] == "all" else list(b["datasets"])
-wanted = [d for d in wanted if d != real_name]  # the real fixture has its own section below
-splits = [b["split"]] if isinstance(b["split"], str) else list(b["split"])
-chosen = subjects[subjects["dataset"].isin(wanted) & (subjects["split"].isin(splits) | (b["split"] == "all"))]
-chosen = chosen.sort_values(["dataset", "subject_id"])
-if b["max_subjects_per_dataset"] > 0:
-    chosen = chosen.groupby("dataset").head(b["max_subjects_per_dataset"])
+wanted = study.selected_datasets(subjects, bi["selection"])  # the real fixture has its own section below
+chosen = study.choose_subjects(subjects, bi["selection"])
 best = study.best_experiment_per_dataset(grid.experiments, grid.history, wanted)
 pd.DataFrame({"dataset": wanted, "subjects": [int((chosen["dataset"] == d).sum()) for d in wanted],
               "finetuned model (best validation Dice)": [best.get(d, "none trained on it") for d in wanted]})
-"""),
-    md("""
-## Whole-volume predictions
 
-Every labelled slice of the chosen subjects, ground-truth boxes, one embedding per slice (the
-zero-shot embedding cache is shared with decoder-only finetunes). Runs resume.
-"""),
-    code("""
+# %% [markdown]
+# ## Whole-volume predictions
+#
+# Every labelled slice of the chosen subjects, ground-truth boxes, one embedding per slice (the
+# zero-shot embedding cache is shared with decoder-only finetunes). Runs resume.
+
+# %%
 datasets = sorted(chosen["dataset"].unique())
-zs_key = b["zero_shot_model"]
-zs_run = predict_volumes(cfg, zs_key, tag=b["tag"], datasets=datasets, split=b["split"],
-                         max_subjects_per_dataset=b["max_subjects_per_dataset"])
+zs_key, sel = bi["zero_shot_model"], bi["selection"]
+zs_run = predict_volumes(model_key=zs_key, datasets=datasets, split=sel.split,
+                         max_subjects_per_dataset=sel.max_subjects_per_dataset, **volume_inputs(cfg, bi["tag"]))
 zs_done = set(zip(zs_run.slices.get("dataset", []), zs_run.slices.get("subject_id", [])))
-experiments = {e.run_id(r): (e, r) for e in expand_grid(cfg, sorted(subjects["dataset"].unique()))
-               for r in range(1, cfg["finetune"]["repeats"] + 1)}
+volumes = {k: v for k, v in volume_inputs(cfg, bi["tag"]).items() if k != "run_dir"}  # each run has its own
 ft_runs = {}
 for eid in sorted(set(best.values())):
-    exp, repeat = experiments[eid]
+    exp, repeat = grid.runs[eid]
     mine = [d for d in datasets if best.get(d) == eid]
-    for d, run in predict_run_volumes(cfg, exp, run_dir_of(cfg, exp, repeat), datasets=mine, split=b["split"],
-                                      max_subjects_per_dataset=b["max_subjects_per_dataset"]).items():
+    for d, run in predict_run_volumes(exp, run_dir_of(grid.root, exp, repeat), datasets=mine, split=sel.split,
+                                      max_subjects_per_dataset=sel.max_subjects_per_dataset, **volumes).items():
         ft_runs[d] = run
 
 
@@ -142,19 +150,19 @@ def zero_shot_volume(s):
 
 
 print(f"zero-shot {zs_key}: {len(zs_done)} subjects; finetuned: {sorted(ft_runs)}")
-"""),
-    md("""
-## Measurements (S39-S64)
 
-One long table of every value in every definition (manual, finetuned, zero-shot and, for the
-synthetic cohort, the truth; X05b), then the study-numbered tables: one per (biomarker, dataset)
-with each subject's values side by side, in the project's definition of the biomarker. The
-numbering (X05a) is fixed; a table whose dataset is not in this profile's run is listed as such.
-"""),
-    code("""
+# %% [markdown]
+# ## Measurements (S39-S64)
+#
+# One long table of every value in every definition (manual, finetuned, zero-shot and, for the
+# synthetic cohort, the truth; X05b), then the study-numbered tables: one per (biomarker, dataset)
+# with each subject's values side by side, in the project's definition of the biomarker. The
+# numbering (X05a) is fixed; a table whose dataset is not in this profile's run is listed as such.
+
+# %%
 long = study.measure_all(chosen, {"finetuned": finetuned_volume, "zero_shot": zero_shot_volume})
-if cfg["cohort"]["enabled"]:
-    long = pd.concat([long, study.truth_rows(load_truth(cfg), chosen)], ignore_index=True)
+if bi["cohort_dir"] is not None:  # the synthetic cohort knows the truth
+    long = pd.concat([long, study.truth_rows(load_truth(bi["cohort_dir"]), chosen)], ignore_index=True)
 numbering = study.supplement_mapping(long[long["source"] == "manual"])
 save_table(numbering, cfg, "tableX05a_supplement_numbering", notebook="05",
            caption="The project's mapping of the study's biomarker tables S39-S64 (the study gives only the range) to "
@@ -180,28 +188,24 @@ display(numbering)
 primary = wide[wide["biomarker"].isin(study.PRIMARY_BIOMARKERS)]
 primary.groupby(["biomarker", "structure"])[[c for c in ("manual", "finetuned", "zero_shot", "truth")
                                             if c in wide]].mean().round(3)
-"""),
-    md("""
-## Agreement (S65-S68)
 
-Per dataset, biomarker (project definition) and structure, for the finetuned predictions (the
-study's comparison) and the zero-shot ones (for contrast): S65 the normality and variance tests
-and the decision, S66 the ICC (the decision's ICC in `icc`, and every ICC beside it: ICC(3,1),
-ICC(A,1), the mixed-model bootstrap median with the largest difference between the closed form
-and a MixedLM refit), S67 the regression of manual on automated, S68 Spearman's rho, X05c
-Bland-Altman. The study's printed ranges are beside the finetuned rows (`published_*`) and
-summarised in X05d. A group with fewer than three subject pairs gets a row that says so.
-"""),
-    code("""
-tables = {}
-for source in ("finetuned", "zero_shot"):
-    pairs = study.paired(long[long["biomarker"].isin(study.PRIMARY_BIOMARKERS)], source)
-    tables[source] = agreement_table(pairs, "manual", "predicted", by=("dataset", "biomarker", "structure"),
-                                     subject_col="subject", **stats_args)
+# %% [markdown]
+# ## Agreement (S65-S68)
+#
+# Per dataset, biomarker (project definition) and structure, for the finetuned predictions (the
+# study's comparison) and the zero-shot ones (for contrast): S65 the normality and variance tests
+# and the decision, S66 the ICC (the decision's ICC in `icc`, and every ICC beside it: ICC(3,1),
+# ICC(A,1), the mixed-model bootstrap median with the largest difference between the closed form
+# and a MixedLM refit), S67 the regression of manual on automated, S68 Spearman's rho, X05c
+# Bland-Altman. The study's printed ranges are beside the finetuned rows (`published_*`) and
+# summarised in X05d. A group with fewer than three subject pairs gets a row that says so.
+
+# %%
+tables = study.agreement_by_source(long, ["finetuned", "zero_shot"], bi["agreement"])
 
 
 def both(name):
-    return pd.concat([getattr(t, name).assign(predicted_by=s) for s, t in tables.items()], ignore_index=True)
+    return study.stacked(tables, name)
 
 
 published = study.published_agreement()
@@ -240,42 +244,38 @@ display(vs_published)
 icc_view = both("icc")[["predicted_by", "dataset", "biomarker", "structure", "n_pairs", "method", "icc", "ci_low",
                         "ci_high", "icc3_1", "icc_a1", "icc_lmm_median", "mixedlm_check_max_abs_diff", "note"]]
 icc_view.round(3)
-"""),
-    md("""
-## Figure 5b
 
-Per biomarker, the group with the most subject pairs: Bland-Altman (left) and regression of the
-manual value on the automated value with the identity line (right) of the finetuned predictions,
-annotated with the ICC, R2 or rho and p. Every other group is in S65-S68.
-"""),
-    code("""
+# %% [markdown]
+# ## Figure 5b
+#
+# Per biomarker, the group with the most subject pairs: Bland-Altman (left) and regression of the
+# manual value on the automated value with the identity line (right) of the finetuned predictions,
+# annotated with the ICC, R2 or rho and p. Every other group is in S65-S68.
+
+# %%
 results = tables["finetuned"].results
-shown = {}
-for biomarker in sorted({k[1] for k in results}):
-    keys = sorted(k for k in results if k[1] == biomarker)
-    key = max(keys, key=lambda k: results[k].n_pairs)
-    shown[(key[1], key[2], study.dataset_slug(key[0]))] = results[key]
+shown = study.most_pairs_per_biomarker(results)
 fig = bplots.plot_figure5b(shown, units={k: study.UNITS[k[0]] for k in shown})
 save_figure(fig, cfg, "fig5b_biomarker_agreement", notebook="05",
             datasets=sorted({k[0] for k in results}),
             caption="Figure 5b: biomarkers from the best finetuned model's masks vs manual masks: Bland-Altman "
                     "(left) and manual vs automated with regression and identity line (right), one structure per "
                     "biomarker.")
-"""),
-    md("""
-## Beyond the study: the definitions against the truth
 
-The synthetic cohort knows each subject's true thickness, relaxation times, disc heights and
-volumes, so every definition can be checked on manual and predicted masks alike: X05e holds every
-value with its truth and X05f the mean, SD and mean absolute error per biomarker, definition and
-source. The study's thickness readings are radii (about half the thickness) and `study_code`
-scales by the slice thickness instead of the pixel size; the voxel-weighted relaxation mean is the
-map's mean over the structure, which is what the cohort stores. (Known limit of the truth: the
-meniscus overwrites the rim of the tibial cartilage slab, so the tibial label is thinner than its
-nominal thickness.) X05g: agreement (ICC etc.) of the finetuned predictions in each variant
-definition, to see whether the definition changes the agreement.
-"""),
-    code("""
+# %% [markdown]
+# ## Beyond the study: the definitions against the truth
+#
+# The synthetic cohort knows each subject's true thickness, relaxation times, disc heights and
+# volumes, so every definition can be checked on manual and predicted masks alike: X05e holds every
+# value with its truth and X05f the mean, SD and mean absolute error per biomarker, definition and
+# source. The study's thickness readings are radii (about half the thickness) and `study_code`
+# scales by the slice thickness instead of the pixel size; the voxel-weighted relaxation mean is the
+# map's mean over the structure, which is what the cohort stores. (Known limit of the truth: the
+# meniscus overwrites the rim of the tibial cartilage slab, so the tibial label is thinner than its
+# nominal thickness.) X05g: agreement (ICC etc.) of the finetuned predictions in each variant
+# definition, to see whether the definition changes the agreement.
+
+# %%
 errors = study.errors_vs_truth(long)
 if errors.empty:
     print("no true values for these subjects (real data): nothing to show")
@@ -301,9 +301,8 @@ else:
                 caption="Beyond the study: error against the truth of every definition of each biomarker (the "
                         "project's, the study's text and code readings, the voxel-weighted variant), manual and "
                         "finetuned masks.")
-variants = study.paired(long[long["biomarker"].isin(list(study.VARIANT_OF))], "finetuned")
-variant_agreement = agreement_table(variants, "manual", "predicted", by=("dataset", "biomarker", "structure"),
-                                    subject_col="subject", **stats_args)
+variant_agreement = study.agreement_by_source(long, ["finetuned"], bi["agreement"],
+                                              biomarkers=list(study.VARIANT_OF))["finetuned"]
 variant_icc = variant_agreement.icc.assign(
     definition=lambda d: d["biomarker"].map(lambda v: study.DEFINITIONS[v][1]),
     measures=lambda d: d["biomarker"].map(lambda v: study.DEFINITIONS[v][0]))
@@ -313,40 +312,31 @@ save_table(variant_icc.round(5), cfg, "tableX05g_variant_definitions_icc", noteb
                    "study's disc rectangle).")
 variant_icc[["dataset", "biomarker", "structure", "n_pairs", "method", "icc", "icc3_1", "icc_a1",
              "icc_lmm_median"]].round(3)
-"""),
-    md("""
-## The real spine fixture
 
-Eight real lumbar MRI volumes with manual vertebral-body masks (`../shared/data/real_spine`).
-Every subject is segmented zero-shot (no model was trained on them under this comparison) and
-each vertebral body's volume from the predicted mask is compared with the manual one (X05h, X05i;
-real data).
-"""),
-    code("""
+# %% [markdown]
+# ## The real spine fixture
+#
+# Eight real lumbar MRI volumes with manual vertebral-body masks (`../shared/data/real_spine`).
+# Every subject is segmented zero-shot (no model was trained on them under this comparison) and
+# each vertebral body's volume from the predicted mask is compared with the manual one (X05h, X05i;
+# real data).
+
+# %%
 real = subjects[subjects["dataset"] == real_name].sort_values("subject_id")
-if not b["real_spine"] or real.empty:
+if not bi["real_spine"] or real.empty:
     print("real spine fixture: not in this profile's prepared data (set MSKSEG_REAL_SPINE / sources)")
 else:
-    real_run = predict_volumes(cfg, zs_key, tag=f"{b['tag']}_real_spine", datasets=[real_name], split="all")
+    real_run = predict_volumes(model_key=zs_key, datasets=[real_name], split="all",
+                               **volume_inputs(cfg, f"{bi['tag']}_real_spine"))
     real_long = study.measure_all(real, {"zero_shot": lambda s: assemble_volume(real_run.run_dir, zs_key, s)[0]})
     vb = study.paired(real_long[real_long["biomarker"] == "volume_cm3"], "zero_shot", with_truth=False)
     vb["subject_vb"] = vb["subject"] + ":" + vb["structure"]
     real_agreement = agreement_table(vb.assign(biomarker="volume_cm3", structure="vertebral bodies"), "manual",
                                      "predicted", by=("biomarker", "structure"), subject_col="subject_vb",
-                                     **stats_args)
+                                     settings=bi["agreement"])
     save_table(vb.round(4), cfg, "tableX05h_real_spine_vertebral_volumes", notebook="05", data_source="real",
                caption="Real spine fixture: vertebral body volumes (cm3), manual vs zero-shot masks.")
     save_table(real_agreement.icc.round(4), cfg, "tableX05i_real_spine_icc", notebook="05", data_source="real",
                caption="Real spine fixture: agreement (ICC, S66's columns) of vertebral body volumes, manual vs "
                        "zero-shot.")
     display(real_agreement.icc[["n_pairs", "method", "icc", "ci_low", "ci_high", "icc3_1", "icc_a1", "note"]].round(3))
-"""),
-]
-
-
-def render() -> str:
-    return notebook_gen.render(CELLS, "nb05")
-
-
-if __name__ == "__main__":
-    sys.exit(notebook_gen.main(TARGET, render(), len(CELLS), __doc__.splitlines()[0]))

@@ -108,6 +108,20 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _datasets_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--labels", action="store_true", help="also list each dataset's labels (value and name)")
+
+
+@command("datasets", "list the datasets mskseg knows: anatomy, plane, labels and tissue classes", _datasets_args)
+def _datasets(args: argparse.Namespace) -> int:
+    from mskseg_lib.data.catalog import datasets_table
+
+    table = datasets_table()
+    columns = ["dataset", "anatomy", "plane", "acquisition", "sequence", "n_labels", "tissue_classes"]
+    print(table[columns + (["labels"] if args.labels else [])].to_string(index=False))
+    return 0
+
+
 @command("check-companion", "open a profile's results pages in headless Chromium and report broken ones",
          _profile_arg)
 def _check_companion(args: argparse.Namespace) -> int:
@@ -273,7 +287,9 @@ def _video3d_args(p: argparse.ArgumentParser) -> None:
                    help="zoo model: a SAM2 model propagates with its video predictor, others carry masks slice to slice")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--clicks", metavar="JSON", help='click list: [{"label": 1, "i": 40, "j": 120, "k": 80, '
-                                                      '"positive": true}, ...] (voxel indices of --input)')
+                                                      '"positive": true}, ...] (voxel indices of --input), or a '
+                                                      '3D Slicer markup file (.mrk.json, LPS or RAS; each point '
+                                                      'labelled by its label or its list name)')
     src.add_argument("--detector", metavar="WEIGHTS",
                      help="detector weights: each label is prompted with its best-scoring box in the volume")
 

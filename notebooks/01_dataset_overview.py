@@ -92,9 +92,10 @@ from mskseg_lib.from_profile import data as fp_data
 prepared_dir = fp_data.prepared_dir(cfg)
 cohort = fp_data.cohort_settings(cfg)  # None when the profile has no synthetic cohort
 manifest = generate_cohort(fp_data.cohort_dir(cfg), cohort) if cohort else None
-notes = []  # sources the profile names but this machine lacks
-sources = collect_sources(manifest, fp_data.raw_sources(cfg), notes)
-prepared = prepare_all(sources, prepared_dir, fp_data.prepare_settings(cfg), notes=notes)
+settings = fp_data.prepare_settings(cfg)
+notes = []  # sources the profile names but this machine lacks; bad manifest rows under on_bad_input: skip
+sources = collect_sources(manifest, fp_data.raw_sources(cfg), notes, settings.on_bad_input)
+prepared = prepare_all(sources, prepared_dir, settings, notes=notes)
 subjects, slices = load_tables(prepared_dir)
 print(f"{len(subjects)} subjects, {len(slices)} processed slices, {subjects['dataset'].nunique()} datasets")
 subjects.head()

@@ -111,6 +111,9 @@ def test_autolabel_folder_writes_source_grid_resumes_and_skips_corrupt(tmp_path)
         det = json.loads((tmp_path / "out" / f"case{i}.detections.json").read_text())
         assert [s["source_index"] for s in det["slices"]] == [0, 1, 2, 3, 4]
         assert det["slices"][1]["label_names"] == ["subcutaneous_fat", "extensors"]
+        names = SPEC.label_names()  # ITK-SNAP and 3D Slicer label tables beside the labels
+        assert f'"{names[2]}"' in (tmp_path / "out" / f"case{i}.itksnap.txt").read_text()
+        assert f"\n2 {names[2]} 0 255 0 255\n" in (tmp_path / "out" / f"case{i}.ctbl").read_text()
     overlays = sorted(p.name for p in (tmp_path / "out" / "overlays" / "case0").iterdir())
     assert overlays == ["slice_0000.png", "slice_0002.png", "slice_0004.png"]  # every 2nd of 6
     merged = json.loads((tmp_path / "out" / "autolabel_report.json").read_text())

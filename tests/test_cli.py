@@ -137,3 +137,26 @@ def test_verbose_shows_debug_messages() -> None:
 def test_verbose_and_quiet_exclusive() -> None:
     out = _mskseg("-v", "-q", "validate-profile", "fixture")
     assert out.returncode == 2 and "not allowed with argument" in out.stderr
+
+
+def test_datasets_lists_every_dataset_with_its_labels(capsys: pytest.CaptureFixture) -> None:
+    from mskseg_lib.data.catalog import DATASETS, REAL_SPINE
+
+    assert cli.main(["datasets", "--labels"]) == 0
+    out = capsys.readouterr().out
+    lines = {line.split()[0]: line for line in out.splitlines()[1:]}
+    assert set(lines) == {*DATASETS, REAL_SPINE.name}  # 12 study datasets and the real spine
+    thigh = lines["Thigh_2D_T1ax_Clinical_Anatomical_50"]
+    assert " 9 " in thigh and "fat, muscle, bone, nerve" in thigh and "9 nerve_bundle" in thigh
+
+
+def test_unknown_dataset_is_one_plain_line(capsys: pytest.CaptureFixture) -> None:
+    from mskseg_lib.data.catalog import UnknownDatasetError, get_dataset
+    from mskseg_lib.errors import UserError
+
+    with pytest.raises(UnknownDatasetError) as err:
+        get_dataset("Lumbar_9labels")
+    assert isinstance(err.value, (KeyError, UserError))  # old callers catching KeyError still work
+    message = str(err.value)
+    assert message.startswith("unknown dataset 'Lumbar_9labels'; known: Hip_3D_CUBE") and "\n" not in message
+    assert "mskseg datasets" in message

@@ -32,6 +32,7 @@ from mskseg_lib.evaluation.zero_shot import (
 from mskseg_lib.from_profile import data as fp_data
 from mskseg_lib.from_profile.zero_shot import zero_shot_inputs
 from mskseg_lib.models.interface import Prompts
+from mskseg_lib.models.settings import ModelSettings
 
 T1AX = "Spine_2D_T1ax_Clinical_Anatomical_59"
 HIP = "Hip_3D_CUBE_Research_Anatomical_42"
@@ -320,6 +321,76 @@ def test_engine_resumes_reuses_embeddings_and_refuses_changed_settings(hip_cfg):
         _run(hip_cfg, model, conditions=[{"name": "shift_8", "shift_grid_px": 8}])
     manifest = json.loads((first.run_dir / "manifest.json").read_text())
     assert manifest["profile"] == "fixture" and manifest["config"]["zero_shot"] == hip_cfg["zero_shot"]
+
+
+class _RecordingBar:
+    """Stand-in for tqdm: records its total, start, every step, how many slices were decoded at
+    each step (``decoded``, read from the model) and its postfixes."""
+
+    bars: list = []
+    model = None
+
+    def __init__(self, *args, total=None, initial=0, disable=False, **kwargs):
+        self.total, self.initial, self.disable, self.steps, self.decoded_at = total, initial, disable, [], []
+        self.postfixes = []
+        _RecordingBar.bars.append(self)
+
+    def update(self, n=1):
+        self.steps.append(n)
+        self.decoded_at.append(_RecordingBar.model.decoded)
+
+    def set_postfix_str(self, text):
+        self.postfixes.append(text)
+
+    def close(self):
+        pass
+
+
+class CountingFiller(BoxFiller):
+    """BoxFiller counting decoder calls (one per slice: every condition's boxes in one call)."""
+
+    def __init__(self):
+        super().__init__()
+        self.decoded = 0
+
+    def decode(self, embedding, prompts: Prompts):
+        self.decoded += 1
+        return super().decode(embedding, prompts)
+
+
+def test_progress_counts_slices_steps_after_each_and_starts_a_resume_at_the_finished_ones(hip_cfg, monkeypatch):
+    """2 subjects x 3 slices: the bar's total is 6 and it steps by 1 right after each slice's
+    decode (not once per subject); with one subject's results removed, a rerun starts at 3 and
+    steps 3 times; progress=False makes the bar silent. While a subject is encoded (2 slices per
+    encoder call) the postfix says so: 2/3, then 3/3. Scores are unchanged by the rerun."""
+    from mskseg_lib.evaluation import zero_shot as zs
+
+    monkeypatch.setattr(zs, "tqdm", _RecordingBar)
+    model = CountingFiller()
+    _RecordingBar.model, _RecordingBar.bars = model, []
+    prepared = fp_data.prepared_dir(hip_cfg)
+    run_dir = Path(hip_cfg["paths"]["runs_dir"]) / "progress"
+    selection = SliceSelection(split="all", max_subjects_per_dataset=2, max_slices_per_subject=3)
+    settings = ZeroShotSettings(conditions=({"name": "gt_box"},), cache_embeddings=False,
+                                models=ModelSettings(encode_batch_size=2))
+    first = run_zero_shot(prepared, run_dir, ["filler"], selection, settings, model_loader=lambda key: model)
+    (bar,) = _RecordingBar.bars
+    assert (bar.total, bar.initial, bar.disable) == (6, 0, False)
+    assert bar.steps == [1] * 6 and bar.decoded_at == [1, 2, 3, 4, 5, 6]
+    ids = sorted(first.slices["subject_id"].unique())
+    assert bar.postfixes == [f"{HIP}/{i}: encoded {k}/3" for i in ids for k in (2, 3)]
+    done = sorted(p for p in (run_dir / "models" / "filler" / "subjects").glob("*.parquet")
+                  if not p.name.endswith(".3d.parquet"))
+    assert len(done) == 2
+    done[1].unlink()  # the second subject is not finished
+    _RecordingBar.bars = []
+    second = run_zero_shot(prepared, run_dir, ["filler"], selection, settings, model_loader=lambda key: model,
+                           progress=False)
+    (bar,) = _RecordingBar.bars
+    assert (bar.total, bar.initial, bar.disable) == (6, 3, True)
+    assert bar.steps == [1] * 3 and bar.decoded_at == [7, 8, 9]
+    assert bar.postfixes == [f"{HIP}/{ids[1]}: encoded {k}/3" for k in (2, 3)]
+    pd.testing.assert_frame_equal(first.slices.drop(columns="seconds"), second.slices.drop(columns="seconds"))
 
 
 def test_profile_settings_keep_the_run_folder_fingerprint_layout(tiny_cfg):

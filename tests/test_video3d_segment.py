@@ -98,6 +98,18 @@ def test_cli_video3d_with_clicks_writes_a_label_volume(tmp_path, monkeypatch, ca
                    "--model", "lite_medsam", "--clicks", str(clicks)])
     assert rc == 0
     np.testing.assert_array_equal(np.asarray(nib.load(out).dataobj), (labels == 1).astype(np.uint8))
+    name1 = SPEC.label_names()[1]  # the label tables ITK-SNAP and 3D Slicer load, beside the output
+    assert f'    1   255    0    0     1.00  1  1    "{name1}"' in (tmp_path / "labels.itksnap.txt").read_text()
+    assert f"\n1 {name1} 255 0 0 255\n" in (tmp_path / "labels.ctbl").read_text()
+    x, y, z = (vol.affine @ [10.0, 10.0, 2.0, 1.0])[:3]  # the same click as a 3D Slicer markup (LPS)
+    markup = tmp_path / "clicks.mrk.json"
+    markup.write_text(json.dumps({"markups": [{"coordinateSystem": "LPS", "name": name1,
+                                               "controlPoints": [{"label": "F-1", "position": [-x, -y, z]}]}]}))
+    out2 = tmp_path / "labels_mrk.nii.gz"
+    rc = cli.main(["video3d", "--profile", "fixture", "--dataset", THIGH, "--input", str(image), "--output", str(out2),
+                   "--model", "lite_medsam", "--clicks", str(markup)])
+    assert rc == 0
+    np.testing.assert_array_equal(np.asarray(nib.load(out2).dataobj), (labels == 1).astype(np.uint8))
     capsys.readouterr()
     for name, text in (("bad.json", "{not json"), ("outside.json", json.dumps([{"label": 1, "i": 999, "j": 1, "k": 1}]))):
         bad = tmp_path / name
@@ -117,3 +129,53 @@ def test_segment_file_needs_exactly_one_prompt_source(tmp_path):
     with pytest.raises(segment.PromptSourceError):
         segment.segment_file(tmp_path / "in.nii.gz", tmp_path / "out.nii.gz", THIGH, "lite_medsam",
                              clicks=tmp_path / "c.json", detector_weights=tmp_path / "best.pt")
+
+
+AFFINE = np.array([[-0.5, 0.0, 0.0, 10.0], [0.0, 0.8, 0.0, -20.0], [0.0, 0.0, 3.0, 5.0], [0.0, 0.0, 0.0, 1.0]])
+
+
+def _markup(system: str, position_mm: list[float], label: str = "F-1", name: str = "F", **point) -> dict:
+    return {"@schema": "https://raw.githubusercontent.com/slicer/slicer/master/Modules/Loadable/Markups/Resources/"
+                       "Schema/markups-schema-v1.0.3.json#",
+            "markups": [{"type": "Fiducial", "coordinateSystem": system, "coordinateUnits": "mm", "name": name,
+                         "controlPoints": [{"id": "1", "label": label, "position": position_mm, **point}]}]}
+
+
+@pytest.mark.parametrize("system, position_mm", [("RAS", [5.0, -4.0, 11.0]), ("LPS", [-5.0, 4.0, 11.0]),
+                                                 ("LPS", [-5.2, 4.3, 11.9])])
+def test_slicer_markup_points_become_the_known_voxel(tmp_path, system, position_mm):
+    """Voxel (10, 20, 2) of AFFINE lies at RAS (5, -4, 11) mm = LPS (-5, 4, 11) mm; a point a
+    fraction of a voxel off still rounds to it. The label comes from the point or the list name."""
+    name2 = SPEC.label_names()[2]
+    path = tmp_path / "points.mrk.json"
+    path.write_text(json.dumps(_markup(system, position_mm, label=name2)))
+    assert segment.read_clicks(path, AFFINE, SPEC) == [{"label": 2, "i": 10, "j": 20, "k": 2, "positive": True}]
+    path.write_text(json.dumps(_markup(system, position_mm, label="F-1", name="1", description="negative")))
+    assert segment.read_clicks(path, AFFINE, SPEC) == [{"label": 1, "i": 10, "j": 20, "k": 2, "positive": False}]
+
+
+def test_slicer_markups_give_the_seeds_of_the_same_voxel_clicks(tmp_path):
+    vol, _ = phantom(orientation="LPS")
+    sl = slicing(vol, SPEC)
+    voxel_clicks = [{"label": 1, "i": 10, "j": 10, "k": 2}, {"label": 2, "i": 30, "j": 20, "k": 2}]
+    ras = [(vol.affine @ [c["i"], c["j"], c["k"], 1.0])[:3] for c in voxel_clicks]
+    doc = {"markups": [{"coordinateSystem": "LPS", "name": str(c["label"]),
+                        "controlPoints": [{"label": f"F-{n}", "position": [-p[0], -p[1], p[2]]}]}
+                       for n, (c, p) in enumerate(zip(voxel_clicks, ras))]}
+    path = tmp_path / "clicks.mrk.json"
+    path.write_text(json.dumps(doc))
+    got = segment.clicks_to_prompts(sl, segment.read_clicks(path, sl.source_affine, SPEC), SPEC)
+    want = segment.clicks_to_prompts(sl, voxel_clicks, SPEC)
+    assert [(s.label, s.frame, s.points.tolist()) for s in got] == [(s.label, s.frame, s.points.tolist()) for s in want]
+
+
+def test_slicer_markup_errors_name_the_file(tmp_path):
+    path = tmp_path / "bad.mrk.json"
+    for doc, problem in ((_markup("IJK", [0, 0, 0]), "neither LPS nor RAS"),
+                         (_markup("RAS", [5, -4, 11], label="F-1", name="nothing"), "is a label of"),
+                         ({"markups": [{"controlPoints": [{"label": "1"}]}]}, "no position"),
+                         ({"markups": []}, "non-empty 'markups'")):
+        path.write_text(json.dumps(doc))
+        with pytest.raises(segment.DataError, match=problem) as info:
+            segment.read_clicks(path, AFFINE, SPEC)
+        assert "bad.mrk.json" in str(info.value)

@@ -104,6 +104,11 @@ def test_write_back_of_the_manual_mask_is_the_source_file(knee_cfg, tmp_path):
     src = nib.load(row["mask_nifti"])
     np.testing.assert_array_equal(np.asarray(nib.load(out).dataobj), np.asarray(src.dataobj))
     assert np.allclose(nib.load(out).affine, src.affine)
+    names = vol.spec.label_names()  # the viewer label tables beside the prediction
+    assert names and all(" " not in n for n in names.values())
+    ctbl = (tmp_path / "gt.ctbl").read_text()
+    assert all(f"\n{v} {n} " in ctbl for v, n in names.items())
+    assert all(f'"{n}"' in (tmp_path / "gt.itksnap.txt").read_text() for n in names.values())
 
 
 def test_sam2_model_runs_every_scheme(knee_cfg):

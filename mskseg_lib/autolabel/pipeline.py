@@ -51,6 +51,7 @@ from mskseg_lib.data import raw_io
 from mskseg_lib.data.boxes import slice_boxes
 from mskseg_lib.data.catalog import DatasetSpec
 from mskseg_lib.data.errors import DataError
+from mskseg_lib.data.label_tables import write_label_tables
 from mskseg_lib.data.preprocess import (
     STUDY_CLIP_PERCENTILES,
     SliceGeometry,
@@ -433,6 +434,7 @@ def label_one(item: VolumeInput, out_dir: Path, segmenter: Segmenter, source: Pr
     shutil.rmtree(paths["overlays"], ignore_errors=True)  # no stale PNGs from an earlier setting
     write_overlays(sl, labels, pred.boxes, settings.overlay_every_n, paths["overlays"], len(spec.labels))
     raw_io.write_nifti(paths["labels"], sl.to_source(labels), sl.source_affine)
+    write_label_tables(paths["labels"], spec.label_names())
     timings["total_s"] = time.perf_counter() - t0
     fp = fingerprint(item, {**settings.as_record(), **model_ids})
     atomic.write_json(paths["detections"], {

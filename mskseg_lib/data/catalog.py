@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Iterable, Optional
+from typing import Iterable, Optional, Sequence
 
 import pandas as pd
+
+from mskseg_lib.errors import UserError
 
 TISSUE_CLASSES = ("cartilage", "bone", "muscle", "nerve", "fat")
 ANATOMY_ORDER: tuple[str, ...] = ("knee", "hip", "spine", "thigh", "shoulder")  # figures and tables group by it
@@ -218,6 +220,13 @@ REAL_SPINE = DatasetSpec(
 )
 
 
+class UnknownDatasetError(UserError, KeyError):
+    """A dataset name the catalog does not know (a ``KeyError`` that reads as one plain line)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "unknown dataset"
+
+
 def get_dataset(name: str) -> DatasetSpec:
     """Spec of a dataset by name, with a clear error listing the known names."""
     if name == REAL_SPINE.name:
@@ -225,7 +234,35 @@ def get_dataset(name: str) -> DatasetSpec:
     try:
         return DATASETS[name]
     except KeyError:
-        raise KeyError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}") from None
+        known = ", ".join([*DATASETS, REAL_SPINE.name])
+        raise UnknownDatasetError(f"unknown dataset {name!r}; known: {known} "
+                                  "(`mskseg datasets` lists them with their labels)") from None
+
+
+def datasets_table(specs: Sequence[DatasetSpec] | None = None) -> pd.DataFrame:
+    """One row per dataset: what ``mskseg datasets`` prints.
+
+    Parameters
+    ----------
+    specs : sequence of DatasetSpec, optional
+        Default: the study's datasets, then the real spine fixture.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``dataset, anatomy, plane, acquisition, sequence, protocol_type, task, n_labels,
+        tissue_classes`` (comma-separated, in label order) and ``labels``
+        (``"1 femur; 2 tibia; ..."``).
+    """
+    specs = [*DATASETS.values(), REAL_SPINE] if specs is None else list(specs)
+    rows = []
+    for s in specs:
+        tissues = list(dict.fromkeys(lab.tissue_class for lab in s.labels))
+        rows.append({"dataset": s.name, "anatomy": s.anatomy, "plane": s.plane, "acquisition": s.acquisition,
+                     "sequence": s.sequence_name, "protocol_type": s.protocol_type, "task": s.task,
+                     "n_labels": len(s.labels), "tissue_classes": ", ".join(tissues),
+                     "labels": "; ".join(f"{lab.value} {lab.name}" for lab in s.labels)})
+    return pd.DataFrame(rows)
 
 
 def select_datasets(selection: str | list[str]) -> list[DatasetSpec]:

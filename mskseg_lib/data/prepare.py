@@ -57,7 +57,7 @@ from mskseg_lib.data.preprocess import (
     resize_slice,
 )
 from mskseg_lib.data.slice_store import stack_path, subject_dir
-from mskseg_lib.data.sources import read_manifest
+from mskseg_lib.data.sources import ManifestProblem, read_manifest
 from mskseg_lib.data.splits import stratified_split
 from mskseg_lib.data.summary import dataset_summary
 from mskseg_lib.data.tables import SLICES_PARQUET, SUBJECTS_PARQUET
@@ -72,6 +72,7 @@ NUMERIC_SUBJECT_FIELDS = ("age_years", "weight_kg", "height_m", "bmi", "field_st
                           "flip_angle_deg", "slice_thickness_mm", "pixel_spacing_mm")
 PER_DATASET_KEYS = ("min_component_px", "min_component_voxels", "clip_percentiles")
 ON_BAD_INPUT = ("raise", "skip")
+SKIPPED_COLUMNS = ["row", "dataset", "subject_id", "file", "problem"]
 # version 2: the study's spline resize, truncating uint8 conversion and the resize mode
 FINGERPRINT_VERSION = 2
 
@@ -96,8 +97,9 @@ class PrepareSettings:
     * ``per_dataset``: dataset -> overrides of ``min_component_px``, ``min_component_voxels``,
       ``clip_percentiles``;
     * ``split_fractions``, ``stratify_by``, ``seed``: the subject split within each dataset;
-    * ``on_bad_input``: ``"raise"`` (stop at the first bad file) or ``"skip"`` (log it in
-      ``skipped.csv`` and go on);
+    * ``on_bad_input``: ``"raise"`` (stop: one error listing every bad manifest row, or the
+      first subject that cannot be prepared) or ``"skip"`` (record each bad row or subject in
+      ``skipped.csv``, whatever the error type, and go on);
     * ``yolo_export`` / ``yolo_image_size_px``: the detection export (a stored slice size).
 
     Numbers are kept as given (a profile's ``[1, 99]`` stays integers), because each subject's
@@ -396,23 +398,43 @@ def _subjects_table(records: list[dict], prepared_dir: Path, settings: PrepareSe
 
 def _prepare_each(sources: pd.DataFrame, prepared_dir: Path, settings: PrepareSettings,
                   progress: bool) -> tuple[list[dict], list[dict]]:
-    """Every subject prepared (or reused): (records, skipped rows) with ``on_bad_input`` applied."""
+    """Every subject prepared (or reused): (records, skipped rows) with ``on_bad_input`` applied.
+
+    Under ``"skip"`` a subject whose reading or preparing fails is recorded whatever the error
+    type (a ``DataError`` as its file and problem; anything else, such as a ``ValueError`` or
+    ``OSError``, as its type and message, logged with the traceback so a bug is never silent).
+    ``KeyboardInterrupt`` and ``SystemExit`` always stop the run.
+    """
     records, skipped = [], []
     for row in tqdm(sources.to_dict("records"), desc="prepare", unit="subject", disable=not progress):
         try:
             records.append(prepare_subject(row, prepared_dir, settings))
-        except DataError as err:
+        except Exception as err:  # noqa: BLE001 - recorded with its type below, never swallowed
             if settings.on_bad_input != "skip":
                 raise
-            log.warning("skipped %s/%s: %s", row["dataset"], row["subject_id"], err)
-            skipped.append({"dataset": row["dataset"], "subject_id": row["subject_id"],
-                            "file": str(err.path), "problem": err.problem})
+            if isinstance(err, DataError):
+                file, problem = str(err.path), err.problem
+                log.warning("skipped %s/%s: %s", row["dataset"], row["subject_id"], err)
+            else:
+                file, problem = str(row.get("image_path")), f"{type(err).__name__}: {err}"
+                log.warning("skipped %s/%s: %s", row["dataset"], row["subject_id"], problem, exc_info=True)
+            skipped.append({"row": None, "dataset": row["dataset"], "subject_id": row["subject_id"],
+                            "file": file, "problem": problem})
     return records, skipped
+
+
+def _note_row(note: str | ManifestProblem) -> dict:
+    """A ``notes`` entry as a skipped.csv row."""
+    if isinstance(note, ManifestProblem):
+        return {"row": note.row, "dataset": note.dataset, "subject_id": note.subject_id,
+                "file": note.file, "problem": note.line()}
+    return {"row": None, "dataset": None, "subject_id": None, "file": note.split(":")[0], "problem": note}
 
 
 # ----------------------------------------------------------------------------- everything
 def prepare_all(sources: pd.DataFrame | str | Path, prepared_dir: Path,
-                settings: PrepareSettings = PrepareSettings(), *, notes: Sequence[str] = (),
+                settings: PrepareSettings = PrepareSettings(), *,
+                notes: Sequence[str | ManifestProblem] = (),
                 progress: bool = True) -> Prepared:
     """Prepare every raw subject; write the tables, the dataset summary and the YOLO export.
 
@@ -420,15 +442,16 @@ def prepare_all(sources: pd.DataFrame | str | Path, prepared_dir: Path,
     ----------
     sources : DataFrame, or path of a manifest CSV
         The raw manifest (:func:`.sources.collect_sources`, :func:`.sources.read_manifest`):
-        one row per subject with absolute paths.
+        one row per subject with absolute paths. A path is read with
+        ``settings.on_bad_input`` applied to its bad rows.
     prepared_dir : Path
         Output root: ``subjects/``, ``subjects.parquet``, ``slices.parquet``,
         ``dataset_summary.csv``, ``skipped.csv``, ``yolo/``, ``prepare_run.json``.
     settings : PrepareSettings
         The study's settings by default.
-    notes : sequence of str
-        Problems found while collecting the sources (``"<path>: <problem>"``), recorded in
-        ``skipped.csv``.
+    notes : sequence of str or ManifestProblem
+        Problems found while collecting the sources (``"<path>: <problem>"``, or bad manifest
+        rows left out under ``on_bad_input="skip"``), recorded in ``skipped.csv``.
     progress : bool
         Show a progress bar.
 
@@ -436,15 +459,28 @@ def prepare_all(sources: pd.DataFrame | str | Path, prepared_dir: Path,
     -------
     Prepared
         The paths written, the number of subjects and slices, and the wall seconds.
+
+    Raises
+    ------
+    DataError
+        Under ``"raise"``, the first bad input; under ``"skip"``, when no subject could be
+        prepared (``skipped.csv``, columns ``row, dataset, subject_id, file, problem``, is
+        written first and the error points at it). Subjects prepared before are never removed.
     """
     t0 = time.perf_counter()
     root = Path(prepared_dir)
+    notes = list(notes)
     if not isinstance(sources, pd.DataFrame):
-        sources = read_manifest(Path(sources))
+        manifest_problems: list[ManifestProblem] = []
+        sources = read_manifest(Path(sources), settings.on_bad_input, manifest_problems)
+        notes.extend(manifest_problems)
     records, bad = _prepare_each(sources, root, settings, progress)
-    skipped = [{"dataset": None, "subject_id": None, "file": n.split(":")[0], "problem": n} for n in notes] + bad
+    skipped = [_note_row(n) for n in notes] + bad
+    skipped_csv = root / "skipped.csv"
     if not records:
-        raise DataError(root, "no subject could be prepared (see the errors above)")
+        save_csv(pd.DataFrame(skipped, columns=SKIPPED_COLUMNS), skipped_csv)
+        raise DataError(skipped_csv, f"nothing could be prepared: all {len(skipped)} problem(s) are listed in "
+                                     "this file" if skipped else "nothing could be prepared: no subjects given")
     subjects = _subjects_table(records, root, settings)
     slices = pd.DataFrame([s for r in records for s in r["slices"]])
     slices = slices.merge(subjects[["dataset", "subject_id", "split"]], on=["dataset", "subject_id"], how="left")
@@ -452,7 +488,7 @@ def prepare_all(sources: pd.DataFrame | str | Path, prepared_dir: Path,
         "subjects": save_parquet(subjects, root / SUBJECTS_PARQUET),
         "slices": save_parquet(slices, root / SLICES_PARQUET),
         "summary": save_csv(dataset_summary(subjects), root / "dataset_summary.csv"),
-        "skipped": save_csv(pd.DataFrame(skipped, columns=["dataset", "subject_id", "file", "problem"]), root / "skipped.csv"),
+        "skipped": save_csv(pd.DataFrame(skipped, columns=SKIPPED_COLUMNS), skipped_csv),
     }
     yolo_dir = None
     if settings.yolo_export:

@@ -4,12 +4,15 @@ Every source becomes rows of one *raw manifest* (columns in ``cohort.MANIFEST_CO
 absolute paths, so ``prepare`` has one code path for all data. A site manifest is a CSV with
 at least ``dataset, subject_id, image_format, image_path, mask_format, mask_path``; relative
 paths are taken from the CSV's folder; demographic and protocol columns are optional (DICOM
-headers fill them). ``collect_sources`` joins the synthetic cohort's manifest and any number of
+headers fill them). ``read_manifest`` checks every row before any work (known dataset and
+formats, files exist, no duplicate subject, ids read as text) and reports each problem as one
+line naming the row and file. ``collect_sources`` joins the synthetic cohort's manifest and any number of
 :class:`RawSource` entries (site manifests, real spine folders) into one table.
 """
 from __future__ import annotations
 
 import json
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,12 +20,14 @@ from typing import Sequence
 
 import pandas as pd
 
-from mskseg_lib.data.catalog import REAL_SPINE
+from mskseg_lib.data import raw_io
+from mskseg_lib.data.catalog import DATASETS, REAL_SPINE, get_dataset
 from mskseg_lib.data.cohort import MANIFEST_COLUMNS
 from mskseg_lib.data.errors import DataError, SettingsError
 
 REQUIRED = ("dataset", "subject_id", "image_format", "image_path", "mask_format", "mask_path")
 SOURCE_KINDS = ("real_spine", "manifest")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -41,7 +46,7 @@ class RawSource:
 def _absolute(df: pd.DataFrame, base: Path) -> pd.DataFrame:
     df = df.copy()
     for col in ("image_path", "mask_path"):
-        df[col] = [str(p if Path(p).is_absolute() else (base / p)) for p in df[col]]
+        df[col] = [p if not p.strip() or Path(p).is_absolute() else str(base / p) for p in df[col]]
 
     def maps_abs(m: object) -> str:
         if not isinstance(m, str) or not m.strip():
@@ -55,24 +60,146 @@ def _absolute(df: pd.DataFrame, base: Path) -> pd.DataFrame:
     return df
 
 
-def read_manifest(path: Path) -> pd.DataFrame:
-    """A raw manifest CSV with paths made absolute; clear errors for missing columns."""
+TEXT_COLUMNS = REQUIRED  # read as text: an id "NA", "nan" or "007" stays that string
+ON_BAD_ROW = ("raise", "skip")
+KNOWN_NAMES_SHOWN = 3  # how many known dataset names an unknown-name message lists
+
+
+@dataclass(frozen=True)
+class ManifestProblem:
+    """One bad manifest row: where it is, what it names and what is wrong.
+
+    ``row`` is the row number as a spreadsheet shows it (the header is row 1, so the first
+    subject is row 2); ``file`` is the file the problem is about (the manifest itself when the
+    problem is in a cell).
+    """
+
+    manifest: Path
+    row: int
+    dataset: str
+    subject_id: str
+    file: str
+    problem: str
+
+    def line(self) -> str:
+        """The one-line message: ``<manifest> row <n> (<dataset>/<subject_id>): <problem>``."""
+        return f"{self.manifest} row {self.row} ({self.dataset}/{self.subject_id}): {self.problem}"
+
+
+def _known_dataset_names() -> list[str]:
+    return [*DATASETS, REAL_SPINE.name]
+
+
+def _unknown_dataset(name: str) -> str | None:
+    """None when ``get_dataset`` knows ``name``, else the problem naming a few known names."""
+    try:
+        get_dataset(name)
+    except KeyError:
+        known = _known_dataset_names()
+        shown = ", ".join(known[:KNOWN_NAMES_SHOWN])
+        return f"unknown dataset {name!r} (known: {shown}, ... {len(known)} in all)"
+    return None
+
+
+def _row_problems(df: pd.DataFrame, manifest: Path) -> list[ManifestProblem]:
+    """Every problem of every row of a raw manifest whose paths are already absolute."""
+    problems: list[ManifestProblem] = []
+    first_row: dict[tuple[str, str], int] = {}
+    for i, row in enumerate(df[list(REQUIRED) + ["maps"]].to_dict("records")):
+        number = i + 2  # the header is row 1
+
+        def bad(problem: str, file: str | Path = manifest, row: dict = row, number: int = number) -> None:
+            problems.append(ManifestProblem(manifest, number, row["dataset"], row["subject_id"], str(file), problem))
+
+        for col in REQUIRED:
+            if not row[col].strip():
+                bad(f"{col} is empty")
+        if row["dataset"].strip():
+            unknown = _unknown_dataset(row["dataset"])
+            if unknown:
+                bad(unknown)
+        if row["subject_id"].strip():
+            key = (row["dataset"], row["subject_id"])
+            if key in first_row:
+                bad(f"duplicate subject: dataset {key[0]!r}, subject_id {key[1]!r} is also on row {first_row[key]}")
+            else:
+                first_row[key] = number
+        for kind, formats in (("image", raw_io.FORMATS), ("mask", raw_io.MASK_FORMATS)):
+            fmt, file = row[f"{kind}_format"], row[f"{kind}_path"]
+            if fmt.strip() and fmt not in formats:
+                bad(f"unknown {kind}_format {fmt!r} (known: {', '.join(formats)})")
+            if file.strip() and not Path(file).exists():
+                bad(f"{kind} file not found: {file}", file)
+        maps = row["maps"]
+        if isinstance(maps, str) and maps.strip():
+            for key, ref in json.loads(maps).items():
+                if not Path(ref["path"]).exists():
+                    bad(f"map {key!r} file not found: {ref['path']}", ref["path"])
+    return problems
+
+
+def read_manifest(path: Path, on_bad_input: str = "raise",
+                  skipped: list[ManifestProblem] | None = None) -> pd.DataFrame:
+    """A raw manifest CSV, checked row by row before any work, with paths made absolute.
+
+    Parameters
+    ----------
+    path : Path
+        The manifest CSV (columns ``REQUIRED`` at least; relative paths are taken from its folder).
+    on_bad_input : {"raise", "skip"}
+        ``"raise"``: one :class:`DataError` listing every bad row, one line each
+        (:meth:`ManifestProblem.line`). ``"skip"``: bad rows are left out and appended to
+        ``skipped`` (``prepare_all`` writes them to ``skipped.csv``).
+    skipped : list of ManifestProblem, optional
+        Where ``"skip"`` records the rows it leaves out.
+
+    Returns
+    -------
+    DataFrame
+        The good rows, every ``MANIFEST_COLUMNS`` column present, ``REQUIRED`` columns as text.
+
+    Raises
+    ------
+    DataError
+        The file is missing, not a CSV, lacks required columns, or (``"raise"``) has bad rows:
+        unknown dataset or format, a file that does not exist, an empty cell, a duplicate
+        (dataset, subject_id), a ``maps`` cell that is not JSON.
+    """
     path = Path(path)
+    if on_bad_input not in ON_BAD_ROW:
+        raise SettingsError(f"on_bad_input must be one of {list(ON_BAD_ROW)}, got {on_bad_input!r}")
     if not path.exists():
         raise DataError(path, "manifest file not found")
     try:
-        df = pd.read_csv(path, dtype={"subject_id": str})
+        df = pd.read_csv(path)
     except Exception as exc:  # pandas raises many types for broken CSV
         raise DataError(path, f"not a readable CSV manifest ({exc})") from exc
     missing = [c for c in REQUIRED if c not in df.columns]
     if missing:
         raise DataError(path, f"manifest lacks columns {missing} (has {list(df.columns)})")
+    text = pd.read_csv(path, usecols=list(TEXT_COLUMNS), dtype=str, keep_default_na=False)
+    for col in TEXT_COLUMNS:
+        df[col] = text[col]
     for col in MANIFEST_COLUMNS:
         if col not in df.columns:
             df[col] = None
     if "source" not in df or df["source"].isna().all():
         df["source"] = "manifest"
-    return _absolute(df, path.parent)
+    try:
+        df = _absolute(df, path.parent)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:  # a maps cell that is not JSON
+        raise DataError(path, f"a maps cell is not a JSON object of {{key: {{format, path, key}}}} ({exc})") from exc
+    problems = _row_problems(df, path)
+    if problems and on_bad_input == "raise":
+        rows = sorted({p.row for p in problems})
+        raise DataError(path, f"{len(rows)} bad row(s), nothing prepared:\n"
+                        + "\n".join(p.line() for p in problems))
+    for p in problems:
+        log.warning("skipped %s", p.line())
+    if skipped is not None:
+        skipped.extend(problems)
+    bad_rows = {p.row - 2 for p in problems}
+    return df.drop(index=[df.index[i] for i in sorted(bad_rows)]).reset_index(drop=True)
 
 
 def real_spine_manifest(root: Path) -> pd.DataFrame:
@@ -93,7 +220,8 @@ def real_spine_manifest(root: Path) -> pd.DataFrame:
 
 
 def collect_sources(cohort_manifest: Path | None = None, sources: Sequence[RawSource] = (),
-                    notes: list[str] | None = None) -> pd.DataFrame:
+                    notes: list[str | ManifestProblem] | None = None,
+                    on_bad_input: str = "raise") -> pd.DataFrame:
     """All raw subjects: the cohort's manifest (if any) plus each source, as one raw manifest.
 
     Parameters
@@ -102,9 +230,12 @@ def collect_sources(cohort_manifest: Path | None = None, sources: Sequence[RawSo
         ``manifest.csv`` of a generated synthetic cohort (:func:`.cohort.generate_cohort`).
     sources : sequence of RawSource
         Site manifests and real spine folders, in order.
-    notes : list of str, optional
+    notes : list of str or ManifestProblem, optional
         A source whose file or folder is absent is left out with a note appended here (and
-        recorded by ``prepare_all`` in skipped.csv), never silently.
+        recorded by ``prepare_all`` in skipped.csv), never silently; so is each bad manifest
+        row under ``on_bad_input="skip"``.
+    on_bad_input : {"raise", "skip"}
+        What :func:`read_manifest` does with bad rows (``PrepareSettings.on_bad_input``).
 
     Returns
     -------
@@ -112,7 +243,8 @@ def collect_sources(cohort_manifest: Path | None = None, sources: Sequence[RawSo
         One row per subject, columns ``MANIFEST_COLUMNS``, absolute paths.
     """
     notes = [] if notes is None else notes
-    frames = [read_manifest(Path(cohort_manifest))] if cohort_manifest is not None else []
+    skipped: list[ManifestProblem] = []
+    frames = [read_manifest(Path(cohort_manifest), on_bad_input, skipped)] if cohort_manifest is not None else []
     for src in sources:
         path = Path(src.path)
         if src.kind == "real_spine":
@@ -124,10 +256,11 @@ def collect_sources(cohort_manifest: Path | None = None, sources: Sequence[RawSo
             if not path.exists():
                 notes.append(f"{path}: manifest not found; its subjects are not prepared")
                 continue
-            frames.append(read_manifest(path))
+            frames.append(read_manifest(path, on_bad_input, skipped))
+    notes.extend(skipped)
     if not frames:
         return pd.DataFrame(columns=MANIFEST_COLUMNS)
     return pd.concat(frames, ignore_index=True)[MANIFEST_COLUMNS]
 
 
-__all__ = ["RawSource", "collect_sources", "read_manifest", "real_spine_manifest"]
+__all__ = ["ManifestProblem", "RawSource", "collect_sources", "read_manifest", "real_spine_manifest"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -93,7 +93,8 @@ class CacheEntry:
 
 def subject_embeddings(model: Segmenter, stack: np.ndarray, store_indices: Sequence[int],
                        resized_hw: Sequence[tuple[int, int]], batch_size: int, entry: CacheEntry | None = None,
-                       device: torch.device | None = None) -> tuple[dict[int, Embedding], int]:
+                       device: torch.device | None = None,
+                       on_batch: Callable[[int], None] | None = None) -> tuple[dict[int, Embedding], int]:
     """Embeddings of some slices of one subject: from the cache where it has them, the others
     encoded in batches (and, with a cache, rounded as stored and saved).
 
@@ -112,6 +113,9 @@ def subject_embeddings(model: Segmenter, stack: np.ndarray, store_indices: Seque
         The subject's cache file; None: no cache, every slice encoded.
     device : torch.device, optional
         Where cached embeddings are loaded (default ``model.device``).
+    on_batch : callable, optional
+        Called after each encoder call with the number of slices it encoded (cached slices
+        are not reported).
 
     Returns
     -------
@@ -123,7 +127,8 @@ def subject_embeddings(model: Segmenter, stack: np.ndarray, store_indices: Seque
             if entry is not None else {})
     todo = [j for j, i in enumerate(wanted) if i not in have]
     if todo:
-        fresh = encode_in_batches(model, [stack[wanted[j]] for j in todo], [resized_hw[j] for j in todo], batch_size)
+        fresh = encode_in_batches(model, [stack[wanted[j]] for j in todo], [resized_hw[j] for j in todo], batch_size,
+                                  on_batch)
         if entry is not None:
             fresh = [round_trip(e) for e in fresh]
             entry.cache.save(entry.model_key, entry.dataset, entry.subject_id, entry.key,

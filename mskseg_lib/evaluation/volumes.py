@@ -17,6 +17,7 @@ import nibabel as nib
 import numpy as np
 
 from mskseg_lib.data import raw_io
+from mskseg_lib.data.label_tables import write_label_tables
 from mskseg_lib.data.preprocess import from_display
 from mskseg_lib.evaluation.zero_shot import SliceSelection, ZeroShotRun, ZeroShotSettings, load_predictions, run_zero_shot
 from mskseg_lib.models.interface import Segmenter
@@ -101,7 +102,15 @@ def assemble_volume(run_dir: Path, model_key: str, subject: Mapping[str, Any],
     return volume, mask_img.affine
 
 
-def write_volume(path: Path, volume: np.ndarray, affine: np.ndarray) -> Path:
-    """The predicted label volume as NIfTI (atomic write)."""
+def write_volume(path: Path, volume: np.ndarray, affine: np.ndarray,
+                 labels: Mapping[int, str] | None = None) -> Path:
+    """The predicted label volume as NIfTI (atomic write).
+
+    With ``labels`` (value -> name, e.g. ``DatasetSpec.label_names()``) the ITK-SNAP and 3D
+    Slicer label tables (``<stem>.itksnap.txt``, ``<stem>.ctbl``) are written beside it.
+    """
     dtype = np.uint8 if volume.max(initial=0) < 256 and volume.min(initial=0) >= 0 else np.int16
-    return raw_io.write_nifti(Path(path), volume.astype(dtype), affine)
+    out = raw_io.write_nifti(Path(path), volume.astype(dtype), affine)
+    if labels is not None:
+        write_label_tables(out, labels)
+    return out

@@ -238,7 +238,8 @@ def _subject_labels(model_key: str, dataset: str, subject_id: str) -> _SubjectLa
 
 def _embed_slices(model: Segmenter, model_key: str, rows: pd.DataFrame, subject: Mapping[str, Any],
                   geoms: list[SliceGeometry], cache: EmbeddingCache | None,
-                  encode_batch_size: int) -> tuple[list[Embedding], int]:
+                  encode_batch_size: int,
+                  on_batch: Callable[[int], None] | None = None) -> tuple[list[Embedding], int]:
     """Step 2: one embedding per row (cached ones loaded, the others encoded), and how many were encoded."""
     size = model.input_size_px
     stack, _ = subject_stacks(subject, size)
@@ -249,7 +250,7 @@ def _embed_slices(model: Segmenter, model_key: str, rows: pd.DataFrame, subject:
                            cache_key(model, subject.get(f"slices_{size}_image")))
     store = [int(s) for s in rows["store_index"]]
     by_index, n_encoded = subject_embeddings(model, stack, store, [g.resized_shape for g in geoms],
-                                             encode_batch_size, entry)
+                                             encode_batch_size, entry, on_batch=on_batch)
     return [by_index[s] for s in store], n_encoded
 
 
@@ -304,7 +305,9 @@ def _volume_rows(gts: list[np.ndarray], preds: Mapping[str, list[np.ndarray]], l
 def evaluate_subject(model: Segmenter, model_key: str, slice_rows: pd.DataFrame, subject: Mapping[str, Any],
                      conditions: list[Condition], *, seed: int, instance_prompts: bool = True, hd95: bool = False,
                      cache: EmbeddingCache | None = None,
-                     encode_batch_size: int = 1) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, np.ndarray], dict]:
+                     encode_batch_size: int = 1, on_slice: Callable[[], None] | None = None,
+                     on_encoded: Callable[[int], None] | None = None,
+                     ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, np.ndarray], dict]:
     """Score one subject's selected slices under every prompt condition.
 
     Parameters
@@ -322,6 +325,11 @@ def evaluate_subject(model: Segmenter, model_key: str, slice_rows: pd.DataFrame,
     cache : EmbeddingCache, optional
     encode_batch_size : int
         Slices per encoder call.
+    on_slice : callable, optional
+        Called with no argument after each slice is decoded and scored (a progress bar's step).
+    on_encoded : callable, optional
+        Called after each encoder call with the number of slices it encoded (none for slices
+        the cache holds).
 
     Returns
     -------
@@ -340,7 +348,8 @@ def evaluate_subject(model: Segmenter, model_key: str, slice_rows: pd.DataFrame,
     geoms = [geometry_of(r, model.input_size_px) for _, r in rows.iterrows()]  # stretched or padded, as prepared
     t["load_s"] += time.perf_counter() - t0
     t0 = time.perf_counter()
-    embeddings, t["encoded_slices"] = _embed_slices(model, model_key, rows, subject, geoms, cache, encode_batch_size)
+    embeddings, t["encoded_slices"] = _embed_slices(model, model_key, rows, subject, geoms, cache, encode_batch_size,
+                                                    on_encoded)
     t["encode_s"] += time.perf_counter() - t0
     records: list[dict] = []
     preds: dict[str, list[np.ndarray]] = {c.name: [] for c in conditions}
@@ -350,6 +359,8 @@ def evaluate_subject(model: Segmenter, model_key: str, slice_rows: pd.DataFrame,
         records.extend(slice_records)
         for name, pred in slice_preds.items():
             preds[name].append(pred)
+        if on_slice is not None:
+            on_slice()
     t0 = time.perf_counter()
     volume_rows = _volume_rows(gts, preds, labels, int(subject.get("n_processed_slices", len(rows))))
     t["post_s"] += time.perf_counter() - t0
@@ -453,10 +464,24 @@ def _subject_file(out_dir: Path, dataset: str, subject_id: str, suffix: str) -> 
     return out_dir / ("predictions" if suffix == ".npz" else "subjects") / f"{dataset}__{subject_id}{suffix}"
 
 
+def _encode_note(bar: Any, name: str, n_slices: int) -> Callable[[int], None]:
+    """A callback writing '<subject>: encoded k/n' into the bar's postfix after each encoder call."""
+    done = 0
+
+    def note(n_encoded: int) -> None:
+        nonlocal done
+        done += n_encoded
+        bar.set_postfix_str(f"{name}: encoded {done}/{n_slices}")
+    return note
+
+
 def _run_model(ctx: _RunContext, model_key: str, load: Callable[[str], Segmenter]) -> tuple[dict, dict]:
     """Evaluate one model on every pending subject; returns its info ({name, checkpoint}) and timings.
 
-    A model whose subjects are all finished is not loaded (nor its file hashed) again.
+    A model whose subjects are all finished is not loaded (nor its file hashed) again. The
+    progress bar counts slices (total: every selected slice; finished subjects' slices count as
+    done from the start) and steps after each slice, so its rate and ETA are per slice; while a
+    subject is being encoded its postfix says how many of its slices are encoded.
     """
     t_model = time.perf_counter()
     out_dir = ctx.run_dir / "models" / model_key
@@ -469,18 +494,26 @@ def _run_model(ctx: _RunContext, model_key: str, load: Callable[[str], Segmenter
                                "checkpoint": getattr(model, "checkpoint", None)})
     totals = {"load_s": 0.0, "encode_s": 0.0, "decode_s": 0.0, "post_s": 0.0, "encoded_slices": 0, "slices": 0}
     s = ctx.settings
-    for (dataset, subject_id), g in tqdm(pending, desc=f"zero-shot {model_key}", disable=not ctx.progress):
-        subject = {**ctx.subjects.loc[(dataset, subject_id)], "dataset": dataset, "subject_id": subject_id}
-        res, vol, stacks, t = evaluate_subject(model, model_key, g, subject, ctx.conditions, seed=int(s.seed),
-                                               instance_prompts=s.instance_prompts, hd95=s.hd95, cache=ctx.cache,
-                                               encode_batch_size=s.models.encode_batch_size)
-        with atomic_path(_subject_file(out_dir, dataset, subject_id, ".npz")) as tmp:
-            np.savez_compressed(tmp, **stacks)
-        save_parquet(vol, _subject_file(out_dir, dataset, subject_id, ".3d.parquet"))
-        save_parquet(res.assign(seconds=sum(v for k, v in t.items() if k.endswith("_s"))),
-                     _subject_file(out_dir, dataset, subject_id, ".parquet"))  # last: marks the subject done
-        for k in totals:
-            totals[k] += t.get(k, 0) if k != "slices" else len(g)
+    n_slices = sum(len(g) for _, g in ctx.groups)
+    bar = tqdm(total=n_slices, initial=n_slices - sum(len(g) for _, g in pending), desc=f"zero-shot {model_key}",
+               unit="slice", disable=not ctx.progress)
+    try:
+        for (dataset, subject_id), g in pending:
+            subject = {**ctx.subjects.loc[(dataset, subject_id)], "dataset": dataset, "subject_id": subject_id}
+            res, vol, stacks, t = evaluate_subject(model, model_key, g, subject, ctx.conditions, seed=int(s.seed),
+                                                   instance_prompts=s.instance_prompts, hd95=s.hd95, cache=ctx.cache,
+                                                   encode_batch_size=s.models.encode_batch_size,
+                                                   on_slice=lambda: bar.update(1),
+                                                   on_encoded=_encode_note(bar, f"{dataset}/{subject_id}", len(g)))
+            with atomic_path(_subject_file(out_dir, dataset, subject_id, ".npz")) as tmp:
+                np.savez_compressed(tmp, **stacks)
+            save_parquet(vol, _subject_file(out_dir, dataset, subject_id, ".3d.parquet"))
+            save_parquet(res.assign(seconds=sum(v for k, v in t.items() if k.endswith("_s"))),
+                         _subject_file(out_dir, dataset, subject_id, ".parquet"))  # last: marks the subject done
+            for k in totals:
+                totals[k] += t.get(k, 0) if k != "slices" else len(g)
+    finally:
+        bar.close()
     totals["wall_s"] = time.perf_counter() - t_model
     return json.loads(info_path.read_text()), {k: round(v, 3) for k, v in totals.items()}
 
@@ -548,7 +581,7 @@ def run_zero_shot(prepared_dir: Path, run_dir: Path, model_keys: Sequence[str],
         The profile these arguments were unpacked from: snapshotted to ``config.yaml`` and the
         manifest (None: the settings themselves are).
     progress : bool
-        Show a progress bar per model.
+        Show a progress bar per model, counting slices (with tqdm's rate and ETA); False: silent.
     model_loader : callable, optional
         ``key -> Segmenter`` replacing the zoo (tests pass tiny models).
 

@@ -106,6 +106,7 @@ def generate(cfg: Mapping[str, Any], progress: bool = True) -> Path | None:
 
 def prepare(cfg: Mapping[str, Any], progress: bool = True) -> Prepared:
     """Cohort (if enabled) + the profile's sources -> ``prepare_all`` into ``prepared_dir(cfg)``."""
-    notes: list[str] = []
-    sources = collect_sources(generate(cfg, progress=progress), raw_sources(cfg), notes)
-    return prepare_all(sources, prepared_dir(cfg), prepare_settings(cfg), notes=notes, progress=progress)
+    notes: list = []
+    settings = prepare_settings(cfg)
+    sources = collect_sources(generate(cfg, progress=progress), raw_sources(cfg), notes, settings.on_bad_input)
+    return prepare_all(sources, prepared_dir(cfg), settings, notes=notes, progress=progress)

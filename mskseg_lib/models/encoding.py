@@ -6,7 +6,7 @@ time, each with the size of its unpadded content so the adapter can zero the pad
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -14,7 +14,7 @@ from mskseg_lib.models.interface import Embedding, Segmenter
 
 
 def encode_in_batches(model: Segmenter, images: np.ndarray, resized_hw: Sequence[tuple[int, int]],
-                      batch_size: int) -> list[Embedding]:
+                      batch_size: int, on_batch: Callable[[int], None] | None = None) -> list[Embedding]:
     """One embedding per slice, ``batch_size`` slices per encoder call, in the slices' order.
 
     Parameters
@@ -28,6 +28,8 @@ def encode_in_batches(model: Segmenter, images: np.ndarray, resized_hw: Sequence
         (``SliceGeometry.resized_shape``).
     batch_size : int
         Slices per ``encode`` call (>= 1).
+    on_batch : callable, optional
+        Called after each ``encode`` call with the number of slices it encoded (progress).
 
     Returns
     -------
@@ -39,5 +41,8 @@ def encode_in_batches(model: Segmenter, images: np.ndarray, resized_hw: Sequence
     step = max(1, int(batch_size))
     out: list[Embedding] = []
     for i in range(0, len(images), step):
-        out.extend(model.encode(np.asarray(images[i:i + step]), list(resized_hw[i:i + step])))
+        batch = model.encode(np.asarray(images[i:i + step]), list(resized_hw[i:i + step]))
+        out.extend(batch)
+        if on_batch is not None:
+            on_batch(len(batch))
     return out

@@ -3,7 +3,8 @@
 
 * **Clicks** are voxel indices of the *input* file (``i, j, k`` as a viewer such as ITK-SNAP or
   3D Slicer shows them, zero-based), each with the label it belongs to and whether it is a
-  positive (default) or negative click. They are mapped onto the display slices the models see
+  positive (default) or negative click; or a 3D Slicer markup file (``.mrk.json``), whose
+  points (LPS or RAS mm) are mapped to voxels through the input's affine. They are mapped onto the display slices the models see
   (``source_voxel_to_display``); clicks of one label on one slice form one prompt.
 * **Detector seeds**: for each label, the detection with the highest score in the volume gives
   the prompted slice and its box.
@@ -145,10 +146,12 @@ def check_output_path(out_path: Path) -> Path:
     return out_path
 
 
-def write_result(out_path: Path, sl: Slicing, run: SchemeRun, record: Mapping[str, Any]) -> Path:
-    """The label NIfTI on the source grid, then its JSON record (``<name>.video3d.json``)."""
+def write_result(out_path: Path, sl: Slicing, run: SchemeRun, record: Mapping[str, Any],
+                 labels: Mapping[int, str] | None = None) -> Path:
+    """The label NIfTI on the source grid (with its ITK-SNAP and 3D Slicer label tables when
+    ``labels`` maps value -> name), then its JSON record (``<name>.video3d.json``)."""
     out_path = check_output_path(out_path)
-    write_display_labels(out_path, run.labels, sl)
+    write_display_labels(out_path, run.labels, sl, labels)
     stem = out_path.name[: -len(".nii.gz")] if out_path.name.endswith(".nii.gz") else out_path.stem
     atomic.write_json(out_path.with_name(f"{stem}.video3d.json"), {
         **record, "seconds": run.seconds, "encoded_slices": run.encoded_slices,
@@ -158,15 +161,90 @@ def write_result(out_path: Path, sl: Slicing, run: SchemeRun, record: Mapping[st
     return out_path
 
 
-def read_clicks(path: Path) -> list[dict]:
-    """A JSON click list: ``[{"label": 1, "i": 40, "j": 120, "k": 80, "positive": true}, ...]``."""
+def read_clicks(path: Path, affine: np.ndarray | None = None, spec: DatasetSpec | None = None) -> list[dict]:
+    """A JSON click list: ``[{"label": 1, "i": 40, "j": 120, "k": 80, "positive": true}, ...]``.
+
+    A 3D Slicer markup file (``.mrk.json``, a JSON object with ``markups``) is read too when
+    the input's ``affine`` (voxel -> RAS mm) and the dataset ``spec`` are given:
+    :func:`slicer_markups_to_clicks`.
+    """
     path = Path(path)
     try:
         clicks = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise DataError(path, f"cannot read the click list: {exc}") from None
+    if isinstance(clicks, Mapping) and "markups" in clicks and affine is not None and spec is not None:
+        return slicer_markups_to_clicks(path, clicks, affine, spec)
     if not isinstance(clicks, list) or not clicks:
-        raise DataError(path, "the click list must be a non-empty JSON list of {label, i, j, k[, positive]}")
+        raise DataError(path, "the click list must be a non-empty JSON list of {label, i, j, k[, positive]} "
+                              "or a 3D Slicer markup file (.mrk.json)")
+    return clicks
+
+
+def _markup_label(candidates: Sequence[Any], names: Mapping[int, str]) -> int | None:
+    """The first candidate that is a label value or a label name of the dataset."""
+    by_name = {n.lower(): v for v, n in names.items()}
+    for c in candidates:
+        text = str(c if c is not None else "").strip()
+        if text.lower() in by_name:
+            return by_name[text.lower()]
+        if text.lstrip("-").isdigit() and int(text) in names:
+            return int(text)
+    return None
+
+
+def slicer_markups_to_clicks(path: Path, doc: Mapping[str, Any], affine: np.ndarray,
+                             spec: DatasetSpec) -> list[dict]:
+    """3D Slicer markup JSON -> the click list of :func:`read_clicks` (voxel indices of the input).
+
+    Every control point of every markup is a click. Its ``position`` (mm, in the markup's
+    ``coordinateSystem``: ``"LPS"``, Slicer's default and file convention, or ``"RAS"``) goes to
+    RAS and through the inverse of the input's ``affine`` (voxel -> RAS mm) to the nearest
+    voxel. Its label is the control point's ``label`` when that is a label name or value of the
+    dataset (e.g. ``femur`` or ``1``), else the markup's ``name``; a point whose ``description``
+    is ``negative`` is a negative click.
+
+    Parameters
+    ----------
+    path : the markup file (named in errors).
+    doc : its parsed JSON.
+    affine : the input volume's 4x4 voxel -> RAS (mm) affine.
+    spec : the dataset whose labels the points name.
+
+    Returns
+    -------
+    list of dict
+        ``{"label", "i", "j", "k", "positive"}`` per control point.
+    """
+    markups = doc.get("markups")
+    if not isinstance(markups, list) or not markups:
+        raise DataError(path, "a 3D Slicer markup file needs a non-empty 'markups' list")
+    names = spec.label_names()
+    ras_to_voxel = np.linalg.inv(np.asarray(affine, dtype=np.float64))
+    clicks = []
+    for m, markup in enumerate(markups):
+        if not isinstance(markup, Mapping):
+            raise DataError(path, f"markups[{m}] is not an object")
+        system = str(markup.get("coordinateSystem", "LPS")).upper()
+        if system not in ("LPS", "RAS"):
+            raise DataError(path, f"markups[{m}]: coordinateSystem {system!r} is neither LPS nor RAS")
+        for n, point in enumerate(markup.get("controlPoints") or []):
+            try:
+                position_mm = np.asarray(point["position"], dtype=np.float64).reshape(3)
+            except (KeyError, TypeError, ValueError):
+                raise DataError(path, f"markups[{m}].controlPoints[{n}]: no position [x, y, z]") from None
+            ras_mm = position_mm * (np.array([-1.0, -1.0, 1.0]) if system == "LPS" else 1.0)
+            ijk = ras_to_voxel @ np.append(ras_mm, 1.0)
+            label = _markup_label([point.get("label"), markup.get("name")], names)
+            if label is None:
+                raise DataError(path, f"markups[{m}].controlPoints[{n}]: neither its label {point.get('label')!r} "
+                                      f"nor the markup name {markup.get('name')!r} is a label of {spec.name} "
+                                      f"({names})")
+            clicks.append({"label": label, "i": int(np.rint(ijk[0])), "j": int(np.rint(ijk[1])),
+                           "k": int(np.rint(ijk[2])),
+                           "positive": str(point.get("description", "")).strip().lower() != "negative"})
+    if not clicks:
+        raise DataError(path, "the 3D Slicer markup file has no control points")
     return clicks
 
 
@@ -185,7 +263,7 @@ class SegmentedFile:
 def _click_seeds(sl: Slicing, clicks_path: Path, spec: DatasetSpec) -> list[ObjectPrompt]:
     """Seeds from a JSON click list; a bad click names the file."""
     try:
-        return clicks_to_prompts(sl, read_clicks(clicks_path), spec)
+        return clicks_to_prompts(sl, read_clicks(clicks_path, sl.source_affine, spec), spec)
     except (ValueError, TypeError) as exc:
         if isinstance(exc, DataError):
             raise
@@ -225,7 +303,8 @@ def segment_file(input_path: Path, out_path: Path, dataset: str, model_key: str,
     out_path : the label NIfTI to write (``.nii`` or ``.nii.gz``).
     dataset : the dataset whose labels, plane and intensity clipping apply.
     model_key : zoo model (a SAM2 model tracks with its video predictor).
-    clicks : a JSON click list (voxel indices of the input: :func:`read_clicks`); or
+    clicks : a JSON click list (voxel indices of the input: :func:`read_clicks`) or a 3D Slicer
+        markup file (``.mrk.json``, LPS or RAS: :func:`slicer_markups_to_clicks`); or
     detector_weights : a detector's ``best.pt``: each label is prompted with its best box.
     settings : carrying, offload and the dataset's clipping (``schemes`` and ``tissues`` unused).
     detector : the detector's image size and thresholds (with ``detector_weights``).
@@ -263,4 +342,4 @@ def segment_file(input_path: Path, out_path: Path, dataset: str, model_key: str,
               "model": model_key, "model_identity": model.identity, "scheme": scheme, **prompt_source,
               "prompts": _prompts_record(seeds), "carry": settings.carry.as_record(), "offload_state_to_cpu": offload,
               "device": str(device), "started_utc": started, "git": git_info(), "versions": collect_versions()}
-    return SegmentedFile(write_result(out_path, sl, run, record), scheme, run)
+    return SegmentedFile(write_result(out_path, sl, run, record, spec.label_names()), scheme, run)

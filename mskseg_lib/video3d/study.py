@@ -245,15 +245,19 @@ def load_volume(row: Mapping[str, Any], settings: Video3dSettings = Video3dSetti
                         values, spec.label_names(), spacing)
 
 
-def write_display_labels(path: Path, labels_display: np.ndarray, sl: Slicing) -> Path:
-    """A display-oriented label stack back on the source's voxel grid, with the source affine."""
+def write_display_labels(path: Path, labels_display: np.ndarray, sl: Slicing,
+                         labels: Mapping[int, str] | None = None) -> Path:
+    """A display-oriented label stack back on the source's voxel grid, with the source affine.
+
+    With ``labels`` (value -> name) the ITK-SNAP and 3D Slicer label tables go beside it.
+    """
     canonical = volume_from_display(labels_display, sl.slice_axis)
-    return write_volume(path, sl.to_source(canonical), sl.source_affine)
+    return write_volume(path, sl.to_source(canonical), sl.source_affine, labels)
 
 
 def write_prediction(path: Path, labels_display: np.ndarray, vol: LoadedVolume) -> Path:
-    """``write_display_labels`` for a study volume."""
-    return write_display_labels(path, labels_display, vol.slicing)
+    """``write_display_labels`` for a study volume, with the dataset's label tables beside it."""
+    return write_display_labels(path, labels_display, vol.slicing, vol.spec.label_names())
 
 
 # ----------------------------------------------------------------------------------------------

@@ -147,16 +147,24 @@ def _validate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("profiles", nargs="+", metavar="NAME", help="profile names or YAML paths")
 
 
-@command("validate-profile", "check profiles against the schema", _validate_args)
+@command("validate-profile", "check profiles: the schema, every stage's settings, conditions, grid and "
+         "manifests (no data work)", _validate_args)
 def _validate(args: argparse.Namespace) -> int:
     from mskseg_lib.config import ProfileError, profile_path
+    from mskseg_lib.from_profile.checks import profile_problems
 
     status = 0
     for name in args.profiles:
         try:
-            _load(name)
+            cfg = _load(name)
         except ProfileError as exc:
             print(f"mskseg: error: {_one_line(exc)}", file=sys.stderr)
+            status = 2
+            continue
+        problems = profile_problems(cfg)
+        for problem in problems:
+            print(f"mskseg: error: {name}: {problem}", file=sys.stderr)
+        if problems:
             status = 2
         else:
             print(f"ok: {name} ({profile_path(name)})")

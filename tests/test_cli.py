@@ -160,3 +160,62 @@ def test_unknown_dataset_is_one_plain_line(capsys: pytest.CaptureFixture) -> Non
     message = str(err.value)
     assert message.startswith("unknown dataset 'Lumbar_9labels'; known: Hip_3D_CUBE") and "\n" not in message
     assert "mskseg datasets" in message
+
+
+def _bad_profile(tmp_path: Path) -> Path:
+    """A fixture copy with its folders in ``tmp_path`` and three problems that need no data work:
+    a manifest with an unknown dataset and a missing file, an unknown condition kind, and a grid
+    entry training on an unknown dataset."""
+    image = tmp_path / "site" / "s1.nii.gz"
+    image.parent.mkdir()
+    image.write_bytes(b"not read by the checks")
+    manifest = tmp_path / "site" / "manifest.csv"
+    manifest.write_text("dataset,subject_id,image_format,image_path,mask_format,mask_path\n"
+                        "Elbow_Unknown_1,s1,nifti,s1.nii.gz,nifti,s1.nii.gz\n"
+                        "Knee_3D_DESS_Research_Anatomical_86,s2,nifti,s1.nii.gz,nifti,absent_mask.nii.gz\n")
+    cfg = yaml.safe_load((params_dir() / "fixture.yaml").read_text())
+    cfg["paths"] = {key: str(tmp_path / key) for key in cfg["paths"]}
+    cfg["sources"] = [{"type": "manifest", "path": str(manifest)}]
+    cfg["zero_shot"]["conditions"].append({"name": "wobble", "kind": "wobble"})
+    cfg["finetune"]["experiments"].append({"group": "size", "train_on": ["Elbow_Unknown_1"]})
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_validate_reports_every_nested_problem_without_data_work(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture) -> None:
+    path = _bad_profile(tmp_path)
+    assert cli.main(["-q", "validate-profile", str(path)]) == 2
+    out = capsys.readouterr()
+    assert out.out == ""
+    lines = out.err.splitlines()
+    manifest = tmp_path / "site" / "manifest.csv"
+    prefix = f"mskseg: error: {path}: "
+    assert len(lines) == 4 and all(line.startswith(prefix) for line in lines), lines
+    sources_1, sources_2, conditions, experiments = (line[len(prefix):] for line in lines)
+    assert sources_1.startswith(f"sources[0]: {manifest} row 2 (Elbow_Unknown_1/s1): unknown dataset 'Elbow_Unknown_1'")
+    assert sources_2.startswith(f"sources[0]: {manifest} row 3 (Knee_3D_DESS_Research_Anatomical_86/s2): ")
+    assert "absent_mask.nii.gz" in sources_2 and "not found" in sources_2
+    assert conditions.startswith("zero_shot.conditions[3]: kind must be one of") and "'wobble'" in conditions
+    assert experiments.startswith("finetune.experiments") and "unknown dataset 'Elbow_Unknown_1'" in experiments
+    for folder in ("data_root", "runs_dir", "tables_dir", "figures_dir"):  # no cohort, prepare or run
+        assert not (tmp_path / folder).exists()
+
+
+def test_validate_shipped_profiles_ok(capsys: pytest.CaptureFixture) -> None:
+    assert cli.main(["-q", "validate-profile", "fixture", "default", "paper"]) == 0
+    out = capsys.readouterr()
+    assert out.err == ""
+    assert out.out.splitlines() == [f"ok: {n} ({params_dir() / (n + '.yaml')})" for n in ("fixture", "default", "paper")]
+
+
+def test_validate_mixed_effects_condition_must_be_a_zero_shot_condition() -> None:
+    from mskseg_lib.config import load_profile
+    from mskseg_lib.from_profile.checks import profile_problems
+
+    cfg = load_profile("fixture")
+    assert profile_problems(cfg) == []
+    cfg["mixed_effects"]["condition"] = "gt_boxx"
+    assert profile_problems(cfg) == ["mixed_effects.condition: 'gt_boxx' is not a zero_shot.conditions name "
+                                     "(have ['gt_box', 'jitter_5px', 'shift_20grid'])"]

@@ -8,10 +8,18 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+import SimpleITK as sitk
 from nibabel.eulerangles import euler2mat
-from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+from pydicom.fileset import FileSet
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRLittleEndian,
+    MRImageStorage,
+    RLELossless,
+    generate_uid,
+)
 
-from mskseg_lib.data.dicom_io import read_dicom_series, write_dicom_series
+from mskseg_lib.data.dicom_io import LPS_FLIP, read_dicom_series, write_dicom_series
 from mskseg_lib.data.errors import DataError
 from mskseg_lib.data.volume import affine_from_spacing
 
@@ -210,12 +218,12 @@ def test_truncated_pixel_data(tmp_path: Path) -> None:
     assert "truncated" in str(_raises(victim, read_dicom_series, folder))
 
 
-def test_non_dicom_file_in_folder(tmp_path: Path) -> None:
-    folder, _ = _write(tmp_path)
-    junk = folder / ".DS_Store"
-    junk.write_bytes(b"Bud1\x00\x00\x00\x01 not dicom at all")
-    err = _raises(junk, read_dicom_series, folder)
-    assert "not a readable DICOM file" in str(err)
+def test_folder_of_only_non_dicom_files(tmp_path: Path) -> None:
+    folder = tmp_path / "export"
+    folder.mkdir()
+    (folder / "README.txt").write_text("exported by the scanner\n")
+    err = _raises(folder, read_dicom_series, folder)
+    assert "no DICOM files" in str(err) and "README.txt" in str(err)
 
 
 def test_file_without_pixel_data(tmp_path: Path) -> None:
@@ -286,3 +294,110 @@ def test_writer_refuses_non_empty_folder(tmp_path: Path) -> None:
     folder, _ = _write(tmp_path)
     with pytest.raises(FileExistsError):
         write_dicom_series(_data(), _axial_affine(), folder, HEADER)
+
+
+# ------------------------------------------------------------------------------ scanner exports
+def _sitk_read(folder: Path, series_uid: str = "") -> tuple[np.ndarray, np.ndarray]:
+    """Data (i, j, k) and RAS affine as SimpleITK/GDCM read the folder: an independent reader."""
+    reader = sitk.ImageSeriesReader()
+    names = reader.GetGDCMSeriesFileNames(str(folder), series_uid)
+    reader.SetFileNames(names)
+    image = reader.Execute()
+    lps = np.eye(4)
+    lps[:3, :3] = np.array(image.GetDirection()).reshape(3, 3) @ np.diag(image.GetSpacing())
+    lps[:3, 3] = image.GetOrigin()
+    return sitk.GetArrayFromImage(image).transpose(2, 1, 0), LPS_FLIP @ lps
+
+
+def _assert_same_as_sitk(folder: Path, vol, series_uid: str = "") -> None:
+    data, affine = _sitk_read(folder, series_uid)
+    np.testing.assert_array_equal(vol.data, data)
+    np.testing.assert_allclose(vol.affine, affine, atol=1e-6)
+
+
+def _add_strays(folder: Path) -> None:
+    (folder / "README.txt").write_text("Exported by the scanner console.\n")
+    (folder / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1\x00\x00\x10\x00 not dicom at all")
+    (folder / "thumb.jpg").write_bytes(b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01" + bytes(200) + b"\xff\xd9")
+
+
+def test_stray_files_and_dicomdir_are_skipped(tmp_path: Path) -> None:
+    data = _data()
+    folder, paths = _write(tmp_path, data)
+    fileset = FileSet()
+    for path in paths:
+        ds = pydicom.dcmread(path)
+        ds.StudyDate, ds.StudyTime, ds.StudyID, ds.SeriesNumber = "20260101", "120000", "1", 1  # DICOMDIR needs them
+        fileset.add(ds)
+    fileset.write(tmp_path / "media")
+    shutil.copy(tmp_path / "media" / "DICOMDIR", folder / "DICOMDIR")  # known by its name
+    shutil.copy(tmp_path / "media" / "DICOMDIR", folder / "INDEX")  # known by its SOP class
+    _add_strays(folder)
+    vol = read_dicom_series(folder)
+    np.testing.assert_array_equal(vol.data, data)
+    np.testing.assert_array_equal(vol.affine, _axial_affine())
+    assert vol.header["n_files"] == data.shape[2]
+    _assert_same_as_sitk(folder, vol)
+
+
+def test_files_without_preamble_or_suffix(tmp_path: Path) -> None:
+    """Half the files lose the preamble and the .dcm suffix; two of those also lose the file meta."""
+    data = _data()
+    folder, paths = _write(tmp_path, data, _oblique_affine())
+    for n, path in enumerate(paths[::2]):
+        ds = pydicom.dcmread(path)
+        ds.preamble = None
+        if n < 2:  # a bare implicit-VR dataset, as old exports write
+            del ds.file_meta
+            pydicom.dcmwrite(folder / f"IM{n:04d}", ds, implicit_vr=True, little_endian=True)
+        else:
+            pydicom.dcmwrite(folder / f"IM{n:04d}", ds, enforce_file_format=False)
+        path.unlink()
+    starts = {(folder / f"IM{n:04d}").read_bytes()[:2] for n in range(len(paths[::2]))}
+    assert starts == {b"\x08\x00", b"\x02\x00"}  # first tag (0008,...) and (0002,...): no preamble
+    _add_strays(folder)
+    vol = read_dicom_series(folder)
+    np.testing.assert_array_equal(vol.data, data)
+    np.testing.assert_allclose(vol.affine, _oblique_affine(), atol=1e-9)
+    _assert_same_as_sitk(folder, vol)
+
+
+def test_several_series_refused_naming_each_or_picked(tmp_path: Path) -> None:
+    data, other_data = _data(), _data(seed=1)
+    folder, _ = _write(tmp_path, data, series_uid="1.2.826.0.1.1", series_description="SAG PD FS")
+    other = write_dicom_series(other_data, _oblique_affine(), tmp_path / "other",
+                               {**HEADER, "series_uid": "1.2.826.0.1.2", "series_description": "COR T1"})
+    for path in other[:4]:
+        shutil.copy(path, folder / f"other_{path.name}")
+    err = str(_raises(folder, read_dicom_series, folder))
+    assert "\n" not in err and "2 series" in err
+    assert "1.2.826.0.1.1 'SAG PD FS' (6 files)" in err and "1.2.826.0.1.2 'COR T1' (4 files)" in err
+    vol = read_dicom_series(folder, series_uid="1.2.826.0.1.1")
+    np.testing.assert_array_equal(vol.data, data)
+    np.testing.assert_array_equal(vol.affine, _axial_affine())
+    assert vol.header["series_uid"] == "1.2.826.0.1.1" and vol.header["n_files"] == 6
+    _assert_same_as_sitk(folder, vol, "1.2.826.0.1.1")
+    picked = read_dicom_series(folder, series_uid="1.2.826.0.1.2")  # 4 of the 6 slices
+    np.testing.assert_array_equal(picked.data.shape, (7, 5, 4))
+    err = str(_raises(folder, read_dicom_series, folder, "1.2.3.404"))
+    assert "no series with SeriesInstanceUID 1.2.3.404" in err and "'COR T1' (4 files)" in err
+
+
+@pytest.mark.parametrize("syntax", [RLELossless, DeflatedExplicitVRLittleEndian], ids=["rle", "deflate"])
+def test_compressed_transfer_syntaxes(tmp_path: Path, syntax) -> None:
+    """pydicom encodes these itself. JPEG baseline/lossless, JPEG-LS and JPEG 2000 need a
+    pylibjpeg or gdcm plugin that is not installed, so they are not covered here yet."""
+    data = _data((16, 12, 5))
+    folder, paths = _write(tmp_path, data, _oblique_affine())
+    for path in paths:
+        ds = pydicom.dcmread(path)
+        if syntax == RLELossless:
+            ds.compress(RLELossless)
+        else:
+            ds.file_meta.TransferSyntaxUID = syntax
+        ds.save_as(path, enforce_file_format=True)
+    assert all(pydicom.dcmread(p).file_meta.TransferSyntaxUID == syntax for p in paths)
+    vol = read_dicom_series(folder)
+    np.testing.assert_array_equal(vol.data, data)
+    np.testing.assert_allclose(vol.affine, _oblique_affine(), atol=1e-9)
+    _assert_same_as_sitk(folder, vol)

@@ -12,6 +12,14 @@ Array and geometry convention (shared by writer and reader, so a round trip is e
 * PixelSpacing = (spacing between rows, spacing between columns) = (|lps[:3, 1]|, |lps[:3, 0]|).
 * ImagePositionPatient of slice ``k`` = ``lps @ (0, 0, k, 1)``; InstanceNumber = ``k + 1``.
 
+What a scanner export may hold beside the series: files that are not DICOM (README.txt,
+.DS_Store, JPEG thumbnails; recognised by their first bytes) and a DICOMDIR (by name or its
+Media Storage Directory SOP class) are skipped. Files without the 128-byte preamble or a ``.dcm``
+suffix are read when their first bytes look like a DICOM element. Several series in one folder
+are refused, naming each, unless ``series_uid`` picks one. Transfer syntaxes are decoded by
+pydicom's pixel handlers: uncompressed, deflated and RLE Lossless out of the box (JPEG family
+only where a pylibjpeg/gdcm plugin is installed).
+
 The reader orders slices by the projection of ImagePositionPatient onto the slice normal
 (row x column direction), never by file name, and takes the slice step from the positions.
 When InstanceNumber decreases along the normal (the writer's ``k`` axis pointed against the
@@ -19,7 +27,9 @@ normal, e.g. a left-handed affine), the order is reversed so ``k`` follows Insta
 """
 from __future__ import annotations
 
+import logging
 import os
+import struct
 import tempfile
 from pathlib import Path
 from typing import Any, Sequence
@@ -29,8 +39,15 @@ import pydicom
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.pixels import apply_rescale
-from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, MRImageStorage, generate_uid
-from pydicom.valuerep import format_number_as_ds
+from pydicom.uid import (
+    PYDICOM_IMPLEMENTATION_UID,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    MediaStorageDirectoryStorage,
+    MRImageStorage,
+    generate_uid,
+)
+from pydicom.valuerep import VR, format_number_as_ds
 
 from mskseg_lib.data.errors import DataError
 from mskseg_lib.data.volume import Volume
@@ -39,6 +56,11 @@ LPS_FLIP = np.diag([-1.0, -1.0, 1.0, 1.0])  # RAS <-> LPS (its own inverse)
 POSITION_TOL_MM = 1e-3  # two slices closer than this along the normal are duplicates
 ORIENTATION_TOL = 1e-4  # allowed disagreement of direction cosines between slices
 UINT16_MAX = np.iinfo(np.uint16).max
+DICOM_PREFIX_OFFSET = 128  # "DICM" follows the 128-byte preamble
+EXPLICIT_VRS = frozenset(vr.value.encode("ascii") for vr in VR if len(vr.value) == 2)
+FIRST_GROUPS = (0x0002, 0x0008)  # file meta, or a bare dataset starting with identifying tags
+
+log = logging.getLogger(__name__)
 
 
 # ----------------------------------------------------------------------------------- writing
@@ -244,15 +266,59 @@ def _cut_short(ds: Dataset) -> bool:
     return False
 
 
-def _read_file(path: Path) -> Dataset:
-    """Parse one file completely; anything unreadable becomes a DataError naming the file."""
+def _looks_like_dicom(path: Path) -> bool:
+    """Cheap check of the first bytes: a preamble and "DICM", or a first element of group 2 or 8.
+
+    Without a preamble a DICOM file starts with a little-endian tag of the file meta (group
+    0002) or, with no file meta, of the identifying group 0008, followed by a two-letter VR
+    (explicit VR) or a 4-byte length shorter than the file (implicit VR). Text, images and
+    Finder files do not start that way.
+    """
     try:
-        ds = pydicom.dcmread(path)
+        with open(path, "rb") as fh:
+            head = fh.read(DICOM_PREFIX_OFFSET + 4)
+        size = path.stat().st_size
+    except OSError as exc:
+        raise DataError(path, f"cannot read file: {exc}") from exc
+    if head[DICOM_PREFIX_OFFSET:] == b"DICM":
+        return True
+    if len(head) < 8:
+        return False
+    group, _element = struct.unpack("<HH", head[:4])
+    if group not in FIRST_GROUPS:
+        return False
+    (length,) = struct.unpack("<I", head[4:8])
+    return head[4:6] in EXPLICIT_VRS or length <= size - 8
+
+
+def _is_dicomdir(path: Path, ds: Dataset | None = None) -> bool:
+    """A DICOMDIR index: by its file name, or by its Media Storage Directory SOP class."""
+    if path.name.upper() == "DICOMDIR":
+        return True
+    meta = getattr(ds, "file_meta", None)
+    return meta is not None and meta.get("MediaStorageSOPClassUID") == MediaStorageDirectoryStorage
+
+
+def _read_file(path: Path) -> Dataset | None:
+    """Parse one DICOM file completely; None for a DICOMDIR; unreadable files raise DataError.
+
+    ``force=True`` (no preamble needed) is safe here because the caller has already checked
+    the first bytes with :func:`_looks_like_dicom`.
+    """
+    try:
+        ds = pydicom.dcmread(path, force=True)
         truncated = _cut_short(ds)
     except Exception as exc:  # InvalidDicomError, EOFError, struct/OSError on truncated files
         raise DataError(path, f"not a readable DICOM file (truncated or corrupt): {exc}") from exc
     if truncated:
         raise DataError(path, "not a readable DICOM file (truncated or corrupt): the file ends inside an element")
+    if _is_dicomdir(path, ds):
+        return None
+    if "TransferSyntaxUID" not in ds.file_meta:  # bare dataset without file meta: as parsed
+        implicit, little = ds.original_encoding
+        if not little:
+            raise DataError(path, "big-endian DICOM without file meta is not supported")
+        ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
     if "PixelData" not in ds:
         raise DataError(path, "DICOM file has no pixel data (not an image, or the file is truncated)")
     for keyword in ("Rows", "Columns"):
@@ -280,18 +346,37 @@ def _pixels(path: Path, ds: Dataset) -> np.ndarray:
 
 
 def _list_files(folder: Path) -> list[Path]:
+    """The folder's DICOM files: non-DICOM files and a DICOMDIR are skipped (and logged)."""
     if not folder.is_dir():
         raise DataError(folder, "DICOM folder not found")
     files = sorted(p for p in folder.iterdir() if p.is_file())
     if not files:
         raise DataError(folder, "DICOM folder is empty (no files)")
-    return files
+    dicom = [p for p in files if not _is_dicomdir(p) and _looks_like_dicom(p)]
+    skipped = [p.name for p in files if p not in dicom]
+    if skipped:
+        log.info("%s: skipping %d file(s) that are not DICOM images: %s", folder, len(skipped), ", ".join(skipped))
+    if not dicom:
+        raise DataError(folder, f"no DICOM files in folder (skipped {len(skipped)} other file(s): {', '.join(skipped)})")
+    return dicom
 
 
-def _single_series(folder: Path, items: list[tuple[Path, Dataset]]) -> None:
-    uids = sorted({str(ds.get("SeriesInstanceUID", "")) for _, ds in items})
-    if len(uids) > 1:
-        raise DataError(folder, f"folder holds {len(uids)} series (SeriesInstanceUID {', '.join(uids)}); expected one")
+def _pick_series(folder: Path, items: list[tuple[Path, Dataset]], series_uid: str | None) -> list[tuple[Path, Dataset]]:
+    """The files of one series: the only one, or the one ``series_uid`` names; else DataError."""
+    groups: dict[str, list[tuple[Path, Dataset]]] = {}
+    for path, ds in items:
+        groups.setdefault(str(ds.get("SeriesInstanceUID", "")), []).append((path, ds))
+    listing = "; ".join(
+        f"SeriesInstanceUID {uid} {str(group[0][1].get('SeriesDescription', '')).strip()!r} ({len(group)} files)"
+        for uid, group in sorted(groups.items())
+    )
+    if series_uid is not None:
+        if series_uid not in groups:
+            raise DataError(folder, f"no series with SeriesInstanceUID {series_uid}; the folder holds: {listing}")
+        return groups[series_uid]
+    if len(groups) > 1:
+        raise DataError(folder, f"folder holds {len(groups)} series, pick one by series_uid: {listing}")
+    return items
 
 
 def _check_matrix(items: list[tuple[Path, Dataset]]) -> None:
@@ -486,16 +571,35 @@ def _header(ds: Dataset, n_files: int, geometry: str) -> dict[str, Any]:
     }
 
 
-def read_dicom_series(folder: Path) -> Volume:
-    """Read a folder holding one DICOM MR series into a float32 (column, row, slice) Volume.
+def read_dicom_series(folder: Path, series_uid: str | None = None) -> Volume:
+    """Read a folder holding a DICOM MR series into a float32 (column, row, slice) Volume.
 
-    Every regular file must be a readable single-frame DICOM image of the same series.
-    Slices are ordered by position along the slice normal (InstanceNumber when positions are
-    missing); duplicates, gaps, mixed matrix sizes or mixed series raise DataError.
+    Parameters
+    ----------
+    folder : Path
+        The series folder. Files that are not DICOM (by their first bytes) and a DICOMDIR are
+        skipped; every other file must be a readable single-frame DICOM image.
+    series_uid : str, optional
+        SeriesInstanceUID of the series to read when the folder holds several. Without it a
+        folder with several series raises DataError naming each (UID, description, files).
+
+    Returns
+    -------
+    Volume
+        Slices ordered by position along the slice normal (InstanceNumber when positions are
+        missing), RAS affine, header with acquisition metadata.
+
+    Raises
+    ------
+    DataError
+        Unreadable or truncated files, no DICOM files, several series (or an unknown
+        ``series_uid``), duplicates, gaps or mixed matrix sizes.
     """
     folder = Path(folder)
-    items = [(path, _read_file(path)) for path in _list_files(folder)]
-    _single_series(folder, items)
+    items = [(path, ds) for path in _list_files(folder) if (ds := _read_file(path)) is not None]
+    if not items:
+        raise DataError(folder, "no DICOM images in folder (only a DICOMDIR)")
+    items = _pick_series(folder, items, series_uid)
     _check_matrix(items)
     if all(_has_positions(ds) for _, ds in items):
         order, origin, step = _order_by_position(items)

@@ -65,7 +65,7 @@ def _profile_arg(p: argparse.ArgumentParser) -> None:
 
 
 def _load(name: str) -> dict:
-    from mskseg_lib.config import load_profile
+    from mskseg_lib.from_profile import load_profile
 
     return load_profile(name)
 
@@ -110,14 +110,24 @@ def _run(args: argparse.Namespace) -> int:
 
 def _datasets_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--labels", action="store_true", help="also list each dataset's labels (value and name)")
+    p.add_argument("--profile", help="also list the dataset cards this profile declares (its datasets: section)")
+    p.add_argument("--cards", nargs="+", metavar="FILE", default=[],
+                   help="also list (and check) the dataset cards in these YAML files")
 
 
-@command("datasets", "list the datasets mskseg knows: anatomy, plane, labels and tissue classes", _datasets_args)
+@command("datasets", "list the dataset cards mskseg knows: anatomy, plane, labels, tissue classes, biomarkers",
+         _datasets_args)
 def _datasets(args: argparse.Namespace) -> int:
-    from mskseg_lib.data.catalog import datasets_table
+    from mskseg_lib.data.cards import read_card_file
+    from mskseg_lib.data.catalog import datasets_table, known_datasets, register_cards
 
-    table = datasets_table()
-    columns = ["dataset", "anatomy", "plane", "acquisition", "sequence", "n_labels", "tissue_classes"]
+    if args.profile:
+        _load(args.profile)  # registers the profile's cards
+    for path in args.cards:
+        register_cards(read_card_file(path))
+    table = datasets_table(known_datasets())
+    columns = ["dataset", "anatomy", "plane", "acquisition", "sequence", "n_labels", "tissue_classes", "biomarkers",
+               "card"]
     print(table[columns + (["labels"] if args.labels else [])].to_string(index=False))
     return 0
 
@@ -150,13 +160,13 @@ def _validate_args(p: argparse.ArgumentParser) -> None:
 @command("validate-profile", "check profiles: the schema, every stage's settings, conditions, grid and "
          "manifests (no data work)", _validate_args)
 def _validate(args: argparse.Namespace) -> int:
-    from mskseg_lib.config import ProfileError, profile_path
+    from mskseg_lib.config import ProfileError, load_profile, profile_path
     from mskseg_lib.from_profile.checks import profile_problems
 
     status = 0
     for name in args.profiles:
         try:
-            cfg = _load(name)
+            cfg = load_profile(name)  # its dataset cards are checked (one line each) by profile_problems
         except ProfileError as exc:
             print(f"mskseg: error: {_one_line(exc)}", file=sys.stderr)
             status = 2
@@ -192,13 +202,20 @@ def _prepare(args: argparse.Namespace) -> int:
 @command("zero-shot", "evaluate the profile's zoo models zero-shot (resumable run folder)", _profile_arg)
 def _zero_shot(args: argparse.Namespace) -> int:
     cfg = _load(args.profile)
+    from mskseg_lib.atomic import save_csv
+    from mskseg_lib.evaluation.aggregate import dataset_mean_tissue
     from mskseg_lib.evaluation.zero_shot import run_zero_shot
     from mskseg_lib.from_profile.zero_shot import zero_shot_inputs
 
     run = run_zero_shot(**zero_shot_inputs(cfg))
     for row in run.models.itertuples():
         print(f"{row.model_key}: {row.status}" + (f" ({row.detail})" if row.detail else ""))
-    print(f"run folder: {run.run_dir} (summary.json, *_metrics.csv, manifest.json)")
+    if not run.slices.empty:
+        table = dataset_mean_tissue(run.slices, ["dataset", "model_key", "condition"]).round(4)
+        save_csv(table, run.run_dir / "dataset_dice.csv")
+        print("dataset Dice (the study's Mean Tissue: label means over slices, then tissue classes):")
+        print(table.to_string(index=False))
+    print(f"run folder: {run.run_dir} (dataset_dice.csv, summary.json, *_metrics.csv, manifest.json)")
     return 0
 
 

@@ -41,6 +41,9 @@ SCHEMA: dict[str, Any] = {
         "slice_scale": NUM,  # number of slices relative to nominal (thickness follows)
         "supersample": int,  # render finer by this factor per axis, then average (partial volume)
     },
+    # dataset cards beyond the shipped ones: a card file's path (relative to the project root) or
+    # an inline card ({name, anatomy, plane, ..., labels}); optional, default none
+    "datasets": list,
     "sources": list,  # extra raw data: [{type: real_spine|manifest, ...}]
     "prepare": {
         "slice_sizes_px": list,  # model input sizes to store (256 LiteMedSAM, 1024 SAM/SAM2)
@@ -204,6 +207,8 @@ SCHEMA: dict[str, Any] = {
     "notebooks": dict,  # "01" -> options of that notebook
 }
 
+OPTIONAL_DEFAULTS: dict[str, Any] = {"datasets": []}  # top-level keys a profile may leave out
+
 ALLOWED_VALUES = {
     "prepare.on_bad_input": {"raise", "skip"},
     "finetune.distributed.backend": {"auto", "nccl", "gloo"},
@@ -320,6 +325,8 @@ def load_profile(name_or_path: str | Path, overrides: Mapping[str, Any] | None =
         raise ProfileError(f"{path}: a profile must be a YAML mapping")
     if overrides:
         cfg = merge(cfg, overrides)
+    for key, default in OPTIONAL_DEFAULTS.items():
+        cfg.setdefault(key, copy.deepcopy(default))
     validate_profile(cfg, str(path))
     log.info("profile %s: %s", cfg["profile"], path)
     return cfg

@@ -26,8 +26,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from mskseg_lib import atomic, companion, provenance, reporting
-from mskseg_lib.config import load_profile, profile_path, resolve_path
+from mskseg_lib.config import profile_path, resolve_path
 from mskseg_lib.errors import UserError
+from mskseg_lib.from_profile import load_profile
 from mskseg_lib.settings import PROJECT_ROOT, configure_environment, project_root
 
 __all__ = [

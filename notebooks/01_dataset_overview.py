@@ -56,7 +56,8 @@ params = None
 # %%
 import pandas as pd
 
-from mskseg_lib.config import load_profile, notebook_options
+from mskseg_lib.config import notebook_options
+from mskseg_lib.from_profile import load_profile
 from mskseg_lib.logging_setup import configure_logging
 from mskseg_lib.plots import dataset_overview as dov
 from mskseg_lib.plots.style import apply_style

@@ -68,12 +68,12 @@ params = None
 # %%
 import pandas as pd
 
-from mskseg_lib.config import load_profile
 from mskseg_lib.data.tables import load_tables
 from mskseg_lib.evaluation import aggregate, report
 from mskseg_lib.evaluation.overlays import overlay_samples, write_qc_overlays
 from mskseg_lib.evaluation.zero_shot import run_zero_shot, select_slices
 from mskseg_lib.from_profile import data as fp_data
+from mskseg_lib.from_profile import load_profile
 from mskseg_lib.from_profile.zero_shot import zero_shot_inputs
 from mskseg_lib.logging_setup import configure_logging
 from mskseg_lib.models.registry import get_spec

@@ -73,11 +73,11 @@ params = None
 
 # %%
 
-from mskseg_lib.config import load_profile
 from mskseg_lib.finetuning import figure4, report
 from mskseg_lib.finetuning.grid import experiments_frame
 from mskseg_lib.finetuning.runner import run_grid
 from mskseg_lib.from_profile import data as fp_data
+from mskseg_lib.from_profile import load_profile
 from mskseg_lib.from_profile.finetune import finetune_inputs
 from mskseg_lib.logging_setup import configure_logging
 from mskseg_lib.plots import finetune as fplots

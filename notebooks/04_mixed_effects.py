@@ -79,12 +79,12 @@ params = None
 # %%
 import pandas as pd
 
-from mskseg_lib.config import load_profile
 from mskseg_lib.data.tables import load_tables
 from mskseg_lib.evaluation import aggregate
 from mskseg_lib.evaluation.zero_shot import run_zero_shot
 from mskseg_lib.finetuning.runner import run_grid
 from mskseg_lib.from_profile import data as fp_data
+from mskseg_lib.from_profile import load_profile
 from mskseg_lib.from_profile.finetune import finetune_inputs
 from mskseg_lib.from_profile.stats import mixed_effects_settings
 from mskseg_lib.from_profile.zero_shot import zero_shot_inputs

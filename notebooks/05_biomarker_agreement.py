@@ -76,7 +76,6 @@ params = None
 import pandas as pd
 
 from mskseg_lib.biomarkers import study
-from mskseg_lib.config import load_profile
 from mskseg_lib.data.cohort import load_truth
 from mskseg_lib.data.tables import load_tables
 from mskseg_lib.evaluation.volumes import assemble_volume, predict_volumes
@@ -84,6 +83,7 @@ from mskseg_lib.finetuning.evaluate import FINETUNED_KEY, predict_run_volumes
 from mskseg_lib.finetuning.run_folder import run_dir_of
 from mskseg_lib.finetuning.runner import run_grid
 from mskseg_lib.from_profile import data as fp_data
+from mskseg_lib.from_profile import load_profile
 from mskseg_lib.from_profile.biomarkers import biomarker_inputs
 from mskseg_lib.from_profile.finetune import finetune_inputs
 from mskseg_lib.from_profile.zero_shot import volume_inputs

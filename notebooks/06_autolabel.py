@@ -66,12 +66,12 @@ from mskseg_lib.autolabel.detector import load_detector
 from mskseg_lib.autolabel.inputs import find_volumes, read_volume
 from mskseg_lib.autolabel.prompt_tests import prompt_condition_tests
 from mskseg_lib.autolabel.run import label_volumes, train_detectors
-from mskseg_lib.config import load_profile
 from mskseg_lib.data.catalog import get_dataset
 from mskseg_lib.data.tables import load_tables
 from mskseg_lib.finetuning.runner import run_grid
 from mskseg_lib.from_profile import autolabel as fp_autolabel
 from mskseg_lib.from_profile import data as fp_data
+from mskseg_lib.from_profile import load_profile
 from mskseg_lib.from_profile.finetune import finetune_inputs
 from mskseg_lib.logging_setup import configure_logging
 from mskseg_lib.models.checkpoints import sha256_file

@@ -67,9 +67,9 @@ params = None
 # %%
 import pandas as pd
 
-from mskseg_lib.config import load_profile
 from mskseg_lib.data.tables import load_tables
 from mskseg_lib.from_profile import data as fp_data
+from mskseg_lib.from_profile import load_profile
 from mskseg_lib.from_profile import video3d as fp_video3d
 from mskseg_lib.logging_setup import configure_logging
 from mskseg_lib.models.interface import set_cpu_threads

@@ -39,3 +39,13 @@ def _restore_mskseg_logger():
     yield
     logger.setLevel(level)
     logger.handlers[:] = handlers
+
+
+@pytest.fixture(autouse=True)
+def _forget_site_cards():
+    """Dataset cards a test registers (directly or by loading a profile) are forgotten after it,
+    so no test sees another's datasets (the registry and its environment variable)."""
+    from mskseg_lib.data.catalog import clear_registered_cards
+
+    yield
+    clear_registered_cards()

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mskseg_lib.biomarkers.cohort_truth import compare_subject, is_axial_disc_dataset, load_raw_subject, truth_structures
+from mskseg_lib.biomarkers.cohort_truth import compare_subject, load_raw_subject
 from mskseg_lib.biomarkers.common import EMPTY_MASK, labels_from_names
 from mskseg_lib.biomarkers.disc_height import disc_height, disc_height_through_slices, rectangle_fit, study_rectangle_height
 from mskseg_lib.biomarkers.relaxometry import fit_t2_monoexponential, relaxation_time
@@ -429,7 +429,7 @@ def cohort(tmp_path_factory) -> dict:
 
 def _table(cohort: dict, dataset: str):
     subject, truth, spec, _ = cohort[dataset]
-    return subject, compare_subject(subject, truth, is_axial_disc_dataset(spec)).set_index(["biomarker", "structure"])
+    return subject, compare_subject(subject, truth, spec).set_index(["biomarker", "structure"])
 
 
 def test_cohort_femoral_and_patellar_thickness_within_half_a_pixel(cohort):
@@ -450,8 +450,8 @@ def test_cohort_tibial_thickness_on_the_full_plateau(cohort):
     median chord is the nominal thickness to half a pixel (the rest is rasterisation of a slab
     aligned with the grid)."""
     for dataset in (KNEE, MAPSS):
-        subject, truth, _, _ = cohort[dataset]
-        values = truth_structures(subject.label_values)["thickness_mm"]["tibial"]
+        subject, truth, spec, _ = cohort[dataset]
+        values = spec.biomarker_structures(subject.label_values)["thickness_mm"]["tibial"]
         mask = np.isin(subject.labels, values)
         k = int(np.argmax(mask.sum(axis=(0, 1))))
         med = medial_thickness(mask[:, :, k], subject.spacing_mm[:2])
@@ -493,11 +493,11 @@ def test_cohort_t2_fitted_from_the_exported_echoes(cohort):
     """T2 fitted from the cohort's own T2-prepared series (echo axis last in the files) and
     averaged per compartment: within 2 % of the truth (measured: 0.1 %; the thick 2D slices give
     a high SNR)."""
-    subject, truth, _, row = cohort[MAPSS]
+    subject, truth, spec, row = cohort[MAPSS]
     path = Path(row["image_path"])
     echoes = raw_io.read_array("mat", path, "echoes_t2prep").data
     times = raw_io.read_values("mat", path, "echo_times_ms").ravel()
-    compartments = truth_structures(subject.label_values)["t2_ms"]
+    compartments = spec.biomarker_structures(subject.label_values)["t2_ms"]
     t2 = fit_t2_monoexponential(echoes, times, echo_axis=-1, mask=subject.labels > 0)
     res = relaxation_time(subject.labels, t2, subject.spacing_mm, compartments, quantity="t2")
     for comp, true_ms in truth["t2_ms"].items():

@@ -140,12 +140,14 @@ def test_verbose_and_quiet_exclusive() -> None:
 
 
 def test_datasets_lists_every_dataset_with_its_labels(capsys: pytest.CaptureFixture) -> None:
-    from mskseg_lib.data.catalog import DATASETS, REAL_SPINE
+    from mskseg_lib.data.catalog import DATASETS, EXAMPLE_CARDS, REAL_SPINE
 
     assert cli.main(["datasets", "--labels"]) == 0
     out = capsys.readouterr().out
     lines = {line.split()[0]: line for line in out.splitlines()[1:]}
-    assert set(lines) == {*DATASETS, REAL_SPINE.name}  # 12 study datasets and the real spine
+    assert set(lines) == {*DATASETS, REAL_SPINE.name, *EXAMPLE_CARDS}  # 12 study datasets, the real spine, OAI-ZIB
+    assert "1 femur; 2 femoral_cartilage; 3 tibia; 4 tibial_cartilage" in lines["OAIZIB_3D_DESS_Research_Anatomical_507"]
+    assert "mskseg_lib/data/cards/study.yaml" in lines["Knee_3D_DESS_Research_Anatomical_86"]
     thigh = lines["Thigh_2D_T1ax_Clinical_Anatomical_50"]
     assert " 9 " in thigh and "fat, muscle, bone, nerve" in thigh and "9 nerve_bundle" in thigh
 
@@ -158,7 +160,8 @@ def test_unknown_dataset_is_one_plain_line(capsys: pytest.CaptureFixture) -> Non
         get_dataset("Lumbar_9labels")
     assert isinstance(err.value, (KeyError, UserError))  # old callers catching KeyError still work
     message = str(err.value)
-    assert message.startswith("unknown dataset 'Lumbar_9labels'; known: Hip_3D_CUBE") and "\n" not in message
+    assert message.startswith("unknown dataset 'Lumbar_9labels': no dataset card declares it (known: Hip_3D_CUBE")
+    assert "\n" not in message
     assert "mskseg datasets" in message
 
 

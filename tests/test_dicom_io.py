@@ -13,7 +13,12 @@ from nibabel.eulerangles import euler2mat
 from pydicom.fileset import FileSet
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
+    EnhancedMRImageStorage,
     ExplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGBaseline8Bit,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
     MRImageStorage,
     RLELossless,
     generate_uid,
@@ -383,21 +388,144 @@ def test_several_series_refused_naming_each_or_picked(tmp_path: Path) -> None:
     assert "no series with SeriesInstanceUID 1.2.3.404" in err and "'COR T1' (4 files)" in err
 
 
-@pytest.mark.parametrize("syntax", [RLELossless, DeflatedExplicitVRLittleEndian], ids=["rle", "deflate"])
-def test_compressed_transfer_syntaxes(tmp_path: Path, syntax) -> None:
-    """pydicom encodes these itself. JPEG baseline/lossless, JPEG-LS and JPEG 2000 need a
-    pylibjpeg or gdcm plugin that is not installed, so they are not covered here yet."""
-    data = _data((16, 12, 5))
+def _gdcm_transcode(path: Path, gdcm_syntax: str) -> None:
+    """Re-encode one file in place with GDCM (python-gdcm): pydicom cannot encode the JPEG
+    processes (baseline, lossless SV1), GDCM can."""
+    import gdcm
+
+    reader = gdcm.ImageReader()
+    reader.SetFileName(str(path))
+    assert reader.Read(), path
+    change = gdcm.ImageChangeTransferSyntax()
+    change.SetTransferSyntax(gdcm.TransferSyntax(getattr(gdcm.TransferSyntax, gdcm_syntax)))
+    change.SetInput(reader.GetImage())
+    assert change.Change(), f"GDCM could not encode {path.name}"
+    writer = gdcm.ImageWriter()
+    writer.SetFileName(str(path))
+    writer.SetFile(reader.GetFile())
+    writer.SetImage(change.GetOutput())
+    assert writer.Write(), path
+
+
+def _as_8bit(path: Path) -> None:
+    """Store a file's pixels as 8 bits (what JPEG baseline encodes); values must fit."""
+    ds = pydicom.dcmread(path)
+    pixels = ds.pixel_array
+    assert pixels.max() < 256
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 8, 8, 7
+    ds.PixelData = pixels.astype(np.uint8).tobytes()
+    ds.save_as(path, enforce_file_format=True)
+
+
+SYNTAXES = {  # syntax -> how the test encodes it
+    "rle": (RLELossless, "pydicom"), "deflate": (DeflatedExplicitVRLittleEndian, "pydicom"),
+    "jpeg_ls": (JPEGLSLossless, "pydicom"), "jpeg_2000": (JPEG2000Lossless, "pydicom"),
+    "jpeg_lossless": (JPEGLosslessSV1, "JPEGLosslessProcess14_1"), "jpeg_baseline": (JPEGBaseline8Bit, "JPEGBaselineProcess1"),
+}
+
+
+@pytest.mark.parametrize("name", list(SYNTAXES))
+def test_compressed_transfer_syntaxes(tmp_path: Path, name: str) -> None:
+    """Each syntax written by an encoder (pydicom: RLE, deflate, JPEG-LS via pyjpegls, JPEG 2000
+    via openjpeg; GDCM: JPEG lossless SV1 and baseline), read back through pydicom's handlers
+    (pylibjpeg's libjpeg/openjpeg plugins, pyjpegls) and checked against the data written and
+    against SimpleITK (GDCM's decoders): exact for the lossless ones; JPEG baseline is lossy
+    (8-bit, its values must stay within a few grey levels of the data and match GDCM's decode to
+    1 level, the rounding of two IDCT implementations)."""
+    syntax, encoder = SYNTAXES[name]
+    lossy = name == "jpeg_baseline"
+    data = _data((64, 48, 4)) % 4096  # 12-bit values; JPEG 2000's 6 resolutions need > 32 px a side
+    if lossy:
+        yy, xx = np.meshgrid(np.arange(48), np.arange(64))
+        data = np.stack([40 + 2 * xx + 1 * yy + 3 * k for k in range(4)], axis=-1).astype(np.float32)  # smooth: JPEG's case
     folder, paths = _write(tmp_path, data, _oblique_affine())
     for path in paths:
+        if lossy:
+            _as_8bit(path)
+        if encoder != "pydicom":
+            _gdcm_transcode(path, encoder)
+            continue
         ds = pydicom.dcmread(path)
-        if syntax == RLELossless:
-            ds.compress(RLELossless)
-        else:
+        if syntax == DeflatedExplicitVRLittleEndian:
             ds.file_meta.TransferSyntaxUID = syntax
+        else:
+            ds.compress(syntax)
         ds.save_as(path, enforce_file_format=True)
     assert all(pydicom.dcmread(p).file_meta.TransferSyntaxUID == syntax for p in paths)
     vol = read_dicom_series(folder)
-    np.testing.assert_array_equal(vol.data, data)
     np.testing.assert_allclose(vol.affine, _oblique_affine(), atol=1e-9)
-    _assert_same_as_sitk(folder, vol)
+    sitk_data, sitk_affine = _sitk_read(folder)
+    np.testing.assert_allclose(vol.affine, sitk_affine, atol=1e-6)
+    if lossy:
+        assert np.abs(vol.data - data).max() <= 4
+        assert np.abs(vol.data - sitk_data).max() <= 1
+    else:
+        np.testing.assert_array_equal(vol.data, data)
+        np.testing.assert_array_equal(vol.data, sitk_data)
+
+
+def _enhanced(paths: list[Path], out: Path, frame_order: list[int]) -> None:
+    """One Enhanced MR Image file built from a classic series: geometry, spacing, rescale and
+    timing in the shared functional groups, each frame's position and echo time in its
+    per-frame group, the frames stored in ``frame_order`` (not along the normal)."""
+    slices = [pydicom.dcmread(p) for p in paths]
+    first = slices[0]
+    ds = pydicom.Dataset()
+    ds.file_meta = pydicom.dataset.FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = EnhancedMRImageStorage
+    ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    for keyword in ("PatientID", "PatientSex", "PatientAge", "Manufacturer", "MagneticFieldStrength", "StudyInstanceUID",
+                    "SeriesInstanceUID", "SeriesDescription", "Rows", "Columns", "SamplesPerPixel",
+                    "PhotometricInterpretation", "BitsAllocated", "BitsStored", "HighBit", "PixelRepresentation"):
+        if keyword in first:
+            setattr(ds, keyword, first.get(keyword))
+    ds.SOPClassUID, ds.SOPInstanceUID = EnhancedMRImageStorage, ds.file_meta.MediaStorageSOPInstanceUID
+    ds.Modality, ds.NumberOfFrames = "MR", len(frame_order)
+
+    def item(**values) -> pydicom.Dataset:
+        d = pydicom.Dataset()
+        for k, v in values.items():
+            setattr(d, k, v)
+        return d
+
+    shared = item(
+        PixelMeasuresSequence=[item(PixelSpacing=first.PixelSpacing, SliceThickness=first.SliceThickness)],
+        PlaneOrientationSequence=[item(ImageOrientationPatient=first.ImageOrientationPatient)],
+        PixelValueTransformationSequence=[item(RescaleSlope=2, RescaleIntercept=-5, RescaleType="US")],
+        MRTimingAndRelatedParametersSequence=[item(RepetitionTime=first.RepetitionTime, FlipAngle=first.FlipAngle)])
+    ds.SharedFunctionalGroupsSequence = [shared]
+    ds.PerFrameFunctionalGroupsSequence = [
+        item(PlanePositionSequence=[item(ImagePositionPatient=slices[k].ImagePositionPatient)],
+             MREchoSequence=[item(EffectiveEchoTime=first.EchoTime)],
+             FrameContentSequence=[item(InStackPositionNumber=k + 1)]) for k in frame_order]
+    ds.PixelData = b"".join(slices[k].PixelData for k in frame_order)
+    ds.save_as(out, enforce_file_format=True)
+
+
+def test_enhanced_multiframe_mr_reads_frame_by_frame(tmp_path: Path) -> None:
+    """Geometry only in the functional groups, a rescale (x2 - 5) in the shared group: the volume
+    is the data rescaled on the written geometry, as SimpleITK (GDCM) reads the same file; with
+    the frames stored out of order it is the same volume (SimpleITK keeps file order, so it is
+    compared on the in-order file)."""
+    data = _data((12, 10, 6))
+    folder, paths = _write(tmp_path, data, _oblique_affine())
+    for name, order in (("in_order", [0, 1, 2, 3, 4, 5]), ("shuffled", [3, 0, 5, 1, 4, 2])):
+        enhanced = tmp_path / name
+        enhanced.mkdir()
+        _enhanced(paths, enhanced / "IM0001", frame_order=order)
+        _add_strays(enhanced)
+        vol = read_dicom_series(enhanced)
+        np.testing.assert_array_equal(vol.data, data * 2 - 5)
+        np.testing.assert_allclose(vol.affine, _oblique_affine(), atol=1e-9)
+        assert vol.header["te_ms"] == HEADER["te_ms"] and vol.header["tr_ms"] == HEADER["tr_ms"]
+        assert vol.header["n_files"] == 1 and vol.header["manufacturer"] == HEADER["manufacturer"]
+    image = sitk.ReadImage(str(tmp_path / "in_order" / "IM0001"))
+    lps = np.eye(4)
+    lps[:3, :3] = np.array(image.GetDirection()).reshape(3, 3) @ np.diag(image.GetSpacing())
+    lps[:3, 3] = image.GetOrigin()
+    np.testing.assert_allclose(LPS_FLIP @ lps, _oblique_affine(), atol=1e-6)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(image).transpose(2, 1, 0), data * 2 - 5)
+    shutil.copy(paths[0], tmp_path / "shuffled" / "extra.dcm")
+    err = str(_raises(tmp_path / "shuffled", read_dicom_series, tmp_path / "shuffled"))
+    assert "mixes an enhanced (multi-frame) file" in err

@@ -4,6 +4,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -17,7 +18,7 @@ KNEE = "Knee_3D_CUBE_Research_Anatomical_300"
 SPINE = "Spine_2D_T2ax_Clinical_Anatomical_38"
 HEADER = "dataset,subject_id,image_format,image_path,mask_format,mask_path"
 KNOWN = ("known: Hip_3D_CUBE_Research_Anatomical_42, Thigh_2D_T1ax_Clinical_Anatomical_50, "
-         "Shoulder_3D_CUBE_Research_Anatomical_28, ... 13 in all")
+         "Shoulder_3D_CUBE_Research_Anatomical_28, ... 14 in all; declare it in a card under the profile's datasets:")
 SMALL = {"slice_sizes_px": (256,), "yolo_image_size_px": 256, "yolo_export": False}
 
 
@@ -43,7 +44,7 @@ def test_raise_lists_every_bad_row_one_line_each(tmp_path):
         read_manifest(m)
     assert str(err.value) == "\n".join([
         f"{m}: 4 bad row(s), nothing prepared:",
-        f"{m} row 3 (MyLumbar/002): unknown dataset 'MyLumbar' ({KNOWN})",
+        f"{m} row 3 (MyLumbar/002): unknown dataset 'MyLumbar': no dataset card declares it ({KNOWN})",
         f"{m} row 4 ({KNEE}/003): unknown image_format 'png' (known: nifti, npz, hdf5, mat, dicom)",
         f"{m} row 5 ({KNEE}/004): image file not found: {tmp_path / 'gone.nii.gz'}",
         f"{m} row 6 ({KNEE}/001): duplicate subject: dataset '{KNEE}', subject_id '001' is also on row 2",
@@ -136,3 +137,42 @@ def test_skip_prepares_the_good_rows_and_keeps_prepared_subjects(tiny_cfg, tmp_p
     assert pd.read_csv(out / "skipped.csv")[["row", "file"]].values.tolist() == [
         [2, str(mask)], [3, str(folder / "nope.nii.gz")], [3, str(mask)]]
     assert (record.stat().st_mtime_ns, json.loads(record.read_text())["fingerprint"]) == before
+
+
+def test_series_uid_column_picks_one_series_of_a_scanner_folder(tmp_path):
+    """A DICOM export folder holds the wanted series and a localiser: without ``series_uid`` the
+    row is one line naming both series; with it the wanted one is prepared (and the column is
+    read as text: a UID is never a number)."""
+    import nibabel as nib
+
+    from mskseg_lib.data.dicom_io import write_dicom_series
+    from mskseg_lib.data.volume import affine_from_spacing
+
+    rng = np.random.default_rng(0)
+    data = rng.integers(50, 400, (24, 20, 6)).astype(np.float32)
+    affine = affine_from_spacing((0.5, 0.5, 3.0))
+    export = tmp_path / "export"
+    write_dicom_series(data, affine, export, {"series_uid": "1.2.826.0.1.3680043.1", "series_description": "SAG PD"})
+    localiser = write_dicom_series(data[:, :, :2], affine, tmp_path / "loc",
+                                   {"series_uid": "1.2.826.0.1.3680043.2", "series_description": "LOCALISER"})
+    for path in localiser:
+        path.rename(export / f"loc_{path.name}")
+    labels = np.zeros(data.shape, np.int16)
+    labels[6:14, 5:15, 1:5] = 1
+    nib.save(nib.Nifti1Image(labels, affine), tmp_path / "mask.nii.gz")
+    rows = {"plain": f"{KNEE},001,dicom,export,nifti,mask.nii.gz",
+            "picked": f"{KNEE},001,dicom,export,nifti,mask.nii.gz,1.2.826.0.1.3680043.1"}
+    (tmp_path / "plain.csv").write_text(f"{HEADER}\n{rows['plain']}\n")
+    (tmp_path / "picked.csv").write_text(f"{HEADER},series_uid\n{rows['picked']}\n")
+    settings = PrepareSettings(min_component_px=0, min_component_voxels=0, on_bad_input="skip", **SMALL)
+    with pytest.raises(DataError) as err:
+        prepare_all(tmp_path / "plain.csv", tmp_path / "out_plain", settings, progress=False)
+    problem = pd.read_csv(tmp_path / "out_plain" / "skipped.csv")["problem"].iloc[0]
+    assert "folder holds 2 series" in problem and "'LOCALISER' (2 files)" in problem and "\n" not in problem
+    assert "nothing could be prepared" in str(err.value)
+    manifest = read_manifest(tmp_path / "picked.csv")
+    assert manifest["series_uid"].tolist() == ["1.2.826.0.1.3680043.1"]
+    done = prepare_all(tmp_path / "picked.csv", tmp_path / "out", settings, progress=False)
+    assert done.n_subjects == 1
+    image = nib.load(subject_dir(tmp_path / "out", KNEE, "001") / "image.nii.gz")
+    assert sorted(image.shape) == sorted(data.shape)  # the 6-slice series, not the 2-slice localiser

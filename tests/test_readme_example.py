@@ -1,7 +1,9 @@
 """The README's "use the library from your own notebook" block runs as written, without a profile.
 
-A small synthetic cohort stands in for "your site" (its manifest is the CSV format a site
-writes); the block prepares it and runs zero-shot LiteMedSAM with ground-truth boxes. Known
+A small synthetic cohort stands in for "your site": its manifest is the CSV format a site
+writes, its dataset renamed to one the study never had, declared by a card in
+``my_site/cards.yaml`` (the thigh's labels); the block registers the card, prepares the data and
+runs zero-shot LiteMedSAM with ground-truth boxes. Known
 answers: every selected slice is scored once per label present in its ground truth, and the
 boxes of the true structures give LiteMedSAM a clearly non-trivial Dice (a broken prompt or
 mask mapping gives about 0).
@@ -14,12 +16,16 @@ import json
 import re
 from pathlib import Path
 
+import pandas as pd
 import pytest
+import yaml
 
+from mskseg_lib.data.catalog import get_dataset
 from mskseg_lib.data.cohort import CohortSettings, generate_cohort
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-DATASET = "Thigh_2D_T1ax_Clinical_Anatomical_50"
+STUDY_DATASET = "Thigh_2D_T1ax_Clinical_Anatomical_50"
+DATASET = "MyThigh_2D_T1ax_Clinical_Anatomical_2"
 
 
 def readme_example() -> str:
@@ -31,8 +37,15 @@ def readme_example() -> str:
 
 @pytest.mark.slow
 def test_readme_example_runs_without_a_profile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    generate_cohort(tmp_path / "my_site", CohortSettings(datasets=[DATASET], subjects_per_dataset=2,
-                                                         slice_scale=0.15), progress=False)
+    manifest = generate_cohort(tmp_path / "my_site", CohortSettings(datasets=[STUDY_DATASET], subjects_per_dataset=2,
+                                                                    slice_scale=0.15), progress=False)
+    rows = pd.read_csv(manifest, dtype=str, keep_default_na=False)
+    rows["dataset"] = DATASET
+    rows.to_csv(manifest, index=False)
+    labels = [{"value": lab.value, "name": lab.name, "tissue": lab.tissue_class} for lab in get_dataset(STUDY_DATASET).labels]
+    card = {"name": DATASET, "anatomy": "thigh", "plane": "axial", "acquisition": "2D", "sequence": "T1",
+            "protocol_type": "Clinical", "task": "Anatomical", "labels": labels}
+    (tmp_path / "my_site" / "cards.yaml").write_text(yaml.safe_dump({"datasets": [card]}, sort_keys=False))
     monkeypatch.chdir(tmp_path)
     scope: dict = {}
     printed = io.StringIO()

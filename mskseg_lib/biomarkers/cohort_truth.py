@@ -4,10 +4,11 @@ The cohort (:mod:`mskseg_lib.data.cohort`) stores per subject the true cartilage
 (``femoral``/``tibial``/``patellar``: the anatomy's constant shell and slab thickness), tissue
 volumes per label (from a supersampled rendering), mean T2 / T1rho per compartment (``fc_lat``,
 ``fc_med``, ``tc_lat``, ``tc_med``: the map's exact mean) and disc heights (per lumbar level, or
-one ``disc`` for the axial stacks). This module maps those keys onto a dataset's labels,
-measures the same quantities on a label volume, and returns one comparison row per value.
+one ``disc`` for the axial stacks). This module measures the same quantities on a label volume
+and returns one comparison row per value.
 
-Which labels measure what:
+Which labels measure what is the dataset card's ``biomarkers`` section
+(:meth:`mskseg_lib.data.cards.DatasetSpec.biomarker_structures`); for the study's cards:
 
 * thickness: ``femoral`` = every label whose name ends in ``femoral_cartilage`` (lateral and
   medial together), likewise ``tibial``; ``patellar`` = ``patellar_cartilage``. Knee datasets are
@@ -20,7 +21,10 @@ Which labels measure what:
 * T2 / T1rho: the label that is exactly one compartment (``lateral_femoral_cartilage`` ->
   ``fc_lat``...), from the map given;
 * disc height: ``disc_<level>`` labels in-plane (sagittal), or ``disc`` along the slice axis
-  (axial stacks, ``through_slices=True``).
+  (axial stacks: the card's ``disc_height_through_slices``).
+
+Any other card measures volume for every label and the other biomarkers for the structures it
+declares.
 
 Definitions beside the project's measure (:data:`VARIANT_OF`, each compared with the truth of
 the biomarker it is a variant of): ``thickness_study_text_mm`` and ``thickness_study_code_mm``
@@ -53,9 +57,6 @@ from mskseg_lib.biomarkers.thickness_study import study_thickness
 from mskseg_lib.biomarkers.volume import tissue_volume
 
 COMPARISON_COLUMNS = ["biomarker", "structure", "measured", "truth", "error", "relative_error", "reason"]
-THICKNESS_SUFFIX = {"femoral": "femoral_cartilage", "tibial": "tibial_cartilage", "patellar": "patellar_cartilage"}
-COMPARTMENTS = {"lateral_femoral_cartilage": "fc_lat", "medial_femoral_cartilage": "fc_med",
-                "lateral_tibial_cartilage": "tc_lat", "medial_tibial_cartilage": "tc_med"}
 MAP_BIOMARKERS = ("t2_ms", "t1rho_ms")
 PRIMARY_BIOMARKERS = ("thickness_mm", "volume_cm3", *MAP_BIOMARKERS, "disc_height_mm")
 # variant biomarker -> (the biomarker whose truth it estimates, the definition's label)
@@ -68,48 +69,15 @@ NO_MAP = "no map given"
 RAW_SLICE_AXIS = 2  # the cohort writes volumes in acquisition layout: slices along the last axis
 
 
-def truth_structures(label_values: Mapping[str, int]) -> dict[str, dict[str, tuple[int, ...]]]:
-    """Which label values measure each truth entry, per biomarker, for a dataset's labels.
-
-    Parameters
-    ----------
-    label_values : mapping
-        The dataset's label name -> value (``DatasetSpec.label_values()``).
-
-    Returns
-    -------
-    dict
-        Biomarker column (``thickness_mm``, ``disc_height_mm``, ``t2_ms``, ...) -> {truth key ->
-        tuple of label values}; biomarkers the labels cannot measure are absent.
-    """
-    lv = {str(k): int(v) for k, v in label_values.items()}
-    out: dict[str, dict[str, tuple[int, ...]]] = {"thickness_mm": {}, "volume_cm3": {}, "t2_ms": {}, "t1rho_ms": {},
-                                                  "disc_height_mm": {}}
-    for key, suffix in THICKNESS_SUFFIX.items():
-        values = tuple(sorted(v for name, v in lv.items() if name.endswith(suffix)))
-        if values:
-            out["thickness_mm"][key] = values
-    for name, v in lv.items():
-        out["volume_cm3"][name] = (v,)
-        if name in COMPARTMENTS:
-            out["t2_ms"][COMPARTMENTS[name]] = (v,)
-            out["t1rho_ms"][COMPARTMENTS[name]] = (v,)
-        if name == "disc":
-            out["disc_height_mm"]["disc"] = (v,)
-        elif name.startswith("disc_"):
-            out["disc_height_mm"][name[len("disc_"):]] = (v,)
-    return out
-
-
 def _rows(biomarker: str, per_subject: pd.DataFrame, column: str) -> list[dict]:
     return [{"biomarker": biomarker, "structure": r["structure"], "measured": float(r[column]), "reason": r["reason"]}
             for _, r in per_subject.iterrows()]
 
 
-def measure_for_truth(label_volume: np.ndarray, spacing_mm: Sequence[float], label_values: Mapping[str, int],
-                      slice_axis: int = RAW_SLICE_AXIS, maps: Mapping[str, np.ndarray] | None = None,
-                      through_slices: bool = False) -> pd.DataFrame:
-    """Measure every biomarker the cohort's truth has for these labels, in every definition.
+def measure_for_truth(label_volume: np.ndarray, spacing_mm: Sequence[float],
+                      structures: Mapping[str, Mapping[str, tuple[int, ...]]], slice_axis: int = RAW_SLICE_AXIS,
+                      maps: Mapping[str, np.ndarray] | None = None, through_slices: bool = False) -> pd.DataFrame:
+    """Measure every biomarker a dataset's card declares, in every definition.
 
     Parameters
     ----------
@@ -117,8 +85,10 @@ def measure_for_truth(label_volume: np.ndarray, spacing_mm: Sequence[float], lab
         Label volume (0 = background).
     spacing_mm : sequence of 3 float
         Voxel spacing in mm per array axis.
-    label_values : mapping
-        Label name -> value of the dataset.
+    structures : mapping
+        Biomarker column -> {structure: label values}, as the dataset's card gives them
+        (:meth:`mskseg_lib.data.cards.DatasetSpec.biomarker_structures`): ``volume_cm3`` per label,
+        ``thickness_mm``, ``t2_ms``, ``t1rho_ms``, ``disc_height_mm`` where the card declares them.
     slice_axis : int
         The acquisition plane's axis.
     maps : mapping, optional
@@ -135,7 +105,7 @@ def measure_for_truth(label_volume: np.ndarray, spacing_mm: Sequence[float], lab
     """
     vol = check_label_volume(label_volume)
     spacing = check_spacing(spacing_mm)
-    groups = truth_structures(label_values)
+    groups = {key: dict(structures.get(key) or {}) for key in PRIMARY_BIOMARKERS}
     rows: list[dict] = []
     if groups["thickness_mm"]:
         res = cartilage_thickness(vol, spacing, groups["thickness_mm"], slice_axis)
@@ -270,7 +240,7 @@ def load_prepared_subject(subject_row: Mapping) -> SubjectArrays:
                          {str(n): int(v) for v, n in names.items()}, maps)
 
 
-def compare_subject(subject: SubjectArrays, truth: Mapping, through_slices: bool = False) -> pd.DataFrame:
+def compare_subject(subject: SubjectArrays, truth: Mapping, dataset_spec) -> pd.DataFrame:
     """Measure one subject and line it up with its truth entry (see :func:`compare_with_truth`).
 
     Parameters
@@ -279,34 +249,20 @@ def compare_subject(subject: SubjectArrays, truth: Mapping, through_slices: bool
         The subject's labels, spacing, slice axis, label values and maps.
     truth : mapping
         Its ``truth.json`` entry.
-    through_slices : bool
-        Disc height along the slice axis (axial disc stacks).
+    dataset_spec : DatasetSpec
+        Its card: which labels measure which biomarker, and the disc height's direction.
 
     Returns
     -------
     DataFrame
         :func:`compare_with_truth`'s table.
     """
-    measured = measure_for_truth(subject.labels, subject.spacing_mm, subject.label_values, subject.slice_axis,
-                                 subject.maps, through_slices)
+    measured = measure_for_truth(subject.labels, subject.spacing_mm,
+                                 dataset_spec.biomarker_structures(subject.label_values), subject.slice_axis,
+                                 subject.maps, dataset_spec.disc_height_through_slices)
     return compare_with_truth(measured, truth)
 
 
-def is_axial_disc_dataset(dataset_spec) -> bool:
-    """Whether disc height runs along the slice axis (axial stacks through one disc).
-
-    Parameters
-    ----------
-    dataset_spec : DatasetSpec
-        A catalog entry.
-
-    Returns
-    -------
-    bool
-    """
-    return getattr(dataset_spec, "geometry", "") == "spine_axial_disc"
-
-
-__all__ = ["truth_structures", "measure_for_truth", "compare_with_truth", "SubjectArrays", "load_raw_subject",
-           "load_prepared_subject", "compare_subject", "is_axial_disc_dataset", "COMPARISON_COLUMNS",
+__all__ = ["measure_for_truth", "compare_with_truth", "SubjectArrays", "load_raw_subject",
+           "load_prepared_subject", "compare_subject", "COMPARISON_COLUMNS",
            "PRIMARY_BIOMARKERS", "VARIANT_OF"]

@@ -42,7 +42,6 @@ from mskseg_lib.biomarkers.cohort_truth import (
     PRIMARY_BIOMARKERS,
     VARIANT_OF,  # noqa: F401  (study.VARIANT_OF: notebook 05's variants)
     SubjectArrays,
-    is_axial_disc_dataset,
     load_prepared_subject,
     measure_for_truth,
 )
@@ -183,8 +182,8 @@ def measure_subject(subject: Mapping, labels: np.ndarray | None = None, source: 
                              f"on the mask's grid {volume.shape}")
         volume = labels.astype(np.int16)
     spec = get_dataset(str(subject["dataset"]))
-    measured = measure_for_truth(volume, arrays.spacing_mm, arrays.label_values, arrays.slice_axis, arrays.maps,
-                                 through_slices=is_axial_disc_dataset(spec))
+    measured = measure_for_truth(volume, arrays.spacing_mm, spec.biomarker_structures(arrays.label_values),
+                                 arrays.slice_axis, arrays.maps, through_slices=spec.disc_height_through_slices)
     measured = measured.rename(columns={"measured": "value"})
     measured.insert(0, "source", source)
     measured.insert(0, "subject_id", str(subject["subject_id"]))

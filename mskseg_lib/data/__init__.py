@@ -1,7 +1,9 @@
 """Data: the study's datasets, the synthetic cohort, raw-data ingest and model-ready slices.
 
-* ``catalog``: the twelve dataset families (labels, tissue classes, protocols) and the naming
-  and order of datasets every table and figure uses;
+* ``cards``: a dataset declared in YAML (labels, tissue classes, biomarkers, preparation
+  overrides), checked line by line; the study's twelve ship as cards in ``cards/``;
+* ``catalog``: every known dataset (the shipped cards and a site's registered ones,
+  ``register_cards``) and the naming and order of datasets every table and figure uses;
 * ``anatomy``, ``mr_physics``, ``grids``, ``cohort``: the synthetic cohort (analytic anatomy, MR
   signal and noise, raw exports in every format; ``CohortSettings``, ``generate_cohort``);
 * ``raw_io``, ``dicom_io``, ``volume``, ``errors``: reading and validating raw files (one

@@ -18,7 +18,8 @@ from typing import Callable
 
 import numpy as np
 
-from mskseg_lib.data.catalog import SPINE_DISCS, SPINE_LEVELS
+SPINE_LEVELS = ("L1", "L2", "L3", "L4", "L5")  # lumbar levels drawn by the spine models
+SPINE_DISCS = ("L1_L2", "L2_L3", "L3_L4", "L4_L5", "L5_S1")
 
 Array = np.ndarray
 Structures = list[tuple[str, str]]  # (structure name, tissue type)

@@ -364,9 +364,20 @@ def generate_subject(spec: DatasetSpec, index: int, settings: CohortSettings, ra
 
 
 def subject_counts(settings: CohortSettings) -> dict[str, int]:
-    """Dataset -> number of subjects generated."""
-    return {s.name: int(settings.subjects_override.get(s.name, settings.subjects_per_dataset))
-            for s in select_datasets(settings.datasets if isinstance(settings.datasets, str) else list(settings.datasets))}
+    """Dataset -> number of subjects generated.
+
+    Raises
+    ------
+    SettingsError
+        A dataset the synthetic cohort cannot draw (a card without a ``synthetic:`` section, such
+        as a site's own dataset or the real spine).
+    """
+    specs = select_datasets(settings.datasets if isinstance(settings.datasets, str) else list(settings.datasets))
+    cannot = [s.name for s in specs if not s.synthetic]
+    if cannot:
+        raise SettingsError(f"cohort.datasets: the synthetic cohort draws only the study's datasets; "
+                            f"{', '.join(cannot)} come(s) from your own files (list them in a manifest under sources)")
+    return {s.name: int(settings.subjects_override.get(s.name, settings.subjects_per_dataset)) for s in specs}
 
 
 def generate_cohort(cohort_dir: Path, settings: CohortSettings = CohortSettings(), progress: bool = True) -> Path:

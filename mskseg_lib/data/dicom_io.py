@@ -16,9 +16,11 @@ What a scanner export may hold beside the series: files that are not DICOM (READ
 .DS_Store, JPEG thumbnails; recognised by their first bytes) and a DICOMDIR (by name or its
 Media Storage Directory SOP class) are skipped. Files without the 128-byte preamble or a ``.dcm``
 suffix are read when their first bytes look like a DICOM element. Several series in one folder
-are refused, naming each, unless ``series_uid`` picks one. Transfer syntaxes are decoded by
-pydicom's pixel handlers: uncompressed, deflated and RLE Lossless out of the box (JPEG family
-only where a pylibjpeg/gdcm plugin is installed).
+are refused, naming each, unless ``series_uid`` picks one. An enhanced MR file (one file, many
+frames) is read frame by frame from its per-frame and shared functional groups (position,
+orientation, spacing, rescale). Transfer syntaxes are decoded by pydicom's pixel handlers:
+uncompressed, deflated and RLE Lossless natively; JPEG baseline and lossless, JPEG 2000 and
+JPEG-LS through the pylibjpeg plugins (libjpeg, openjpeg) and pyjpegls, declared dependencies.
 
 The reader orders slices by the projection of ImagePositionPatient onto the slice normal
 (row x column direction), never by file name, and takes the slice step from the positions.
@@ -324,13 +326,76 @@ def _read_file(path: Path) -> Dataset | None:
     for keyword in ("Rows", "Columns"):
         if not isinstance(ds.get(keyword), int):
             raise DataError(path, f"DICOM image lacks {keyword}")
-    if int(ds.get("NumberOfFrames", 1) or 1) > 1:
-        raise DataError(path, "multi-frame (enhanced) DICOM is not supported; expected one file per slice")
     return ds
+
+
+# functional group sequence -> the attributes it carries that the reader needs (enhanced MR)
+FRAME_GROUPS = {
+    "PlanePositionSequence": ("ImagePositionPatient",),
+    "PlaneOrientationSequence": ("ImageOrientationPatient",),
+    "PixelMeasuresSequence": ("PixelSpacing", "SliceThickness", "SpacingBetweenSlices"),
+    "PixelValueTransformationSequence": ("RescaleSlope", "RescaleIntercept"),
+    "MREchoSequence": ("EffectiveEchoTime",),
+    "MRTimingAndRelatedParametersSequence": ("RepetitionTime", "FlipAngle"),
+}
+
+
+def _frame_value(ds: Dataset, frame: Dataset | None, group: str, keyword: str) -> Any:
+    """An attribute of one frame of an enhanced image: its per-frame functional group, else the
+    shared one, else the top level (None when absent everywhere)."""
+    shared = ds.get("SharedFunctionalGroupsSequence")
+    for source in (frame, shared[0] if shared else None):
+        if source is not None and source.get(group):
+            item = source.get(group)[0]
+            if item.get(keyword) not in (None, ""):
+                return item.get(keyword)
+    return ds.get(keyword)
+
+
+def _split_frames(path: Path, ds: Dataset) -> list[tuple[Path, Dataset]]:
+    """An enhanced (multi-frame) MR file as one single-frame dataset per frame.
+
+    Each frame gets the position, orientation, pixel spacing, thickness, rescale, echo and
+    repetition time of its per-frame functional groups (else the shared groups), an
+    InstanceNumber (its frame number) and its decoded pixels, so the series logic (ordering by
+    position, even spacing, geometry) applies unchanged. A file with several frames at one
+    position (echoes, time points) is refused by that logic as duplicate positions.
+    """
+    n_frames = int(ds.get("NumberOfFrames", 1) or 1)
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+    if per_frame is not None and len(per_frame) != n_frames:
+        raise DataError(path, f"enhanced DICOM lists {len(per_frame)} per-frame groups for {n_frames} frames")
+    try:
+        pixels = ds.pixel_array
+    except Exception as exc:
+        raise DataError(path, f"pixel data cannot be decoded (truncated or corrupt): {exc}") from exc
+    if pixels.ndim != 3 or pixels.shape[0] != n_frames:
+        raise DataError(path, f"expected {n_frames} greyscale frames, got pixel array of shape {pixels.shape}")
+    frames = []
+    for f in range(n_frames):
+        frame = per_frame[f] if per_frame is not None else None
+        one = Dataset()
+        one.file_meta = ds.file_meta
+        for element in ds:
+            if element.keyword not in ("PixelData", "PerFrameFunctionalGroupsSequence",
+                                       "SharedFunctionalGroupsSequence", "NumberOfFrames"):
+                one.add(element)
+        for group, keywords in FRAME_GROUPS.items():
+            for keyword in keywords:
+                value = _frame_value(ds, frame, group, keyword)
+                if value not in (None, ""):
+                    setattr(one, "EchoTime" if keyword == "EffectiveEchoTime" else keyword, value)
+        one.InstanceNumber = f + 1
+        one.mskseg_frame = (f, pixels[f])  # decoded already: read by _pixels
+        frames.append((path, one))
+    return frames
 
 
 def _pixels(path: Path, ds: Dataset) -> np.ndarray:
     """Decoded, rescaled pixels of one slice as (Rows, Columns) float32."""
+    frame = getattr(ds, "mskseg_frame", None)
+    if frame is not None:  # one frame of an enhanced file (already decoded)
+        return apply_rescale(frame[1], ds).astype(np.float32)
     try:
         expected = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1)) * int(ds.BitsAllocated) // 8
         if not ds.file_meta.TransferSyntaxUID.is_compressed and len(ds.PixelData) < expected:
@@ -578,7 +643,8 @@ def read_dicom_series(folder: Path, series_uid: str | None = None) -> Volume:
     ----------
     folder : Path
         The series folder. Files that are not DICOM (by their first bytes) and a DICOMDIR are
-        skipped; every other file must be a readable single-frame DICOM image.
+        skipped; every other file must be a readable single-frame DICOM image, or the folder holds
+        one enhanced (multi-frame) MR file.
     series_uid : str, optional
         SeriesInstanceUID of the series to read when the folder holds several. Without it a
         folder with several series raises DataError naming each (UID, description, files).
@@ -600,6 +666,12 @@ def read_dicom_series(folder: Path, series_uid: str | None = None) -> Volume:
     if not items:
         raise DataError(folder, "no DICOM images in folder (only a DICOMDIR)")
     items = _pick_series(folder, items, series_uid)
+    n_files = len(items)
+    if any(int(ds.get("NumberOfFrames", 1) or 1) > 1 for _, ds in items):
+        if n_files > 1:
+            raise DataError(folder, f"series mixes an enhanced (multi-frame) file with {n_files - 1} other file(s); "
+                                    "expected one multi-frame file or one file per slice")
+        items = _split_frames(*items[0])
     _check_matrix(items)
     if all(_has_positions(ds) for _, ds in items):
         order, origin, step = _order_by_position(items)
@@ -611,4 +683,4 @@ def read_dicom_series(folder: Path, series_uid: str | None = None) -> Volume:
     first_path, first = items[order[0]]
     affine = _affine(row, col, _pixel_spacing(first_path, first), step, origin)
     data = np.stack([_pixels(*items[i]).T for i in order], axis=-1)
-    return Volume(data=data, affine=affine, source=folder, header=_header(first, len(items), how))
+    return Volume(data=data, affine=affine, source=folder, header=_header(first, n_files, how))

@@ -45,6 +45,7 @@ from tqdm.auto import tqdm
 from mskseg_lib.atomic import save_csv, save_parquet, write_json
 from mskseg_lib.data import raw_io
 from mskseg_lib.data.boxes import slice_boxes
+from mskseg_lib.data.cards import PREPARE_KEYS
 from mskseg_lib.data.catalog import DatasetSpec, get_dataset
 from mskseg_lib.data.dicom_io import read_dicom_series
 from mskseg_lib.data.errors import DataError, SettingsError
@@ -70,7 +71,7 @@ SUBJECT_FIELDS = ("sex", "age_years", "weight_kg", "height_m", "bmi", "vendor", 
                   "tr_ms", "flip_angle_deg", "slice_thickness_mm", "pixel_spacing_mm")
 NUMERIC_SUBJECT_FIELDS = ("age_years", "weight_kg", "height_m", "bmi", "field_strength_t", "te_ms", "tr_ms",
                           "flip_angle_deg", "slice_thickness_mm", "pixel_spacing_mm")
-PER_DATASET_KEYS = ("min_component_px", "min_component_voxels", "clip_percentiles")
+PER_DATASET_KEYS = PREPARE_KEYS  # what a card's prepare: and the profile's per_dataset may override
 ON_BAD_INPUT = ("raise", "skip")
 SKIPPED_COLUMNS = ["row", "dataset", "subject_id", "file", "problem"]
 # version 2: the study's spline resize, truncating uint8 conversion and the resize mode
@@ -95,7 +96,8 @@ class PrepareSettings:
       (pixels per slice / voxels per volume, per label) are removed;
     * ``drop_labels``: dataset -> label names removed before anything else;
     * ``per_dataset``: dataset -> overrides of ``min_component_px``, ``min_component_voxels``,
-      ``clip_percentiles``;
+      ``clip_percentiles``; they win over the dataset card's own ``prepare:`` overrides, which win
+      over the values above;
     * ``split_fractions``, ``stratify_by``, ``seed``: the subject split within each dataset;
     * ``on_bad_input``: ``"raise"`` (stop: one error listing every bad manifest row, or the
       first subject that cannot be prepared) or ``"skip"`` (record each bad row or subject in
@@ -147,7 +149,11 @@ class PrepareSettings:
     def for_dataset(self, dataset: str) -> dict[str, Any]:
         """The settings one subject of ``dataset`` is prepared with (``per_dataset`` applied);
         stored in its ``record.json`` and part of its fingerprint."""
-        per = self.per_dataset.get(dataset, {}) or {}
+        try:
+            card = dict(get_dataset(dataset).prepare)
+        except KeyError:  # a name no card declares: read_manifest reports it
+            card = {}
+        per = {**card, **(self.per_dataset.get(dataset, {}) or {})}
         return {
             "min_component_px": int(per.get("min_component_px", self.min_component_px)),
             "min_component_voxels": int(per.get("min_component_voxels", self.min_component_voxels)),
@@ -188,7 +194,8 @@ def read_subject(row: Mapping[str, Any], spec: DatasetSpec) -> tuple[Volume, Vol
     """Image and mask volumes of one manifest row, validated, in their stored orientation."""
     img_path = Path(row["image_path"])
     if row["image_format"] == "dicom":
-        image = read_dicom_series(img_path)
+        series_uid = row.get("series_uid")
+        image = read_dicom_series(img_path, series_uid if isinstance(series_uid, str) and series_uid else None)
     else:
         image = raw_io.read_image(row["image_format"], img_path)
     if image.data.ndim != 3:

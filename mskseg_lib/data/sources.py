@@ -4,7 +4,7 @@ Every source becomes rows of one *raw manifest* (columns in ``cohort.MANIFEST_CO
 absolute paths, so ``prepare`` has one code path for all data. A site manifest is a CSV with
 at least ``dataset, subject_id, image_format, image_path, mask_format, mask_path``; relative
 paths are taken from the CSV's folder; demographic and protocol columns are optional (DICOM
-headers fill them). ``read_manifest`` checks every row before any work (known dataset and
+headers fill them), and so is ``series_uid`` (which series of a DICOM folder that holds several). ``read_manifest`` checks every row before any work (known dataset and
 formats, files exist, no duplicate subject, ids read as text) and reports each problem as one
 line naming the row and file. ``collect_sources`` joins the synthetic cohort's manifest and any number of
 :class:`RawSource` entries (site manifests, real spine folders) into one table.
@@ -21,7 +21,7 @@ from typing import Sequence
 import pandas as pd
 
 from mskseg_lib.data import raw_io
-from mskseg_lib.data.catalog import DATASETS, REAL_SPINE, get_dataset
+from mskseg_lib.data.catalog import REAL_SPINE, get_dataset, known_datasets
 from mskseg_lib.data.cohort import MANIFEST_COLUMNS
 from mskseg_lib.data.errors import DataError, SettingsError
 
@@ -61,6 +61,9 @@ def _absolute(df: pd.DataFrame, base: Path) -> pd.DataFrame:
 
 
 TEXT_COLUMNS = REQUIRED  # read as text: an id "NA", "nan" or "007" stays that string
+# optional columns kept (as text) where a manifest has them: series_uid picks one DICOM series of
+# a folder that holds several (a scanner export with localisers, other contrasts)
+OPTIONAL_TEXT_COLUMNS = ("series_uid",)
 ON_BAD_ROW = ("raise", "skip")
 KNOWN_NAMES_SHOWN = 3  # how many known dataset names an unknown-name message lists
 
@@ -86,18 +89,15 @@ class ManifestProblem:
         return f"{self.manifest} row {self.row} ({self.dataset}/{self.subject_id}): {self.problem}"
 
 
-def _known_dataset_names() -> list[str]:
-    return [*DATASETS, REAL_SPINE.name]
-
-
 def _unknown_dataset(name: str) -> str | None:
-    """None when ``get_dataset`` knows ``name``, else the problem naming a few known names."""
+    """None when a dataset card declares ``name``, else the problem naming a few known names."""
     try:
         get_dataset(name)
     except KeyError:
-        known = _known_dataset_names()
+        known = [s.name for s in known_datasets()]
         shown = ", ".join(known[:KNOWN_NAMES_SHOWN])
-        return f"unknown dataset {name!r} (known: {shown}, ... {len(known)} in all)"
+        return (f"unknown dataset {name!r}: no dataset card declares it (known: {shown}, ... {len(known)} in all; "
+                "declare it in a card under the profile's datasets:)")
     return None
 
 
@@ -177,9 +177,10 @@ def read_manifest(path: Path, on_bad_input: str = "raise",
     missing = [c for c in REQUIRED if c not in df.columns]
     if missing:
         raise DataError(path, f"manifest lacks columns {missing} (has {list(df.columns)})")
-    text = pd.read_csv(path, usecols=list(TEXT_COLUMNS), dtype=str, keep_default_na=False)
-    for col in TEXT_COLUMNS:
-        df[col] = text[col]
+    text_columns = [*TEXT_COLUMNS, *(c for c in OPTIONAL_TEXT_COLUMNS if c in df.columns)]
+    text = pd.read_csv(path, usecols=text_columns, dtype=str, keep_default_na=False)
+    for col in text_columns:
+        df[col] = text[col].str.strip() if col in OPTIONAL_TEXT_COLUMNS else text[col]
     for col in MANIFEST_COLUMNS:
         if col not in df.columns:
             df[col] = None
@@ -260,7 +261,8 @@ def collect_sources(cohort_manifest: Path | None = None, sources: Sequence[RawSo
     notes.extend(skipped)
     if not frames:
         return pd.DataFrame(columns=MANIFEST_COLUMNS)
-    return pd.concat(frames, ignore_index=True)[MANIFEST_COLUMNS]
+    optional = [c for c in OPTIONAL_TEXT_COLUMNS if any(c in f.columns for f in frames)]
+    return pd.concat(frames, ignore_index=True)[MANIFEST_COLUMNS + optional]
 
 
 __all__ = ["ManifestProblem", "RawSource", "collect_sources", "read_manifest", "real_spine_manifest"]

@@ -80,9 +80,14 @@ def precompute_embeddings(segmenter: Segmenter, model_key: str, datasets: Sequen
     rank = ctx.rank if cache is not None else 0
     mine = [g for i, g in enumerate(groups) if i % world == rank]
     store: Store = {}
-    for (dataset, subject_id), g in tqdm(mine, desc="encode training slices", disable=not (progress and ctx.is_main)):
+    bar = tqdm(total=sum(len(g) for _, g in mine), desc="encode training slices", unit="slice",
+               disable=not (progress and ctx.is_main))  # counts slices (rate and ETA per slice), not subjects
+    for (dataset, subject_id), g in mine:
+        bar.set_postfix_str(f"{dataset} {subject_id}", refresh=False)
         have = _subject(segmenter, model_key, dataset, subject_id, g, cache, int(encode_batch_size))
         _keep(store, dataset, subject_id, g, have)  # this rank's subjects are not read back from disk
+        bar.update(len(g))
+    bar.close()
     if cache is None:
         return store
     dist_utils.barrier(ctx)

@@ -6,4 +6,25 @@ profile dict. This package is the one place that knows the profile's layout: one
 stage, each with plain functions such as ``zero_shot_settings(cfg)``. The notebooks and
 ``mskseg_lib.cli`` call these; no stage imports this package (it sits at the edge, like the CLI).
 A researcher working without a profile skips it and calls the stage functions directly.
+
+:func:`load_profile` reads a profile and registers the dataset cards of its ``datasets:``
+section (:func:`mskseg_lib.from_profile.data.register_profile_cards`): the one call a notebook
+or command makes before the stage functions.
 """
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+from mskseg_lib import config
+from mskseg_lib.from_profile.data import register_profile_cards
+
+__all__ = ["load_profile"]
+
+
+def load_profile(name_or_path: str | Path, overrides: Mapping[str, Any] | None = None) -> dict:
+    """Read and check a profile (:func:`mskseg_lib.config.load_profile`) and register its dataset
+    cards, so every stage knows the datasets it declares: what notebooks and the CLI call."""
+    cfg = config.load_profile(name_or_path, overrides)
+    register_profile_cards(cfg)
+    return cfg

@@ -2,7 +2,8 @@
 
 Loading a profile (:func:`mskseg_lib.config.load_profile`) checks its keys and types. The values
 are checked by the code that reads them: the prompt conditions, the finetuning grid, each
-stage's settings dataclass, and the site manifests of ``sources`` (columns, dataset names,
+stage's settings dataclass, the dataset cards of ``datasets`` (:mod:`mskseg_lib.data.cards`), and
+the site manifests of ``sources`` (columns, dataset names,
 formats, files that exist, duplicate subjects: :func:`mskseg_lib.data.sources.read_manifest`).
 ``profile_problems(cfg)`` builds all of them through :mod:`mskseg_lib.from_profile` and returns
 every problem, one line each, prefixed by the profile section it belongs to, instead of stopping
@@ -16,7 +17,9 @@ import logging
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from mskseg_lib.data.catalog import DATASETS, REAL_SPINE, get_dataset, select_datasets
+from mskseg_lib.autolabel.postprocess import label_kernels
+from mskseg_lib.data.catalog import get_dataset, known_datasets, select_datasets
+from mskseg_lib.data.cohort import subject_counts
 from mskseg_lib.data.sources import read_manifest
 from mskseg_lib.errors import UserError
 from mskseg_lib.evaluation.prompting import parse_conditions
@@ -99,16 +102,21 @@ def profile_problems(cfg: Mapping[str, Any]) -> list[str]:
     -------
     list of str
         Empty when every stage's settings build; else one line per problem, prefixed by its
-        section: ``sources[i]`` (each bad manifest row), ``cohort``, ``prepare``, ``models``,
+        section: ``datasets`` (each problem of the profile's dataset cards: the file and key),
+        ``sources[i]`` (each bad manifest row), ``cohort``, ``prepare``, ``models``,
         ``zero_shot.conditions``, ``zero_shot.datasets``, ``finetune.training``,
         ``finetune.evaluation``, ``finetune.experiments`` (the grid over every known dataset),
         ``mixed_effects``, ``biomarkers``, ``autolabel``, ``video3d``.
     """
     problems: list[str] = []
+    # the profile's own dataset cards first: every later name check must know them
+    _check(problems, "datasets", lambda: fp_data.register_profile_cards(cfg))
     _source_problems(cfg, problems)
     if cfg["cohort"]["enabled"]:
-        _check(problems, "cohort", lambda: fp_data.cohort_settings(cfg))
+        settings = _check(problems, "cohort", lambda: fp_data.cohort_settings(cfg))
         _check(problems, "cohort.datasets", lambda: select_datasets(cfg["cohort"]["datasets"]))
+        if settings is not None:
+            _check(problems, "cohort", lambda: subject_counts(settings))
     _check(problems, "prepare", lambda: fp_data.prepare_settings(cfg))
     _check(problems, "models", lambda: fp_models.model_settings(cfg))
 
@@ -123,7 +131,7 @@ def profile_problems(cfg: Mapping[str, Any]) -> list[str]:
     _check(problems, "finetune.evaluation.conditions",
            lambda: parse_conditions(list(f["evaluation"]["conditions"]), z["mask_grid_px"],
                                     source="finetune.evaluation.conditions"))
-    known = [*DATASETS, REAL_SPINE.name]  # which are prepared is known only after prepare
+    known = [s.name for s in known_datasets()]  # which are prepared is known only after prepare
     _check(problems, "finetune.experiments", lambda: fp_finetune.grid_experiments(cfg, prepared=known))
 
     _check(problems, "mixed_effects", lambda: fp_stats.mixed_effects_settings(cfg))
@@ -138,7 +146,11 @@ def profile_problems(cfg: Mapping[str, Any]) -> list[str]:
 
     _known_datasets(problems, "autolabel.datasets", cfg["autolabel"]["datasets"])
     _check(problems, "autolabel", lambda: fp_autolabel.detector_settings(cfg))
-    _check(problems, "autolabel.postprocess", lambda: fp_autolabel.postprocess_settings(cfg))
+    post = _check(problems, "autolabel.postprocess", lambda: fp_autolabel.postprocess_settings(cfg))
+    if post is not None and cfg["autolabel"]["postprocess"]["enabled"]:
+        for name in cfg["autolabel"]["datasets"]:  # a card's own tissue class needs its kernel
+            _check(problems, "autolabel.postprocess",
+                   lambda name=name: label_kernels(get_dataset(str(name)), post))
     _check(problems, "autolabel", lambda: fp_autolabel.study_settings(cfg))
 
     _known_datasets(problems, "video3d.datasets", cfg["video3d"]["datasets"])

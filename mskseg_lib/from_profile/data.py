@@ -16,14 +16,61 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from mskseg_lib.config import resolve_path
+from mskseg_lib.data.cards import CardError, DatasetSpec, parse_card, read_card_file
+from mskseg_lib.data.catalog import clear_registered_cards, register_cards
 from mskseg_lib.data.cohort import CohortSettings, generate_cohort
 from mskseg_lib.data.errors import SettingsError
 from mskseg_lib.data.prepare import Prepared, PrepareSettings, prepare_all
 from mskseg_lib.data.sources import RawSource, collect_sources
 from mskseg_lib.settings import project_root
 
-__all__ = ["data_root", "prepared_dir", "cohort_dir", "cohort_settings", "prepare_settings", "raw_sources",
+__all__ = ["dataset_cards", "register_profile_cards",
+           "data_root", "prepared_dir", "cohort_dir", "cohort_settings", "prepare_settings", "raw_sources",
            "generate", "prepare", "clip_percentiles", "resize_mode"]
+
+
+def dataset_cards(cfg: Mapping[str, Any]) -> list[DatasetSpec]:
+    """The profile's ``datasets:`` entries as cards: card files (relative paths from the project
+    root) and inline cards.
+
+    Raises
+    ------
+    CardError
+        Every problem of every entry, one line each naming the file (or the profile entry) and key.
+    """
+    name = cfg.get("profile", "profile")
+    specs: list[DatasetSpec] = []
+    bad: list[str] = []
+    for i, entry in enumerate(cfg.get("datasets") or []):
+        where = f"profile {name}: datasets[{i}]"
+        if isinstance(entry, str):
+            path = Path(entry).expanduser()
+            path = path if path.is_absolute() else project_root() / path
+            try:
+                specs += read_card_file(path)
+            except CardError as err:
+                bad += [f"{where}: {ln}" if ln.startswith(f"{path}: no such") else ln for ln in str(err).splitlines()]
+        else:
+            spec, problems = parse_card(entry, where, source=where)
+            bad += problems
+            if spec is not None:
+                specs.append(spec)
+    seen: dict[str, str] = {}
+    for spec in specs:
+        if spec.name in seen:
+            bad.append(f"{spec.source}: dataset {spec.name!r} is declared twice (also in {seen[spec.name]})")
+        seen.setdefault(spec.name, spec.source)
+    if bad:
+        raise CardError("\n".join(bad))
+    return specs
+
+
+def register_profile_cards(cfg: Mapping[str, Any]) -> list[DatasetSpec]:
+    """Make the profile's dataset cards known to every stage (this process and its children);
+    they replace cards registered before (a notebook switching profiles)."""
+    specs = dataset_cards(cfg)
+    clear_registered_cards()
+    return register_cards(specs)
 
 
 def data_root(cfg: Mapping[str, Any]) -> Path:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from mskseg_lib.config import ProfileError, resolve_path
+from mskseg_lib.data.catalog import registered_cards
 from mskseg_lib.evaluation.zero_shot import SliceSelection, ZeroShotSettings
 from mskseg_lib.from_profile.data import prepared_dir
 from mskseg_lib.from_profile.models import model_settings
@@ -56,7 +57,11 @@ def preparation(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """The preparation settings that made the slices (``prepare.resize / clip_percentiles /
     per_dataset``), as run folders fingerprint them."""
     p = cfg["prepare"]
-    return {"resize": p["resize"], "clip_percentiles": p["clip_percentiles"], "per_dataset": p["per_dataset"]}
+    out = {"resize": p["resize"], "clip_percentiles": p["clip_percentiles"], "per_dataset": p["per_dataset"]}
+    cards = {s.name: dict(s.prepare) for s in registered_cards() if s.prepare}
+    if cards:  # the profile's dataset cards' own prepare: overrides (absent for the study's datasets)
+        out["card_prepare"] = cards
+    return out
 
 
 def zero_shot_settings(cfg: Mapping[str, Any]) -> ZeroShotSettings:

@@ -40,7 +40,7 @@ from mskseg_lib import atomic
 from mskseg_lib.autolabel.pipeline import Slicing, file_key, slicing
 from mskseg_lib.autolabel.study import select_subjects
 from mskseg_lib.data import raw_io
-from mskseg_lib.data.catalog import REAL_SPINE, DatasetSpec, get_dataset
+from mskseg_lib.data.catalog import DatasetSpec, get_dataset
 from mskseg_lib.data.errors import DataError
 from mskseg_lib.data.prepare import PrepareSettings
 from mskseg_lib.data.preprocess import display_stack, volume_from_display
@@ -79,10 +79,10 @@ def check_combined_structures(names: Sequence[str]) -> None:
     """Refuse a ``video3d.combined_structures`` entry that names no structure of any known dataset
     (a typo would otherwise shrink the combined Dice to the names that do exist). A dataset
     without the named structures (the spine: no femur or tibia) joins its own, as documented."""
-    from mskseg_lib.data.catalog import select_datasets
+    from mskseg_lib.data.catalog import known_datasets
 
-    known: set[str] = set(REAL_SPINE.label_names().values())
-    for spec in select_datasets("all"):
+    known: set[str] = set()
+    for spec in known_datasets():  # the study's, the real spine, the examples and the site's cards
         known |= set(spec.label_names().values())
     unknown = [n for n in names if n not in known]
     if unknown:

@@ -30,4 +30,4 @@ source scripts/bootstrap_env.sh
 args=(run --profile "${profile:-default}")
 [[ -n "$only" ]] && args+=(--only "$only")
 echo "[run_all] mskseg ${args[*]}"
-exec .venv/bin/python -m mskseg_lib "${args[@]}"
+exec "$MSKSEG_PY" -m mskseg_lib "${args[@]}"

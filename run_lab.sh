@@ -27,10 +27,10 @@ done
 
 source scripts/bootstrap_env.sh
 # fail now, in one line, on a profile that does not load (rather than in the first notebook cell)
-.venv/bin/python -m mskseg_lib validate-profile "$profile" >/dev/null
+"$MSKSEG_PY" -m mskseg_lib validate-profile "$profile" >/dev/null
 export MSKSEG_PROFILE="$profile"
 echo "[run_lab] profile $profile; notebooks in $(pwd)/notebooks"
 # containers and CI machines often run as root, which Jupyter refuses without being told
 [[ "$(id -u)" == "0" ]] && lab_args=(--allow-root ${lab_args[@]+"${lab_args[@]}"})
-exec .venv/bin/jupyter lab --config=scripts/jupyter_lab_config.py --ServerApp.root_dir=notebooks \
+exec "$MSKSEG_PY" -m jupyter lab --config=scripts/jupyter_lab_config.py --ServerApp.root_dir=notebooks \
     ${lab_args[@]+"${lab_args[@]}"}

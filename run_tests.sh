@@ -12,11 +12,11 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 source scripts/bootstrap_env.sh
 export MSKSEG_PROFILE=fixture
 
-pytest_cmd=(.venv/bin/python -m pytest -p no:cacheprovider)
+pytest_cmd=("$MSKSEG_PY" -m pytest -p no:cacheprovider)
 
 echo "== [0/2] lint: ruff check (configuration in pyproject.toml)"
 set +e
-.venv/bin/ruff check --quiet .
+"$MSKSEG_PY" -m ruff check --quiet .
 lint_rc=$?
 set -e
 echo "== [0/2] lint: exit $lint_rc"

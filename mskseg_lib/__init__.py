@@ -17,7 +17,8 @@ writes), ``provenance`` (versions, git, fingerprints), ``settings`` (project fol
 (published numbers), ``logging_setup`` (where log messages go).
 
 Edges, which may import anything and are imported by nothing in the stages: ``from_profile``
-(a profile -> each stage's explicit arguments), ``cli``, ``notebook_runner``, ``reporting``,
+(a profile -> each stage's explicit arguments), ``cli``, ``envcheck`` (an environment vs the lock),
+``notebook_runner``, ``reporting``,
 ``companion``. Stage functions take paths, model keys and small settings dataclasses, never the
 profile dict, so each can be called from a fresh notebook. Library modules report through
 ``logging.getLogger(__name__)``; the CLI and the notebooks show those messages

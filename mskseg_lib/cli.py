@@ -132,6 +132,64 @@ def _datasets(args: argparse.Namespace) -> int:
     return 0
 
 
+def _checkpoints_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", choices=["fetch", "status"],
+                   help="fetch: download and verify into models.checkpoints_dir; status: what is present and verified")
+    p.add_argument("--profile", default="paper", metavar="NAME",
+                   help="profile whose models.checkpoints_dir / checkpoints / sha256 apply (default: paper)")
+    p.add_argument("--models", nargs="+", metavar="NAME",
+                   help="zoo names (default fetch: SAM ViT-B/L/H and SAM2 t/s/b+/l; status: the whole zoo)")
+    p.add_argument("--mirror", metavar="URL", help="a base URL serving the registry's file names (a site mirror)")
+
+
+@command("checkpoints", "download the zoo's weights with their SHA-256 checked, or list what is present and verified",
+         _checkpoints_args)
+def _checkpoints(args: argparse.Namespace) -> int:
+    from mskseg_lib.from_profile.models import model_settings
+    from mskseg_lib.models.fetch import DOWNLOADABLE, checkpoint_status, fetch_checkpoints
+
+    settings = model_settings(_load(args.profile))
+    if args.action == "fetch":
+        results = fetch_checkpoints(settings, args.models or DOWNLOADABLE, mirror=args.mirror)
+        for r in results:
+            digest = f"SHA-256 {r.sha256[:12]}... ({r.digest_source})" if r.sha256 else "no digest"
+            print(f"{r.model}: {r.status} {r.path} {digest}")
+        manual = [r for r in results if r.status == "manual"]
+        for r in manual:
+            print(f"{r.model}: place it by hand at {r.path}, then `mskseg checkpoints status` verifies it")
+        return 0
+    table = checkpoint_status(settings, args.models)
+    print(table[["model", "present", "verified", "digest_source", "size_mb", "file"]].to_string(index=False))
+    return 1 if (table["verified"] == "MISMATCH").any() else 0
+
+
+def _device_check_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
+    p.add_argument("--quick", action="store_true",
+                   help="LiteMedSAM at batch 1 only and no SAM ViT-B (a CPU takes 8-10 s per 1024-px slice)")
+    p.add_argument("--out", metavar="FILE", help="also write the JSON here")
+
+
+@command("device-check", "smoke run of the model path on this device: fp32 vs bf16 masks, a known-answer "
+         "disc, encoder slices/s per batch size", _device_check_args)
+def _device_check(args: argparse.Namespace) -> int:
+    import json
+
+    from mskseg_lib.atomic import write_json
+    from mskseg_lib.evaluation.device_check import device_check
+
+    result = device_check(args.device, lite_batches=(1,) if args.quick else (1, 8, 32),
+                          sam_batches=() if args.quick else (1, 8), repeats=1 if args.quick else 3)
+    print(json.dumps({k: v for k, v in result.items() if k != "versions"}, indent=1))
+    if args.out:
+        write_json(Path(args.out), result)
+    ok = result["lite_disc_dice_fp32"] >= 0.9 and result["lite_fp32_vs_bf16_agreement"] >= 0.995
+    if not ok:
+        print("mskseg: error: LiteMedSAM's masks are off on this device (disc Dice < 0.9 or fp32/bf16 Dice < 0.995)",
+              file=sys.stderr)
+    return 0 if ok else 1
+
+
 @command("check-companion", "open a profile's results pages in headless Chromium and report broken ones",
          _profile_arg)
 def _check_companion(args: argparse.Namespace) -> int:
@@ -357,6 +415,9 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reencode-slices", type=int, default=4, help="zero-shot: slices for the re-encode baseline")
     p.add_argument("--dataset", default=None, help="finetune: dataset whose training samples are timed")
     p.add_argument("--steps", type=int, default=4, help="finetune: timed optimizer steps per strategy")
+    p.add_argument("--no-store-cost", action="store_true",
+                   help="finetune: skip the embedding store's disk/RAM per 1,000 slices for SAM ViT-B and SAM2 b+ "
+                        "(one 1024-px slice each: about 15 s on a 2-core CPU)")
 
 
 @command("bench", "measure performance (storage per slice; zero-shot pipeline vs model floor; finetune steps; "
@@ -386,8 +447,13 @@ def _bench(args: argparse.Namespace) -> int:
         from mskseg_lib.finetuning.benchmark import bench_finetune
         from mskseg_lib.from_profile.finetune import bench_finetune_inputs
 
-        result = bench_finetune(**bench_finetune_inputs(cfg), model_key=args.model, dataset=args.dataset,
-                                steps=args.steps)
+        inputs = bench_finetune_inputs(cfg)
+        result = bench_finetune(**inputs, model_key=args.model, dataset=args.dataset, steps=args.steps)
+        if not args.no_store_cost:
+            from mskseg_lib.finetuning.benchmark import store_cost
+
+            result["store_cost"] = [store_cost(key, inputs["models"], inputs["settings"].batch_size)
+                                    for key in ("sam_vit_b", "sam2_hiera_base_plus")]
         out = resolve_path(cfg, "runs_dir") / "bench" / f"finetune_{args.model}.json"
         write_json(out, result)
         _report({k: v for k, v in result.items() if k != "versions"})

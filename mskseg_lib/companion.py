@@ -200,7 +200,11 @@ def _table_html(path: Path, entry: Mapping[str, Any]) -> str:
 def _figure_html(path: Path, entry: Mapping[str, Any], index_dir: Path) -> str:
     src = html.escape(Path(os.path.relpath(path, index_dir)).as_posix())
     caption = html.escape(str(entry.get("caption", "")))
-    head = f"<h3><a href='{src}'>{html.escape(path.name)}</a>{_source_badge(entry)}</h3>"
+    pdf = path.with_name(str(entry["pdf"])) if entry.get("pdf") else None
+    vector = ""
+    if pdf is not None and pdf.exists():
+        vector = f" · <a href='{html.escape(Path(os.path.relpath(pdf, index_dir)).as_posix())}'>PDF</a>"
+    head = f"<h3><a href='{src}'>{html.escape(path.name)}</a>{vector}{_source_badge(entry)}</h3>"
     if not path.exists():
         return f"<section class='result'>{head}<p>{caption}</p><p class='missing'>file missing</p></section>"
     return (f"<section class='result'>{head}<p>{caption}</p>"

@@ -181,6 +181,15 @@ def save_table(
     return path
 
 
+def save_vector_figure(fig: "Figure", path: Path) -> Path:
+    """``fig`` as a PDF with its fonts embedded as TrueType (``pdf.fonttype`` 42) and without a
+    creation date (byte-identical reruns); written atomically."""
+    import matplotlib
+
+    with matplotlib.rc_context({"pdf.fonttype": 42}):
+        return atomic.save_figure(fig, path, metadata={"CreationDate": None})
+
+
 def save_figure(
     fig: "Figure",
     cfg: Mapping[str, Any],
@@ -192,9 +201,12 @@ def save_figure(
     data_source: str | None = None,
     datasets: "Iterable[str] | None" = None,
 ) -> Path:
-    """Write ``fig`` to ``<figures_dir>/<name>.png`` and register its caption; returns the path.
+    """Write ``fig`` to ``<figures_dir>/<name>.png`` and ``<name>.pdf``, register its caption;
+    returns the PNG's path.
 
-    The figure stays open so the notebook can still display it. ``data_source`` decides whether
+    The PDF is the vector version publishers take: TrueType fonts embedded (``pdf.fonttype`` 42,
+    no Type 3 bitmap fonts) and no creation date, so the same figure gives the same file. The
+    figure stays open so the notebook can still display it. ``data_source`` decides whether
     the caption says "synthetic"; without it, the sources of ``datasets`` (the datasets drawn)
     are combined, and without those the profile's (``profile_data_source``) is used.
     """
@@ -207,12 +219,14 @@ def save_figure(
     caption = caption_with_source(caption, source)
     folder = resolve_path(cfg, "figures_dir")
     path = atomic.save_figure(fig, folder / f"{stem}.png", dpi=dpi)
+    pdf = save_vector_figure(fig, folder / f"{stem}.pdf")
     _register(
         folder,
         path.name,
         {
             "kind": "figure",
             "name": stem,
+            "pdf": pdf.name,
             "caption": caption,
             "notebook": notebook,
             "data_source": source,

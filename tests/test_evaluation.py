@@ -510,6 +510,35 @@ def test_subject_embeddings_encode_only_what_the_cache_lacks(tmp_path):
     assert subject_embeddings(model, stack, [0, 1], [(4, 4)] * 2, 8, None)[1] == 2  # no cache: all encoded
 
 
+def test_embedding_store_is_one_file_per_slice_read_lazily_and_a_broken_file_is_encoded_again(tmp_path):
+    """Per-slice safetensors files (float16, key in the metadata): reading one slice reads only
+    its file; a truncated file (a killed or full-disk write) counts as absent and is re-encoded;
+    the lazy mapping training uses gives the stored values and names a missing slice."""
+    from mskseg_lib.evaluation.embedding_cache import CacheEntry, EmbeddingCache, LazyEmbeddings, subject_embeddings
+
+    model = BoxFiller()
+    stack = np.arange(5, dtype=np.uint8)[:, None, None] * np.ones((1, 4, 4), np.uint8)
+    cache = EmbeddingCache(tmp_path)
+    entry = CacheEntry(cache, "filler", "d", "s1", "key-1")
+    subject_embeddings(model, stack, [0, 2, 4], [(4, 4)] * 3, 8, entry)
+    files = sorted(p.name for p in cache.folder("filler", "d", "s1").iterdir())
+    assert files == ["0.safetensors", "2.safetensors", "4.safetensors"]
+    assert cache.indices("filler", "d", "s1", "key-1") == {0, 2, 4} and cache.indices("filler", "d", "s1", "k2") == set()
+    one = cache.load("filler", "d", "s1", "key-1", torch.device("cpu"), indices=[2])
+    assert list(one) == [2] and int(one[2]["image_embed"][0, 0, 0]) == 2 and one[2]["image_embed"].dtype == torch.float32
+    broken = cache.path("filler", "d", "s1", 2)
+    broken.write_bytes(broken.read_bytes()[:40])
+    assert cache.indices("filler", "d", "s1", "key-1") == {0, 4}
+    before = model.encoded
+    got, n = subject_embeddings(model, stack, [0, 2, 4], [(4, 4)] * 3, 8, entry)
+    assert n == 1 and model.encoded == before + 1 and int(got[2]["image_embed"][0, 0, 0]) == 2
+    lazy = LazyEmbeddings(cache, "filler", {("d", "s1", 4): "key-1", ("d", "s1", 3): "key-1"})
+    assert int(lazy[("d", "s1", 4)]["image_embed"][0, 0, 0]) == 4 and len(lazy) == 2
+    with pytest.raises(KeyError, match="slice 3: not in the embedding store"):
+        lazy[("d", "s1", 3)]
+    assert cache.bytes_per_slice("filler") > 0
+
+
 # ----------------------------------------------------------------------------- real data
 @pytest.mark.real_data
 @pytest.mark.slow

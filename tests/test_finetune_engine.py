@@ -595,3 +595,56 @@ def test_wandb_is_optional_enabled_without_the_package_only_warns(ft_cfg, caplog
     with caplog.at_level("WARNING"):
         assert run_log.wandb_logger(project, "x/Run_1", {}) is None
     assert "wandb is not installed" in caplog.text
+
+
+def test_frozen_encoder_training_reads_the_shared_store_lazily_and_trains_the_same(ft_cfg, tmp_path):
+    """With a store folder, precomputed embeddings are per-slice files read on access (nothing
+    held in memory), equal to the in-memory float16 ones; a second run encodes nothing; and a
+    frozen-encoder run trained from the store ends with the same weights as one trained in memory."""
+    from mskseg_lib.distributed import DistContext
+    from mskseg_lib.evaluation.embedding_cache import LazyEmbeddings
+    from mskseg_lib.finetuning.embeddings import precompute_embeddings
+    from mskseg_lib.finetuning.engine import make_datasets
+
+    subjects, slices = load_tables(fp_data.prepared_dir(ft_cfg))
+    exp = _experiment()
+    settings = dataclasses.replace(fp_ft.train_settings(ft_cfg), max_slices_per_subject=2)
+    train_ds, val_ds, _ = make_datasets(subjects, slices, exp, settings, 128, 0)
+    seg = tiny_factory()
+    calls = []
+    encode = seg.encode
+    seg.encode = lambda images, hw=None: calls.append(len(images)) or encode(images, hw)
+    ctx = DistContext(0, 1, 0, torch.device("cpu"), None)
+    memory = precompute_embeddings(seg, "lite_medsam", [train_ds, val_ds], ctx, progress=False)
+    lazy = precompute_embeddings(seg, "lite_medsam", [train_ds, val_ds], ctx, cache_dir=tmp_path / "store",
+                                 progress=False)
+    assert isinstance(lazy, LazyEmbeddings) and set(lazy) == set(memory)
+    key = next(iter(memory))
+    for name, value in memory[key].items():
+        torch.testing.assert_close(lazy[key][name], value.float())
+    n_encoded = sum(calls)
+    again = precompute_embeddings(seg, "lite_medsam", [train_ds, val_ds], ctx, cache_dir=tmp_path / "store",
+                                  progress=False)
+    assert sum(calls) == n_encoded and len(again) == len(lazy)  # every slice read back, none encoded
+    in_memory = train(ft_cfg, exp, tmp_path / "mem", max_epochs=1, max_slices_per_subject=2)
+    from_store = train_run(exp, prepared_dir=fp_data.prepared_dir(ft_cfg), run_dir=tmp_path / "disk",
+                           settings=dataclasses.replace(fp_ft.train_settings(ft_cfg), max_epochs=1,
+                                                        max_slices_per_subject=2),
+                           models=model_settings(ft_cfg), preparation=preparation(ft_cfg),
+                           embedding_cache_dir=tmp_path / "store2", segmenter_factory=tiny_factory, progress=False)
+    assert in_memory["status"] == from_store["status"] == "finished"
+    a = load_weights_state(tmp_path / "mem")
+    b = load_weights_state(tmp_path / "disk")
+    for name in a:
+        torch.testing.assert_close(a[name], b[name])
+
+
+def load_weights_state(run_dir: Path) -> dict:
+    """The trained weights a run folder saved (its final checkpoint)."""
+    paths = sorted(run_dir.rglob("*.pt")) + sorted(run_dir.rglob("*.pth"))
+    assert paths, f"no checkpoint under {run_dir}"
+    state = torch.load(paths[-1], map_location="cpu", weights_only=False)
+    for key in ("model", "state_dict", "net"):
+        if isinstance(state, dict) and key in state and isinstance(state[key], dict):
+            state = state[key]
+    return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}

@@ -311,3 +311,17 @@ def test_lite_medsam_real_weights_verified_and_equal_to_the_wheels_forward(setti
     yy, xx = np.mgrid[:256, :256]
     disc = (yy - 128) ** 2 + (xx - 128) ** 2 < 64 ** 2
     assert 2 * (mask & disc).sum() / (mask.sum() + disc.sum()) > 0.9
+
+
+def test_device_check_on_cpu_gives_known_answers(capsys):
+    """`mskseg device-check --quick` on this CPU: LiteMedSAM's real weights segment the analytic
+    disc from its box (Dice >= 0.9), fp32 and bf16 agree (CPU runs fp32 for both), and a
+    throughput is measured."""
+    from mskseg_lib import cli
+
+    assert cli.main(["device-check", "--device", "cpu", "--quick"]) == 0
+    import json
+
+    out = json.loads(capsys.readouterr().out)
+    assert out["lite_disc_dice_fp32"] >= 0.9 and out["lite_fp32_vs_bf16_agreement"] >= 0.995
+    assert out["lite_slices_per_s"]["bf16_b1"] > 0 and "sam_vit_b_1024_slices_per_s" not in out

@@ -89,3 +89,27 @@ def test_figure_caption_from_drawn_datasets(tmp_path: Path) -> None:
     reg = json.loads((f.parent / "_registry.json").read_text())
     assert reg["k.png"]["caption"] == "Synthetic data. Knee Dice." and reg["k.png"]["data_source"] == "synthetic"
     assert reporting.profile_data_source(cfg) == "mixed"
+
+
+def test_every_figure_also_has_a_vector_pdf_with_embedded_truetype_fonts(tmp_path: Path) -> None:
+    """Publishers want vector figures with their fonts: the PDF beside each PNG embeds TrueType
+    font programs (FontFile2), has no Type 3 bitmap fonts, and is byte-identical when the same
+    figure is saved again (no creation date)."""
+    from matplotlib.figure import Figure
+
+    cfg = _cfg(tmp_path)
+    fig = Figure(figsize=(3, 2))
+    ax = fig.add_subplot()
+    ax.plot([0, 1, 2], [0.8, 0.9, 0.85], marker="o")
+    ax.set_title("Dice per dataset")
+    ax.set_xlabel("dataset")
+    png = reporting.save_figure(fig, cfg, "vector", "A figure", notebook="02")
+    pdf = png.with_suffix(".pdf")
+    data = pdf.read_bytes()
+    assert data.startswith(b"%PDF") and b"/FontFile2" in data and b"/Subtype /Type3" not in data
+    assert b"/CreationDate" not in data
+    reporting.save_figure(fig, cfg, "vector", "A figure", notebook="02")
+    assert pdf.read_bytes() == data
+    reg = json.loads((pdf.parent / "_registry.json").read_text())
+    assert reg["vector.png"]["pdf"] == "vector.pdf"
+    assert "href='../../figures/t/vector.pdf'>PDF</a>" in reporting.write_index(cfg).read_text()

@@ -1,24 +1,37 @@
-"""Image embeddings on disk, one file per (model, subject), reused across prompt conditions.
+"""Image embeddings on disk: one memory-mapped file per (model, slice), shared by every notebook.
 
 The encoder is the expensive part (about 1 s per slice for LiteMedSAM on 2 CPU cores, 8-10 s
-for SAM ViT-B); decoding a box costs tens of milliseconds. Keeping the embeddings lets later
-prompt conditions (detector boxes in notebook 06, new jitters) decode without re-encoding.
-Embeddings are stored as float16 (2 MiB per 256-channel 64x64 slice); when the cache is on,
-freshly computed embeddings are rounded the same way before decoding, so a first run and a
-cached rerun give identical masks.
+for SAM ViT-B); decoding a box costs tens of milliseconds. Every stage that encodes a prepared
+slice with a model (zero-shot, the scoring of finetuned frozen-encoder models, frozen-encoder
+training, AutoLabel, the mixed-effects physics run) goes through this store, so a slice is
+encoded once per model for the whole run.
+
+Layout: ``<root>/<model>/<dataset>/<subject>/<store index>.safetensors``, float16 tensors with
+the embedding's names, and in the file's metadata the ``key`` of what the embedding depends on
+(:func:`cache_key`: the weights' digest, the input convention, the slice stack file). Files are
+read lazily and memory-mapped (safetensors), so a training run over thousands of 1024-px slices
+holds only its batch in memory; each slice is written to a temporary name and renamed, so a
+killed run leaves either a whole file or none, and a file that cannot be read (or has another
+key) counts as absent and is encoded again. When the store is on, freshly computed embeddings
+are rounded to float16 as stored before decoding, so a first run and a rerun give identical masks.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from mskseg_lib.atomic import atomic_path
 from mskseg_lib.models.encoding import encode_in_batches
 from mskseg_lib.models.interface import Embedding, Segmenter
+
+SUFFIX = ".safetensors"
 
 
 def round_trip(embedding: Embedding) -> Embedding:
@@ -27,38 +40,95 @@ def round_trip(embedding: Embedding) -> Embedding:
 
 
 class EmbeddingCache:
-    """``root/<model>/<dataset>/<subject>.pt`` holding {store_index: {name: float16 tensor}}.
-
-    Each file also stores a ``key`` (the model's checkpoint digest and the slice stack's size
-    and modification time): a re-prepared subject or different weights invalidate it.
-    """
+    """The per-slice embedding store under ``root`` (see the module docstring)."""
 
     def __init__(self, root: Path):
         self.root = Path(root)
 
-    def path(self, model_key: str, dataset: str, subject_id: str) -> Path:
-        return self.root / model_key / dataset / f"{subject_id}.pt"
+    def folder(self, model_key: str, dataset: str, subject_id: str) -> Path:
+        return self.root / model_key / dataset / str(subject_id)
 
-    def _read(self, p: Path, key: str) -> dict:
+    def path(self, model_key: str, dataset: str, subject_id: str, index: int) -> Path:
+        return self.folder(model_key, dataset, subject_id) / f"{int(index)}{SUFFIX}"
+
+    @staticmethod
+    def _read(p: Path, key: str, device: torch.device | str = "cpu") -> Embedding | None:
+        """The embedding in ``p`` as float32 on ``device``; None when absent, unreadable or of another key."""
         if not p.exists():
-            return {}
-        stored = torch.load(p, map_location="cpu", weights_only=True)
-        return stored["slices"] if stored.get("key") == key else {}
+            return None
+        try:
+            with safe_open(str(p), framework="pt", device="cpu") as fh:
+                if (fh.metadata() or {}).get("key") != key:
+                    return None
+                return {name: fh.get_tensor(name).to(device=device, dtype=torch.float32) for name in fh.keys()}
+        except Exception:  # a truncated or foreign file: encode again
+            return None
 
-    def load(self, model_key: str, dataset: str, subject_id: str, key: str, device: torch.device) -> dict[int, Embedding]:
-        """Cached embeddings of a subject (empty when absent or made from other inputs)."""
-        stored = self._read(self.path(model_key, dataset, subject_id), key)
-        return {int(i): {k: v.to(device=device, dtype=torch.float32) for k, v in e.items()} for i, e in stored.items()}
+    @staticmethod
+    def _has(p: Path, key: str) -> bool:
+        if not p.exists():
+            return False
+        try:
+            with safe_open(str(p), framework="pt", device="cpu") as fh:
+                return (fh.metadata() or {}).get("key") == key
+        except Exception:
+            return False
+
+    def indices(self, model_key: str, dataset: str, subject_id: str, key: str) -> set[int]:
+        """Store indices of a subject whose embeddings are stored under ``key`` (headers only)."""
+        folder = self.folder(model_key, dataset, subject_id)
+        if not folder.is_dir():
+            return set()
+        return {int(p.stem) for p in folder.glob(f"*{SUFFIX}") if p.stem.isdigit() and self._has(p, key)}
+
+    def load(self, model_key: str, dataset: str, subject_id: str, key: str, device: torch.device,
+             indices: Sequence[int] | None = None) -> dict[int, Embedding]:
+        """Stored embeddings of a subject ({store index: embedding}); only ``indices`` when given."""
+        wanted = (sorted(self.indices(model_key, dataset, subject_id, key)) if indices is None
+                  else [int(i) for i in indices])
+        out = {}
+        for i in wanted:
+            emb = self._read(self.path(model_key, dataset, subject_id, i), key, device)
+            if emb is not None:
+                out[i] = emb
+        return out
 
     def save(self, model_key: str, dataset: str, subject_id: str, key: str, embeddings: dict[int, Embedding]) -> Path:
-        """Merge ``embeddings`` into the subject's file (atomic rewrite)."""
-        p = self.path(model_key, dataset, subject_id)
-        merged = self._read(p, key)
+        """Write each slice's embedding to its own file (float16; temporary name, then rename)."""
+        folder = self.folder(model_key, dataset, subject_id)
+        folder.mkdir(parents=True, exist_ok=True)
         for i, e in embeddings.items():
-            merged[int(i)] = {k: v.detach().to("cpu", torch.float16) for k, v in e.items()}
-        with atomic_path(p) as tmp:
-            torch.save({"key": key, "slices": merged}, tmp)
-        return p
+            tensors = {k: v.detach().to("cpu", torch.float16).contiguous() for k, v in e.items()}
+            with atomic_path(self.path(model_key, dataset, subject_id, i)) as tmp:
+                save_file(tensors, str(tmp), metadata={"key": key})
+        return folder
+
+    def bytes_per_slice(self, model_key: str) -> float | None:
+        """Mean file size of the model's stored slices (None when it has none)."""
+        sizes = [p.stat().st_size for p in (self.root / model_key).rglob(f"*{SUFFIX}")]
+        return float(np.mean(sizes)) if sizes else None
+
+
+class LazyEmbeddings(Mapping):
+    """``(dataset, subject_id, store_index) -> embedding`` read from the store on each access
+    (float32 on CPU), for training over more slices than memory holds."""
+
+    def __init__(self, cache: EmbeddingCache, model_key: str, keys: Mapping[tuple, str]):
+        self.cache, self.model_key, self._keys = cache, model_key, dict(keys)
+
+    def __getitem__(self, item: tuple) -> Embedding:
+        dataset, subject_id, index = item
+        emb = self.cache._read(self.cache.path(self.model_key, dataset, subject_id, index), self._keys[item])
+        if emb is None:
+            raise KeyError(f"{self.model_key} {dataset}/{subject_id} slice {index}: not in the embedding store "
+                           f"{self.cache.root} (deleted during the run?)")
+        return emb
+
+    def __iter__(self) -> Iterator[tuple]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
 
 
 def cache_key(model: object, stack_path: str | Path | None) -> str:
@@ -81,8 +151,8 @@ def cache_key(model: object, stack_path: str | Path | None) -> str:
 
 @dataclass(frozen=True)
 class CacheEntry:
-    """Where one subject's embeddings of one model live: ``cache.path(model_key, dataset, subject_id)``,
-    valid while their inputs match ``key`` (:func:`cache_key`)."""
+    """Where one subject's embeddings of one model live: ``cache.folder(model_key, dataset,
+    subject_id)``, valid while their inputs match ``key`` (:func:`cache_key`)."""
 
     cache: EmbeddingCache
     model_key: str
@@ -123,8 +193,8 @@ def subject_embeddings(model: Segmenter, stack: np.ndarray, store_indices: Seque
         {store index: embedding} for every wanted slice, and how many slices were encoded.
     """
     wanted = [int(i) for i in store_indices]
-    have = (entry.cache.load(entry.model_key, entry.dataset, entry.subject_id, entry.key, device or model.device)
-            if entry is not None else {})
+    have = (entry.cache.load(entry.model_key, entry.dataset, entry.subject_id, entry.key, device or model.device,
+                             indices=wanted) if entry is not None else {})
     todo = [j for j, i in enumerate(wanted) if i not in have]
     if todo:
         fresh = encode_in_batches(model, [stack[wanted[j]] for j in todo], [resized_hw[j] for j in todo], batch_size,

@@ -133,7 +133,7 @@ def _batches(indices: list[int], size: int) -> list[list[int]]:
     return [indices[i:i + size] for i in range(0, len(indices), size)]
 
 
-def _forward(net: torch.nn.Module, ds: BoxSampleDataset, idx: list[int], store: dict | None,
+def _forward(net: torch.nn.Module, ds: BoxSampleDataset, idx: list[int], store: Mapping | None,
              device: torch.device, amp: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """``(B, G, G)`` logits and targets of the samples ``idx`` (from stored embeddings when given)."""
     items = [ds[i] for i in idx]
@@ -190,7 +190,7 @@ def hard_dice(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def validate(net: BoxPromptNet, ds: BoxSampleDataset, store: dict | None, ctx: dist_utils.DistContext,
+def validate(net: BoxPromptNet, ds: BoxSampleDataset, store: Mapping | None, ctx: dist_utils.DistContext,
              batch_size: int, amp: bool, loss_fn: SegLoss) -> tuple[float, float]:
     """Validation loss and Dice over all samples, each rank taking every world_size-th one.
 
@@ -228,7 +228,7 @@ class _Run:
     train_ds: BoxSampleDataset
     val_ds: BoxSampleDataset
     train_subjects: pd.DataFrame
-    store: dict | None
+    store: Mapping | None
     model: torch.nn.Module = None  # the net, DDP-wrapped under torchrun
     optimizer: torch.optim.Optimizer = None
     scheduler: Any = None

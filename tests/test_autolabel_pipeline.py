@@ -255,3 +255,20 @@ def test_enabled_postprocessing_without_a_kernel_for_a_tissue_is_refused_up_fron
     with pytest.raises(PostprocessError, match="no kernel for tissue class"):
         pl.AutolabelSettings(SPEC, DET_PX, postprocess=PostprocessSettings(kernel_px={"fat": 5}))
     assert pl.AutolabelSettings(SPEC, DET_PX, postprocess=PostprocessSettings(enabled=False, kernel_px={}))
+
+
+def test_volume_kind_names_what_autolabel_reads_as_it_is(tmp_path):
+    """A NIfTI file and a DICOM series folder are readable volumes; an NPZ export, an empty
+    folder and a missing path are not (notebook 06 picks its demo volume by this, not by how the
+    synthetic cohort happens to export a dataset)."""
+    import nibabel as nib
+
+    from mskseg_lib.autolabel.inputs import volume_kind
+    from mskseg_lib.data.dicom_io import write_dicom_series
+
+    nib.save(nib.Nifti1Image(np.zeros((4, 4, 3), np.float32), np.eye(4)), tmp_path / "a.nii.gz")
+    write_dicom_series(np.ones((4, 4, 3), np.float32), np.eye(4), tmp_path / "series", {})
+    np.savez(tmp_path / "b.npz", image=np.zeros((4, 4, 3)))
+    (tmp_path / "empty").mkdir()
+    kinds = [volume_kind(tmp_path / n) for n in ("a.nii.gz", "series", "b.npz", "empty", "absent.nii.gz")]
+    assert kinds == ["nifti", "dicom", None, None, None]

@@ -137,7 +137,10 @@ def test_tissue_classes_extend_beyond_the_studys_five_per_file_or_per_card(tmp_p
 
 # ----------------------------------------------------------------------------- registry and profile
 def test_registered_cards_are_known_here_and_in_child_processes():
-    spec = parse_cards([_card()], "site.yaml")[0]
+    """Also a class the card's file declares (file-level tissue_classes) reaches the child."""
+    card = _card()
+    card.pop("tissue_classes")
+    spec = parse_cards({"tissue_classes": ["tendon"], "datasets": [card]}, "site.yaml")[0]
     with pytest.raises(KeyError):
         get_dataset(spec.name)
     register_cards([spec])

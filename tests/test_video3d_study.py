@@ -57,6 +57,8 @@ def test_boxes_per_slice_with_a_box_filling_model_gives_the_boxes_dice_and_resum
     subjects, _ = load_tables(fp_data.prepared_dir(knee_cfg))
     vols = study.study_volumes(subjects, [KNEE], "test", max_per_dataset=1)
     assert vols["dataset"].tolist() == [KNEE] and vols["source"].tolist() == ["cohort"]
+    site = study.study_volumes(subjects.assign(source="manifest"), [KNEE], "test", max_per_dataset=1)
+    assert study.volume_sources(site) == {KNEE: "real"}  # a site's volumes are real data, never "synthetic"
     settings = study.Video3dSettings(schemes=("boxes_per_slice", "point_video", "box_carry"))
     vol = study.load_volume(vols.iloc[0], settings)
     assert vol.values == [1, 3, 5]  # femur, tibia, patella: the bones of the knee set

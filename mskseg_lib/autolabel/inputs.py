@@ -61,6 +61,15 @@ def is_dicom_series(folder: Path) -> bool:
     return any(_looks_like_dicom(p) for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
 
 
+def volume_kind(path: str | Path) -> str | None:
+    """``"nifti"`` for a NIfTI file, ``"dicom"`` for a DICOM series folder, None for anything else
+    (an NPZ/HDF5/MAT export, a missing path): which raw files AutoLabel can read as they are."""
+    path = Path(path)
+    if is_nifti(path):
+        return "nifti"
+    return "dicom" if is_dicom_series(path) else None
+
+
 def _children(folder: Path) -> list[VolumeInput]:
     found = []
     for child in sorted(p for p in folder.iterdir() if not p.name.startswith(".")):

@@ -66,7 +66,9 @@ class UnknownDatasetError(UserError, KeyError):
 
 
 def _export_env() -> None:
-    payload = [{"source": s.source, "card": s.card} for s in _REGISTERED.values()]
+    # the card as written plus the tissue classes its file declared for it (file-level tissue_classes)
+    payload = [{"source": s.source, "card": s.card, "tissue_classes": list(s.tissue_classes)}
+               for s in _REGISTERED.values()]
     if payload:
         os.environ[CARDS_ENV] = json.dumps(payload)
     else:
@@ -85,7 +87,8 @@ def _read_env() -> None:
     except json.JSONDecodeError:
         raise CardError(f"environment variable {CARDS_ENV}: not the JSON list of cards this package writes") from None
     for entry in entries:
-        for spec in parse_cards([entry["card"]], str(entry.get("source") or CARDS_ENV)):
+        document = {"tissue_classes": list(entry.get("tissue_classes") or []), "datasets": [entry["card"]]}
+        for spec in parse_cards(document, str(entry.get("source") or CARDS_ENV)):
             _REGISTERED.setdefault(spec.name, spec)
 
 

@@ -133,7 +133,7 @@ class Video3dSettings:
 def study_volumes(subjects: pd.DataFrame, datasets: Sequence[str] | str, splits: Sequence[str] | str = "test",
                   max_per_dataset: int = 0, *, real_spine: Path | None = None, max_real_subjects: int = 0,
                   notes: list[str] | None = None) -> pd.DataFrame:
-    """The volumes of notebook 07: prepared cohort subjects, then the real spine fixture.
+    """The volumes of notebook 07: prepared subjects (cohort or site), then the real spine fixture.
 
     Parameters
     ----------
@@ -149,11 +149,15 @@ def study_volumes(subjects: pd.DataFrame, datasets: Sequence[str] | str, splits:
     Returns
     -------
     DataFrame with columns dataset, subject_id, image_nifti, mask_nifti and source
-    (``cohort`` or ``real``).
+    (``cohort`` for the synthetic cohort's subjects, ``real`` for a site manifest's and the real
+    spine fixture's).
     """
     notes = [] if notes is None else notes
     chosen = select_subjects(subjects, datasets, splits, max_per_dataset, setting="video3d.datasets")
-    frames = [chosen[["dataset", "subject_id", "image_nifti", "mask_nifti"]].assign(source="cohort")]
+    # prepared subjects: the synthetic cohort's, or real ones from a site manifest
+    kind = (chosen["source"].map(lambda s: "cohort" if s == "synthetic" else "real") if "source" in chosen
+            else "cohort")
+    frames = [chosen[["dataset", "subject_id", "image_nifti", "mask_nifti"]].assign(source=kind)]
     if real_spine is not None:
         root = Path(real_spine)
         if not root.is_dir():
@@ -168,8 +172,8 @@ def study_volumes(subjects: pd.DataFrame, datasets: Sequence[str] | str, splits:
 
 
 def volume_sources(volumes: pd.DataFrame) -> dict[str, str]:
-    """Dataset -> data source of its volumes: ``synthetic`` (the cohort), ``real`` (the real
-    spine fixture) or ``mixed``; from the ``source`` column of :func:`study_volumes`."""
+    """Dataset -> data source of its volumes: ``synthetic`` (the cohort), ``real`` (a site
+    manifest, the real spine fixture) or ``mixed``; from the ``source`` column of :func:`study_volumes`."""
     out = {}
     for dataset, g in volumes.groupby("dataset", sort=True):
         kinds = {"synthetic" if s == "cohort" else "real" for s in g["source"]}

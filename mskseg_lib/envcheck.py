@@ -98,7 +98,7 @@ def _install_missing(report: EnvReport, installed: dict[str, str], lock: dict[st
     for name in AFTER_TORCH:
         if name in report.missing and status == 0:
             status = subprocess.call([sys.executable, "-m", "pip", "install", "--no-build-isolation", "--no-deps",
-                                      f"{name}=={report.missing[name]}"], env=None)
+                                      f"{name}=={report.missing[name]}"])
     Path(pins).unlink(missing_ok=True)
     return status
 

@@ -402,7 +402,8 @@ def _status_counts(rows: list[dict]) -> str:
 # --- entry point ------------------------------------------------------------------------------
 
 def _bench_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("target", choices=["storage", "zero-shot", "finetune", "video3d"], help="what to measure")
+    p.add_argument("target", choices=["storage", "zero-shot", "finetune", "video3d", "estimate"],
+                   help="what to measure; estimate: the profile's compute per notebook, priced (no model runs)")
     _profile_arg(p)
     p.add_argument("--size", type=int, default=None, help="storage: slice size in px (default: the profile's first)")
     p.add_argument("--reads", type=int, default=500, help="storage: random slice loads to time")
@@ -415,9 +416,54 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reencode-slices", type=int, default=4, help="zero-shot: slices for the re-encode baseline")
     p.add_argument("--dataset", default=None, help="finetune: dataset whose training samples are timed")
     p.add_argument("--steps", type=int, default=4, help="finetune: timed optimizer steps per strategy")
+    p.add_argument("--gpus", type=int, nargs="+", default=[1, 4], help="estimate: GPU counts to estimate for")
+    p.add_argument("--costs", default="h100",
+                   help="estimate: unit costs, 'h100' (measured and derived, with sources) or a CSV with columns "
+                        "model, kind, seconds, source")
     p.add_argument("--no-store-cost", action="store_true",
                    help="finetune: skip the embedding store's disk/RAM per 1,000 slices for SAM ViT-B and SAM2 b+ "
                         "(one 1024-px slice each: about 15 s on a 2-core CPU)")
+
+
+def _estimate(cfg: dict, gpus: list[int], costs_arg: str) -> int:
+    """``mskseg bench estimate``: counted work per notebook x unit costs, on each GPU count."""
+    import pandas as pd
+
+    from mskseg_lib.atomic import write_json
+    from mskseg_lib.config import resolve_path
+    from mskseg_lib.from_profile.workload import disk_gib, inventory, profile_workload
+    from mskseg_lib.workload import COST_COLUMNS, estimate, h100_costs
+
+    if costs_arg == "h100":
+        costs = h100_costs()
+    else:
+        path = Path(costs_arg)
+        if not path.is_file():
+            raise UserError(f"{path}: --costs must be 'h100' or a CSV file of unit costs")
+        costs = pd.read_csv(path)
+        missing = sorted(set(COST_COLUMNS) - set(costs.columns))
+        if missing:
+            raise UserError(f"{path}: unit-cost CSV lacks columns {missing}")
+    subjects, slices, what = inventory(cfg)
+    stored: dict[str, int] = {}
+    work = profile_workload(cfg, subjects, slices, stored=stored)
+    table = work.pivot_table(index="notebook", columns="kind", values="count", aggfunc="sum").fillna(0).astype(int)
+    for n in gpus:
+        table[f"hours_{n}gpu"] = estimate(work, costs, n).set_index("notebook")["seconds"].div(3600).round(2)
+    print(f"profile {cfg['profile']}: {what} data ({subjects['dataset'].nunique()} datasets, {len(subjects)} subjects, "
+          f"{len(slices)} slices); counts are upper bounds where the module says so "
+          "(mskseg_lib/from_profile/workload.py)")
+    print(table.to_string())
+    disk = disk_gib(cfg, slices, stored)
+    print(f"disk: prepared slices {disk['prepared_slices']} GiB, embedding store {disk['embedding_store']} GiB")
+    print("unit costs:")
+    print(costs.to_string(index=False))
+    out = resolve_path(cfg, "runs_dir") / "bench" / "estimate.json"
+    write_json(out, {"profile": cfg["profile"], "inventory": what, "gpus": gpus, "disk_gib": disk,
+                     "work": work.to_dict("records"), "costs": costs.to_dict("records"),
+                     "hours": {str(n): estimate(work, costs, n).to_dict("records") for n in gpus}})
+    print(f"written: {out}")
+    return 0
 
 
 @command("bench", "measure performance (storage per slice; zero-shot pipeline vs model floor; finetune steps; "
@@ -430,6 +476,8 @@ def _bench(args: argparse.Namespace) -> int:
     from mskseg_lib.data.tables import load_tables
     from mskseg_lib.from_profile import data as fp_data
 
+    if args.target == "estimate":
+        return _estimate(cfg, args.gpus, args.costs)
     if args.target == "video3d":
         from mskseg_lib.from_profile.video3d import bench_inputs
         from mskseg_lib.video3d.benchmark import bench_video3d

@@ -402,8 +402,9 @@ def _status_counts(rows: list[dict]) -> str:
 # --- entry point ------------------------------------------------------------------------------
 
 def _bench_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("target", choices=["storage", "zero-shot", "finetune", "video3d", "estimate"],
-                   help="what to measure; estimate: the profile's compute per notebook, priced (no model runs)")
+    p.add_argument("target", choices=["storage", "zero-shot", "finetune", "video3d", "estimate", "cpu-path"],
+                   help="what to measure; estimate: the profile's compute per notebook, priced (no model runs); "
+                        "cpu-path: an encoder in fp32, bf16, channels-last and torch.compile on the real spine")
     _profile_arg(p)
     p.add_argument("--size", type=int, default=None, help="storage: slice size in px (default: the profile's first)")
     p.add_argument("--reads", type=int, default=500, help="storage: random slice loads to time")
@@ -416,6 +417,10 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reencode-slices", type=int, default=4, help="zero-shot: slices for the re-encode baseline")
     p.add_argument("--dataset", default=None, help="finetune: dataset whose training samples are timed")
     p.add_argument("--steps", type=int, default=4, help="finetune: timed optimizer steps per strategy")
+    p.add_argument("--variants", default=None,
+                   help="cpu-path: comma-separated variants (default all: fp32,bf16,channels_last,channels_last_bf16,"
+                        "compile,compile_bf16,compile_channels_last)")
+    p.add_argument("--per-volume", type=int, default=2, help="cpu-path: slices per real spine volume")
     p.add_argument("--gpus", type=int, nargs="+", default=[1, 4], help="estimate: GPU counts to estimate for")
     p.add_argument("--costs", default="h100",
                    help="estimate: unit costs, 'h100' (measured and derived, with sources) or a CSV with columns "
@@ -423,6 +428,46 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-store-cost", action="store_true",
                    help="finetune: skip the embedding store's disk/RAM per 1,000 slices for SAM ViT-B and SAM2 b+ "
                         "(one 1024-px slice each: about 15 s on a 2-core CPU)")
+
+
+def _cpu_path(cfg: dict, model_key: str, variants: str | None, per_volume: int) -> int:
+    """``mskseg bench cpu-path``: encoder variants on the real spine, timed and checked against fp32."""
+    import dataclasses
+
+    from mskseg_lib.atomic import write_json
+    from mskseg_lib.config import resolve_path
+    from mskseg_lib.data.sources import real_spine_manifest
+    from mskseg_lib.evaluation.cpu_path import VARIANTS, bench_cpu_path, fastest_acceptable, real_slices
+    from mskseg_lib.from_profile.models import model_settings
+    from mskseg_lib.models.interface import set_cpu_threads
+    from mskseg_lib.models.registry import get_spec
+    from mskseg_lib.models.zoo import load_model
+    from mskseg_lib.provenance import collect_versions
+    from mskseg_lib.settings import real_spine_dir
+
+    root = real_spine_dir()
+    if not root.is_dir():
+        raise UserError(f"{root}: real spine fixture not found (set MSKSEG_REAL_SPINE)")
+    if get_spec(model_key).family == "sam2":
+        raise UserError(f"bench cpu-path: {model_key}: SAM-layout models only (lite_medsam, sam_vit_b, medsam_vit_b)")
+    settings = dataclasses.replace(model_settings(cfg), device="cpu", cpu_compile=False)
+    threads = set_cpu_threads(settings.cpu_threads)
+    manifest = real_spine_manifest(root)
+    slices = real_slices(list(zip(manifest["image_path"], manifest["mask_path"])), get_spec(model_key).input_size_px,
+                         per_volume)
+    chosen = variants.split(",") if variants else list(VARIANTS)
+    rows = bench_cpu_path(lambda: load_model(model_key, settings), slices, chosen)
+    best = fastest_acceptable(rows)
+    for r in rows:
+        print(f"  {r['variant']:<22} {r['s_per_slice']:.3f} s/slice  first call {r['first_call_s']:.1f} s  "
+              f"Dice vs fp32 {r['dice_vs_fp32']:.4f}  {'ok' if r['acceptable'] else 'REJECTED'}  x{r['speedup']:.2f}")
+    print(f"fastest with the same masks: {best['variant']} ({best['s_per_slice']:.3f} s/slice, {len(slices)} real "
+          f"slices, {threads} threads)")
+    out = resolve_path(cfg, "runs_dir") / "bench" / f"cpu_path_{model_key}.json"
+    write_json(out, {"model": model_key, "slices": len(slices), "cpu_threads": threads, "variants": rows,
+                     "fastest_acceptable": best["variant"], "versions": collect_versions()})
+    print(f"written: {out}")
+    return 0
 
 
 def _estimate(cfg: dict, gpus: list[int], costs_arg: str) -> int:
@@ -478,6 +523,8 @@ def _bench(args: argparse.Namespace) -> int:
 
     if args.target == "estimate":
         return _estimate(cfg, args.gpus, args.costs)
+    if args.target == "cpu-path":
+        return _cpu_path(cfg, args.model or "lite_medsam", args.variants, args.per_volume)
     if args.target == "video3d":
         from mskseg_lib.from_profile.video3d import bench_inputs
         from mskseg_lib.video3d.benchmark import bench_video3d

@@ -64,6 +64,7 @@ SCHEMA: dict[str, Any] = {
         "autocast_bf16": bool,  # bf16 autocast on CUDA (CPU always runs fp32)
         "cpu_threads": int,  # 0 = every core this process may use
         "encode_batch_size": int,  # slices per image-encoder call
+        "cpu_compile": bool,  # CPU: torch.compile the SAM-layout encoders for inference (mskseg bench cpu-path)
         # study: every encoder gets 0-1 per-slice min-max input, as the MSK study's code fed SAM,
         # SAM2 and MedSAM; native: each model's own predictor convention (SAM/SAM2 mean/std)
         "input_normalisation": str,
@@ -207,7 +208,8 @@ SCHEMA: dict[str, Any] = {
     "notebooks": dict,  # "01" -> options of that notebook
 }
 
-OPTIONAL_DEFAULTS: dict[str, Any] = {"datasets": []}  # top-level keys a profile may leave out
+# keys a profile may leave out (dotted: inside a section the profile has)
+OPTIONAL_DEFAULTS: dict[str, Any] = {"datasets": [], "models.cpu_compile": False}
 
 ALLOWED_VALUES = {
     "prepare.on_bad_input": {"raise", "skip"},
@@ -326,7 +328,12 @@ def load_profile(name_or_path: str | Path, overrides: Mapping[str, Any] | None =
     if overrides:
         cfg = merge(cfg, overrides)
     for key, default in OPTIONAL_DEFAULTS.items():
-        cfg.setdefault(key, copy.deepcopy(default))
+        *parents, leaf = key.split(".")
+        section = cfg
+        for part in parents:
+            section = section.get(part) if isinstance(section, dict) else None
+        if isinstance(section, dict):
+            section.setdefault(leaf, copy.deepcopy(default))
     validate_profile(cfg, str(path))
     log.info("profile %s: %s", cfg["profile"], path)
     return cfg

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-from mskseg_lib import atomic, companion, provenance, reporting
+from mskseg_lib import atomic, companion, ledger, provenance, reporting, run_progress
 from mskseg_lib.config import profile_path, resolve_path
 from mskseg_lib.errors import UserError
 from mskseg_lib.from_profile import load_profile
@@ -140,10 +140,12 @@ def ensure_kernelspec(python: str | None = None) -> Path:
 
 
 @contextmanager
-def _kernel_environment(profile: str) -> Iterator[None]:
-    """Environment the kernels inherit: the profile, and the project importable from notebooks/."""
-    saved = {k: os.environ.get(k) for k in ("MSKSEG_PROFILE", "PYTHONPATH")}
+def _kernel_environment(profile: str, ledger_path: Path) -> Iterator[None]:
+    """Environment the kernels inherit: the profile, the run's encoder ledger, and the project
+    importable from notebooks/ (``MSKSEG_NOTEBOOK`` is set per notebook by the caller)."""
+    saved = {k: os.environ.get(k) for k in ("MSKSEG_PROFILE", "PYTHONPATH", ledger.LEDGER_ENV, ledger.NOTEBOOK_ENV)}
     os.environ["MSKSEG_PROFILE"] = profile
+    os.environ[ledger.LEDGER_ENV] = str(ledger_path)
     parts = [str(PROJECT_ROOT)] + [p for p in (saved["PYTHONPATH"] or "").split(os.pathsep) if p]
     os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(parts))
     try:
@@ -206,12 +208,15 @@ def run_notebooks(
     kernel_name: str = KERNEL_NAME,
     progress_bar: bool = True,
     log: Callable[[str], None] = _log,
+    heartbeat_s: float = 60.0,
 ) -> Path:
     """Execute the notebooks of ``profile`` (a name in ``params/`` or a YAML path) in order.
 
     Returns the run folder. Raises ``ProfileError`` before anything runs when the profile is
     invalid, ``NotebookSelectionError`` for a bad ``only``, and ``NotebookFailed`` when a notebook
-    raises (the manifest then marks it failed and the later ones not run).
+    raises (the manifest then marks it failed and the later ones not run). Before each notebook
+    and every ``heartbeat_s`` seconds while it runs (0: never), ``log`` gets the run's progress:
+    notebook i of N, elapsed, and an ETA from the profile's earlier runs (``run_progress``).
     """
     import papermill as pm  # heavy; only needed here
 
@@ -226,6 +231,7 @@ def run_notebooks(
         ensure_kernelspec()
     run_dir = _new_run_dir(resolve_path(cfg, "runs_dir"))
     manifest_path = run_dir / "manifest.json"
+    ledger_path = run_dir / "encoder_ledger.jsonl"
     timings: dict[str, float] = {}
     records: list[dict[str, Any]] = [
         {"notebook": nb.stem, "status": "pending", "seconds": None, "output": str(run_dir / nb.name)}
@@ -249,21 +255,36 @@ def run_notebooks(
                 "only": list(only.split(",")) if isinstance(only, str) else (list(only) if only else None),
                 "notebooks": records,
                 "total_seconds": round(time.perf_counter() - started, 3),
+                # per notebook and model: slices encoded and unique slices; run: their ratio
+                "encoders": ledger.summarise(ledger_path),
             },
         )
 
     write("running")
-    log(f"run {cfg['profile']}: {len(notebooks)} notebook(s) -> {run_dir}")
+    recorded = run_progress.recorded_seconds(resolve_path(cfg, "runs_dir"), exclude=run_dir)
     total = len(notebooks)
-    with _kernel_environment(str(profile)):
+    eta, unknown = run_progress.eta_seconds([nb.stem for nb in notebooks], recorded)
+    expected = (f"expected {run_progress.format_duration(eta)} from earlier runs" if not unknown else
+                f"no recorded time yet for {len(unknown)} of them" if len(unknown) < total else "no earlier run recorded")
+    log(f"run {cfg['profile']}: {total} notebook(s) -> {run_dir} ({expected})")
+    with _kernel_environment(str(profile), ledger_path):
         for i, (nb, record) in enumerate(zip(notebooks, records), start=1):
             output = run_dir / nb.name
             prefix = f"[{i}/{total}] {nb.stem}"
-            log(f"{prefix} ...")
+            nb_started = time.perf_counter()
+            remaining = [later.stem for later in notebooks[i:]]
+
+            def line(nb: Path = nb, i: int = i, nb_started: float = nb_started, remaining: list = remaining) -> str:
+                now = time.perf_counter()
+                return run_progress.progress_line(i, total, nb.stem, now - started, now - nb_started, remaining,
+                                                  recorded)
+
+            log(line())
+            os.environ[ledger.NOTEBOOK_ENV] = nb.stem
             record["status"] = "running"
             write("running")
             try:
-                with provenance.timed(timings, nb.stem):
+                with provenance.timed(timings, nb.stem), run_progress.Heartbeat(line, log, heartbeat_s):
                     pm.execute_notebook(
                         str(nb),
                         str(output),

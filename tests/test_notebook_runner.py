@@ -103,9 +103,16 @@ def test_run_injects_parameters_and_writes_manifest(setup: dict) -> None:
     assert manifest["notebooks"][0]["status"] == "ok"
     assert manifest["timings"]["01_write"] > 0
     assert manifest["versions"]["papermill"] != "not installed"
+    assert manifest["encoders"] == {"notebooks": {}, "run": {}}  # this notebook encodes nothing
     assert {"created_utc", "hostname", "git", "config"} <= set(manifest)
     assert (run_dir / "01_write.ipynb").exists()
     assert any(line.startswith("[1/1] 01_write ... done in ") for line in lines)
+    assert any(line.startswith("[1/1] 01_write: 0s in; run ") and "ETA unknown" in line for line in lines)
+    # a second run knows how long 01 took and says so
+    again: list[str] = []
+    run_notebooks(profile, ["01"], notebooks_dir=setup["nbdir"], progress_bar=False, log=again.append)
+    assert "expected" in again[0] and "from earlier runs" in again[0]
+    assert "(recorded " in again[1] and "ETA " in again[1]
 
     index = (setup["tmp"] / "tables" / "index.html").read_text()
     assert "A tiny table" in index and "t01.csv" in index

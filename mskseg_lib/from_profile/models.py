@@ -27,6 +27,7 @@ def model_settings(cfg: Mapping[str, Any]) -> ModelSettings:
                              checkpoint_files=dict(m.get("checkpoints") or {}), sha256_pins=dict(m.get("sha256") or {}),
                              device=str(m["device"]), autocast_bf16=bool(m["autocast_bf16"]),
                              cpu_threads=int(m["cpu_threads"]), encode_batch_size=int(m["encode_batch_size"]),
+                             cpu_compile=bool(m.get("cpu_compile", False)),
                              input_normalisation=str(m["input_normalisation"]))
     except ModelSettingsError as err:
         raise ProfileError(f"{cfg.get('profile', 'profile')}: models.{err}") from None

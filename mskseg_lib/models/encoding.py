@@ -6,10 +6,12 @@ time, each with the size of its unpadded content so the adapter can zero the pad
 """
 from __future__ import annotations
 
+import time
 from typing import Callable, Sequence
 
 import numpy as np
 
+from mskseg_lib.ledger import record_encodes
 from mskseg_lib.models.interface import Embedding, Segmenter
 
 
@@ -41,7 +43,10 @@ def encode_in_batches(model: Segmenter, images: np.ndarray, resized_hw: Sequence
     step = max(1, int(batch_size))
     out: list[Embedding] = []
     for i in range(0, len(images), step):
-        batch = model.encode(np.asarray(images[i:i + step]), list(resized_hw[i:i + step]))
+        chunk = np.asarray(images[i:i + step])
+        t0 = time.perf_counter()
+        batch = model.encode(chunk, list(resized_hw[i:i + step]))
+        record_encodes(model, chunk, time.perf_counter() - t0)  # the run's ledger, when one is set
         out.extend(batch)
         if on_batch is not None:
             on_batch(len(batch))

@@ -83,6 +83,8 @@ def load_model(name: str, settings: ModelSettings | None = None, device: torch.d
         raise ValueError(f"unknown model family {spec.family!r}")
     model.checkpoint = check  # path, sha256, verified: recorded in run manifests
     model.zoo_name = name
+    if hasattr(model, "compile_encoder"):
+        model.compile_encoder = bool(settings.cpu_compile) and device.type == "cpu"
     return model
 
 

@@ -36,6 +36,7 @@ from mskseg_lib.data.boxes import mask_box
 from mskseg_lib.data.preprocess import SliceGeometry, mask_box_to_model, resize_slice, scale_box
 from mskseg_lib.evaluation.masks import combine_labels, to_original
 from mskseg_lib.evaluation.metrics import dice
+from mskseg_lib.ledger import record_encodes
 from mskseg_lib.models.interface import Embedding, Prompts, Segmenter
 from mskseg_lib.video3d.frames import VolumeFrames, check_slices
 from mskseg_lib.video3d.predictor import init_state_from_frames
@@ -100,6 +101,7 @@ class SliceEncoder:
             if cuda:
                 torch.cuda.synchronize(self.segmenter.device)
             self.encode_seconds[k] = time.perf_counter() - t0
+            record_encodes(self.segmenter, image, self.encode_seconds[k])
         return self._embeddings[k]
 
     def seconds_for(self, slices: Sequence[int]) -> float:

@@ -402,9 +402,10 @@ def _status_counts(rows: list[dict]) -> str:
 # --- entry point ------------------------------------------------------------------------------
 
 def _bench_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("target", choices=["storage", "zero-shot", "finetune", "video3d", "estimate", "cpu-path"],
+    p.add_argument("target", choices=["storage", "zero-shot", "finetune", "video3d", "estimate", "cpu-path", "units", "run"],
                    help="what to measure; estimate: the profile's compute per notebook, priced (no model runs); "
-                        "cpu-path: an encoder in fp32, bf16, channels-last and torch.compile on the real spine")
+                        "cpu-path: an encoder in fp32, bf16, channels-last and torch.compile on the real spine; units: the unit "
+                        "costs of the compute floor on this machine; run: a run's wall time against its floor")
     _profile_arg(p)
     p.add_argument("--size", type=int, default=None, help="storage: slice size in px (default: the profile's first)")
     p.add_argument("--reads", type=int, default=500, help="storage: random slice loads to time")
@@ -420,6 +421,7 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--variants", default=None,
                    help="cpu-path: comma-separated variants (default all: fp32,bf16,channels_last,channels_last_bf16,"
                         "compile,compile_bf16,compile_channels_last)")
+    p.add_argument("--run", default=None, help="run: the run folder (default: the profile's newest)")
     p.add_argument("--per-volume", type=int, default=2, help="cpu-path: slices per real spine volume")
     p.add_argument("--gpus", type=int, nargs="+", default=[1, 4], help="estimate: GPU counts to estimate for")
     p.add_argument("--costs", default="h100",
@@ -428,6 +430,88 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-store-cost", action="store_true",
                    help="finetune: skip the embedding store's disk/RAM per 1,000 slices for SAM ViT-B and SAM2 b+ "
                         "(one 1024-px slice each: about 15 s on a 2-core CPU)")
+
+
+def _units(cfg: dict, model_key: str) -> int:
+    """``mskseg bench units``: the compute floor's unit costs on this machine, as a CSV."""
+    import platform
+
+    import pandas as pd
+
+    from mskseg_lib.atomic import atomic_path
+    from mskseg_lib.autolabel.benchmark import bench_detector
+    from mskseg_lib.config import resolve_path
+    from mskseg_lib.evaluation.benchmark import bench_zero_shot
+    from mskseg_lib.finetuning.benchmark import bench_finetune
+    from mskseg_lib.from_profile import autolabel as fp_autolabel
+    from mskseg_lib.from_profile.finetune import bench_finetune_inputs
+    from mskseg_lib.from_profile.zero_shot import bench_inputs
+    from mskseg_lib.provenance import utc_now_iso
+    from mskseg_lib.workload import COST_COLUMNS, UNIT_COSTS_CSV
+
+    source = f"measured: mskseg bench units {utc_now_iso()[:10]} on {platform.node()} ({platform.machine()})"
+    print("encoder and decoder (bench zero-shot) ...", flush=True)
+    zs = bench_zero_shot(model_key=model_key, n_slices=8, min_prompts=3, reencode_slices=1, **bench_inputs(cfg))
+    print("training steps (bench finetune) ...", flush=True)
+    ft = bench_finetune(**bench_finetune_inputs(cfg), model_key=model_key, steps=3)
+    train = fp_autolabel.train_inputs(cfg)
+    dataset = fp_autolabel.detector_datasets(cfg)[0]
+    print(f"detector training images ({dataset}) ...", flush=True)
+    det = bench_detector(dataset, train["prepared_dir"], train["settings"], seed=train["seed"], device=train["device"])
+    rows = [(model_key, "encode", zs["encode_s_per_slice"]), ("*", "box", zs["decode_s_per_prompt"]),
+            (model_key, "frozen_step", ft["partial_s_per_step"]), (model_key, "full_step", ft["full_s_per_step"]),
+            ("*", "detector_image", det["s_per_image_epoch"])]
+    costs = pd.DataFrame([(m, k, round(float(v), 5), source) for m, k, v in rows], columns=COST_COLUMNS)
+    out = resolve_path(cfg, "runs_dir") / "bench" / UNIT_COSTS_CSV
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out) as tmp:
+        costs.to_csv(tmp, index=False)
+    print(costs.to_string(index=False))
+    print(f"written: {out}")
+    return 0
+
+
+def _bench_run(cfg: dict, run: str | None) -> int:
+    """``mskseg bench run``: per notebook, a run's wall time beside its compute floor."""
+    import json
+
+    from mskseg_lib.config import resolve_path
+    from mskseg_lib.ledger import summarise
+    from mskseg_lib.workload import UNIT_COSTS_CSV, ledger_floor, read_costs
+
+    runs = resolve_path(cfg, "runs_dir")
+    if run is None:
+        found = sorted(runs.glob("*/manifest.json"))
+        if not found:
+            raise UserError(f"{runs}: no run of profile {cfg['profile']} yet (./run_all.sh --profile {cfg['profile']})")
+        run_dir = found[-1].parent
+    else:
+        run_dir = Path(run)
+    manifest_path, ledger_path = run_dir / "manifest.json", run_dir / "encoder_ledger.jsonl"
+    if not manifest_path.is_file():
+        raise UserError(f"{manifest_path}: not a run folder (no manifest.json)")
+    costs_path = runs / "bench" / UNIT_COSTS_CSV
+    if not costs_path.is_file():
+        raise UserError(f"{costs_path}: no unit costs measured on this machine (mskseg bench units --profile "
+                        f"{cfg['profile']})")
+    manifest = json.loads(manifest_path.read_text())
+    floor = ledger_floor(ledger_path, read_costs(costs_path))
+    wall_total = floor_total = 0.0
+    print(f"run {run_dir} ({manifest.get('status')}); unit costs {costs_path}")
+    print(f"  {'notebook':<28} {'wall s':>9} {'floor s':>9} {'wall/floor':>10}")
+    for rec in manifest.get("notebooks", []):
+        nb, wall = rec["notebook"], rec.get("seconds")
+        f = floor.get(nb, 0.0)
+        wall_total += wall or 0.0
+        floor_total += f
+        ratio = f"{wall / f:.2f}" if wall and f else "-"
+        print(f"  {nb:<28} {wall or 0:>9.1f} {f:>9.1f} {ratio:>10}")
+    print(f"  {'run':<28} {wall_total:>9.1f} {floor_total:>9.1f} "
+          f"{(wall_total / floor_total if floor_total else float('nan')):>10.2f}")
+    for model, v in summarise(ledger_path)["run"].items():
+        print(f"  encoder {model}: {v['encoder_calls']} slices encoded, {v['unique_slices']} unique "
+              f"(ratio {v['ratio']})")
+    return 0
 
 
 def _cpu_path(cfg: dict, model_key: str, variants: str | None, per_volume: int) -> int:
@@ -472,23 +556,22 @@ def _cpu_path(cfg: dict, model_key: str, variants: str | None, per_volume: int) 
 
 def _estimate(cfg: dict, gpus: list[int], costs_arg: str) -> int:
     """``mskseg bench estimate``: counted work per notebook x unit costs, on each GPU count."""
-    import pandas as pd
 
     from mskseg_lib.atomic import write_json
     from mskseg_lib.config import resolve_path
     from mskseg_lib.from_profile.workload import disk_gib, inventory, profile_workload
-    from mskseg_lib.workload import COST_COLUMNS, estimate, h100_costs
+    from mskseg_lib.workload import estimate, h100_costs, read_costs
 
     if costs_arg == "h100":
         costs = h100_costs()
     else:
         path = Path(costs_arg)
         if not path.is_file():
-            raise UserError(f"{path}: --costs must be 'h100' or a CSV file of unit costs")
-        costs = pd.read_csv(path)
-        missing = sorted(set(COST_COLUMNS) - set(costs.columns))
-        if missing:
-            raise UserError(f"{path}: unit-cost CSV lacks columns {missing}")
+            raise UserError(f"{path}: --costs must be 'h100' or a CSV file of unit costs (mskseg bench units)")
+        try:
+            costs = read_costs(path)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
     subjects, slices, what = inventory(cfg)
     stored: dict[str, int] = {}
     work = profile_workload(cfg, subjects, slices, stored=stored)
@@ -523,6 +606,10 @@ def _bench(args: argparse.Namespace) -> int:
 
     if args.target == "estimate":
         return _estimate(cfg, args.gpus, args.costs)
+    if args.target == "units":
+        return _units(cfg, args.model or "lite_medsam")
+    if args.target == "run":
+        return _bench_run(cfg, args.run)
     if args.target == "cpu-path":
         return _cpu_path(cfg, args.model or "lite_medsam", args.variants, args.per_volume)
     if args.target == "video3d":

@@ -154,6 +154,7 @@ SCHEMA: dict[str, Any] = {
         "mixedlm_check_resamples": int,  # bootstrap resamples refitted with MixedLM to check the closed-form ICC
         "normality_on_differences": bool,  # variant: Shapiro-Wilk on the differences also decides (study: arms only)
         "real_spine": bool,  # vertebral body volumes of the real fixture, every subject, zero-shot
+        "max_real_subjects": int,  # the first N real volumes (by id); 0 = all (optional)
     },
     "autolabel": {  # notebook 06 and ``mskseg autolabel``: detector boxes -> segmenter -> 3D NIfTI
         "datasets": (list, str),  # one detector per dataset (its classes are the dataset's labels)
@@ -209,7 +210,7 @@ SCHEMA: dict[str, Any] = {
 }
 
 # keys a profile may leave out (dotted: inside a section the profile has)
-OPTIONAL_DEFAULTS: dict[str, Any] = {"datasets": [], "models.cpu_compile": False}
+OPTIONAL_DEFAULTS: dict[str, Any] = {"datasets": [], "models.cpu_compile": False, "biomarkers.max_real_subjects": 0}
 
 ALLOWED_VALUES = {
     "prepare.on_bad_input": {"raise", "skip"},

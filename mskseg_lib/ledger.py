@@ -26,7 +26,7 @@ import numpy as np
 LEDGER_ENV = "MSKSEG_RUN_LEDGER"
 NOTEBOOK_ENV = "MSKSEG_NOTEBOOK"
 
-__all__ = ["LEDGER_ENV", "NOTEBOOK_ENV", "model_identity", "record_encodes", "summarise"]
+__all__ = ["LEDGER_ENV", "NOTEBOOK_ENV", "model_identity", "record_encodes", "record_work", "summarise", "work_counts"]
 
 
 def model_identity(model: Any) -> str:
@@ -45,14 +45,51 @@ def record_encodes(model: Any, images: np.ndarray, seconds: float) -> None:
         return
     arr = np.asarray(images)
     digests = [hashlib.blake2b(np.ascontiguousarray(a).tobytes(), digest_size=8).hexdigest() for a in arr]
-    line = json.dumps({"notebook": os.environ.get(NOTEBOOK_ENV, ""), "pid": os.getpid(),
-                       "model": model_identity(model), "n": len(digests), "seconds": round(float(seconds), 4),
-                       "slices": digests}, separators=(",", ":")) + "\n"
+    _append(path, {"notebook": os.environ.get(NOTEBOOK_ENV, ""), "pid": os.getpid(), "model": model_identity(model),
+                   "n": len(digests), "seconds": round(float(seconds), 4), "slices": digests})
+
+
+def record_work(kind: str, model: str, count: int, seconds: float) -> None:
+    """Append one line of other counted work (``workload.KINDS``: ``box`` decodes, ``full_step`` /
+    ``frozen_step`` training micro-batches, ``detector_image`` training images x epochs, or
+    ``encode`` passes of a finetuned encoder that are never stored) when a run ledger is set."""
+    path = os.environ.get(LEDGER_ENV)
+    if not path or count <= 0:
+        return
+    _append(path, {"notebook": os.environ.get(NOTEBOOK_ENV, ""), "pid": os.getpid(), "kind": kind,
+                   "model": str(model), "n": int(count), "seconds": round(float(seconds), 4)})
+
+
+def _append(path: str, rec: dict[str, Any]) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        os.write(fd, line.encode())
+        os.write(fd, (json.dumps(rec, separators=(",", ":")) + "\n").encode())
     finally:
         os.close(fd)
+
+
+def work_counts(path: Path) -> list[dict[str, Any]]:
+    """The ledger as work rows ``{notebook, model, kind, count, seconds}``: encodes counted once per
+    (model, slice) in the run (in the notebook that first encoded it), other work as recorded."""
+    seen: set[tuple[str, str]] = set()
+    rows: dict[tuple[str, str, str], dict[str, Any]] = {}
+    p = Path(path)
+    for text in (p.read_text().splitlines() if p.exists() else []):
+        try:
+            rec = json.loads(text)
+        except ValueError:
+            continue
+        kind = rec.get("kind", "encode")
+        key = (str(rec.get("notebook", "")), str(rec["model"]), kind)
+        row = rows.setdefault(key, {"notebook": key[0], "model": key[1], "kind": kind, "count": 0, "seconds": 0.0})
+        if kind == "encode" and "slices" in rec:
+            fresh = [d for d in rec["slices"] if (key[1], d) not in seen]
+            seen.update((key[1], d) for d in fresh)
+            row["count"] += len(fresh)
+        else:
+            row["count"] += int(rec["n"])
+        row["seconds"] += float(rec.get("seconds", 0.0))
+    return list(rows.values())
 
 
 def summarise(path: Path) -> dict[str, Any]:
@@ -67,6 +104,8 @@ def summarise(path: Path) -> dict[str, Any]:
         try:
             rec = json.loads(text)
         except ValueError:
+            continue
+        if rec.get("kind", "encode") != "encode" or "slices" not in rec:
             continue
         nb = per_nb[str(rec.get("notebook", ""))][str(rec["model"])]
         nb["encoder_calls"] += int(rec["n"])

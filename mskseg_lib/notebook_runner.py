@@ -172,6 +172,20 @@ def _new_run_dir(runs_dir: Path) -> Path:
     raise RuntimeError(f"cannot create a run folder under {runs_dir}")
 
 
+def _floor(cfg: Mapping[str, Any], ledger_path: Path) -> dict[str, Any] | None:
+    """The run's compute floor per notebook (``workload.ledger_floor``) priced with the profile's
+    measured unit costs (``<runs_dir>/bench/unit_costs.csv``); None when they were never measured."""
+    from mskseg_lib.workload import UNIT_COSTS_CSV, ledger_floor, read_costs
+
+    path = resolve_path(cfg, "runs_dir") / "bench" / UNIT_COSTS_CSV
+    if not path.is_file():
+        return None
+    try:
+        return {"unit_costs": str(path), "notebooks": ledger_floor(ledger_path, read_costs(path))}
+    except (OSError, ValueError) as exc:  # the run goes on; the manifest says why there is no floor
+        return {"unit_costs": str(path), "error": str(exc)}
+
+
 def _log(message: str) -> None:
     print(message, flush=True)
 
@@ -257,6 +271,8 @@ def run_notebooks(
                 "total_seconds": round(time.perf_counter() - started, 3),
                 # per notebook and model: slices encoded and unique slices; run: their ratio
                 "encoders": ledger.summarise(ledger_path),
+                # compute floor per notebook from the ledger and `mskseg bench units` (when measured)
+                "floor_s": _floor(cfg, ledger_path),
             },
         )
 

@@ -19,6 +19,7 @@ costs : DataFrame
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 import pandas as pd
 
@@ -104,10 +105,18 @@ def costs_from_bench(bench: Mapping, box_s: float | None = None, detector_image_
     return pd.DataFrame(rows, columns=COST_COLUMNS)
 
 
+def floor_by_notebook(work: pd.DataFrame, costs: pd.DataFrame) -> dict[str, float]:
+    """Notebook -> seconds of compute floor (count x unit cost, unpriced units counted as 0)."""
+    p = priced(work.assign(parallel=False), costs)
+    return {str(nb): round(float(g["seconds"].fillna(0).sum()), 2) for nb, g in p.groupby("notebook")}
+
+
 def priced(work: pd.DataFrame, costs: pd.DataFrame) -> pd.DataFrame:
     """The work table with ``seconds_each`` (NaN where no cost is known), ``seconds`` and ``source``;
     a model's own cost wins over the ``"*"`` cost of its kind."""
-    work = work.assign(priced_as=work["model"].str.replace(FINETUNED, "", regex=False))
+    # "lite_medsam (finetuned)" and the ledger's "lite_medsam@<digest>/unit" are priced as lite_medsam
+    work = work.assign(priced_as=work["model"].str.replace(FINETUNED, "", regex=False)
+                       .str.split("@", n=1, regex=False).str[0])
     own = work.merge(costs[costs["model"] != "*"].rename(columns={"model": "priced_as"}), on=["priced_as", "kind"],
                      how="left")
     anyone = costs[costs["model"] == "*"].drop(columns="model").rename(
@@ -139,3 +148,28 @@ def estimate(work: pd.DataFrame, costs: pd.DataFrame, n_gpus: int = 1) -> pd.Dat
         rows.append({"notebook": nb, "seconds": float(g["seconds"].fillna(0).sum()),
                      "unpriced": ", ".join(f"{m}/{k}" for m, k in zip(missing["model"], missing["kind"]))})
     return pd.DataFrame(rows, columns=["notebook", "seconds", "unpriced"])
+
+
+UNIT_COSTS_CSV = "unit_costs.csv"  # under <runs_dir>/bench/, written by ``mskseg bench units``
+
+
+def read_costs(path: Path) -> pd.DataFrame:
+    """A unit-cost CSV (``COST_COLUMNS``); ``ValueError`` naming the file when columns are missing."""
+    costs = pd.read_csv(path)
+    missing = sorted(set(COST_COLUMNS) - set(costs.columns))
+    if missing:
+        raise ValueError(f"{path}: unit-cost CSV lacks columns {missing}")
+    return costs[COST_COLUMNS]
+
+
+def ledger_floor(ledger_path: Path, costs: pd.DataFrame) -> dict[str, float]:
+    """Notebook -> compute floor (s) of a run from its encoder ledger: unique encodes (each
+    (model, slice) once, in the notebook that first encoded it), decoded boxes, training
+    micro-batches and detector image-epochs, each times its measured unit cost."""
+    from mskseg_lib.ledger import work_counts
+
+    rows = work_counts(ledger_path)
+    if not rows:
+        return {}
+    work = pd.DataFrame(rows).assign(parallel=False)[WORK_COLUMNS]
+    return floor_by_notebook(work, costs)

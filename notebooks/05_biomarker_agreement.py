@@ -323,11 +323,13 @@ variant_icc[["dataset", "biomarker", "structure", "n_pairs", "method", "icc", "i
 
 # %%
 real = subjects[subjects["dataset"] == real_name].sort_values("subject_id")
+if bi["max_real_subjects"] > 0:  # the first N volumes (the profile's budget)
+    real = real.head(bi["max_real_subjects"])
 if not bi["real_spine"] or real.empty:
     print("real spine fixture: not in this profile's prepared data (set MSKSEG_REAL_SPINE / sources)")
 else:
     real_run = predict_volumes(model_key=zs_key, datasets=[real_name], split="all",
-                               **volume_inputs(cfg, f"{bi['tag']}_real_spine"))
+                               max_subjects_per_dataset=len(real), **volume_inputs(cfg, f"{bi['tag']}_real_spine"))
     real_long = study.measure_all(real, {"zero_shot": lambda s: assemble_volume(real_run.run_dir, zs_key, s)[0]})
     vb = study.paired(real_long[real_long["biomarker"] == "volume_cm3"], "zero_shot", with_truth=False)
     vb["subject_vb"] = vb["subject"] + ":" + vb["structure"]

@@ -147,7 +147,7 @@ models[["model_key", "model", "architecture", "input_size_px", "video_predictor"
 
 # %%
 result = study.run_study(inputs["root"], volumes, inputs["model_keys"], settings, models=inputs["models"],
-                         seed=inputs["seed"])
+                         seed=inputs["seed"], cache_dir=inputs["cache_dir"])
 if not result.failed.empty:
     display(result.failed)
 runs = result.runs

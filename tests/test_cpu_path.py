@@ -4,8 +4,10 @@ from __future__ import annotations
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
 
 from mskseg_lib.evaluation.cpu_path import bench_cpu_path, fastest_acceptable, foreground_dice, real_slices
+from mskseg_lib.models.interface import Prompts
 from mskseg_lib.models.settings import ModelSettings
 from mskseg_lib.models.zoo import load_model
 
@@ -49,3 +51,13 @@ def test_channels_last_gives_fp32_masks_on_a_phantom(tmp_path):
     assert by["channels_last"]["dice_vs_fp32"] >= 0.995 and by["channels_last"]["acceptable"]
     with pytest.raises(ValueError, match="unknown CPU variants"):
         bench_cpu_path(lambda: None, slices, ["fp64"])
+    # on CPU ``decode`` runs one prompt per decoder pass: the logits of the all-prompts pass
+    model = load_model("lite_medsam", ModelSettings(device="cpu"))
+    emb = model.encode(slices[0].image[None])[0]
+    prompts = Prompts(boxes=slices[0].boxes)
+    with torch.inference_mode():
+        together = model.predict(emb, prompts)
+    apart = model.decode(emb, prompts)
+    assert apart.shape == together.shape == (2, 256, 256)
+    assert torch.allclose(apart, together, atol=1e-3)
+    assert torch.equal(apart > 0, together > 0)

@@ -531,8 +531,11 @@ def _fit(plan: _Plan, model_name: str, train_args: Mapping[str, Any],
 def _write_run_record(plan: _Plan, settings: DetectorSettings, train_args: Mapping[str, Any], seed: int,
                       model: Any, seconds: float) -> None:
     """The record next to ``best.pt`` that marks a *finished* training: fingerprint and provenance."""
+    from mskseg_lib.ledger import record_work
     from mskseg_lib.provenance import collect_versions, git_info, utc_now_iso
 
+    epochs_run = int(getattr(model.trainer, "epoch", -1)) + 1
+    record_work("detector_image", str(settings.model), len(plan.export.files.get("train", [])) * epochs_run, seconds)
     write_json(plan.record_path, {
         "fingerprint": plan.fingerprint,
         "fingerprint_inputs": plan.inputs,
@@ -545,7 +548,7 @@ def _write_run_record(plan: _Plan, settings: DetectorSettings, train_args: Mappi
         "train_args": dict(train_args),
         "seed": int(seed),
         "seconds": seconds,
-        "epochs_run": int(getattr(model.trainer, "epoch", -1)) + 1,
+        "epochs_run": epochs_run,
         "created_utc": utc_now_iso(),
         "git": git_info(),
         "versions": collect_versions(),

@@ -63,8 +63,8 @@ from mskseg_lib.data.preprocess import (
     unscale_box,
 )
 from mskseg_lib.data.volume import RAS_ORNT, Volume, to_canonical
+from mskseg_lib.evaluation.embedding_cache import EmbeddingCache, encode_through_store
 from mskseg_lib.evaluation.masks import logits_to_label_map
-from mskseg_lib.models.encoding import encode_in_batches
 from mskseg_lib.models.interface import Prompts, Segmenter
 from mskseg_lib.provenance import fingerprint as provenance_fingerprint
 
@@ -245,10 +245,12 @@ def slicing(volume: Volume, spec: DatasetSpec, clip_percentiles: tuple[float, fl
 
 def segment_volume(sl: Slicing, segmenter: Segmenter, sources: Sequence[PromptSource], *,
                    encode_batch_size: int = 1, progress: bool = False,
-                   desc: str = "") -> tuple[dict[str, VolumeLabels], dict[str, float]]:
+                   desc: str = "", cache: EmbeddingCache | None = None
+                   ) -> tuple[dict[str, VolumeLabels], dict[str, float]]:
     """Steps 2-3 for every source: ``({source: VolumeLabels}, timings)``.
 
-    A slice is encoded only if some source gives it a box, and then once for all sources.
+    A slice is encoded only if some source gives it a box, and then once for all sources; with
+    the run's embedding store (``cache``) a slice another stage encoded with this model is read.
     """
     t = {"detect_s": 0.0, "encode_s": 0.0, "decode_s": 0.0}
     n, size = sl.n_slices, segmenter.input_size_px
@@ -266,8 +268,8 @@ def segment_volume(sl: Slicing, segmenter: Segmenter, sources: Sequence[PromptSo
         ks = todo[start:start + step]
         geoms = [SliceGeometry(*displays[k].shape, size, sl.resize_mode) for k in ks]
         t0 = time.perf_counter()
-        embs = encode_in_batches(segmenter, np.stack([resize_slice(displays[k], size, resize_mode=sl.resize_mode)
-                                                      for k in ks]), [g.resized_shape for g in geoms], step)
+        embs, _ = encode_through_store(segmenter, np.stack([resize_slice(displays[k], size, resize_mode=sl.resize_mode)
+                                                            for k in ks]), [g.resized_shape for g in geoms], step, cache)
         t["encode_s"] += time.perf_counter() - t0
         for k, geom, emb in zip(ks, geoms, embs):
             parts = [(name, per_source[name][k]) for name in per_source if len(per_source[name][k])]

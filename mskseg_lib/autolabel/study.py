@@ -52,6 +52,7 @@ from mskseg_lib.data.errors import DataError
 from mskseg_lib.data.prepare import PrepareSettings
 from mskseg_lib.data.preprocess import display_slice
 from mskseg_lib.errors import UserError
+from mskseg_lib.evaluation.embedding_cache import EmbeddingCache
 from mskseg_lib.evaluation.metrics import label_metrics
 from mskseg_lib.models.interface import Segmenter
 from mskseg_lib.provenance import fingerprint
@@ -195,7 +196,7 @@ class SubjectResult:
 
 def evaluate_subject(subject: Mapping[str, Any], segmenter: Segmenter, detector_source: PromptSource | None,
                      spec: DatasetSpec, settings: StudySettings = StudySettings(),
-                     ) -> tuple[SubjectResult, Slicing, dict[str, Any]]:
+                     cache: EmbeddingCache | None = None) -> tuple[SubjectResult, Slicing, dict[str, Any]]:
     """Segment one prepared subject with ground-truth boxes and (when given) detector boxes, from
     the same embeddings; score both with post-processing off and on.
 
@@ -222,7 +223,7 @@ def evaluate_subject(subject: Mapping[str, Any], segmenter: Segmenter, detector_
     sources: list[PromptSource] = [mask_prompts(gt, sl.slice_axis, spec, settings.instance_prompts)]
     if detector_source is not None:
         sources.append(detector_source)
-    raw, timings = segment_volume(sl, segmenter, sources, encode_batch_size=settings.encode_batch_size)
+    raw, timings = segment_volume(sl, segmenter, sources, encode_batch_size=settings.encode_batch_size, cache=cache)
     spacing = tuple(float(s) for s in np.linalg.norm(sl.canonical.affine[:3, :3], axis=0))
     names = spec.label_names()
     slice_parts, label_parts = [], []
@@ -347,7 +348,7 @@ class _OneModelAtATime:
 
 def run_study(root: Path, subjects: pd.DataFrame, models: Sequence[StudyModel], detectors: Mapping[str, Any],
               settings: StudySettings = StudySettings(), *, detector_ids: Mapping[str, str] | None = None,
-              progress: bool = True) -> StudyResult:
+              progress: bool = True, cache_dir: Path | None = None) -> StudyResult:
     """Score every (model, subject) with ground-truth and detector boxes; resumes per subject.
 
     Each (model, dataset, subject) is stored under ``root/scores/<model key>/<dataset>/`` with a
@@ -365,6 +366,8 @@ def run_study(root: Path, subjects: pd.DataFrame, models: Sequence[StudyModel], 
     detector_ids : dataset -> weights digest, part of the fingerprint, so a retrained detector
         recomputes the scores.
     progress : a progress bar over (model, subject).
+    cache_dir : the run's embedding store: slices another stage encoded with the same model (same
+        pixels) are read, not encoded (``evaluation.embedding_cache.encode_through_store``).
 
     Returns
     -------
@@ -377,6 +380,7 @@ def run_study(root: Path, subjects: pd.DataFrame, models: Sequence[StudyModel], 
     jobs = [(m, s) for m in models for s in subjects.to_dict("records")
             if (m.datasets is None or s["dataset"] in m.datasets) and s["dataset"] in detectors]
     load = _OneModelAtATime()
+    cache = EmbeddingCache(Path(cache_dir)) if cache_dir is not None else None
     detected: dict[tuple[str, str], _Remembered] = {}
     bar = tqdm(jobs, desc="autolabel study", unit="subject", disable=not progress)
     for model, subject in bar:
@@ -395,7 +399,7 @@ def run_study(root: Path, subjects: pd.DataFrame, models: Sequence[StudyModel], 
                 detectors[spec.name], int(settings.detector.image_size_px), len(spec.labels),
                 resize_mode=settings.resize_mode))
             detected[(spec.name, sid)] = source  # the next model of this subject reuses the boxes: detect once
-            res, _, raw = evaluate_subject(subject, load(model), source, spec, settings)
+            res, _, raw = evaluate_subject(subject, load(model), source, spec, settings, cache)
             for key, value in keys.items():
                 res.slices.insert(0, key, value)
                 res.labels.insert(0, key, value)

@@ -17,6 +17,9 @@ are rounded to float16 as stored before decoding, so a first run and a rerun giv
 """
 from __future__ import annotations
 
+import hashlib
+import os
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,10 +31,23 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from mskseg_lib.atomic import atomic_path
+from mskseg_lib.ledger import model_identity
 from mskseg_lib.models.encoding import encode_in_batches
 from mskseg_lib.models.interface import Embedding, Segmenter
 
 SUFFIX = ".safetensors"
+CONTENT_DIR = "_content"  # the same files by content digest: found by any stage that feeds the same input
+
+
+def content_digest(model: object, image: np.ndarray, resized_hw: tuple[int, int]) -> str:
+    """Digest of what an encoder call depends on: the model's identity (weights digest, input
+    convention), the input slice's pixels and the size its content fills."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"{model_identity(model)}|{int(resized_hw[0])}x{int(resized_hw[1])}|".encode())
+    arr = np.ascontiguousarray(np.asarray(image))
+    h.update(f"{arr.shape}{arr.dtype}".encode())
+    h.update(arr.tobytes())
+    return h.hexdigest()
 
 
 def round_trip(embedding: Embedding) -> Embedding:
@@ -52,13 +68,14 @@ class EmbeddingCache:
         return self.folder(model_key, dataset, subject_id) / f"{int(index)}{SUFFIX}"
 
     @staticmethod
-    def _read(p: Path, key: str, device: torch.device | str = "cpu") -> Embedding | None:
-        """The embedding in ``p`` as float32 on ``device``; None when absent, unreadable or of another key."""
+    def _read(p: Path, key: str | None, device: torch.device | str = "cpu") -> Embedding | None:
+        """The embedding in ``p`` as float32 on ``device``; None when absent, unreadable or of another
+        key (``key=None``: any key, for content-addressed files whose name is their key)."""
         if not p.exists():
             return None
         try:
             with safe_open(str(p), framework="pt", device="cpu") as fh:
-                if (fh.metadata() or {}).get("key") != key:
+                if key is not None and (fh.metadata() or {}).get("key") != key:
                     return None
                 return {name: fh.get_tensor(name).to(device=device, dtype=torch.float32) for name in fh.keys()}
         except Exception:  # a truncated or foreign file: encode again
@@ -103,9 +120,27 @@ class EmbeddingCache:
                 save_file(tensors, str(tmp), metadata={"key": key})
         return folder
 
+    def content_path(self, model_key: str, digest: str) -> Path:
+        """Where the embedding of an encoder input with this content digest lives (``content_digest``)."""
+        return self.root / model_key / CONTENT_DIR / digest[:2] / f"{digest}{SUFFIX}"
+
+    def link_content(self, source: Path, model_key: str, digest: str) -> None:
+        """Make ``source`` findable by content too: a hard link (no extra disk), else a copy."""
+        target = self.content_path(model_key, digest)
+        if target.exists():
+            return
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(source, target)
+        except FileExistsError:
+            pass
+        except OSError:  # a filesystem without hard links
+            with atomic_path(target) as tmp:
+                shutil.copyfile(source, tmp)
+
     def bytes_per_slice(self, model_key: str) -> float | None:
         """Mean file size of the model's stored slices (None when it has none)."""
-        sizes = [p.stat().st_size for p in (self.root / model_key).rglob(f"*{SUFFIX}")]
+        sizes = [p.stat().st_size for p in (self.root / model_key).rglob(f"*{SUFFIX}") if CONTENT_DIR not in p.parts]
         return float(np.mean(sizes)) if sizes else None
 
 
@@ -203,5 +238,44 @@ def subject_embeddings(model: Segmenter, stack: np.ndarray, store_indices: Seque
             fresh = [round_trip(e) for e in fresh]
             entry.cache.save(entry.model_key, entry.dataset, entry.subject_id, entry.key,
                              {wanted[j]: e for j, e in zip(todo, fresh)})
+            for j in todo:  # findable by content: AutoLabel and video3d feed the same slices
+                entry.cache.link_content(entry.cache.path(entry.model_key, entry.dataset, entry.subject_id, wanted[j]),
+                                         entry.model_key, content_digest(model, stack[wanted[j]], resized_hw[j]))
         have = {**have, **{wanted[j]: e for j, e in zip(todo, fresh)}}
     return have, len(todo)
+
+
+def encode_through_store(model: Segmenter, images: np.ndarray, resized_hw: Sequence[tuple[int, int]],
+                         batch_size: int, cache: EmbeddingCache | None, model_key: str | None = None,
+                         device: torch.device | None = None) -> tuple[list[Embedding], int]:
+    """Embeddings of model-size slices, looked up in the store by content first (``content_digest``),
+    the rest encoded in batches, rounded as stored and saved by content; no store: all encoded.
+
+    For stages that do not work on the prepared slice stacks (AutoLabel's volumes, video3d's
+    frames): a slice that any stage already encoded with the same model is read, not encoded.
+
+    Returns
+    -------
+    (list of Embedding, int)
+        One embedding per input slice, in order, and how many were encoded.
+    """
+    if cache is None or model_identity(model).split("@", 1)[1].startswith("unverified"):
+        # no store, or weights of unknown digest (random test models): nothing to share safely
+        return encode_in_batches(model, images, resized_hw, batch_size), len(images)
+    key = model_key or getattr(model, "zoo_name", None) or getattr(model, "name", "model")
+    digests = [content_digest(model, images[i], resized_hw[i]) for i in range(len(images))]
+    out: list[Embedding | None] = [cache._read(cache.content_path(key, d), None, device or model.device)
+                                   for d in digests]
+    todo = [i for i, e in enumerate(out) if e is None]
+    if todo:
+        fresh = encode_in_batches(model, np.stack([images[i] for i in todo]), [resized_hw[i] for i in todo],
+                                  batch_size)
+        for i, e in zip(todo, fresh):
+            e = round_trip(e)
+            out[i] = e
+            path = cache.content_path(key, digests[i])
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(path) as tmp:
+                save_file({k: v.detach().to("cpu", torch.float16).contiguous() for k, v in e.items()}, str(tmp),
+                          metadata={"key": f"content:{digests[i]}"})
+    return [e for e in out if e is not None], len(todo)

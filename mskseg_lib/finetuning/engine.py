@@ -75,6 +75,7 @@ from mskseg_lib.finetuning.run_folder import (
 from mskseg_lib.finetuning.run_log import plot_curves, wandb_logger
 from mskseg_lib.finetuning.samples import BoxSampleDataset, build_samples, choose_subjects, embedding_key
 from mskseg_lib.finetuning.settings import TrainSettings
+from mskseg_lib.ledger import record_work
 from mskseg_lib.models.checkpoints import strip_prefixes
 from mskseg_lib.models.interface import Segmenter, pick_device, set_cpu_threads
 from mskseg_lib.models.settings import ModelSettings
@@ -398,8 +399,15 @@ def _train_epochs(run: _Run, progress: bool) -> str:
         epoch = state["epoch"]
         t_epoch = time.perf_counter()
         lr_epoch, train_loss, n = _train_epoch(run, sampler, epoch)
+        t_val = time.perf_counter()
         run.val_ds.set_epoch(epoch)
         val_loss, val_dice = validate(run.net, run.val_ds, run.store, ctx, s.batch_size, run.amp, run.loss_fn)
+        if ctx.is_main:  # the run's ledger: micro-batches trained, validation passes
+            trained = f"{run.experiment.model_key} (finetuned)"
+            kind = "full_step" if run.experiment.strategy == "full" else "frozen_step"
+            record_work(kind, trained, math.ceil(n / s.batch_size), t_val - t_epoch)
+            record_work("encode" if kind == "full_step" else "box", trained, len(run.val_ds),
+                        time.perf_counter() - t_val)
         record = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss, "val_dice": val_dice,
                   "lr": lr_epoch, "train_samples": n, "seconds": round(time.perf_counter() - t_epoch, 3)}
         _end_epoch(run, epoch, record, wandb_run)

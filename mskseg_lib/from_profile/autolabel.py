@@ -96,6 +96,13 @@ def study_models(cfg: Mapping[str, Any], datasets: Sequence[str], grid: Any | No
                          grid=grid if a["finetuned"] else None)
 
 
+def embedding_store(cfg: Mapping[str, Any]) -> Path | None:
+    """The run's embedding store when the profile keeps one (``zero_shot.cache_embeddings``)."""
+    from mskseg_lib.from_profile.zero_shot import embedding_cache_dir
+
+    return embedding_cache_dir(cfg) if cfg["zero_shot"]["cache_embeddings"] else None
+
+
 def detector_datasets(cfg: Mapping[str, Any], prepared: Sequence[str] | None = None) -> list[str]:
     """``autolabel.datasets`` (``all``: every prepared dataset, read from the prepared tables when
     ``prepared`` is None)."""

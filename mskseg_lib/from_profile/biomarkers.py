@@ -39,8 +39,10 @@ def agreement_settings(cfg: Mapping[str, Any]) -> AgreementSettings:
 def biomarker_inputs(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """Notebook 05's arguments: ``prepared_dir``, ``cohort_dir`` (None without a synthetic
     cohort), ``selection``, ``agreement``, ``zero_shot_model``, ``tag`` (whole-volume zero-shot
-    run folder) and ``real_spine`` (analyse the real fixture)."""
+    run folder), ``real_spine`` (analyse the real fixture) and ``max_real_subjects`` (its first N
+    volumes; 0 = all)."""
     b = cfg["biomarkers"]
     return {"prepared_dir": prepared_dir(cfg), "cohort_dir": cohort_dir(cfg) if cfg["cohort"]["enabled"] else None,
             "selection": biomarker_selection(cfg), "agreement": agreement_settings(cfg),
-            "zero_shot_model": str(b["zero_shot_model"]), "tag": str(b["tag"]), "real_spine": bool(b["real_spine"])}
+            "zero_shot_model": str(b["zero_shot_model"]), "tag": str(b["tag"]), "real_spine": bool(b["real_spine"]),
+            "max_real_subjects": int(b.get("max_real_subjects", 0))}

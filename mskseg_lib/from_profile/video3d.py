@@ -18,6 +18,7 @@ from mskseg_lib.config import resolve_path
 from mskseg_lib.from_profile.autolabel import detector_settings
 from mskseg_lib.from_profile.data import prepare_settings, prepared_dir
 from mskseg_lib.from_profile.models import model_settings
+from mskseg_lib.from_profile.zero_shot import embedding_cache_dir
 from mskseg_lib.settings import real_spine_dir
 from mskseg_lib.video3d.propagate import CarrySettings
 from mskseg_lib.video3d.study import Video3dSettings, model_table, study_volumes
@@ -66,9 +67,10 @@ def available_models(cfg: Mapping[str, Any]) -> list[str]:
 
 def study_inputs(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """The arguments of ``video3d.study.run_study`` besides the volumes: root, the available
-    models, settings, model settings and the seed (recorded)."""
+    models, settings, model settings, the seed (recorded) and the embedding store (``cache_dir``)."""
     return {"root": study_root(cfg), "model_keys": available_models(cfg), "settings": video3d_settings(cfg),
-            "models": model_settings(cfg), "seed": cfg["seed"]}
+            "models": model_settings(cfg), "seed": cfg["seed"],
+            "cache_dir": embedding_cache_dir(cfg) if cfg["zero_shot"]["cache_embeddings"] else None}
 
 
 def segment_inputs(cfg: Mapping[str, Any]) -> dict[str, Any]:

@@ -13,8 +13,9 @@ above and said here:
   a structure of ``video3d.tissues``); SAM2's video schemes encode each frame once per
   propagation (two video schemes) plus once for the per-slice schemes;
 * embeddings are shared through the store wherever the stage uses it (02, 03's frozen-encoder
-  training and scoring, 04, 05's zero-shot model): a slice already encoded by the same model
-  counts once.
+  training and scoring, 04, 05's zero-shot model, 06 and 07's image-only models): a slice
+  already encoded by the same model counts once (06 and 07 find it by content, so this assumes
+  their slices are the prepared ones, pixel for pixel; the run's ledger shows whether they are).
 
 The nominal inventory (``nominal_inventory``) takes each study card's subject count from its
 name's trailing number (``Knee_3D_DESS_Research_Anatomical_86``: 86) unless a site manifest
@@ -23,6 +24,7 @@ label on every slice: an upper bound), and splits by ``prepare.split_fractions``
 """
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -104,6 +106,11 @@ def inventory(cfg: Mapping[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame, str]:
         subjects, slices = load_tables(root)
         if "n_slices" not in subjects:
             subjects = subjects.assign(n_slices=subjects["n_processed_slices"])
+        labels = [json.loads(v) if isinstance(v, str) else [int(x) for x in v] for v in slices["labels_present"]]
+        slices = slices.assign(labels_present=labels)
+        if "instance_boxes_json" in slices:  # zero-shot prompts each piece of a multi-instance label
+            slices = slices.assign(n_boxes=[sum(len(b) for b in json.loads(v).values()) if isinstance(v, str)
+                                            else len(labs) for v, labs in zip(slices["instance_boxes_json"], labels)])
         return subjects, slices, "prepared"
     subjects, slices = nominal_inventory(cfg)
     return subjects, slices, "nominal"
@@ -129,7 +136,8 @@ class _Counter:
 
     def boxes(self, notebook: str, model: str, slices: pd.DataFrame, per_slice: int = 1,
               parallel: bool = False) -> None:
-        self.add(notebook, model, "box", int(slices["labels_present"].map(len).sum()) * per_slice, parallel)
+        n = slices["n_boxes"] if "n_boxes" in slices else slices["labels_present"].map(len)
+        self.add(notebook, model, "box", int(n.sum()) * per_slice, parallel)
 
 
 def _labelled(slices: pd.DataFrame, subjects: pd.DataFrame) -> pd.DataFrame:
@@ -173,6 +181,12 @@ def _finetune(cfg: Mapping[str, Any], subjects: pd.DataFrame, slices: pd.DataFra
             max_slices_per_subject=ev.max_slices_per_subject))
         count.encode_stored("03", model, scored, True)
         count.boxes("03", model, scored, n_conditions, True)
+
+
+def _real_subjects(subjects: pd.DataFrame, max_subjects: int) -> pd.DataFrame:
+    """The real spine fixture's subjects (first ``max_subjects`` by id; 0 = all)."""
+    chosen = subjects[subjects["dataset"] == REAL_SPINE.name].sort_values("subject_id")
+    return chosen.head(max_subjects) if max_subjects > 0 else chosen
 
 
 def _volume_slices(cfg: Mapping[str, Any], subjects: pd.DataFrame, slices: pd.DataFrame, datasets: Any,
@@ -224,6 +238,10 @@ def profile_workload(cfg: Mapping[str, Any], subjects: pd.DataFrame, slices: pd.
     if use([b["zero_shot_model"]]):
         count.encode_stored("05", b["zero_shot_model"], vol)
         count.boxes("05", b["zero_shot_model"], vol)
+        if b["real_spine"]:  # every slice of the real volumes, zero-shot (X05h/i)
+            real = _real_subjects(subjects, int(b.get("max_real_subjects", 0)))
+            count.encode_stored("05", b["zero_shot_model"], _labelled(slices, real))
+            count.boxes("05", b["zero_shot_model"], _labelled(slices, real))
     ft_model = cfg["finetune"]["defaults"]["model"]
     if use([ft_model]):
         count.add("05", f"{ft_model} (finetuned)", "encode", len(vol))
@@ -232,27 +250,29 @@ def profile_workload(cfg: Mapping[str, Any], subjects: pd.DataFrame, slices: pd.
     train = _volume_slices(cfg, subjects, slices, a["datasets"], "train", 0)
     count.add("06", a["detector"]["model"], "detector_image", len(train) * int(a["detector"]["epochs"]))
     test = _volume_slices(cfg, subjects, slices, a["datasets"], a["split"], int(a["max_subjects_per_dataset"]))
-    for model in use(a["models"]) + ([f"{ft_model} (finetuned)"] if a["finetuned"] and use([ft_model]) else []):
-        count.add("06", model, "encode", len(test), True)
+    for model in use(a["models"]):  # through the store: slices 02-05 encoded are read
+        count.encode_stored("06", model, test, True)
         count.boxes("06", model, test, 1, True)
+    if a["finetuned"] and use([ft_model]):
+        count.add("06", f"{ft_model} (finetuned)", "encode", len(test), True)
+        count.boxes("06", f"{ft_model} (finetuned)", test, 1, True)
     v = cfg["video3d"]
     frames = _volume_slices(cfg, subjects, slices, v["datasets"], v["split"], int(v["max_subjects_per_dataset"]))
     if v["real_spine"]:
-        real = [d for d in subjects["dataset"].unique() if str(d).startswith("RealSpine")]
-        frames = pd.concat([frames, _labelled(slices, subjects[subjects["dataset"].isin(real)])])
+        frames = pd.concat([frames, _labelled(slices, _real_subjects(subjects, int(v["max_real_subjects"])))])
     tissues = set(v["tissues"])
     wanted = {d: {lab.value for lab in get_dataset(d).labels if lab.tissue_class in tissues}
               for d in frames["dataset"].unique()}
     frames = frames.assign(labels_present=[[x for x in labs if x in wanted[d]]
                                            for d, labs in zip(frames["dataset"], frames["labels_present"])])
-    frames = frames[frames["labels_present"].map(len) > 0]
+    frames = frames[frames["labels_present"].map(len) > 0].drop(columns=["n_boxes"], errors="ignore")
     image_schemes = sum(s in v["schemes"] for s in ("points_per_slice", "boxes_per_slice", "box_carry", "point_carry"))
     video_schemes = sum(s in v["schemes"] for s in ("point_video", "points_neg_video"))
     for model in use(v["models"]):
         if model.startswith("sam2"):
             count.add("07", model, "encode", len(frames) * (video_schemes + (image_schemes > 0)))
-        else:
-            count.add("07", model, "encode", len(frames))
+        else:  # through the store
+            count.encode_stored("07", model, frames)
         count.boxes("07", model, frames, image_schemes)
     if stored is not None:
         for model, *_ in count.stored:

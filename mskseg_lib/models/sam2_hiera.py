@@ -16,12 +16,14 @@ config to a tiny random model that builds and runs in well under a second on a C
 from __future__ import annotations
 
 import contextlib
+import time
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 import torch
 
+from mskseg_lib.ledger import model_identity, record_work
 from mskseg_lib.models.checkpoints import load_weights
 from mskseg_lib.models.interface import (
     Embedding,
@@ -241,8 +243,11 @@ class Sam2Segmenter:
         high-resolution features broadcast), then bilinear upsampling of the low-resolution
         logits to the input size (the predictor's ``postprocess_masks`` without hole filling).
         """
+        t0 = time.perf_counter()
         with inference_context(self.device, self.autocast_bf16):
-            return self.predict(embedding, prompts)
+            out = self.predict(embedding, prompts)
+        record_work("box", model_identity(self), len(out), time.perf_counter() - t0)
+        return out
 
     def predict(self, embedding: Embedding, prompts: Prompts, size_px: int | None = None) -> torch.Tensor:
         """Differentiable decoding of all prompts of one slice (``decode`` without inference mode),

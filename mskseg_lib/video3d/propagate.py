@@ -34,9 +34,9 @@ import torch
 
 from mskseg_lib.data.boxes import mask_box
 from mskseg_lib.data.preprocess import SliceGeometry, mask_box_to_model, resize_slice, scale_box
+from mskseg_lib.evaluation.embedding_cache import EmbeddingCache, encode_through_store
 from mskseg_lib.evaluation.masks import combine_labels, to_original
 from mskseg_lib.evaluation.metrics import dice
-from mskseg_lib.ledger import record_encodes
 from mskseg_lib.models.interface import Embedding, Prompts, Segmenter
 from mskseg_lib.video3d.frames import VolumeFrames, check_slices
 from mskseg_lib.video3d.predictor import init_state_from_frames
@@ -81,8 +81,10 @@ class SchemeRun:
 class SliceEncoder:
     """Embeddings of one volume's slices for one ``Segmenter``, each slice encoded once."""
 
-    def __init__(self, segmenter: Segmenter, slices_u8: np.ndarray, resize_mode: str = "stretch"):
+    def __init__(self, segmenter: Segmenter, slices_u8: np.ndarray, resize_mode: str = "stretch",
+                 cache: EmbeddingCache | None = None):
         self.segmenter = segmenter
+        self.cache = cache  # the run's embedding store: slices another stage encoded are read by content
         self.slices = check_slices(slices_u8)
         self.size = int(segmenter.input_size_px)
         # slices reach the model as prepare makes them (``prepare.resize``: the study's stretch, or pad)
@@ -97,11 +99,11 @@ class SliceEncoder:
                 torch.cuda.synchronize(self.segmenter.device)
             t0 = time.perf_counter()
             image = resize_slice(self.slices[k], self.size, resize_mode=self.geom.resize_mode)[None]
-            self._embeddings[k] = self.segmenter.encode(image, [self.geom.resized_shape])[0]
+            embs, _ = encode_through_store(self.segmenter, image, [self.geom.resized_shape], 1, self.cache)
+            self._embeddings[k] = embs[0]
             if cuda:
                 torch.cuda.synchronize(self.segmenter.device)
             self.encode_seconds[k] = time.perf_counter() - t0
-            record_encodes(self.segmenter, image, self.encode_seconds[k])
         return self._embeddings[k]
 
     def seconds_for(self, slices: Sequence[int]) -> float:

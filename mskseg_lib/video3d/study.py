@@ -47,6 +47,7 @@ from mskseg_lib.data.preprocess import display_stack, volume_from_display
 from mskseg_lib.data.sources import real_spine_manifest
 from mskseg_lib.data.volume import check_finite, to_canonical
 from mskseg_lib.errors import UserError
+from mskseg_lib.evaluation.embedding_cache import EmbeddingCache
 from mskseg_lib.evaluation.volumes import write_volume
 from mskseg_lib.models.checkpoints import CheckpointMissing, resolve_checkpoint
 from mskseg_lib.models.interface import Segmenter, pick_device
@@ -340,7 +341,8 @@ def load_video_model(name: str, models: ModelSettings | None = None, device: tor
 # one volume
 # ----------------------------------------------------------------------------------------------
 def run_schemes(model: VideoModel, vol: LoadedVolume, schemes: Sequence[str],
-                carry: CarrySettings = CarrySettings(), offload_setting: str = "auto") -> dict[str, SchemeRun | str]:
+                carry: CarrySettings = CarrySettings(), offload_setting: str = "auto",
+                cache: EmbeddingCache | None = None) -> dict[str, SchemeRun | str]:
     """Every scheme on one volume: {scheme: SchemeRun, or the reason it does not apply}.
 
     Parameters
@@ -350,6 +352,7 @@ def run_schemes(model: VideoModel, vol: LoadedVolume, schemes: Sequence[str],
     schemes : names from :data:`mskseg_lib.video3d.prompts.SCHEMES`.
     carry : when carrying stops.
     offload_setting : ``auto``, ``always`` or ``never`` (SAM2's tracking state on the CPU).
+    cache : the embedding store; image-only models read slices other stages encoded (by content).
 
     Returns
     -------
@@ -360,7 +363,7 @@ def run_schemes(model: VideoModel, vol: LoadedVolume, schemes: Sequence[str],
     if unknown:
         raise Video3dSettingsError(f"unknown video3d schemes {unknown}; known: {', '.join(P.SCHEMES)}")
     out: dict[str, SchemeRun | str] = {}
-    encoder = SliceEncoder(model.segmenter, vol.image, vol.slicing.resize_mode)
+    encoder = SliceEncoder(model.segmenter, vol.image, vol.slicing.resize_mode, cache)
     reference = {p.label: p.frame for p in P.single_slice_prompts(vol.gt, vol.values, negatives=False)}
     for scheme in schemes:
         if scheme in P.VIDEO_SCHEMES:
@@ -492,7 +495,7 @@ class _OneModelAtATime:
 def run_study(root: Path, volumes: pd.DataFrame, model_keys: Sequence[str],
               settings: Video3dSettings = Video3dSettings(), *, models: ModelSettings | None = None,
               loader: Callable[[str], VideoModel] | None = None, seed: int | None = None,
-              progress: bool = True) -> StudyResult:
+              progress: bool = True, cache_dir: Path | None = None) -> StudyResult:
     """All schemes x models x volumes; resumes per (model, volume).
 
     Each (model, volume) is stored under ``root/scores/<model>/<dataset>/`` with a fingerprint of
@@ -510,6 +513,8 @@ def run_study(root: Path, volumes: pd.DataFrame, model_keys: Sequence[str],
     loader : key -> VideoModel, instead of :func:`load_video_model` (tests, random models).
     seed : recorded with each volume (provenance); nothing here is random.
     progress : a progress bar over (model, volume).
+    cache_dir : the run's embedding store (``evaluation.embedding_cache``): image-only models read
+        the embeddings of slices another stage encoded (same model, same pixels) instead of encoding.
 
     Returns
     -------
@@ -519,6 +524,7 @@ def run_study(root: Path, volumes: pd.DataFrame, model_keys: Sequence[str],
     """
     root = Path(root)
     models = models or ModelSettings()
+    cache = EmbeddingCache(Path(cache_dir)) if cache_dir is not None else None
     load = _OneModelAtATime(loader or (lambda key: load_video_model(key, models)))
     holes = hole_filling_available()
     checkpoints = _checkpoint_keys(model_keys, models)
@@ -544,7 +550,7 @@ def run_study(root: Path, volumes: pd.DataFrame, model_keys: Sequence[str],
             continue
         model = load(key)
         t0 = time.perf_counter()
-        results = run_schemes(model, vol, settings.schemes, settings.carry, settings.offload_state)
+        results = run_schemes(model, vol, settings.schemes, settings.carry, settings.offload_state, cache)
         parts = _score_schemes(results, model, vol, keys, settings,
                                functools.partial(_volume_path, root, key, sid))
         _store(folder, sid, parts, {"fingerprint": fp, "model": key, "identity": model.identity,

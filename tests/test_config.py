@@ -101,3 +101,19 @@ def test_overrides_merge_deeply() -> None:
 def test_overrides_are_validated() -> None:
     with pytest.raises(ProfileError, match=r"'cohort\.supersample' must be int"):
         load_profile("fixture", overrides={"cohort": {"supersample": "2"}})
+
+
+def test_optional_keys_take_their_defaults_and_are_still_type_checked(tmp_path: Path) -> None:
+    data = yaml.safe_load((params_dir() / "fixture.yaml").read_text())
+    data["models"].pop("cpu_compile", None)
+    data["biomarkers"].pop("max_real_subjects", None)
+    data.pop("datasets", None)
+    path = tmp_path / "older.yaml"
+    path.write_text(yaml.safe_dump(data))
+    cfg = load_profile(str(path))
+    assert cfg["models"]["cpu_compile"] is False and cfg["biomarkers"]["max_real_subjects"] == 0
+    assert cfg["datasets"] == []
+    data["biomarkers"]["max_real_subjects"] = "four"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ProfileError, match="biomarkers.max_real_subjects"):
+        load_profile(str(path))

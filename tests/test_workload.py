@@ -6,8 +6,10 @@ import math
 
 import pandas as pd
 import pytest
+import yaml
 
 from mskseg_lib.cli import main
+from mskseg_lib.config import params_dir
 from mskseg_lib.from_profile import load_profile
 from mskseg_lib.from_profile.workload import disk_gib, nominal_inventory, profile_workload
 from mskseg_lib.workload import COST_COLUMNS, estimate, h100_costs, priced, work_frame
@@ -125,10 +127,15 @@ def test_models_without_weights_can_be_left_out(knee_cfg):
 
 
 def test_bench_estimate_prints_hours_per_notebook(capsys, tmp_path):
-    assert main(["bench", "estimate", "--profile", "paper", "--gpus", "1", "4"]) == 0
+    cfg = yaml.safe_load((params_dir() / "paper.yaml").read_text())
+    cfg["paths"] = {k: str(tmp_path / k) for k in cfg["paths"]}  # nothing written into the project
+    profile = tmp_path / "paper_here.yaml"
+    profile.write_text(yaml.safe_dump(cfg))
+    assert main(["bench", "estimate", "--profile", str(profile), "--gpus", "1", "4"]) == 0
     out = capsys.readouterr().out
     assert "hours_1gpu" in out and "hours_4gpu" in out and "nominal data" in out
+    assert (tmp_path / "runs_dir" / "bench" / "estimate.json").is_file()
     bad = tmp_path / "costs.csv"
     bad.write_text("model,seconds\nx,1\n")
-    assert main(["bench", "estimate", "--profile", "paper", "--costs", str(bad)]) == 2
+    assert main(["bench", "estimate", "--profile", str(profile), "--costs", str(bad)]) == 2
     assert "lacks columns" in capsys.readouterr().err

@@ -576,8 +576,9 @@ def _estimate(cfg: dict, gpus: list[int], costs_arg: str) -> int:
     stored: dict[str, int] = {}
     work = profile_workload(cfg, subjects, slices, stored=stored)
     table = work.pivot_table(index="notebook", columns="kind", values="count", aggfunc="sum").fillna(0).astype(int)
-    for n in gpus:
-        table[f"hours_{n}gpu"] = estimate(work, costs, n).set_index("notebook")["seconds"].div(3600).round(2)
+    hours = {n: estimate(work, costs, n) for n in gpus}
+    for n, est in hours.items():
+        table[f"hours_{n}gpu"] = est.set_index("notebook")["seconds"].div(3600).round(2)
     print(f"profile {cfg['profile']}: {what} data ({subjects['dataset'].nunique()} datasets, {len(subjects)} subjects, "
           f"{len(slices)} slices); counts are upper bounds where the module says so "
           "(mskseg_lib/from_profile/workload.py)")
@@ -589,7 +590,7 @@ def _estimate(cfg: dict, gpus: list[int], costs_arg: str) -> int:
     out = resolve_path(cfg, "runs_dir") / "bench" / "estimate.json"
     write_json(out, {"profile": cfg["profile"], "inventory": what, "gpus": gpus, "disk_gib": disk,
                      "work": work.to_dict("records"), "costs": costs.to_dict("records"),
-                     "hours": {str(n): estimate(work, costs, n).to_dict("records") for n in gpus}})
+                     "hours": {str(n): est.to_dict("records") for n, est in hours.items()}})
     print(f"written: {out}")
     return 0
 

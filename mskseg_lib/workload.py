@@ -90,21 +90,6 @@ def h100_costs() -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COST_COLUMNS)
 
 
-def costs_from_bench(bench: Mapping, box_s: float | None = None, detector_image_s: float | None = None,
-                     source: str = "measured: mskseg bench finetune") -> pd.DataFrame:
-    """Unit costs of one model from a ``mskseg bench finetune`` result (``encode_s_per_slice``,
-    ``partial_s_per_step``, ``full_s_per_step``), plus a decoder and detector cost when given."""
-    model = str(bench["model"])
-    rows = [{"model": model, "kind": "encode", "seconds": float(bench["encode_s_per_slice"]), "source": source},
-            {"model": model, "kind": "frozen_step", "seconds": float(bench["partial_s_per_step"]), "source": source},
-            {"model": model, "kind": "full_step", "seconds": float(bench["full_s_per_step"]), "source": source}]
-    if box_s is not None:
-        rows.append({"model": "*", "kind": "box", "seconds": float(box_s), "source": source})
-    if detector_image_s is not None:
-        rows.append({"model": "*", "kind": "detector_image", "seconds": float(detector_image_s), "source": source})
-    return pd.DataFrame(rows, columns=COST_COLUMNS)
-
-
 def floor_by_notebook(work: pd.DataFrame, costs: pd.DataFrame) -> dict[str, float]:
     """Notebook -> seconds of compute floor (count x unit cost, unpriced units counted as 0)."""
     p = priced(work.assign(parallel=False), costs)

@@ -189,7 +189,7 @@ def _real_subjects(subjects: pd.DataFrame, max_subjects: int) -> pd.DataFrame:
     return chosen.head(max_subjects) if max_subjects > 0 else chosen
 
 
-def _volume_slices(cfg: Mapping[str, Any], subjects: pd.DataFrame, slices: pd.DataFrame, datasets: Any,
+def _volume_slices(subjects: pd.DataFrame, slices: pd.DataFrame, datasets: Any,
                    split: Any, max_per_dataset: int) -> pd.DataFrame:
     from mskseg_lib.autolabel.study import select_subjects
 
@@ -234,7 +234,7 @@ def profile_workload(cfg: Mapping[str, Any], subjects: pd.DataFrame, slices: pd.
         count.encode_stored("04", ph["model"], s)
         count.boxes("04", ph["model"], s)
     b = cfg["biomarkers"]
-    vol = _volume_slices(cfg, subjects, slices, b["datasets"], b["split"], int(b["max_subjects_per_dataset"]))
+    vol = _volume_slices(subjects, slices, b["datasets"], b["split"], int(b["max_subjects_per_dataset"]))
     if use([b["zero_shot_model"]]):
         count.encode_stored("05", b["zero_shot_model"], vol)
         count.boxes("05", b["zero_shot_model"], vol)
@@ -247,9 +247,9 @@ def profile_workload(cfg: Mapping[str, Any], subjects: pd.DataFrame, slices: pd.
         count.add("05", f"{ft_model} (finetuned)", "encode", len(vol))
         count.boxes("05", f"{ft_model} (finetuned)", vol)
     a = cfg["autolabel"]
-    train = _volume_slices(cfg, subjects, slices, a["datasets"], "train", 0)
+    train = _volume_slices(subjects, slices, a["datasets"], "train", 0)
     count.add("06", a["detector"]["model"], "detector_image", len(train) * int(a["detector"]["epochs"]))
-    test = _volume_slices(cfg, subjects, slices, a["datasets"], a["split"], int(a["max_subjects_per_dataset"]))
+    test = _volume_slices(subjects, slices, a["datasets"], a["split"], int(a["max_subjects_per_dataset"]))
     for model in use(a["models"]):  # through the store: slices 02-05 encoded are read
         count.encode_stored("06", model, test, True)
         count.boxes("06", model, test, 1, True)
@@ -257,7 +257,7 @@ def profile_workload(cfg: Mapping[str, Any], subjects: pd.DataFrame, slices: pd.
         count.add("06", f"{ft_model} (finetuned)", "encode", len(test), True)
         count.boxes("06", f"{ft_model} (finetuned)", test, 1, True)
     v = cfg["video3d"]
-    frames = _volume_slices(cfg, subjects, slices, v["datasets"], v["split"], int(v["max_subjects_per_dataset"]))
+    frames = _volume_slices(subjects, slices, v["datasets"], v["split"], int(v["max_subjects_per_dataset"]))
     if v["real_spine"]:
         frames = pd.concat([frames, _labelled(slices, _real_subjects(subjects, int(v["max_real_subjects"])))])
     tissues = set(v["tissues"])

@@ -495,7 +495,10 @@ def _bench_run(cfg: dict, run: str | None) -> int:
         raise UserError(f"{costs_path}: no unit costs measured on this machine (mskseg bench units --profile "
                         f"{cfg['profile']})")
     manifest = json.loads(manifest_path.read_text())
-    floor = ledger_floor(ledger_path, read_costs(costs_path))
+    try:
+        floor = ledger_floor(ledger_path, read_costs(costs_path))
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     wall_total = floor_total = 0.0
     print(f"run {run_dir} ({manifest.get('status')}); unit costs {costs_path}")
     print(f"  {'notebook':<28} {'wall s':>9} {'floor s':>9} {'wall/floor':>10}")

@@ -41,3 +41,12 @@ def test_a_structure_always_in_the_same_place_is_found_by_the_mean_box(tmp_path)
     # tibia: 2 predictions, 1 hit of 2 instances: precision 0.5 x recall 0.5
     assert df.loc["tibia", "mAP50_mean_box"] == pytest.approx(0.25)
     assert df.loc["all", "mAP50_mean_box"] == pytest.approx(df.loc[["femur", "tibia"], "mAP50_mean_box"].mean())
+
+
+def test_a_malformed_label_file_is_named(tmp_path):
+    from mskseg_lib.data.errors import DataError
+
+    root = _export(tmp_path, {"train": [["0 0.3 0.3 0.2 0.2"]], "val": [["0 0.3 0.3 0.2 0.2"]],
+                              "test": [["0 0.3 0.3 0.2"]]})  # four numbers
+    with pytest.raises(DataError, match="test/0.txt"):
+        mean_box_baseline(root, "D", "test")

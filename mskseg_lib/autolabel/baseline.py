@@ -15,6 +15,7 @@ import pandas as pd
 import torch
 
 from mskseg_lib.autolabel.detector import _scan_export, export_yaml_path
+from mskseg_lib.data.errors import DataError
 
 
 def _boxes(label: Path | None) -> np.ndarray:
@@ -22,7 +23,10 @@ def _boxes(label: Path | None) -> np.ndarray:
     if label is None or not Path(label).is_file():
         return np.zeros((0, 5))
     rows = [line.split() for line in Path(label).read_text().splitlines() if line.strip()]
-    return np.asarray(rows, float).reshape(-1, 5)
+    try:
+        return np.asarray(rows, float).reshape(-1, 5)
+    except ValueError:
+        raise DataError(Path(label), "not a YOLO label file (lines of: class cx cy w h)") from None
 
 
 def _xyxy(b: np.ndarray) -> np.ndarray:

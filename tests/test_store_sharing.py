@@ -55,3 +55,27 @@ def test_weights_of_unknown_digest_never_share(tmp_path):
         _, n = encode_through_store(random_model, stack, [(8, 8)] * 2, 2, cache)
         assert n == 2
     assert not (tmp_path / "store").exists()
+
+
+def test_a_finetuned_encoder_stores_under_its_own_weights_and_is_found_by_content(tmp_path):
+    from mskseg_lib.evaluation.zero_shot import _store_folder
+
+    base = _Stub()
+    assert _store_folder(base, "stub") == "stub"
+    decoder_only = _Stub()
+    decoder_only.embedding_source = {"model_key": "stub"}  # a frozen-encoder finetune reads the initial model's
+    assert _store_folder(decoder_only, "finetuned") == "stub"
+    tuned_a, tuned_b = _Stub("12" * 32), _Stub("34" * 32)
+    for m in (tuned_a, tuned_b):
+        m.checkpoint = {**m.checkpoint, "initial": {"sha256": "ab" * 32}}
+    assert _store_folder(tuned_a, "finetuned") == "finetuned-" + "12" * 6
+    assert _store_folder(tuned_a, "finetuned") != _store_folder(tuned_b, "finetuned")
+    # what 03 scored with a finetuned encoder, AutoLabel finds by content: no second encode
+    cache = EmbeddingCache(tmp_path / "store")
+    stack = np.arange(2 * 8 * 8, dtype=np.uint8).reshape(2, 8, 8)
+    entry = CacheEntry(cache, _store_folder(tuned_a, "finetuned"), "D", "S1", key="stack-key")
+    subject_embeddings(tuned_a, stack, [0, 1], [(8, 8)] * 2, 1, entry)
+    _, n = encode_through_store(tuned_a, stack, [(8, 8)] * 2, 2, cache)
+    assert n == 0 and tuned_a.calls == 2
+    _, n = encode_through_store(tuned_b, stack, [(8, 8)] * 2, 2, cache)  # other weights: their own embeddings
+    assert n == 2

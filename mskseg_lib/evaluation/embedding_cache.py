@@ -120,13 +120,14 @@ class EmbeddingCache:
                 save_file(tensors, str(tmp), metadata={"key": key})
         return folder
 
-    def content_path(self, model_key: str, digest: str) -> Path:
-        """Where the embedding of an encoder input with this content digest lives (``content_digest``)."""
-        return self.root / model_key / CONTENT_DIR / digest[:2] / f"{digest}{SUFFIX}"
+    def content_path(self, digest: str) -> Path:
+        """Where the embedding of an encoder input with this content digest lives (``content_digest``:
+        the model's identity is part of it, so every model shares one folder)."""
+        return self.root / CONTENT_DIR / digest[:2] / f"{digest}{SUFFIX}"
 
-    def link_content(self, source: Path, model_key: str, digest: str) -> None:
+    def link_content(self, source: Path, digest: str) -> None:
         """Make ``source`` findable by content too: a hard link (no extra disk), else a copy."""
-        target = self.content_path(model_key, digest)
+        target = self.content_path(digest)
         if target.exists():
             return
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -240,13 +241,13 @@ def subject_embeddings(model: Segmenter, stack: np.ndarray, store_indices: Seque
                              {wanted[j]: e for j, e in zip(todo, fresh)})
             for j in todo:  # findable by content: AutoLabel and video3d feed the same slices
                 entry.cache.link_content(entry.cache.path(entry.model_key, entry.dataset, entry.subject_id, wanted[j]),
-                                         entry.model_key, content_digest(model, stack[wanted[j]], resized_hw[j]))
+                                         content_digest(model, stack[wanted[j]], resized_hw[j]))
         have = {**have, **{wanted[j]: e for j, e in zip(todo, fresh)}}
     return have, len(todo)
 
 
 def encode_through_store(model: Segmenter, images: np.ndarray, resized_hw: Sequence[tuple[int, int]],
-                         batch_size: int, cache: EmbeddingCache | None, model_key: str | None = None,
+                         batch_size: int, cache: EmbeddingCache | None,
                          device: torch.device | None = None) -> tuple[list[Embedding], int]:
     """Embeddings of model-size slices, looked up in the store by content first (``content_digest``),
     the rest encoded in batches, rounded as stored and saved by content; no store: all encoded.
@@ -262,9 +263,8 @@ def encode_through_store(model: Segmenter, images: np.ndarray, resized_hw: Seque
     if cache is None or model_identity(model).split("@", 1)[1].startswith("unverified"):
         # no store, or weights of unknown digest (random test models): nothing to share safely
         return encode_in_batches(model, images, resized_hw, batch_size), len(images)
-    key = model_key or getattr(model, "zoo_name", None) or getattr(model, "name", "model")
     digests = [content_digest(model, images[i], resized_hw[i]) for i in range(len(images))]
-    out: list[Embedding | None] = [cache._read(cache.content_path(key, d), None, device or model.device)
+    out: list[Embedding | None] = [cache._read(cache.content_path(d), None, device or model.device)
                                    for d in digests]
     todo = [i for i, e in enumerate(out) if e is None]
     if todo:
@@ -273,7 +273,7 @@ def encode_through_store(model: Segmenter, images: np.ndarray, resized_hw: Seque
         for i, e in zip(todo, fresh):
             e = round_trip(e)
             out[i] = e
-            path = cache.content_path(key, digests[i])
+            path = cache.content_path(digests[i])
             path.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(path) as tmp:
                 save_file({k: v.detach().to("cpu", torch.float16).contiguous() for k, v in e.items()}, str(tmp),

@@ -35,8 +35,8 @@ def all_slices_selection(datasets: Sequence[str], split: str | Sequence[str],
 def exact_box_settings(settings: ZeroShotSettings, cache_embeddings: bool | None = None) -> ZeroShotSettings:
     """``settings`` with only the exact ground-truth boxes and no HD95: what whole volumes need.
 
-    ``cache_embeddings=False`` for a model whose encoder was finetuned: its embeddings must not
-    land in (or come from) the shared cache of the initial model; None keeps the setting.
+    ``cache_embeddings`` overrides the setting (None keeps it); a finetuned encoder's embeddings
+    go to their own store folder (``<key>-<weights digest>``), never the initial model's.
     """
     extra = {} if cache_embeddings is None else {"cache_embeddings": cache_embeddings}
     return dataclasses.replace(settings, conditions=({"name": CONDITION, "jitter_px": 0},), hd95=False, **extra)

@@ -236,6 +236,19 @@ def _subject_labels(model_key: str, dataset: str, subject_id: str) -> _SubjectLa
                           {lab.value: lab.tissue_class for lab in spec.labels})
 
 
+def _store_folder(model: Segmenter, model_key: str) -> str:
+    """The store folder of a model's embeddings: the initial model's for a decoder-only finetune
+    (``embedding_source``); ``<key>-<weights digest>`` for a finetuned encoder (its own
+    embeddings, never mixed with another run's); else the model key."""
+    source = getattr(model, "embedding_source", None) or {}
+    if source:
+        return str(source.get("model_key", model_key))
+    checkpoint = getattr(model, "checkpoint", None) or {}
+    if isinstance(checkpoint, dict) and "initial" in checkpoint:  # finetuning.evaluate.finetuned_segmenter
+        return f"{model_key}-{str(checkpoint.get('sha256') or '')[:12]}"
+    return model_key
+
+
 def _embed_slices(model: Segmenter, model_key: str, rows: pd.DataFrame, subject: Mapping[str, Any],
                   geoms: list[SliceGeometry], cache: EmbeddingCache | None,
                   encode_batch_size: int,
@@ -245,7 +258,7 @@ def _embed_slices(model: Segmenter, model_key: str, rows: pd.DataFrame, subject:
     stack, _ = subject_stacks(subject, size)
     entry = None
     if cache is not None:
-        cache_model = (getattr(model, "embedding_source", None) or {}).get("model_key", model_key)
+        cache_model = _store_folder(model, model_key)
         entry = CacheEntry(cache, cache_model, str(subject["dataset"]), str(subject["subject_id"]),
                            cache_key(model, subject.get(f"slices_{size}_image")))
     store = [int(s) for s in rows["store_index"]]

@@ -129,7 +129,7 @@ def evaluate_run(experiment: Experiment, run_dir: Path, *, prepared_dir: Path,
         The run's subject table (``aggregate.subject_table``); empty without slice results.
     """
     selection, settings = scoring_settings(evaluation, list(experiment.eval_datasets), mask_grid_px=mask_grid_px,
-                                           cache_embeddings=experiment.strategy == "partial", models=models,
+                                           cache_embeddings=True, models=models,
                                            seed=seed, preparation=preparation)
     res = run_zero_shot(prepared_dir, Path(run_dir) / "evaluation", [FINETUNED_KEY], selection, settings,
                         cache_dir=embedding_cache_dir, profile=profile, progress=progress,
@@ -194,6 +194,5 @@ def predict_run_volumes(experiment: Experiment, run_dir: Path, *, prepared_dir: 
     loader = _loader(experiment, Path(run_dir), settings.models, base_factory)
     return {d: predict_volumes(prepared_dir, Path(run_dir) / "volumes" / d, FINETUNED_KEY, [d], split, settings,
                                max_subjects_per_dataset=max_subjects_per_dataset, cache_dir=cache_dir,
-                               profile=profile, model_loader=loader, progress=progress,
-                               cache_embeddings=experiment.strategy == "partial")
+                               profile=profile, model_loader=loader, progress=progress)
             for d in datasets}

@@ -174,6 +174,10 @@ SCHEMA: dict[str, Any] = {
             "iou": NUM,  # NMS IoU threshold
             "max_det": int,  # boxes per slice at most
             "augment": dict,  # ultralytics augmentation hyper-parameters, given to the trainer as they are
+            "nominal_batch_size": int,  # ultralytics nbs: images per optimizer step (optional; 64)
+            "max_train_images": int,  # training images per dataset, spread evenly; 0 = all (optional)
+            "optimizer": str,  # ultralytics optimizer: auto, SGD, AdamW, ... (optional; auto)
+            "lr0": NUM,  # initial learning rate (optional; ignored by optimizer auto)
         },
         "postprocess": {
             "enabled": bool,
@@ -210,7 +214,10 @@ SCHEMA: dict[str, Any] = {
 }
 
 # keys a profile may leave out (dotted: inside a section the profile has)
-OPTIONAL_DEFAULTS: dict[str, Any] = {"datasets": [], "models.cpu_compile": False, "biomarkers.max_real_subjects": 0}
+OPTIONAL_DEFAULTS: dict[str, Any] = {"datasets": [], "models.cpu_compile": False, "biomarkers.max_real_subjects": 0,
+                                     "autolabel.detector.nominal_batch_size": 64,
+                                     "autolabel.detector.max_train_images": 0,
+                                     "autolabel.detector.optimizer": "auto", "autolabel.detector.lr0": 0.01}
 
 ALLOWED_VALUES = {
     "prepare.on_bad_input": {"raise", "skip"},

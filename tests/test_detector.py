@@ -57,7 +57,8 @@ def write_export(data_root: Path, dataset: str = DATASET, sizes: dict[str, int] 
 
 SEED = 7
 SETTINGS = D.DetectorSettings(model="yolov8n", image_size_px=64, epochs=1, batch_size=4, patience=5, workers=0,
-                              conf=0.001, iou=0.7, max_det=15, augment=dict(AUGMENT))
+                              conf=0.001, iou=0.7, max_det=15, augment=dict(AUGMENT),
+                              nominal_batch_size=4, optimizer="AdamW", lr0=0.003)  # none an ultralytics default
 
 
 @dataclasses.dataclass
@@ -159,6 +160,8 @@ def test_profile_augmentation_reaches_the_trainer(trained):
         assert args[key] == pytest.approx(value), key
         assert on_disk[key] == pytest.approx(value), key
     assert (args["imgsz"], args["epochs"], args["batch"], args["seed"]) == (64, 1, 4, 7)
+    assert args["nbs"] == 4 and on_disk["nbs"] == 4  # one optimizer step per batch, not per 64 images
+    assert (args["optimizer"], args["lr0"]) == ("AdamW", pytest.approx(0.003))
     assert args["plots"] is False and args["pretrained"] is False
 
 
@@ -208,6 +211,25 @@ def test_training_data_yaml(trained, tmp_path):
     empty_val = write_export(tmp_path / "root", "NoVal", {"train": 2, "val": 0, "test": 1})
     with pytest.raises(DataError, match=r"NoVal\.yaml.*val split has no images"):
         D.training_data_yaml(empty_val, tmp_path / "d3")
+
+
+def test_max_train_images_keeps_an_even_spread_and_names_the_cap(tmp_path):
+    export_yaml = write_export(tmp_path / "data", "Spread", {"train": 9, "val": 1, "test": 1})
+    export = D._scan_export(export_yaml)
+    assert D._capped(export, 0) is export and D._capped(export, 9) is export
+    capped = D._capped(export, 3)
+    assert [img.name for img, _ in capped.files["train"]] == ["train00.png", "train04.png", "train08.png"]
+    assert capped.files["val"] == export.files["val"] and capped.files["test"] == export.files["test"]
+    assert capped.digest != export.digest != D._capped(export, 4).digest
+    # the trainer sees only the kept images, and the cap is part of what decides the weights
+    project = Project(tmp_path)
+    seen: dict = {}
+    run = D.train_detector("Spread", tmp_path / "data" / "prepared", project.detectors_dir,
+                           dataclasses.replace(SETTINGS, max_train_images=3), seed=SEED, device="cpu", progress=False,
+                           callbacks={"on_train_start": lambda t: seen.update(files=list(t.train_loader.dataset.im_files))})
+    assert sorted(Path(f).name for f in seen["files"]) == ["train00.png", "train04.png", "train08.png"]
+    record = json.loads((run.weights.parent / D.RUN_RECORD).read_text())
+    assert record["fingerprint_inputs"]["max_train_images"] == 3 and record["n_images"]["train"] == 3
 
 
 def test_second_call_reuses_and_changed_setting_retrains(trained, monkeypatch):

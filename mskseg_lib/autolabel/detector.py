@@ -79,6 +79,7 @@ _IMAGE_SUFFIXES = {".bmp", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp"}
 _RESERVED_TRAIN_ARGS = {
     "data", "imgsz", "epochs", "batch", "patience", "workers", "seed", "deterministic", "device", "project",
     "name", "exist_ok", "plots", "amp", "verbose", "val", "pretrained", "model", "task", "mode", "resume", "split",
+    "nbs", "optimizer", "lr0",
 }
 # Files ultralytics drops in the current directory when a path or weight name goes astray.
 _STRAY_NAMES = {"runs", "weights", "datasets"}
@@ -105,6 +106,15 @@ class DetectorSettings:
     are the score and NMS IoU thresholds (0-1) at inference, ``max_det`` the most boxes per
     slice. ``augment`` holds ultralytics augmentation settings, given to the trainer as they
     are (see :func:`validate_augment`).
+
+    ``nominal_batch_size`` is ultralytics' ``nbs``: gradients of ``nbs / batch_size`` batches
+    are accumulated into one optimizer step (its default 64). On a few dozen training images an
+    epoch is a handful of batches, so a small ``nbs`` (equal to ``batch_size``) gives the
+    optimizer one step per batch instead of one per epoch. ``max_train_images`` (0: all) trains
+    on that many training images spread evenly over the sorted export (subjects and slices), a
+    count trim for CPU profiles; validation and test images are never trimmed. ``optimizer``
+    and ``lr0`` are ultralytics' (``auto`` picks the optimizer and its learning rate itself and
+    ignores ``lr0``).
     """
 
     model: str = "yolov8s"
@@ -117,6 +127,10 @@ class DetectorSettings:
     iou: float = 0.7
     max_det: int = 50
     augment: Mapping[str, Any] = field(default_factory=lambda: dict(STUDY_AUGMENT))
+    nominal_batch_size: int = 64
+    max_train_images: int = 0
+    optimizer: str = "auto"
+    lr0: float = 0.01
 
     def as_record(self) -> dict[str, Any]:
         """The settings as a JSON-ready dict (the layout of the profile's ``autolabel.detector``)."""
@@ -307,6 +321,19 @@ def _scan_export(export_yaml: Path) -> _Export:
     return _Export(export_yaml, names, files, h.hexdigest()[:20])
 
 
+def _capped(export: _Export, max_train_images: int) -> _Export:
+    """The export with at most ``max_train_images`` training images, spread evenly through the
+    sorted list (so every subject and the whole slice range stay represented); 0 keeps all. The
+    digest names the cap, so a capped mirror and trained weights are never taken for full ones."""
+    train = export.files["train"]
+    if max_train_images <= 0 or len(train) <= max_train_images:
+        return export
+    keep = np.unique(np.round(np.linspace(0, len(train) - 1, max_train_images)).astype(int))
+    files = {**export.files, "train": [train[i] for i in keep]}
+    digest = hashlib.sha256(f"{export.digest}:train<={max_train_images}".encode()).hexdigest()[:20]
+    return dataclasses.replace(export, files=files, digest=digest)
+
+
 def _link_or_copy(src: Path, dst: Path) -> None:
     try:
         os.symlink(src.resolve(), dst)
@@ -435,6 +462,9 @@ def _fingerprint_inputs(settings: DetectorSettings, seed: int, dataset: str, aug
         "epochs": int(settings.epochs),
         "batch_size": int(settings.batch_size),
         "patience": int(settings.patience),
+        **({"nominal_batch_size": int(settings.nominal_batch_size)} if settings.nominal_batch_size != 64 else {}),
+        **({"max_train_images": int(settings.max_train_images)} if settings.max_train_images else {}),
+        **({"optimizer": str(settings.optimizer), "lr0": float(settings.lr0)} if settings.optimizer != "auto" else {}),
         "seed": int(seed),
         "augment": dict(sorted(augment.items())),
         "export_digest": export.digest,
@@ -475,7 +505,7 @@ class _Plan:
 def _plan(dataset: str, prepared_dir: Path, detectors_dir: Path, settings: DetectorSettings, seed: int) -> _Plan:
     """Scan the export and name the run folder; the fingerprint covers settings, seed and export."""
     augment = validate_augment(settings.augment)
-    export = _scan_export(export_yaml_path(prepared_dir, dataset))
+    export = _capped(_scan_export(export_yaml_path(prepared_dir, dataset)), int(settings.max_train_images))
     root = detector_dir(detectors_dir, dataset)
     inputs = _fingerprint_inputs(settings, seed, dataset, augment, export)
     return _Plan(dataset, export, root, root / str(settings.model), inputs, _fingerprint(inputs))
@@ -489,6 +519,9 @@ def _train_args(plan: _Plan, data_yaml: Path, settings: DetectorSettings, seed: 
         "imgsz": int(settings.image_size_px),
         "epochs": int(settings.epochs),
         "batch": int(settings.batch_size),
+        "nbs": int(settings.nominal_batch_size),
+        "optimizer": str(settings.optimizer),
+        "lr0": float(settings.lr0),
         "patience": int(settings.patience),
         "workers": int(settings.workers),
         "seed": int(seed),
@@ -769,7 +802,7 @@ def evaluate_detector(weights: Path, dataset: str, prepared_dir: Path, detectors
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    export = _scan_export(export_yaml_path(prepared_dir, dataset))
+    export = _capped(_scan_export(export_yaml_path(prepared_dir, dataset)), int(settings.max_train_images))
     n_split = len(export.files[split])
     if n_split == 0:
         raise DataError(export.yaml_path, f"the {split} split has no images to evaluate on")

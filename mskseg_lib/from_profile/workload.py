@@ -248,7 +248,9 @@ def profile_workload(cfg: Mapping[str, Any], subjects: pd.DataFrame, slices: pd.
         count.boxes("05", f"{ft_model} (finetuned)", vol)
     a = cfg["autolabel"]
     train = _volume_slices(subjects, slices, a["datasets"], "train", 0)
-    count.add("06", a["detector"]["model"], "detector_image", len(train) * int(a["detector"]["epochs"]))
+    cap = int(a["detector"].get("max_train_images", 0))  # per dataset
+    n_train = sum(min(n, cap) if cap > 0 else n for n in train.groupby("dataset").size()) if len(train) else 0
+    count.add("06", a["detector"]["model"], "detector_image", n_train * int(a["detector"]["epochs"]))
     test = _volume_slices(subjects, slices, a["datasets"], a["split"], int(a["max_subjects_per_dataset"]))
     for model in use(a["models"]):  # through the store: slices 02-05 encoded are read
         count.encode_stored("06", model, test, True)

@@ -18,11 +18,15 @@ Results go to stdout; the library's log messages go to stderr (``logging``, conf
 keeps only warnings and errors. A user error (any :class:`mskseg_lib.errors.UserError`: an
 invalid profile, bad input data, an unknown notebook number, a missing checkpoint) prints one
 line ``mskseg: error: ...`` and exits 2 without a traceback; a failing notebook exits 1; any
-other exception is a bug and keeps its traceback.
+other exception is a bug and keeps its traceback. A full disk or a read-only output folder is
+such a user error (:class:`mskseg_lib.atomic.OutputWriteError`), and so is a second command on a
+profile whose runs folder another command is writing (:class:`mskseg_lib.run_lock.RunLocked`):
+every stage command holds that folder's lock while it works (``_stage``).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,7 +71,21 @@ def _profile_arg(p: argparse.ArgumentParser) -> None:
 def _load(name: str) -> dict:
     from mskseg_lib.from_profile import load_profile
 
-    return load_profile(name)
+    return load_profile(name, check_lock=False)
+
+
+def _stage(args: argparse.Namespace) -> dict:
+    """Load ``args.profile`` and hold its runs folder's lock until the command ends
+    (:mod:`mskseg_lib.run_lock`): a second stage command on the same profile refuses at once."""
+    from mskseg_lib import run_lock
+    from mskseg_lib.config import resolve_path
+
+    cfg = _load(args.profile)
+    stack = getattr(args, "_exit_stack", None)
+    if stack is not None:
+        argv = getattr(args, "_argv", None) or []
+        stack.enter_context(run_lock.hold(resolve_path(cfg, "runs_dir"), " ".join(["mskseg", *argv])))
+    return cfg
 
 
 def _report(result: Any) -> None:
@@ -241,7 +259,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 @command("cohort", "generate the synthetic MSK MRI cohort of a profile", _profile_arg)
 def _cohort(args: argparse.Namespace) -> int:
-    cfg = _load(args.profile)
+    cfg = _stage(args)
     from mskseg_lib.from_profile import data as fp_data
 
     _report(fp_data.generate(cfg))  # None (nothing printed) when the profile disables the cohort
@@ -250,7 +268,7 @@ def _cohort(args: argparse.Namespace) -> int:
 
 @command("prepare", "prepare slices, splits and exports of a profile", _profile_arg)
 def _prepare(args: argparse.Namespace) -> int:
-    cfg = _load(args.profile)
+    cfg = _stage(args)
     from mskseg_lib.from_profile import data as fp_data
 
     _report(fp_data.prepare(cfg))
@@ -259,7 +277,7 @@ def _prepare(args: argparse.Namespace) -> int:
 
 @command("zero-shot", "evaluate the profile's zoo models zero-shot (resumable run folder)", _profile_arg)
 def _zero_shot(args: argparse.Namespace) -> int:
-    cfg = _load(args.profile)
+    cfg = _stage(args)
     from mskseg_lib.atomic import save_csv
     from mskseg_lib.evaluation.aggregate import dataset_mean_tissue
     from mskseg_lib.evaluation.zero_shot import run_zero_shot
@@ -291,7 +309,7 @@ def _finetune(args: argparse.Namespace) -> int:
     """Single process: train and score the grid. Under ``torchrun`` (WORLD_SIZE > 1) or with
     ``--train-only`` every rank trains the named runs together; scoring is left to a
     single-process call."""
-    cfg = _load(args.profile)
+    cfg = _load(args.profile) if args.list else _stage(args)
     from mskseg_lib.finetuning.runner import grid_runs, run_finetune
     from mskseg_lib.from_profile.finetune import finetune_inputs
 
@@ -319,7 +337,7 @@ def _train_detector_args(p: argparse.ArgumentParser) -> None:
 @command("train-detector", "train (or reuse) the AutoLabel detector of each dataset; score it on the test split",
          _train_detector_args)
 def _train_detector(args: argparse.Namespace) -> int:
-    cfg = _load(args.profile)
+    cfg = _stage(args)
     from mskseg_lib.autolabel.run import train_detectors
     from mskseg_lib.from_profile.autolabel import detector_datasets, train_inputs
 
@@ -350,7 +368,7 @@ def _autolabel_args(p: argparse.ArgumentParser) -> None:
 @command("autolabel", "label volumes with no human prompt: detector boxes -> segmenter -> 3D NIfTI "
                       "(resumable; under torchrun the volumes are split across ranks)", _autolabel_args)
 def _autolabel(args: argparse.Namespace) -> int:
-    cfg = _load(args.profile)
+    cfg = _stage(args)
     from mskseg_lib.autolabel.run import label_volumes
     from mskseg_lib.from_profile.autolabel import label_inputs
 
@@ -380,7 +398,7 @@ def _video3d_args(p: argparse.ArgumentParser) -> None:
 @command("video3d", "segment structures through a volume from a few clicks (or a detector's best box per "
                     "structure): SAM2 video propagation, or slice-to-slice carrying for image-only models", _video3d_args)
 def _video3d(args: argparse.Namespace) -> int:
-    cfg = _load(args.profile)
+    cfg = _stage(args)
     from mskseg_lib.from_profile.video3d import segment_inputs
     from mskseg_lib.video3d.segment import segment_file
 
@@ -601,7 +619,7 @@ def _estimate(cfg: dict, gpus: list[int], costs_arg: str) -> int:
 @command("bench", "measure performance (storage per slice; zero-shot pipeline vs model floor; finetune steps; "
                   "video3d in-memory frames vs JPEG folder)", _bench_args)
 def _bench(args: argparse.Namespace) -> int:
-    cfg = _load(args.profile)
+    cfg = _load(args.profile) if args.target == "run" else _stage(args)
     from mskseg_lib.atomic import write_json
     from mskseg_lib.config import resolve_path
     from mskseg_lib.data.slice_store import measure_storage
@@ -715,10 +733,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     interrupted. Any other exception propagates with its traceback: it is a bug.
     """
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     configure_logging(args.log_level)
     try:
-        return int(args._handler(args) or 0)
+        with contextlib.ExitStack() as stack:  # what a handler holds (a run lock) is released here
+            args._exit_stack, args._argv = stack, argv
+            return int(args._handler(args) or 0)
     except KeyboardInterrupt:
         print("mskseg: interrupted", file=sys.stderr)
         return 130

@@ -27,6 +27,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from mskseg_lib import atomic
 from mskseg_lib.provenance import utc_now_iso
+from mskseg_lib.settings import relative_to_root
 
 __all__ = ["NotebookPage", "NOTEBOOKS_DIRNAME", "INDEX_NAME", "render_notebook", "notebook_title",
            "read_pages", "write_index"]
@@ -103,7 +104,8 @@ def render_notebook(executed: Path, tables_dir: Path, *, status: str = "ok", sec
     seconds : float, optional
         Wall time of the notebook, shown on the front page.
     run_dir : Path, optional
-        The run folder (default: the folder of ``executed``).
+        The run folder (default: the folder of ``executed``); recorded relative to the project
+        root when inside it.
 
     Returns
     -------
@@ -121,7 +123,7 @@ def render_notebook(executed: Path, tables_dir: Path, *, status: str = "ok", sec
     html_path = atomic.write_text(folder / f"{executed.stem}.html", body)
     page = NotebookPage(stem=executed.stem, title=notebook_title(nb, executed.stem), html_name=html_path.name,
                         status=status, seconds=None if seconds is None else round(float(seconds), 1),
-                        run_dir=str(run_dir or executed.parent), rendered_utc=utc_now_iso())
+                        run_dir=relative_to_root(run_dir or executed.parent), rendered_utc=utc_now_iso())
     pages = {p.stem: p for p in read_pages(tables_dir)}
     pages[page.stem] = page
     atomic.write_json(folder / PAGES_RECORD, {k: vars(v) for k, v in sorted(pages.items())})

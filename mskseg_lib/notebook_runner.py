@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-from mskseg_lib import atomic, companion, ledger, provenance, reporting, run_progress
+from mskseg_lib import atomic, companion, ledger, provenance, reporting, run_lock, run_progress
 from mskseg_lib.config import profile_path, resolve_path
 from mskseg_lib.errors import UserError
 from mskseg_lib.from_profile import load_profile
@@ -227,110 +227,115 @@ def run_notebooks(
     """Execute the notebooks of ``profile`` (a name in ``params/`` or a YAML path) in order.
 
     Returns the run folder. Raises ``ProfileError`` before anything runs when the profile is
-    invalid, ``NotebookSelectionError`` for a bad ``only``, and ``NotebookFailed`` when a notebook
-    raises (the manifest then marks it failed and the later ones not run). Before each notebook
-    and every ``heartbeat_s`` seconds while it runs (0: never), ``log`` gets the run's progress:
-    notebook i of N, elapsed, and an ETA from the profile's earlier runs (``run_progress``).
+    invalid, ``NotebookSelectionError`` for a bad ``only``, ``RunLocked`` when another command is
+    writing the profile's runs folder (its kernels inherit this run's lock, :mod:`.run_lock`),
+    and ``NotebookFailed`` when a notebook raises (the manifest then marks it failed and the
+    later ones not run). Before each notebook and every ``heartbeat_s`` seconds while it runs
+    (0: never), ``log`` gets the run's progress: notebook i of N, elapsed, and an ETA from the
+    profile's earlier runs (``run_progress``).
     """
     import papermill as pm  # heavy; only needed here
 
-    cfg = load_profile(profile)
+    cfg = load_profile(profile, check_lock=False)  # the lock is taken below
     folder = Path(notebooks_dir) if notebooks_dir is not None else default_notebooks_dir()
     notebooks = discover_notebooks(only, folder)
     if not notebooks:
         raise NotebookSelectionError(f"no notebooks matching NN_*.ipynb in {folder}")
     titles = notebook_titles(discover_notebooks(None, folder))
 
-    if kernel_name == KERNEL_NAME:
-        ensure_kernelspec()
-    run_dir = _new_run_dir(resolve_path(cfg, "runs_dir"))
-    manifest_path = run_dir / "manifest.json"
-    ledger_path = run_dir / "encoder_ledger.jsonl"
-    timings: dict[str, float] = {}
-    records: list[dict[str, Any]] = [
-        {"notebook": nb.stem, "status": "pending", "seconds": None, "output": str(run_dir / nb.name)}
-        for nb in notebooks
-    ]
-    started = time.perf_counter()
+    selected = (only if isinstance(only, str) else ",".join(only)) if only else ""
+    command = f"mskseg run --profile {profile}" + (f" --only {selected}" if selected else "")
+    with run_lock.hold(resolve_path(cfg, "runs_dir"), command):  # one run per profile; kernels run under it
+        if kernel_name == KERNEL_NAME:
+            ensure_kernelspec()
+        run_dir = _new_run_dir(resolve_path(cfg, "runs_dir"))
+        manifest_path = run_dir / "manifest.json"
+        ledger_path = run_dir / "encoder_ledger.jsonl"
+        timings: dict[str, float] = {}
+        records: list[dict[str, Any]] = [
+            {"notebook": nb.stem, "status": "pending", "seconds": None, "output": str(run_dir / nb.name)}
+            for nb in notebooks
+        ]
+        started = time.perf_counter()
 
-    def write(status: str, error: str | None = None) -> None:
-        provenance.write_manifest(
-            manifest_path,
-            profile=str(cfg["profile"]),
-            seed=cfg.get("seed"),
-            config=cfg,
-            timings=timings,
-            extra={
-                "status": status,
-                "error": error,
-                "profile_source": str(profile_path(profile).resolve()),
-                "run_dir": str(run_dir),
-                "notebooks_dir": str(folder.resolve()),
-                "only": list(only.split(",")) if isinstance(only, str) else (list(only) if only else None),
-                "notebooks": records,
-                "total_seconds": round(time.perf_counter() - started, 3),
-                # per notebook and model: slices encoded and unique slices; run: their ratio
-                "encoders": ledger.summarise(ledger_path),
-                # compute floor per notebook from the ledger and `mskseg bench units` (when measured)
-                "floor_s": _floor(cfg, ledger_path),
-            },
-        )
+        def write(status: str, error: str | None = None) -> None:
+            provenance.write_manifest(
+                manifest_path,
+                profile=str(cfg["profile"]),
+                seed=cfg.get("seed"),
+                config=cfg,
+                timings=timings,
+                extra={
+                    "status": status,
+                    "error": error,
+                    "profile_source": str(profile_path(profile).resolve()),
+                    "run_dir": str(run_dir),
+                    "notebooks_dir": str(folder.resolve()),
+                    "only": list(only.split(",")) if isinstance(only, str) else (list(only) if only else None),
+                    "notebooks": records,
+                    "total_seconds": round(time.perf_counter() - started, 3),
+                    # per notebook and model: slices encoded and unique slices; run: their ratio
+                    "encoders": ledger.summarise(ledger_path),
+                    # compute floor per notebook from the ledger and `mskseg bench units` (when measured)
+                    "floor_s": _floor(cfg, ledger_path),
+                },
+            )
 
-    write("running")
-    recorded = run_progress.recorded_seconds(resolve_path(cfg, "runs_dir"), exclude=run_dir)
-    total = len(notebooks)
-    eta, unknown = run_progress.eta_seconds([nb.stem for nb in notebooks], recorded)
-    expected = (f"expected {run_progress.format_duration(eta)} from earlier runs" if not unknown else
-                f"no recorded time yet for {len(unknown)} of them" if len(unknown) < total else "no earlier run recorded")
-    log(f"run {cfg['profile']}: {total} notebook(s) -> {run_dir} ({expected})")
-    with _kernel_environment(str(profile), ledger_path):
-        for i, (nb, record) in enumerate(zip(notebooks, records), start=1):
-            output = run_dir / nb.name
-            prefix = f"[{i}/{total}] {nb.stem}"
-            nb_started = time.perf_counter()
-            remaining = [later.stem for later in notebooks[i:]]
+        write("running")
+        recorded = run_progress.recorded_seconds(resolve_path(cfg, "runs_dir"), exclude=run_dir)
+        total = len(notebooks)
+        eta, unknown = run_progress.eta_seconds([nb.stem for nb in notebooks], recorded)
+        expected = (f"expected {run_progress.format_duration(eta)} from earlier runs" if not unknown else
+                    f"no recorded time yet for {len(unknown)} of them" if len(unknown) < total else "no earlier run recorded")
+        log(f"run {cfg['profile']}: {total} notebook(s) -> {run_dir} ({expected})")
+        with _kernel_environment(str(profile), ledger_path):
+            for i, (nb, record) in enumerate(zip(notebooks, records), start=1):
+                output = run_dir / nb.name
+                prefix = f"[{i}/{total}] {nb.stem}"
+                nb_started = time.perf_counter()
+                remaining = [later.stem for later in notebooks[i:]]
 
-            def line(nb: Path = nb, i: int = i, nb_started: float = nb_started, remaining: list = remaining) -> str:
-                now = time.perf_counter()
-                return run_progress.progress_line(i, total, nb.stem, now - started, now - nb_started, remaining,
-                                                  recorded)
+                def line(nb: Path = nb, i: int = i, nb_started: float = nb_started, remaining: list = remaining) -> str:
+                    now = time.perf_counter()
+                    return run_progress.progress_line(i, total, nb.stem, now - started, now - nb_started, remaining,
+                                                      recorded)
 
-            log(line())
-            os.environ[ledger.NOTEBOOK_ENV] = nb.stem
-            record["status"] = "running"
-            write("running")
-            try:
-                with provenance.timed(timings, nb.stem), run_progress.Heartbeat(line, log, heartbeat_s):
-                    pm.execute_notebook(
-                        str(nb),
-                        str(output),
-                        parameters={"profile": str(profile), "params": cfg},
-                        kernel_name=kernel_name,
-                        progress_bar=progress_bar,
-                        cwd=str(folder),
-                    )
-            except BaseException as exc:
-                interrupted = isinstance(exc, (KeyboardInterrupt, SystemExit))
-                record["status"] = "interrupted" if interrupted else "failed"
-                record["seconds"] = timings.get(nb.stem)
-                for later in records[i:]:
-                    later["status"] = "not run"
-                error = _describe(exc)
-                write(record["status"], f"{nb.stem}: {error}")
-                if not interrupted and output.exists():
-                    _publish(output, cfg, record, titles, log)
-                log(f"{prefix} ... {record['status'].upper()} after {record['seconds']:.1f} s: {error}")
-                if interrupted:
-                    raise
-                raise NotebookFailed(nb.stem, output, exc) from exc
-            record["status"] = "ok"
-            record["seconds"] = timings[nb.stem]
-            write("running" if i < total else "ok")
-            log(f"{prefix} ... done in {timings[nb.stem]:.1f} s")
-            _publish(output, cfg, record, titles, log)
+                log(line())
+                os.environ[ledger.NOTEBOOK_ENV] = nb.stem
+                record["status"] = "running"
+                write("running")
+                try:
+                    with provenance.timed(timings, nb.stem), run_progress.Heartbeat(line, log, heartbeat_s):
+                        pm.execute_notebook(
+                            str(nb),
+                            str(output),
+                            parameters={"profile": str(profile), "params": cfg},
+                            kernel_name=kernel_name,
+                            progress_bar=progress_bar,
+                            cwd=str(folder),
+                        )
+                except BaseException as exc:
+                    interrupted = isinstance(exc, (KeyboardInterrupt, SystemExit))
+                    record["status"] = "interrupted" if interrupted else "failed"
+                    record["seconds"] = timings.get(nb.stem)
+                    for later in records[i:]:
+                        later["status"] = "not run"
+                    error = _describe(exc)
+                    write(record["status"], f"{nb.stem}: {error}")
+                    if not interrupted and output.exists():
+                        _publish(output, cfg, record, titles, log)
+                    log(f"{prefix} ... {record['status'].upper()} after {record['seconds']:.1f} s: {error}")
+                    if interrupted:
+                        raise
+                    raise NotebookFailed(nb.stem, output, exc) from exc
+                record["status"] = "ok"
+                record["seconds"] = timings[nb.stem]
+                write("running" if i < total else "ok")
+                log(f"{prefix} ... done in {timings[nb.stem]:.1f} s")
+                _publish(output, cfg, record, titles, log)
 
-    index = reporting.write_index(cfg, titles)
-    write("ok")
-    log(f"all {total} notebook(s) done in {time.perf_counter() - started:.1f} s; "
-        f"manifest {manifest_path}; results index {index}")
-    return run_dir
+        index = reporting.write_index(cfg, titles)
+        write("ok")
+        log(f"all {total} notebook(s) done in {time.perf_counter() - started:.1f} s; "
+            f"manifest {manifest_path}; results index {index}")
+        return run_dir

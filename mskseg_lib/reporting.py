@@ -17,18 +17,20 @@ from __future__ import annotations
 
 import contextlib
 import json
-from pathlib import Path
+import os
+from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
 
 from mskseg_lib import atomic
 from mskseg_lib.config import resolve_path
 from mskseg_lib.provenance import utc_now_iso
+from mskseg_lib.settings import project_root, relative_to_root
 
 if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.figure import Figure
 
-__all__ = ["REGISTRY_NAME", "DATA_SOURCES", "save_table", "save_figure", "write_index",
+__all__ = ["REGISTRY_NAME", "DATA_SOURCES", "save_table", "save_figure", "write_index", "relative_paths",
            "read_registry", "dataset_sources", "profile_data_source", "caption_with_source"]
 
 REGISTRY_NAME = "_registry.json"
@@ -145,6 +147,34 @@ def _with_source(df: "pd.DataFrame", cfg: Mapping[str, Any], data_source: str | 
     return df.assign(data_source=whole), whole
 
 
+def relative_paths(df: "pd.DataFrame", root: Path | None = None) -> "pd.DataFrame":
+    """``df`` with every text cell that is an absolute path inside ``root`` (default: the project
+    root) made relative to it (:func:`mskseg_lib.settings.relative_to_root`).
+
+    Tables must not depend on where the checkout lies (a checkpoint, an output NIfTI of a run
+    folder); paths outside the root (a system-wide checkpoint) are kept as given.
+    """
+    base = Path(root) if root is not None else project_root()
+    prefix = os.path.abspath(base).rstrip(os.sep) + os.sep
+
+    def fix(value: Any) -> Any:
+        if isinstance(value, PurePath):
+            value = str(value)
+        if isinstance(value, str) and value.startswith(prefix):
+            return relative_to_root(value, base)
+        return value
+
+    from pandas.api.types import is_object_dtype, is_string_dtype
+
+    text = [i for i, dtype in enumerate(df.dtypes) if is_object_dtype(dtype) or is_string_dtype(dtype)]
+    if not text:
+        return df
+    out = df.copy()
+    for i in text:  # by position: a table may repeat a column name
+        out.isetitem(i, out.iloc[:, i].map(fix))
+    return out
+
+
 def save_table(
     df: "pd.DataFrame",
     cfg: Mapping[str, Any],
@@ -158,9 +188,11 @@ def save_table(
 
     A ``data_source`` column is added unless ``df`` has one (``data_source`` given, or inferred
     per dataset, see the module docstring), and the caption says when the data are synthetic.
+    Absolute paths inside the project are written relative to it (:func:`relative_paths`).
     """
     stem = _check_name(name, ".csv")
     folder = resolve_path(cfg, "tables_dir")
+    df = relative_paths(df)
     df, source = _with_source(df, cfg, data_source)
     caption = caption_with_source(caption, source)
     path = atomic.save_csv(df, folder / f"{stem}.csv")

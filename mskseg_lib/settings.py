@@ -21,6 +21,20 @@ def project_root() -> Path:
     return Path(os.environ.get("MSKSEG_ROOT", PROJECT_ROOT)).resolve()
 
 
+def relative_to_root(path: str | os.PathLike[str], root: str | os.PathLike[str] | None = None) -> str:
+    """``path`` relative to ``root`` (default: the project root) in POSIX form, for results that
+    must not depend on where the checkout lies (``/home/a/mskseg/runs/x.nii.gz`` ->
+    ``runs/x.nii.gz``); a relative path, or one outside ``root``, is returned as given."""
+    text = os.fspath(path)
+    if not text or not os.path.isabs(text):
+        return text
+    base = Path(os.path.abspath(root if root is not None else project_root()))
+    try:
+        return Path(os.path.abspath(text)).relative_to(base).as_posix() or "."
+    except ValueError:
+        return text
+
+
 def state_dir() -> Path:
     """Project-local folder for tool state (Jupyter, matplotlib, ultralytics)."""
     return project_root() / ".state"

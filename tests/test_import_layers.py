@@ -17,7 +17,7 @@ import pytest
 LIB = Path(__file__).resolve().parents[1] / "mskseg_lib"
 PIPELINE = ("data", "models", "evaluation", "finetuning", "stats", "biomarkers", "autolabel", "video3d", "plots")
 UTILITIES = {"errors", "atomic", "provenance", "settings", "config", "distributed", "reference", "logging_setup",
-             "workload", "run_progress", "ledger"}
+             "workload", "run_progress", "ledger", "run_lock"}
 EDGES = {"cli", "__main__", "envcheck", "notebook_runner", "reporting", "companion", "browser_check", "notebook_files",
          "from_profile"}
 

@@ -46,7 +46,7 @@ from mskseg_lib.settings import configure_environment
 
 configure_environment()  # before any ultralytics import: project-local config dir, offline
 
-from mskseg_lib.atomic import write_json, write_text  # noqa: E402
+from mskseg_lib.atomic import replace_folder, write_guard, write_json, write_text  # noqa: E402
 from mskseg_lib.data.errors import DataError  # noqa: E402
 from mskseg_lib.errors import UserError  # noqa: E402
 from mskseg_lib.provenance import fingerprint  # noqa: E402
@@ -349,23 +349,20 @@ def _write_training_data(export: _Export, out_dir: Path) -> Path:
     if not (stamp.is_file() and stamp.read_text().strip() == export.digest):
         out_dir.mkdir(parents=True, exist_ok=True)
         tmp = out_dir / f".dataset.tmp-{os.getpid()}"
-        old = out_dir / f".dataset.old-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         try:
-            for split, pairs in export.files.items():
-                (tmp / "images" / split).mkdir(parents=True)
-                (tmp / "labels" / split).mkdir(parents=True)
-                for img, lab in pairs:
-                    _link_or_copy(img, tmp / "images" / split / img.name)
-                    if lab is not None:
-                        _link_or_copy(lab, tmp / "labels" / split / lab.name)
-            (tmp / ".export-digest").write_text(export.digest + "\n")
-            if mirror.exists():
-                os.replace(mirror, old)
-            os.replace(tmp, mirror)
+            with write_guard(mirror, tmp):
+                for split, pairs in export.files.items():
+                    (tmp / "images" / split).mkdir(parents=True)
+                    (tmp / "labels" / split).mkdir(parents=True)
+                    for img, lab in pairs:
+                        _link_or_copy(img, tmp / "images" / split / img.name)
+                        if lab is not None:
+                            _link_or_copy(lab, tmp / "labels" / split / lab.name)
+                (tmp / ".export-digest").write_text(export.digest + "\n")
+                replace_folder(tmp, mirror)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-            shutil.rmtree(old, ignore_errors=True)
     meta: dict[str, Any] = {"path": str(mirror.resolve())}
     for split in SPLITS:
         meta[split] = str((mirror / "images" / split).resolve())

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from mskseg_lib.atomic import save_csv, write_json
+from mskseg_lib.atomic import replace_folder, save_csv, write_guard, write_json
 from mskseg_lib.data import anatomy, mr_physics
 from mskseg_lib.data.catalog import DatasetSpec, select_datasets
 from mskseg_lib.data.errors import SettingsError
@@ -339,25 +339,24 @@ def generate_subject(spec: DatasetSpec, index: int, settings: CohortSettings, ra
     tmp = final.parent / f".{subject_id}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        fields = export_subject(spec, subject_id, tmp, rendered, maps, visible, seed)
-        row = {"dataset": spec.name, "subject_id": subject_id, "source": "synthetic", **fields}
-        row["image_path"] = f"raw/{spec.name}/{subject_id}/{fields['image_path']}"
-        row["mask_path"] = f"raw/{spec.name}/{subject_id}/{fields['mask_path']}"
-        if "maps" in fields:
-            row["maps"] = {k: {**v, "path": f"raw/{spec.name}/{subject_id}/{v['path']}"} for k, v in fields["maps"].items()}
-        if spec.raw_format != "dicom":  # DICOM subjects carry these in their headers only
-            row.update({k: visible.get(k) for k in HEADER_FIELDS})
-            row.update(height_m=visible["height_m"], bmi=visible["bmi"])
-        else:
-            row.update(height_m=visible["height_m"], bmi=visible["bmi"])
-        record = {"fingerprint": subject_fp, "manifest": row, "truth": truth_of(spec, params, rendered, demo, maps_truth),
-                  "params": params, "protocol": proto, "seed": seed,
-                  "seconds": round(time.perf_counter() - t0, 3)}
-        (tmp / "record.json").write_text(json.dumps(record, indent=1, default=float))
-        final.parent.mkdir(parents=True, exist_ok=True)
-        if final.exists():  # stale subject from other settings
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        with write_guard(final, tmp):
+            fields = export_subject(spec, subject_id, tmp, rendered, maps, visible, seed)
+            row = {"dataset": spec.name, "subject_id": subject_id, "source": "synthetic", **fields}
+            row["image_path"] = f"raw/{spec.name}/{subject_id}/{fields['image_path']}"
+            row["mask_path"] = f"raw/{spec.name}/{subject_id}/{fields['mask_path']}"
+            if "maps" in fields:
+                row["maps"] = {k: {**v, "path": f"raw/{spec.name}/{subject_id}/{v['path']}"} for k, v in fields["maps"].items()}
+            if spec.raw_format != "dicom":  # DICOM subjects carry these in their headers only
+                row.update({k: visible.get(k) for k in HEADER_FIELDS})
+                row.update(height_m=visible["height_m"], bmi=visible["bmi"])
+            else:
+                row.update(height_m=visible["height_m"], bmi=visible["bmi"])
+            record = {"fingerprint": subject_fp, "manifest": row, "truth": truth_of(spec, params, rendered, demo, maps_truth),
+                      "params": params, "protocol": proto, "seed": seed,
+                      "seconds": round(time.perf_counter() - t0, 3)}
+            (tmp / "record.json").write_text(json.dumps(record, indent=1, default=float))
+            final.parent.mkdir(parents=True, exist_ok=True)
+            replace_folder(tmp, final)  # a stale subject from other settings goes once this is in place
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return record

@@ -51,6 +51,7 @@ from pydicom.uid import (
 )
 from pydicom.valuerep import VR, format_number_as_ds
 
+from mskseg_lib.atomic import write_guard
 from mskseg_lib.data.errors import DataError
 from mskseg_lib.data.volume import Volume
 
@@ -202,15 +203,17 @@ def _slice_file(series: Dataset, pixels: np.ndarray, k: int, position: np.ndarra
 
 
 def _write_atomic(ds: Dataset, target: Path) -> None:
-    """Write to a temporary file in the target's folder, then rename over the target."""
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            pydicom.dcmwrite(fh, ds, enforce_file_format=True)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write to a temporary file in the target's folder, then rename over the target (a full
+    disk or read-only folder: :class:`~mskseg_lib.atomic.OutputWriteError` naming ``target``)."""
+    with write_guard(target):
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".", suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                pydicom.dcmwrite(fh, ds, enforce_file_format=True)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
 
 def write_dicom_series(

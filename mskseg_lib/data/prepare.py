@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from mskseg_lib.atomic import save_csv, save_parquet, write_json
+from mskseg_lib.atomic import replace_folder, save_csv, save_parquet, write_guard, write_json
 from mskseg_lib.data import raw_io
 from mskseg_lib.data.boxes import slice_boxes
 from mskseg_lib.data.cards import PREPARE_KEYS
@@ -353,18 +353,17 @@ def prepare_subject(row: Mapping[str, Any], prepared_dir: Path,
     spacing = tuple(float(s) for s in np.linalg.norm(image.affine[:3, :3], axis=0))
     tmp = final.parent / f".{final.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     try:
-        maps = _write_volumes(tmp, row, image, labels)
-        ids = {"dataset": spec.name, "subject_id": row["subject_id"]}
-        slice_rows = _write_slices(tmp, ids, img8, labels, spec.slice_axis_canonical, spacing, per_subject)
-        subject = _subject_row(row, spec, image, labels, spacing, len(slice_rows), maps, per_subject)
-        record = {"fingerprint": fp, "subject": subject, "slices": slice_rows,
-                  "seconds": round(time.perf_counter() - t0, 3), "settings": per_subject}
-        (tmp / "record.json").write_text(json.dumps(record, default=_json_default))
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        with write_guard(final, tmp):
+            tmp.mkdir(parents=True)
+            maps = _write_volumes(tmp, row, image, labels)
+            ids = {"dataset": spec.name, "subject_id": row["subject_id"]}
+            slice_rows = _write_slices(tmp, ids, img8, labels, spec.slice_axis_canonical, spacing, per_subject)
+            subject = _subject_row(row, spec, image, labels, spacing, len(slice_rows), maps, per_subject)
+            record = {"fingerprint": fp, "subject": subject, "slices": slice_rows,
+                      "seconds": round(time.perf_counter() - t0, 3), "settings": per_subject}
+            (tmp / "record.json").write_text(json.dumps(record, default=_json_default))
+            replace_folder(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return record

@@ -30,6 +30,7 @@ import nibabel as nib
 import numpy as np
 import scipy.io
 
+from mskseg_lib.atomic import write_guard
 from mskseg_lib.data.dicom_io import read_dicom_series
 from mskseg_lib.data.errors import DataError
 from mskseg_lib.data.volume import Volume, affine_from_spacing, check_labels, check_same_grid
@@ -59,14 +60,17 @@ def _suffix(path: Path) -> str:
 
 @contextlib.contextmanager
 def _atomic(path: Path) -> Iterator[Path]:
-    """Yield a hidden temporary path beside ``path``; on success move it onto ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Yield a hidden temporary path beside ``path``; on success move it onto ``path`` (a full
+    disk or read-only folder: :class:`~mskseg_lib.atomic.OutputWriteError` naming ``path``)."""
     tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp{_suffix(path)}"
     try:
-        yield tmp
-        os.replace(tmp, path)
+        with write_guard(path, tmp):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            yield tmp
+            os.replace(tmp, path)
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # a read-only folder: the error above is the one to report
+            tmp.unlink(missing_ok=True)
 
 
 def write_nifti(path: Path, data: np.ndarray, affine: np.ndarray) -> Path:

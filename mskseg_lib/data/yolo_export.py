@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from mskseg_lib.atomic import replace_folder, write_guard
 from mskseg_lib.data.catalog import get_dataset
 from mskseg_lib.data.preprocess import SliceGeometry, geometry_of, scale_box
 from mskseg_lib.data.slice_store import load_stack
@@ -65,28 +66,25 @@ def export_yolo(prepared_dir: Path, slices: pd.DataFrame, out_dir: Path, image_s
     tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        for dataset, g in slices.groupby("dataset", sort=False):
-            spec = get_dataset(dataset)
-            root = tmp / dataset
-            for split in ("train", "val", "test"):
-                (root / "images" / split).mkdir(parents=True, exist_ok=True)
-                (root / "labels" / split).mkdir(parents=True, exist_ok=True)
-            for subject_id, gs in g.groupby("subject_id", sort=False):
-                images, _ = load_stack(prepared_dir, dataset, subject_id, size)
-                for row in gs.itertuples():
-                    stem = f"{subject_id}_{row.slice_index:04d}"
-                    geom = geometry_of(row, size)
-                    cv2.imwrite(str(root / "images" / row.split / f"{stem}.png"), np.asarray(images[row.store_index]))
-                    inst = {int(k): v for k, v in json.loads(row.instance_boxes_json).items()}
-                    (root / "labels" / row.split / f"{stem}.txt").write_text("\n".join(yolo_lines(inst, geom)) + "\n")
-            meta = {"path": str((out_dir / dataset).resolve()), "train": "images/train", "val": "images/val",
-                    "test": "images/test", "names": {lab.value - 1: lab.name for lab in spec.labels}}
-            (tmp / f"{dataset}.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
-        old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
-        if out_dir.exists():
-            os.replace(out_dir, old)
-        os.replace(tmp, out_dir)
-        shutil.rmtree(old, ignore_errors=True)
+        with write_guard(out_dir, tmp):
+            for dataset, g in slices.groupby("dataset", sort=False):
+                spec = get_dataset(dataset)
+                root = tmp / dataset
+                for split in ("train", "val", "test"):
+                    (root / "images" / split).mkdir(parents=True, exist_ok=True)
+                    (root / "labels" / split).mkdir(parents=True, exist_ok=True)
+                for subject_id, gs in g.groupby("subject_id", sort=False):
+                    images, _ = load_stack(prepared_dir, dataset, subject_id, size)
+                    for row in gs.itertuples():
+                        stem = f"{subject_id}_{row.slice_index:04d}"
+                        geom = geometry_of(row, size)
+                        cv2.imwrite(str(root / "images" / row.split / f"{stem}.png"), np.asarray(images[row.store_index]))
+                        inst = {int(k): v for k, v in json.loads(row.instance_boxes_json).items()}
+                        (root / "labels" / row.split / f"{stem}.txt").write_text("\n".join(yolo_lines(inst, geom)) + "\n")
+                meta = {"path": str((out_dir / dataset).resolve()), "train": "images/train", "val": "images/val",
+                        "test": "images/test", "names": {lab.value - 1: lab.name for lab in spec.labels}}
+                (tmp / f"{dataset}.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
+            replace_folder(tmp, out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out_dir

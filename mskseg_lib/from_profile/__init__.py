@@ -16,15 +16,23 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-from mskseg_lib import config
+from mskseg_lib import config, run_lock
 from mskseg_lib.from_profile.data import register_profile_cards
 
 __all__ = ["load_profile"]
 
 
-def load_profile(name_or_path: str | Path, overrides: Mapping[str, Any] | None = None) -> dict:
+def load_profile(name_or_path: str | Path, overrides: Mapping[str, Any] | None = None, *,
+                 check_lock: bool = True) -> dict:
     """Read and check a profile (:func:`mskseg_lib.config.load_profile`) and register its dataset
-    cards, so every stage knows the datasets it declares: what notebooks and the CLI call."""
+    cards, so every stage knows the datasets it declares: what notebooks and the CLI call.
+
+    With ``check_lock`` (notebooks, scripts), a process outside any run is told (a logged warning,
+    never an error) when a run is writing the profile's runs folder
+    (:func:`mskseg_lib.run_lock.warn_if_running`); commands that take the lock pass False.
+    """
     cfg = config.load_profile(name_or_path, overrides)
     register_profile_cards(cfg)
+    if check_lock:
+        run_lock.warn_if_running(config.resolve_path(cfg, "runs_dir"))
     return cfg

@@ -50,7 +50,9 @@ MIXES: dict[str, tuple[str, ...]] = {
     "muscle": ("Thigh_2D_T1ax_Clinical_Anatomical_50", "Spine_2D_T1ax_Clinical_Anatomical_59"),
 }
 MIX_KIND = {"knee": "anatomy", "spine": "anatomy", "muscle": "muscle", "all_msk": "all_msk"}
-GROUPS = ("size", "strategy", "knee", "mixing", "initial_weights")
+# "effects": trainings no figure shows, added so each finetuning type's mixed model (notebook 04)
+# has the datasets and the settings (encoder, box shift) its fixed effects need
+GROUPS = ("size", "strategy", "knee", "mixing", "initial_weights", "effects")
 STRATEGIES = ("partial", "full")
 SETTINGS = ("model", "strategy", "box_shift_grid_px", "train_subjects", "evaluate_on")
 RENAMED = {"box_shift_px": "box_shift_grid_px"}  # old key -> new key (clear error for old profiles)

@@ -648,3 +648,26 @@ def load_weights_state(run_dir: Path) -> dict:
         if isinstance(state, dict) and key in state and isinstance(state[key], dict):
             state = state[key]
     return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+
+
+def test_default_grid_gives_every_finetuning_type_what_its_mixed_model_needs():
+    """Notebook 04 fits the study's model per finetuning type. On ``default`` the VIF screen keeps
+    three dataset-level MRI terms (TE, flip angle, 2D/3D), so a type needs >= 5 scored datasets
+    (intercept + 3 terms + 1 for the random intercept's variance), runs with and without encoder
+    training and box shift, and encoder-trained runs scored on >= 2 datasets of different echo
+    time (TE x strategy). Only LiteMedSAM trains on CPU (the other initial weights need checkpoints)."""
+    from mskseg_lib.config import load_profile
+    from mskseg_lib.data.catalog import DATASETS, get_dataset
+    from mskseg_lib.stats.mixed_effects import FINETUNE_TYPE
+
+    cfg = load_profile("default")
+    exps = [e for e in fp_ft.grid_experiments(cfg, sorted(DATASETS)) if e.model_key == "lite_medsam"]
+    te = {d: get_dataset(d).protocol.te_ms for d in DATASETS}
+    for kind in ("single", "mixed", "all_msk"):
+        mine = [e for e in exps if FINETUNE_TYPE[e.mix_kind] == kind]
+        scored = {d for e in mine for d in e.eval_datasets}
+        assert len(scored) >= 5, (kind, sorted(scored))
+        assert {e.strategy for e in mine} == {"partial", "full"}, kind
+        assert {e.box_shift_grid_px > 0 for e in mine} == {False, True}, kind
+        trained_te = {te[d] for e in mine if e.strategy == "full" for d in e.eval_datasets}
+        assert len(trained_te) >= 2, (kind, trained_te)

@@ -309,3 +309,28 @@ def test_video3d_study_lists_a_2d_image_and_scores_the_other(tiny_cfg, tmp_path)
     seg.decode = lambda embedding, prompts: (_ for _ in ()).throw(RuntimeError("decoder exploded"))
     with pytest.raises(RuntimeError, match="decoder exploded"):
         study.run_study(tmp_path / "v3", vols.head(1), ["box_fill"], settings, loader=load, progress=False)
+
+
+# ----------------------------------------------------------------------------- notebooks
+def test_show_skipped_says_none_or_lists_every_stages_rows(capsys, monkeypatch):
+    import builtins
+
+    from mskseg_lib.reporting import show_skipped
+
+    real_import = builtins.__import__
+
+    def no_ipython(name, *args, **kwargs):
+        if name.startswith("IPython"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_ipython)
+    show_skipped(None, pd.DataFrame(columns=STAGE_SKIPPED_COLUMNS))
+    assert capsys.readouterr().out.strip() == "Inputs skipped: none"
+    one = SkippedInputs("zero_shot")
+    one.add("d", "s1", DataError("/data/s1/mask.nii.gz", "mask has shape (8, 8)"))
+    two = SkippedInputs("biomarkers")
+    two.add("d", "s2", DataError("/data/s2/t2.nii.gz", "map has shape (3, 3, 3)"))
+    show_skipped(one.table(), None, two.table())
+    out = capsys.readouterr().out
+    assert out.startswith("Inputs skipped: 2") and "/data/s1/mask.nii.gz" in out and "map has shape" in out

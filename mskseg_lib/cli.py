@@ -291,7 +291,11 @@ def _zero_shot(args: argparse.Namespace) -> int:
         save_csv(table, run.run_dir / "dataset_dice.csv")
         print("dataset Dice (the study's Mean Tissue: label means over slices, then tissue classes):")
         print(table.to_string(index=False))
-    print(f"run folder: {run.run_dir} (dataset_dice.csv, summary.json, *_metrics.csv, manifest.json)")
+    if run.skipped is not None and not run.skipped.empty:
+        print(f"skipped {len(run.skipped)} subject(s) with a bad input file (listed in skipped.csv):")
+        for r in run.skipped.itertuples():
+            print(f"  {r.dataset}/{r.subject_id}: {r.path}: {r.problem}")
+    print(f"run folder: {run.run_dir} (dataset_dice.csv, summary.json, *_metrics.csv, skipped.csv, manifest.json)")
     return 0
 
 
@@ -375,6 +379,8 @@ def _autolabel(args: argparse.Namespace) -> int:
     report = label_volumes(args.input, args.output, **label_inputs(cfg, args.dataset, args.detector, args.model))
     if report.rank == 0:
         print(f"{_status_counts(report.rows)}; report: {Path(args.output) / 'autolabel_report.json'}")
+        for r in report.skipped.itertuples():  # also in skipped.csv
+            print(f"  failed {r.subject_id}: {r.path}: {r.problem}")
     return 1 if report.failed and len(report.failed) == len(report.rows) else 0
 
 

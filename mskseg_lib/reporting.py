@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = ["REGISTRY_NAME", "DATA_SOURCES", "save_table", "save_figure", "write_index", "relative_paths",
-           "read_registry", "dataset_sources", "profile_data_source", "caption_with_source"]
+           "read_registry", "dataset_sources", "profile_data_source", "caption_with_source", "show_skipped"]
 
 REGISTRY_NAME = "_registry.json"
 DATA_SOURCES = ("synthetic", "real", "published", "mixed")
@@ -282,3 +282,33 @@ def write_index(cfg: Mapping[str, Any], titles: Mapping[str, str] | None = None)
         tables_dir, figures_dir, profile=str(cfg.get("profile", "")), description=str(cfg.get("description", "")),
         data_source=profile_data_source(cfg) if cfg.get("paths") else "synthetic",
         tables=read_registry(tables_dir), figures=read_registry(figures_dir), titles=titles)
+
+
+def show_skipped(*tables: "pd.DataFrame | None") -> None:
+    """Show the inputs a stage skipped under a notebook cell: one sentence, then the list if any.
+
+    Parameters
+    ----------
+    *tables : DataFrame or None
+        ``skipped`` tables (``stage, dataset, subject_id, path, problem``; the file and problem
+        of each subject left out), as in the stages' ``skipped.csv``, shown as one list. None or
+        empty: nothing skipped there.
+
+    Paths are shown relative to the project root (``relative_paths``). Outside IPython the
+    sentence and table are printed.
+    """
+    import pandas as pd
+
+    from mskseg_lib.data.bad_inputs import empty_skipped, skipped_sentence
+
+    parts = [t for t in tables if t is not None and not t.empty]
+    skipped = pd.concat(parts, ignore_index=True) if parts else empty_skipped()
+    sentence = skipped_sentence(skipped)
+    try:
+        from IPython.display import Markdown, display
+    except ImportError:  # a plain Python session
+        print(sentence if skipped.empty else f"{sentence}\n{skipped.to_string(index=False)}")
+        return
+    display(Markdown(sentence))
+    if not skipped.empty:
+        display(relative_paths(skipped))

@@ -80,7 +80,7 @@ from mskseg_lib.models.registry import get_spec
 from mskseg_lib.models.zoo import model_availability
 from mskseg_lib.plots import zero_shot as zplots
 from mskseg_lib.plots.style import apply_style
-from mskseg_lib.reporting import save_figure, save_table
+from mskseg_lib.reporting import save_figure, save_table, show_skipped
 from mskseg_lib.stats import zero_shot_tests
 
 configure_logging(stream="stdout")  # the library's INFO messages appear under each cell
@@ -122,6 +122,7 @@ models[["model_key", "model", "status", "checkpoint"]]
 # %%
 run = run_zero_shot(**zs)
 print(run.run_dir)
+show_skipped(run.skipped)  # a subject whose files cannot be read is listed (file, problem) and the others run
 pd.DataFrame(run.timings["models"]).T
 
 # %% [markdown]

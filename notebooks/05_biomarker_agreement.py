@@ -76,6 +76,7 @@ params = None
 import pandas as pd
 
 from mskseg_lib.biomarkers import study
+from mskseg_lib.data.bad_inputs import SkippedInputs
 from mskseg_lib.data.cohort import load_truth
 from mskseg_lib.data.tables import load_tables
 from mskseg_lib.evaluation.volumes import assemble_volume, predict_volumes
@@ -90,7 +91,7 @@ from mskseg_lib.from_profile.zero_shot import volume_inputs
 from mskseg_lib.logging_setup import configure_logging
 from mskseg_lib.plots import biomarkers as bplots
 from mskseg_lib.plots.style import apply_style
-from mskseg_lib.reporting import save_figure, save_table
+from mskseg_lib.reporting import save_figure, save_table, show_skipped
 from mskseg_lib.stats.agreement import agreement_table
 
 configure_logging(stream="stdout")  # the library's INFO messages appear under each cell
@@ -160,7 +161,10 @@ print(f"zero-shot {zs_key}: {len(zs_done)} subjects; finetuned: {sorted(ft_runs)
 # numbering (X05a) is fixed; a table whose dataset is not in this profile's run is listed as such.
 
 # %%
-long = study.measure_all(chosen, {"finetuned": finetuned_volume, "zero_shot": zero_shot_volume})
+skipped = SkippedInputs("biomarkers")  # a subject whose mask, map or prediction cannot be read: listed, not fatal
+long = study.measure_all(chosen, {"finetuned": finetuned_volume, "zero_shot": zero_shot_volume}, skipped=skipped,
+                         out_dir=bi["run_dir"])
+show_skipped(zs_run.skipped, *(r.skipped for r in ft_runs.values()), skipped.table())
 if bi["cohort_dir"] is not None:  # the synthetic cohort knows the truth
     long = pd.concat([long, study.truth_rows(load_truth(bi["cohort_dir"]), chosen)], ignore_index=True)
 numbering = study.supplement_mapping(long[long["source"] == "manual"])

@@ -79,7 +79,7 @@ from mskseg_lib.logging_setup import configure_logging
 from mskseg_lib.models.checkpoints import sha256_file
 from mskseg_lib.plots import autolabel as aplots
 from mskseg_lib.plots.style import apply_style
-from mskseg_lib.reporting import save_figure, save_table
+from mskseg_lib.reporting import save_figure, save_table, show_skipped
 
 configure_logging(stream="stdout")  # the library's INFO messages appear under each cell
 cfg = load_profile(profile, overrides=params if isinstance(params, dict) else None)
@@ -167,6 +167,7 @@ detectors = {d: load_detector(r.weights, settings.detector) for d, r in runs.ite
 detector_ids = {d: sha256_file(r.weights) for d, r in runs.items()}
 result = study.run_study(fp_autolabel.study_root(cfg), chosen, models, detectors, settings, detector_ids=detector_ids,
                          cache_dir=fp_autolabel.embedding_store(cfg))
+show_skipped(result.skipped)  # a subject whose image or mask cannot be read is listed, the others scored
 result.runs.groupby(["model", "status"]).agg(subjects=("subject_id", "size"),
                                              encode_s=("encode_s", "sum"), decode_s=("decode_s", "sum"))
 
@@ -268,6 +269,7 @@ else:
     report = label_volumes(volume_path, out_dir, **fp_autolabel.label_inputs(cfg, spec.name, runs[spec.name].weights, zoo[0]),
                            progress=False)
     display(pd.DataFrame(report.rows))
+    show_skipped(report.skipped)
     out, source = nib.load(out_dir / f"{items[0].name}.nii.gz"), read_volume(items[0])
     print("input:", items[0].path, f"({items[0].kind})", "| shape:", source.shape, "-> output:", out.shape,
           "| affine equal to the source's:", bool(np.allclose(out.affine, source.affine, atol=1e-4)))

@@ -76,7 +76,7 @@ from mskseg_lib.models.interface import set_cpu_threads
 from mskseg_lib.plots import video3d as vplots
 from mskseg_lib.plots.style import apply_style
 from mskseg_lib.reference import published_video3d
-from mskseg_lib.reporting import save_figure, save_table
+from mskseg_lib.reporting import save_figure, save_table, show_skipped
 from mskseg_lib.video3d import study
 from mskseg_lib.video3d.prompts import SCHEMES, prompt_slice
 
@@ -148,8 +148,7 @@ models[["model_key", "model", "architecture", "input_size_px", "video_predictor"
 # %%
 result = study.run_study(inputs["root"], volumes, inputs["model_keys"], settings, models=inputs["models"],
                          seed=inputs["seed"], cache_dir=inputs["cache_dir"])
-if not result.failed.empty:
-    display(result.failed)
+show_skipped(result.skipped)  # a volume whose image or mask cannot be read is listed (file, problem), the others run
 runs = result.runs
 runs.pivot_table(index=["dataset", "model", "scheme"], values=["seconds", "encoded_slices"], aggfunc="median").round(1) \
     if not runs.empty else "no model could run in this profile"

@@ -39,6 +39,7 @@ from typing import Any, Callable, Mapping, Protocol, Sequence
 
 import cv2
 import numpy as np
+import pandas as pd
 import torch
 from nibabel.orientations import apply_orientation, io_orientation, ornt_transform
 from tqdm.auto import tqdm
@@ -48,6 +49,7 @@ from mskseg_lib import distributed as dist
 from mskseg_lib.autolabel.inputs import VolumeInput, read_volume
 from mskseg_lib.autolabel.postprocess import PostprocessSettings, label_kernels, postprocess_volume
 from mskseg_lib.data import raw_io
+from mskseg_lib.data.bad_inputs import STAGE_SKIPPED_COLUMNS
 from mskseg_lib.data.boxes import slice_boxes
 from mskseg_lib.data.catalog import DatasetSpec
 from mskseg_lib.data.errors import DataError
@@ -361,6 +363,8 @@ def output_paths(out_dir: Path, name: str) -> dict[str, Path]:
 def file_key(path: Path) -> str:
     """Size and modification time of a file, or of every file in a series folder."""
     p = Path(path)
+    if not p.exists():
+        raise DataError(p, "file not found")
     files = sorted(q for q in p.iterdir() if q.is_file()) if p.is_dir() else [p]
     h = hashlib.sha256()
     for q in files:
@@ -484,24 +488,44 @@ class AutolabelReport:
     out_dir: Path
     rows: list[dict[str, Any]] = field(default_factory=list)
     rank: int = 0
+    dataset: str = ""  # the settings' dataset, written in the skipped list
 
     @property
     def failed(self) -> list[dict[str, Any]]:
         return [r for r in self.rows if r["status"] == "failed"]
 
+    @property
+    def skipped(self) -> pd.DataFrame:
+        """The failed volumes as a skipped list (``stage, dataset, subject_id, path, problem``;
+        ``subject_id`` is the volume's name), as written to ``skipped.csv``."""
+        return skipped_table(self.rows, self.dataset)
+
+
+def skipped_table(rows: Sequence[Mapping[str, Any]], dataset: str = "") -> pd.DataFrame:
+    """Report rows that failed -> the stages' skipped list (:mod:`mskseg_lib.data.bad_inputs`)."""
+    return pd.DataFrame([{"stage": "autolabel", "dataset": dataset, "subject_id": r["volume"],
+                          "path": r.get("path") or r["input"], "problem": r.get("problem") or r["message"]}
+                         for r in rows if r["status"] == "failed"], columns=STAGE_SKIPPED_COLUMNS)
+
 
 def _label_or_report(item: VolumeInput, out_dir: Path, segmenter: Segmenter, source: PromptSource,
                      settings: AutolabelSettings, model_ids: Mapping[str, Any], progress: bool,
                      on_error: Callable[[VolumeInput, Exception], None] | None) -> dict[str, Any]:
-    """One volume's report row: skipped when done, labelled, or failed with the reason."""
-    if is_done(item, out_dir, fingerprint(item, {**settings.as_record(), **model_ids})):
-        return {"volume": item.name, "input": str(item.path), "status": "skipped (done)", "message": ""}
+    """One volume's report row: skipped when done, labelled, or failed with the reason.
+
+    A ``DataError`` gives the file and problem (``path``, ``problem``); any other error its type,
+    message and traceback. Nothing is written for a failed volume, so a rerun tries it again.
+    """
     try:
+        if is_done(item, out_dir, fingerprint(item, {**settings.as_record(), **model_ids})):
+            return {"volume": item.name, "input": str(item.path), "status": "skipped (done)", "message": ""}
         return label_one(item, out_dir, segmenter, source, settings, model_ids, progress=progress)
     except Exception as exc:  # noqa: BLE001 - one bad volume must not stop the batch
         message = str(exc) if isinstance(exc, DataError) else f"{type(exc).__name__}: {exc}"
         row = {"volume": item.name, "input": str(item.path), "status": "failed", "message": message}
-        if not isinstance(exc, DataError):
+        if isinstance(exc, DataError):
+            row.update(path=str(exc.path), problem=str(exc.problem))
+        else:
             row["traceback"] = traceback.format_exc(limit=8)
         if on_error is not None:
             on_error(item, exc)
@@ -512,8 +536,6 @@ def _label_or_report(item: VolumeInput, out_dir: Path, segmenter: Segmenter, sou
 def _merge_reports(out_dir: Path, ctx: dist.DistContext, settings: AutolabelSettings,
                    model_ids: Mapping[str, Any], run_record: Mapping[str, Any] | None) -> list[dict[str, Any]]:
     """Rank 0: every rank's rows into ``autolabel_report.json`` and ``autolabel_report.csv``."""
-    import pandas as pd
-
     merged, seconds = [], {}
     for r in range(ctx.world_size):
         part = json.loads((out_dir / f".autolabel_rank{r}.json").read_text())
@@ -521,6 +543,7 @@ def _merge_reports(out_dir: Path, ctx: dist.DistContext, settings: AutolabelSett
         seconds[str(r)] = part["seconds"]
     merged.sort(key=lambda x: x["volume"])
     atomic.save_csv(pd.DataFrame(merged), out_dir / "autolabel_report.csv", index=False)
+    atomic.save_csv(skipped_table(merged, settings.spec.name), out_dir / "skipped.csv")
     atomic.write_json(out_dir / "autolabel_report.json", {
         **dict(run_record or {}), "world_size": ctx.world_size, "seconds_per_rank": seconds,
         "settings": settings.as_record(), "models": dict(model_ids), "volumes": merged,
@@ -565,7 +588,7 @@ def autolabel(items: Sequence[VolumeInput], out_dir: Path, segmenter: Segmenter,
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model_ids = dict(model_ids or {})
-    report = AutolabelReport(out_dir, rank=ctx.rank)
+    report = AutolabelReport(out_dir, rank=ctx.rank, dataset=settings.spec.name)
     mine = dist.share(items, ctx)
     t0 = time.perf_counter()
     bar = tqdm(mine, desc=f"autolabel rank {ctx.rank}" if ctx.distributed else "autolabel",

@@ -22,6 +22,7 @@ picks up where it stopped and a changed setting recomputes.
 """
 from __future__ import annotations
 
+import functools
 import json
 import time
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ from mskseg_lib.autolabel.pipeline import (
 )
 from mskseg_lib.autolabel.postprocess import PostprocessSettings, postprocess_volume
 from mskseg_lib.data import raw_io
+from mskseg_lib.data.bad_inputs import SKIPPED, SkippedInputs, check_on_bad_input, empty_skipped
 from mskseg_lib.data.catalog import DatasetSpec, get_dataset
 from mskseg_lib.data.errors import DataError
 from mskseg_lib.data.prepare import PrepareSettings
@@ -266,6 +268,7 @@ class StudyResult:
     labels: pd.DataFrame  # one row per (model, dataset, subject, prompt, postprocess, label): 3D Dice
     subjects: pd.DataFrame  # one row per (model, dataset, subject, prompt, postprocess): mean slice Dice, 3D Dice
     runs: pd.DataFrame  # one row per (model, dataset, subject): timings, reused or computed
+    skipped: pd.DataFrame = field(default_factory=empty_skipped)  # subjects left out: file and problem
 
 
 SUBJECT_KEYS = ["model", "model_key", "dataset", "subject_id", "prompt", "postprocess"]
@@ -346,9 +349,48 @@ class _OneModelAtATime:
         return self.segmenter
 
 
+@dataclass
+class _SubjectJob:
+    """Scores one (model, subject) of a study, or reuses its stored scores."""
+
+    root: Path
+    detectors: Mapping[str, Any]
+    detector_ids: Mapping[str, str]
+    settings: StudySettings
+    load: _OneModelAtATime
+    cache: EmbeddingCache | None
+    detected: dict[tuple[str, str], _Remembered] = field(default_factory=dict)
+
+    def __call__(self, model: StudyModel, subject: Mapping[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+        """(slice rows, label rows, run row); a bad image or mask raises its ``DataError``.
+
+        The detector runs once per subject: every model of that subject reuses its boxes.
+        """
+        spec = get_dataset(subject["dataset"])
+        sid = str(subject["subject_id"])
+        folder = self.root / "scores" / model.key / spec.name
+        fp = _subject_fingerprint(model, subject, self.detector_ids.get(spec.name), self.settings)
+        keys = {"model": model.label, "model_key": model.key, "dataset": spec.name, "subject_id": subject["subject_id"]}
+        stored = _stored(folder, sid, fp)
+        if stored is not None:
+            s_rows, l_rows, timings = stored
+            return s_rows, l_rows, {**keys, "status": "reused", **timings}
+        source = self.detected.get((spec.name, sid)) or _Remembered(detector_prompts(
+            self.detectors[spec.name], int(self.settings.detector.image_size_px), len(spec.labels),
+            resize_mode=self.settings.resize_mode))
+        self.detected[(spec.name, sid)] = source
+        res, _, raw = evaluate_subject(subject, self.load(model), source, spec, self.settings, self.cache)
+        for key, value in keys.items():
+            res.slices.insert(0, key, value)
+            res.labels.insert(0, key, value)
+        _store(folder, sid, fp, keys, res, raw)
+        return res.slices, res.labels, {**keys, "status": "computed",
+                                        **{k: round(v, 3) for k, v in res.timings.items()}}
+
+
 def run_study(root: Path, subjects: pd.DataFrame, models: Sequence[StudyModel], detectors: Mapping[str, Any],
               settings: StudySettings = StudySettings(), *, detector_ids: Mapping[str, str] | None = None,
-              progress: bool = True, cache_dir: Path | None = None) -> StudyResult:
+              progress: bool = True, cache_dir: Path | None = None, on_bad_input: str = "skip") -> StudyResult:
     """Score every (model, subject) with ground-truth and detector boxes; resumes per subject.
 
     Each (model, dataset, subject) is stored under ``root/scores/<model key>/<dataset>/`` with a
@@ -368,49 +410,39 @@ def run_study(root: Path, subjects: pd.DataFrame, models: Sequence[StudyModel], 
     progress : a progress bar over (model, subject).
     cache_dir : the run's embedding store: slices another stage encoded with the same model (same
         pixels) are read, not encoded (``evaluation.embedding_cache.encode_through_store``).
+    on_bad_input : ``"skip"``: a subject whose image or mask is missing, unreadable or malformed
+        (``DataError``) is listed in ``skipped`` and ``root/skipped.csv`` and the others complete;
+        ``"raise"``: it stops the study. Any other error always does.
 
     Returns
     -------
-    StudyResult with slice, label and subject tables (see :class:`StudyResult`) and one run row
-    per (model, subject): ``status`` computed or reused, and its timings in seconds.
+    StudyResult with slice, label and subject tables (see :class:`StudyResult`), one run row
+    per (model, subject): ``status`` computed or reused, and its timings in seconds; and the
+    skipped subjects (``dataset, subject_id, path, problem``).
     """
     root = Path(root)
     detector_ids = dict(detector_ids or {})
+    skipped = SkippedInputs("autolabel", check_on_bad_input(on_bad_input))
     slices, labels, runs = [], [], []
     jobs = [(m, s) for m in models for s in subjects.to_dict("records")
             if (m.datasets is None or s["dataset"] in m.datasets) and s["dataset"] in detectors]
-    load = _OneModelAtATime()
-    cache = EmbeddingCache(Path(cache_dir)) if cache_dir is not None else None
-    detected: dict[tuple[str, str], _Remembered] = {}
+    job = _SubjectJob(root, detectors, detector_ids, settings, _OneModelAtATime(),
+                      EmbeddingCache(Path(cache_dir)) if cache_dir is not None else None)
     bar = tqdm(jobs, desc="autolabel study", unit="subject", disable=not progress)
     for model, subject in bar:
-        spec = get_dataset(subject["dataset"])
-        sid = str(subject["subject_id"])
-        folder = root / "scores" / model.key / spec.name
-        fp = _subject_fingerprint(model, subject, detector_ids.get(spec.name), settings)
-        keys = {"model": model.label, "model_key": model.key, "dataset": spec.name, "subject_id": subject["subject_id"]}
-        stored = _stored(folder, sid, fp)
-        if stored is not None:
-            s_rows, l_rows, timings = stored
-            runs.append({**keys, "status": "reused", **timings})
-        else:
-            bar.set_postfix_str(f"{model.key} {sid}")
-            source = detected.get((spec.name, sid)) or _Remembered(detector_prompts(
-                detectors[spec.name], int(settings.detector.image_size_px), len(spec.labels),
-                resize_mode=settings.resize_mode))
-            detected[(spec.name, sid)] = source  # the next model of this subject reuses the boxes: detect once
-            res, _, raw = evaluate_subject(subject, load(model), source, spec, settings, cache)
-            for key, value in keys.items():
-                res.slices.insert(0, key, value)
-                res.labels.insert(0, key, value)
-            _store(folder, sid, fp, keys, res, raw)
-            s_rows, l_rows = res.slices, res.labels
-            runs.append({**keys, "status": "computed", **{k: round(v, 3) for k, v in res.timings.items()}})
+        bar.set_postfix_str(f"{model.key} {subject['subject_id']}")
+        done = skipped.attempt(functools.partial(job, model, subject), subject["dataset"], subject["subject_id"])
+        if done is SKIPPED:  # nothing stored: the next run tries this subject again
+            continue
+        s_rows, l_rows, run = done
+        runs.append(run)
         slices.append(s_rows)
         labels.append(l_rows)
+    skipped.save(root)
     slices_df = pd.concat(slices, ignore_index=True) if slices else pd.DataFrame()
     labels_df = pd.concat(labels, ignore_index=True) if labels else pd.DataFrame()
-    return StudyResult(root, slices_df, labels_df, subject_table(labels_df, slices_df), pd.DataFrame(runs))
+    return StudyResult(root, slices_df, labels_df, subject_table(labels_df, slices_df), pd.DataFrame(runs),
+                       skipped.table())
 
 
 # ----------------------------------------------------------------------------------------------

@@ -55,6 +55,8 @@ from mskseg_lib.biomarkers.thickness_study import CODE as THICKNESS_CODE
 from mskseg_lib.biomarkers.thickness_study import TEXT as THICKNESS_TEXT
 from mskseg_lib.biomarkers.thickness_study import study_thickness
 from mskseg_lib.biomarkers.volume import tissue_volume
+from mskseg_lib.data import raw_io
+from mskseg_lib.data.errors import DataError
 
 COMPARISON_COLUMNS = ["biomarker", "structure", "measured", "truth", "error", "relative_error", "reason"]
 MAP_BIOMARKERS = ("t2_ms", "t1rho_ms")
@@ -226,17 +228,25 @@ def load_prepared_subject(subject_row: Mapping) -> SubjectArrays:
     -------
     SubjectArrays
         Labels, spacing (mm), slice axis, label values and maps (ms).
-    """
-    import nibabel as nib
 
-    img = nib.load(subject_row["mask_nifti"])
+    Raises
+    ------
+    DataError
+        Naming the mask or map that is missing, unreadable, not 3D or not on the mask's grid.
+    """
+    mask_path = Path(subject_row["mask_nifti"])
+    img = raw_io.read_array("nifti", mask_path, "mask")
+    if img.data.ndim != 3:
+        raise DataError(mask_path, f"mask has shape {img.data.shape}; expected a 3D label volume")
     spacing = tuple(float(s) for s in np.linalg.norm(img.affine[:3, :3], axis=0))
     names = json.loads(subject_row["label_names"])
     maps = {}
-    folder = Path(subject_row["mask_nifti"]).parent
     for key in json.loads(subject_row["maps"] or "[]"):
-        maps[key] = np.asarray(nib.load(folder / f"{key}.nii.gz").dataobj, dtype=np.float32)
-    return SubjectArrays(np.asarray(img.dataobj).astype(np.int16), spacing, int(subject_row["slice_axis"]),
+        map_path = mask_path.parent / f"{key}.nii.gz"
+        maps[key] = np.asarray(raw_io.read_array("nifti", map_path, key).data, dtype=np.float32)
+        if maps[key].shape != img.data.shape:
+            raise DataError(map_path, f"map has shape {maps[key].shape}, the mask {img.data.shape}: not on its grid")
+    return SubjectArrays(np.asarray(img.data).astype(np.int16), spacing, int(subject_row["slice_axis"]),
                          {str(n): int(v) for v, n in names.items()}, maps)
 
 

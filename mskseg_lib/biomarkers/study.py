@@ -31,8 +31,10 @@ agreement ranges the study prints (``mskseg_lib/reference/paper_biomarker_agreem
 """
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
@@ -45,6 +47,7 @@ from mskseg_lib.biomarkers.cohort_truth import (
     load_prepared_subject,
     measure_for_truth,
 )
+from mskseg_lib.data.bad_inputs import SKIPPED, SkippedInputs
 from mskseg_lib.data.catalog import REAL_SPINE, get_dataset
 from mskseg_lib.stats.agreement import AgreementResult, AgreementSettings, AgreementTables, agreement_table
 
@@ -216,8 +219,22 @@ def truth_rows(truth: Mapping[str, Mapping], subjects: pd.DataFrame) -> pd.DataF
     return pd.DataFrame(rows, columns=LONG_COLUMNS)
 
 
+def _measure_one(s: Mapping, predictors: Mapping[str, Callable[[Mapping], np.ndarray | None]],
+                 skipped: SkippedInputs) -> list[pd.DataFrame]:
+    """One subject's manual rows and one set per source; a source whose prediction cannot be
+    read (``DataError``) is listed in ``skipped`` and the other sources still count."""
+    arrays = load_prepared_subject(s)  # mask and maps read once, shared by every source
+    parts = [measure_subject(s, arrays=arrays)]
+    for source, predict in predictors.items():
+        volume = skipped.attempt(functools.partial(predict, s), s["dataset"], s["subject_id"])
+        if volume is not None and volume is not SKIPPED:
+            parts.append(measure_subject(s, volume, source, arrays=arrays))
+    return parts
+
+
 def measure_all(subjects: pd.DataFrame, predictors: Mapping[str, Callable[[Mapping], np.ndarray | None]],
-                progress: bool = True) -> pd.DataFrame:
+                progress: bool = True, *, skipped: SkippedInputs | None = None,
+                out_dir: Path | None = None) -> pd.DataFrame:
     """Manual and predicted biomarkers of every subject.
 
     Parameters
@@ -229,6 +246,14 @@ def measure_all(subjects: pd.DataFrame, predictors: Mapping[str, Callable[[Mappi
         prepared mask's grid, or None (no prediction: skipped).
     progress : bool
         Show a progress bar.
+    skipped : SkippedInputs, optional
+        Collects the subjects left out (``skipped.table()`` afterwards). Under its default
+        ``on_bad_input="skip"`` a subject whose mask or map cannot be read or is malformed is
+        left out (a prediction that cannot be read: only that source) with its file and
+        problem; under ``"raise"`` the ``DataError`` stops the loop. Other errors always do.
+        None: a new ``SkippedInputs("biomarkers")``, logged only.
+    out_dir : Path, optional
+        Where to write the list as ``skipped.csv`` (None: not written).
 
     Returns
     -------
@@ -237,14 +262,14 @@ def measure_all(subjects: pd.DataFrame, predictors: Mapping[str, Callable[[Mappi
     """
     from tqdm.auto import tqdm
 
+    skipped = skipped if skipped is not None else SkippedInputs("biomarkers")
     parts = []
     for s in tqdm(subjects.to_dict("records"), desc="biomarkers", disable=not progress):
-        arrays = load_prepared_subject(s)  # mask and maps read once, shared by every source
-        parts.append(measure_subject(s, arrays=arrays))
-        for source, predict in predictors.items():
-            volume = predict(s)
-            if volume is not None:
-                parts.append(measure_subject(s, volume, source, arrays=arrays))
+        done = skipped.attempt(functools.partial(_measure_one, s, predictors, skipped), s["dataset"], s["subject_id"])
+        if done is not SKIPPED:
+            parts.extend(done)
+    if out_dir is not None:
+        skipped.save(Path(out_dir))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=LONG_COLUMNS)
 
 

@@ -48,6 +48,7 @@ from mskseg_lib.data.boxes import slice_boxes
 from mskseg_lib.data.cards import PREPARE_KEYS
 from mskseg_lib.data.catalog import DatasetSpec, get_dataset
 from mskseg_lib.data.dicom_io import read_dicom_series
+from mskseg_lib.data.bad_inputs import ON_BAD_INPUT
 from mskseg_lib.data.errors import DataError, SettingsError
 from mskseg_lib.data.preprocess import (
     STUDY_CLIP_PERCENTILES,
@@ -72,7 +73,6 @@ SUBJECT_FIELDS = ("sex", "age_years", "weight_kg", "height_m", "bmi", "vendor", 
 NUMERIC_SUBJECT_FIELDS = ("age_years", "weight_kg", "height_m", "bmi", "field_strength_t", "te_ms", "tr_ms",
                           "flip_angle_deg", "slice_thickness_mm", "pixel_spacing_mm")
 PER_DATASET_KEYS = PREPARE_KEYS  # what a card's prepare: and the profile's per_dataset may override
-ON_BAD_INPUT = ("raise", "skip")
 SKIPPED_COLUMNS = ["row", "dataset", "subject_id", "file", "problem"]
 # version 2: the study's spline resize, truncating uint8 conversion and the resize mode
 FINGERPRINT_VERSION = 2

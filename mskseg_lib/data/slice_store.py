@@ -42,12 +42,19 @@ def _open_version(path: str, mtime_ns: int, size: int) -> np.ndarray:
 
 
 def _open(path: str) -> np.ndarray:
-    """The memory-mapped stack at ``path``; a re-prepared (replaced) file is opened afresh."""
+    """The memory-mapped ``(n, size, size)`` stack at ``path``; a re-prepared (replaced) file is
+    opened afresh. A missing, unreadable or wrongly shaped stack raises a ``DataError`` naming it."""
     try:
         st = Path(path).stat()
     except FileNotFoundError:
-        return np.load(path, mmap_mode="r")  # raises the clear "No such file" error
-    return _open_version(path, st.st_mtime_ns, st.st_size)
+        raise DataError(path, "slice stack not found (rerun prepare)") from None
+    try:
+        stack = _open_version(path, st.st_mtime_ns, st.st_size)
+    except (OSError, ValueError, EOFError) as exc:
+        raise DataError(path, f"not a readable .npy slice stack ({type(exc).__name__}: {exc}); rerun prepare") from None
+    if stack.ndim != 3 or stack.shape[1] != stack.shape[2]:
+        raise DataError(path, f"slice stack has shape {stack.shape}; expected (n, size, size) (rerun prepare)")
+    return stack
 
 
 _open.cache_clear = _open_version.cache_clear  # type: ignore[attr-defined]

@@ -13,10 +13,10 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-import nibabel as nib
 import numpy as np
 
 from mskseg_lib.data import raw_io
+from mskseg_lib.data.errors import DataError
 from mskseg_lib.data.label_tables import write_label_tables
 from mskseg_lib.data.preprocess import from_display
 from mskseg_lib.evaluation.zero_shot import SliceSelection, ZeroShotRun, ZeroShotSettings, load_predictions, run_zero_shot
@@ -46,7 +46,8 @@ def predict_volumes(prepared_dir: Path, run_dir: Path, model_key: str, datasets:
                     split: str | Sequence[str], settings: ZeroShotSettings | None = None, *,
                     max_subjects_per_dataset: int = 0, cache_embeddings: bool | None = None,
                     cache_dir: Path | None = None, profile: Mapping[str, Any] | None = None,
-                    model_loader: Callable[[str], Segmenter] | None = None, progress: bool = True) -> ZeroShotRun:
+                    model_loader: Callable[[str], Segmenter] | None = None, progress: bool = True,
+                    on_bad_input: str = "skip") -> ZeroShotRun:
     """Segment every labelled slice of the selected subjects with ground-truth boxes (resumable).
 
     Parameters
@@ -65,28 +66,35 @@ def predict_volumes(prepared_dir: Path, run_dir: Path, model_key: str, datasets:
         0 = every subject of the split.
     cache_embeddings : bool, optional
         Overrides ``settings.cache_embeddings`` (False for a finetuned encoder).
-    cache_dir, profile, model_loader, progress : as in ``run_zero_shot``.
+    cache_dir, profile, model_loader, progress, on_bad_input : as in ``run_zero_shot``.
 
     Returns
     -------
     ZeroShotRun
-        Its run folder holds one predicted stack per subject; ``assemble_volume`` puts one back in 3D.
+        Its run folder holds one predicted stack per subject; ``assemble_volume`` puts one back in
+        3D. ``skipped`` lists the subjects whose input files were bad (they have no prediction).
     """
     return run_zero_shot(prepared_dir, run_dir, [model_key],
                          all_slices_selection(datasets, split, max_subjects_per_dataset),
                          exact_box_settings(settings or ZeroShotSettings(), cache_embeddings),
-                         cache_dir=cache_dir, profile=profile, progress=progress, model_loader=model_loader)
+                         cache_dir=cache_dir, profile=profile, progress=progress, model_loader=model_loader,
+                         on_bad_input=on_bad_input)
 
 
 def assemble_volume(run_dir: Path, model_key: str, subject: Mapping[str, Any],
                     condition: str = CONDITION) -> tuple[np.ndarray, np.ndarray]:
     """(predicted label volume, affine) of one subject, on the grid of its prepared mask.
 
-    Slices without a prediction (unlabelled in the manual mask, so never prompted) are 0.
+    Slices without a prediction (unlabelled in the manual mask, so never prompted) are 0. A
+    subject the run skipped (or did not reach) has no predictions: a ``DataError`` names the file.
     """
-    mask_img = nib.load(str(subject["mask_nifti"]))
-    shape = mask_img.shape
-    stacks = load_predictions(Path(run_dir), model_key, str(subject["dataset"]), str(subject["subject_id"]))
+    mask = raw_io.read_array("nifti", Path(subject["mask_nifti"]), "mask")
+    shape = mask.data.shape
+    try:
+        stacks = load_predictions(Path(run_dir), model_key, str(subject["dataset"]), str(subject["subject_id"]))
+    except FileNotFoundError as exc:
+        raise DataError(exc.filename or run_dir, "no prediction for this subject (skipped by the run, see its "
+                                                 "skipped.csv, or not run yet)") from None
     if condition not in stacks:
         raise KeyError(f"{subject['dataset']}/{subject['subject_id']}: no {condition!r} prediction in {run_dir} "
                        f"(has {sorted(k for k in stacks if k != 'slice_index')})")
@@ -99,7 +107,7 @@ def assemble_volume(run_dir: Path, model_key: str, subject: Mapping[str, Any],
             raise ValueError(f"{subject['dataset']}/{subject['subject_id']}: prediction of slice {k} has shape "
                              f"{canonical.shape}, the mask's slices {moved.shape[1:]}")
         moved[k] = canonical
-    return volume, mask_img.affine
+    return volume, mask.affine
 
 
 def write_volume(path: Path, volume: np.ndarray, affine: np.ndarray,

@@ -26,6 +26,7 @@ the same settings skips finished subjects; one with different settings is refuse
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import time
@@ -40,7 +41,9 @@ from tqdm.auto import tqdm
 
 from mskseg_lib.atomic import atomic_path, save_csv, save_parquet, write_json, write_text
 from mskseg_lib.data import raw_io
+from mskseg_lib.data.bad_inputs import SKIPPED, SkippedInputs, check_on_bad_input
 from mskseg_lib.data.catalog import get_dataset
+from mskseg_lib.data.errors import DataError
 from mskseg_lib.data.preprocess import SliceGeometry, display_slice, geometry_of, mask_box_to_model
 from mskseg_lib.data.slice_store import subject_stacks
 from mskseg_lib.data.tables import load_tables
@@ -144,6 +147,7 @@ class ZeroShotRun:
     slices: pd.DataFrame  # one row per (model, condition, slice, label)
     volumes: pd.DataFrame  # one row per (model, condition, subject, label): 3D Dice
     timings: dict[str, Any] = field(default_factory=dict)
+    skipped: pd.DataFrame | None = None  # subjects left out for a bad input file (``skipped.csv``)
 
 
 # ----------------------------------------------------------------------------- selection
@@ -210,6 +214,12 @@ def ground_truth_slices(mask_nifti: str | Path, slice_axis: int, slice_indices: 
         One (rows, cols) int16 label map per index.
     """
     labels = np.asarray(raw_io.read_array("nifti", Path(mask_nifti), "mask").data)
+    if labels.ndim != 3 or not 0 <= slice_axis < 3:
+        raise DataError(mask_nifti, f"mask has shape {labels.shape}; expected a 3D volume sliced along axis {slice_axis}")
+    outside = [k for k in slice_indices if not 0 <= k < labels.shape[slice_axis]]
+    if outside:
+        raise DataError(mask_nifti, f"mask has {labels.shape[slice_axis]} slices along axis {slice_axis}; the slice "
+                                    f"table names slices {outside[:5]} (rerun prepare)")
     return [display_slice(labels, slice_axis, k).astype(np.int16) for k in slice_indices]
 
 
@@ -262,6 +272,10 @@ def _embed_slices(model: Segmenter, model_key: str, rows: pd.DataFrame, subject:
         entry = CacheEntry(cache, cache_model, str(subject["dataset"]), str(subject["subject_id"]),
                            cache_key(model, subject.get(f"slices_{size}_image")))
     store = [int(s) for s in rows["store_index"]]
+    if store and not (max(store) < len(stack) and stack.shape[1] == size):
+        raise DataError(subject.get(f"slices_{size}_image") or f"{subject['dataset']}/{subject['subject_id']}",
+                        f"slice stack has shape {stack.shape}; the slice table needs {max(store) + 1} slices of "
+                        f"{size} px (rerun prepare)")
     by_index, n_encoded = subject_embeddings(model, stack, store, [g.resized_shape for g in geoms],
                                              encode_batch_size, entry, on_batch=on_batch)
     return [by_index[s] for s in store], n_encoded
@@ -463,6 +477,7 @@ class _RunContext:
     settings: ZeroShotSettings
     cache: EmbeddingCache | None
     progress: bool
+    skipped: SkippedInputs
 
 
 def _availability(model_keys: list[str], settings: ModelSettings,
@@ -491,6 +506,8 @@ def _encode_note(bar: Any, name: str, n_slices: int) -> Callable[[int], None]:
 def _run_model(ctx: _RunContext, model_key: str, load: Callable[[str], Segmenter]) -> tuple[dict, dict]:
     """Evaluate one model on every pending subject; returns its info ({name, checkpoint}) and timings.
 
+    A subject whose input files are bad (``DataError``) is listed in ``ctx.skipped`` and writes
+    nothing, so a later run tries it again; any other error stops the run.
     A model whose subjects are all finished is not loaded (nor its file hashed) again. The
     progress bar counts slices (total: every selected slice; finished subjects' slices count as
     done from the start) and steps after each slice, so its rate and ETA are per slice; while a
@@ -513,11 +530,14 @@ def _run_model(ctx: _RunContext, model_key: str, load: Callable[[str], Segmenter
     try:
         for (dataset, subject_id), g in pending:
             subject = {**ctx.subjects.loc[(dataset, subject_id)], "dataset": dataset, "subject_id": subject_id}
-            res, vol, stacks, t = evaluate_subject(model, model_key, g, subject, ctx.conditions, seed=int(s.seed),
-                                                   instance_prompts=s.instance_prompts, hd95=s.hd95, cache=ctx.cache,
-                                                   encode_batch_size=s.models.encode_batch_size,
-                                                   on_slice=lambda: bar.update(1),
-                                                   on_encoded=_encode_note(bar, f"{dataset}/{subject_id}", len(g)))
+            done = ctx.skipped.attempt(functools.partial(
+                evaluate_subject, model, model_key, g, subject, ctx.conditions, seed=int(s.seed),
+                instance_prompts=s.instance_prompts, hd95=s.hd95, cache=ctx.cache,
+                encode_batch_size=s.models.encode_batch_size, on_slice=lambda: bar.update(1),
+                on_encoded=_encode_note(bar, f"{dataset}/{subject_id}", len(g))), dataset, subject_id)
+            if done is SKIPPED:
+                continue
+            res, vol, stacks, t = done
             with atomic_path(_subject_file(out_dir, dataset, subject_id, ".npz")) as tmp:
                 np.savez_compressed(tmp, **stacks)
             save_parquet(vol, _subject_file(out_dir, dataset, subject_id, ".3d.parquet"))
@@ -572,7 +592,8 @@ def _selected(prepared_dir: Path, selection: SliceSelection | pd.DataFrame) -> t
 def run_zero_shot(prepared_dir: Path, run_dir: Path, model_keys: Sequence[str],
                   selection: SliceSelection | pd.DataFrame, settings: ZeroShotSettings | None = None, *,
                   cache_dir: Path | None = None, profile: Mapping[str, Any] | None = None, progress: bool = True,
-                  model_loader: Callable[[str], Segmenter] | None = None) -> ZeroShotRun:
+                  model_loader: Callable[[str], Segmenter] | None = None,
+                  on_bad_input: str = "skip") -> ZeroShotRun:
     """Evaluate zoo models zero-shot on prepared slices, into a resumable run folder.
 
     Parameters
@@ -597,13 +618,19 @@ def run_zero_shot(prepared_dir: Path, run_dir: Path, model_keys: Sequence[str],
         Show a progress bar per model, counting slices (with tqdm's rate and ETA); False: silent.
     model_loader : callable, optional
         ``key -> Segmenter`` replacing the zoo (tests pass tiny models).
+    on_bad_input : str
+        ``"skip"``: a subject whose slice stack or mask cannot be read, or does not match the
+        slice table, is listed (``skipped``, ``<run_dir>/skipped.csv``) and the others complete;
+        ``"raise"``: its ``DataError`` stops the run.
 
     Returns
     -------
     ZeroShotRun
-        The run folder, model availability, slice-label and 3D tables, timings (seconds).
+        The run folder, model availability, slice-label and 3D tables, timings (seconds), and
+        the subjects skipped for a bad input file (``dataset, subject_id, path, problem``).
     """
     settings = settings or ZeroShotSettings()
+    skipped = SkippedInputs("zero_shot", check_on_bad_input(on_bad_input))
     conditions = settings.parsed_conditions()
     model_keys, run_dir = list(model_keys), Path(run_dir)
     t_start = time.perf_counter()
@@ -619,7 +646,8 @@ def run_zero_shot(prepared_dir: Path, run_dir: Path, model_keys: Sequence[str],
     cache = EmbeddingCache(Path(cache_dir) if cache_dir else run_dir.parent / "_embeddings") \
         if settings.cache_embeddings else None
     ctx = _RunContext(run_dir, subjects.set_index(["dataset", "subject_id"]),
-                      list(chosen.groupby(["dataset", "subject_id"], sort=True)), conditions, settings, cache, progress)
+                      list(chosen.groupby(["dataset", "subject_id"], sort=True)), conditions, settings, cache, progress,
+                      skipped)
     load = model_loader or (lambda key: load_model(key, settings.models))
     timings, checkpoints = {}, {}
     for row in availability.itertuples():
@@ -630,12 +658,14 @@ def run_zero_shot(prepared_dir: Path, run_dir: Path, model_keys: Sequence[str],
         availability.loc[availability["model_key"] == row.model_key, "model"] = info["name"]
         checkpoints[row.model_key] = info["checkpoint"]
     slices_df, volumes_df = _write_tables(run_dir, availability, model_keys, conditions, len(chosen), len(ctx.groups))
+    skipped.save(run_dir)
     timings_all = {"total_s": round(time.perf_counter() - t_start, 3), "cpu_threads": threads, "models": timings}
     write_manifest(run_dir / "manifest.json", profile=str(snapshot.get("profile", "(no profile)")), seed=settings.seed,
                    config=snapshot, timings={"total_s": timings_all["total_s"]},
                    extra={"per_model": timings, "checkpoints": checkpoints, "cpu_threads": threads,
-                          "n_slices_selected": int(len(chosen)), "n_subjects_selected": len(ctx.groups)})
-    return ZeroShotRun(run_dir, availability, slices_df, volumes_df, timings_all)
+                          "n_slices_selected": int(len(chosen)), "n_subjects_selected": len(ctx.groups),
+                          "n_subjects_skipped": len({(r["dataset"], r["subject_id"]) for r in skipped.rows})})
+    return ZeroShotRun(run_dir, availability, slices_df, volumes_df, timings_all, skipped.table())
 
 
 def collect_results(run_dir: Path, model_keys: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:

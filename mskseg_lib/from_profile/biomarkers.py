@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from mskseg_lib.biomarkers.study import BiomarkerSelection
+from mskseg_lib.config import resolve_path
 from mskseg_lib.from_profile.data import cohort_dir, prepared_dir
 from mskseg_lib.stats.agreement import AgreementSettings
 
@@ -39,10 +40,11 @@ def agreement_settings(cfg: Mapping[str, Any]) -> AgreementSettings:
 def biomarker_inputs(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """Notebook 05's arguments: ``prepared_dir``, ``cohort_dir`` (None without a synthetic
     cohort), ``selection``, ``agreement``, ``zero_shot_model``, ``tag`` (whole-volume zero-shot
-    run folder), ``real_spine`` (analyse the real fixture) and ``max_real_subjects`` (its first N
-    volumes; 0 = all)."""
+    run folder), ``run_dir`` (``<runs_dir>/biomarkers/<tag>``: the measurements' ``skipped.csv``),
+    ``real_spine`` (analyse the real fixture) and ``max_real_subjects`` (its first N volumes; 0 = all)."""
     b = cfg["biomarkers"]
     return {"prepared_dir": prepared_dir(cfg), "cohort_dir": cohort_dir(cfg) if cfg["cohort"]["enabled"] else None,
             "selection": biomarker_selection(cfg), "agreement": agreement_settings(cfg),
-            "zero_shot_model": str(b["zero_shot_model"]), "tag": str(b["tag"]), "real_spine": bool(b["real_spine"]),
+            "zero_shot_model": str(b["zero_shot_model"]), "tag": str(b["tag"]),
+            "run_dir": resolve_path(cfg, "runs_dir") / "biomarkers" / str(b["tag"]), "real_spine": bool(b["real_spine"]),
             "max_real_subjects": int(b.get("max_real_subjects", 0))}

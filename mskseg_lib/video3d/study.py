@@ -27,7 +27,7 @@ from __future__ import annotations
 import functools
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -40,6 +40,7 @@ from mskseg_lib import atomic
 from mskseg_lib.autolabel.pipeline import Slicing, file_key, slicing
 from mskseg_lib.autolabel.study import select_subjects
 from mskseg_lib.data import raw_io
+from mskseg_lib.data.bad_inputs import SkippedInputs, check_on_bad_input, empty_skipped
 from mskseg_lib.data.catalog import DatasetSpec, get_dataset
 from mskseg_lib.data.errors import DataError
 from mskseg_lib.data.prepare import PrepareSettings
@@ -229,11 +230,14 @@ def load_volume(row: Mapping[str, Any], settings: Video3dSettings = Video3dSetti
     Returns
     -------
     LoadedVolume: display-oriented (N, H, W) image and mask stacks, the structures present, the
-    voxel spacing in mm. Raises ``DataError`` naming the file for NaN voxels, a mask on another
-    grid, or a mask without any of the structures.
+    voxel spacing in mm. Raises ``DataError`` naming the file for a missing or unreadable file,
+    an image that is not 3D, NaN voxels, a mask on another grid, or a mask without any of the
+    structures.
     """
     spec = get_dataset(row["dataset"])
     image = raw_io.read_array("nifti", Path(row["image_nifti"]), "image")
+    if image.data.ndim != 3:
+        raise DataError(Path(row["image_nifti"]), f"image has shape {image.shape}; expected a 3D volume")
     check_finite(image)  # NaN/inf would otherwise surface as a clipping error deep in numpy
     mask = raw_io.read_array("nifti", Path(row["mask_nifti"]), "mask")
     if mask.shape[:3] != image.shape[:3] or not np.allclose(mask.affine, image.affine, atol=1e-3):
@@ -395,6 +399,7 @@ class StudyResult:
     slices: pd.DataFrame  # (model, scheme, volume, structure, slice): slice Dice and offset
     runs: pd.DataFrame  # (model, scheme, volume): status, seconds, encoded slices, volume file
     failed: pd.DataFrame  # (model, volume): the error of a volume that could not be scored
+    skipped: pd.DataFrame = field(default_factory=empty_skipped)  # volumes left out: file and problem
 
 
 def _checkpoint_keys(model_keys: Sequence[str], models: ModelSettings) -> dict[str, str | None]:
@@ -495,13 +500,15 @@ class _OneModelAtATime:
 def run_study(root: Path, volumes: pd.DataFrame, model_keys: Sequence[str],
               settings: Video3dSettings = Video3dSettings(), *, models: ModelSettings | None = None,
               loader: Callable[[str], VideoModel] | None = None, seed: int | None = None,
-              progress: bool = True, cache_dir: Path | None = None) -> StudyResult:
+              progress: bool = True, cache_dir: Path | None = None, on_bad_input: str = "skip") -> StudyResult:
     """All schemes x models x volumes; resumes per (model, volume).
 
     Each (model, volume) is stored under ``root/scores/<model>/<dataset>/`` with a fingerprint of
     everything that shapes it (a rerun reuses it, a changed setting recomputes it); predicted
-    label volumes go to ``root/volumes/<model>/<scheme>/``. A volume that cannot be read is
-    reported in ``failed`` (file and reason) and the study goes on.
+    label volumes go to ``root/volumes/<model>/<scheme>/``. A volume whose image or mask is
+    missing, unreadable or malformed (``DataError``) is reported in ``failed`` and ``skipped``
+    (file and problem; also ``root/skipped.csv``) and the study goes on; it stores nothing, so a
+    rerun tries it again. Any other error stops the study.
 
     Parameters
     ----------
@@ -515,12 +522,14 @@ def run_study(root: Path, volumes: pd.DataFrame, model_keys: Sequence[str],
     progress : a progress bar over (model, volume).
     cache_dir : the run's embedding store (``evaluation.embedding_cache``): image-only models read
         the embeddings of slices another stage encoded (same model, same pixels) instead of encoding.
+    on_bad_input : ``"skip"`` (list a bad volume and go on) or ``"raise"`` (its ``DataError`` stops
+        the study).
 
     Returns
     -------
     StudyResult: ``structures`` (3D Dice per structure, ``combined`` and ``all_structures``),
     ``slices`` (slice Dice and offset from the prompted slice), ``runs`` (status, seconds,
-    encoded slices, NIfTI path; ``status_run`` computed or reused), ``failed``.
+    encoded slices, NIfTI path; ``status_run`` computed or reused), ``failed``, ``skipped``.
     """
     root = Path(root)
     models = models or ModelSettings()
@@ -528,6 +537,7 @@ def run_study(root: Path, volumes: pd.DataFrame, model_keys: Sequence[str],
     load = _OneModelAtATime(loader or (lambda key: load_video_model(key, models)))
     holes = hole_filling_available()
     checkpoints = _checkpoint_keys(model_keys, models)
+    skipped = SkippedInputs("video3d", check_on_bad_input(on_bad_input))
     structures, slices, runs, failed = [], [], [], []
     jobs = [(m, r) for m in model_keys for r in volumes.to_dict("records")]
     bar = tqdm(jobs, desc="video3d study", unit="volume", disable=not progress)
@@ -535,19 +545,22 @@ def run_study(root: Path, volumes: pd.DataFrame, model_keys: Sequence[str],
         sid = str(row["subject_id"])
         keys = {"model_key": key, "dataset": row["dataset"], "subject_id": row["subject_id"]}
         folder = root / "scores" / key / row["dataset"]
-        fp = _volume_fingerprint(key, checkpoints.get(key), row, settings, models, holes)
-        parts = _stored(folder, sid, fp)
+        try:  # reading this volume's files: a bad one is listed, the others go on
+            fp = _volume_fingerprint(key, checkpoints.get(key), row, settings, models, holes)
+            parts = _stored(folder, sid, fp)
+            vol = load_volume(row, settings) if parts is None else None
+        except DataError as exc:
+            if skipped.on_bad_input != "skip":
+                raise
+            skipped.add(row["dataset"], sid, exc)
+            failed.append({**keys, "error": str(exc)})
+            continue
         if parts is not None:
             structures.append(parts[0])
             slices.append(parts[1])
             runs.append(parts[2].assign(status_run="reused"))
             continue
         bar.set_postfix_str(f"{key} {sid}")
-        try:
-            vol = load_volume(row, settings)
-        except (DataError, OSError, ValueError) as exc:
-            failed.append({**keys, "error": str(exc)})
-            continue
         model = load(key)
         t0 = time.perf_counter()
         results = run_schemes(model, vol, settings.schemes, settings.carry, settings.offload_state, cache)
@@ -560,7 +573,9 @@ def run_study(root: Path, volumes: pd.DataFrame, model_keys: Sequence[str],
         structures.append(parts[0])
         slices.append(parts[1])
         runs.append(parts[2].assign(status_run="computed"))
-    return StudyResult(root, _concat(structures), _concat(slices), _concat(runs), pd.DataFrame(failed))
+    skipped.save(root)
+    return StudyResult(root, _concat(structures), _concat(slices), _concat(runs), pd.DataFrame(failed),
+                       skipped.table())
 
 
 # ----------------------------------------------------------------------------------------------

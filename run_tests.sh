@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # CI entry point: lint (ruff), unit tests, then every notebook under nbval (--nbval-lax),
-# profile "fixture".
+# profile "fixture", all with outbound network refused (scripts/offline/sitecustomize.py).
 #
 #   ./run_tests.sh                 # all three phases
 #   ./run_tests.sh -x -k config    # extra arguments go to pytest in the test phases
@@ -11,6 +11,14 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 
 source scripts/bootstrap_env.sh
 export MSKSEG_PROFILE=fixture
+
+# Offline, proven: scripts/offline/sitecustomize.py refuses every non-loopback connection in each
+# Python process of both phases (pytest, Jupyter kernels, torchrun ranks, workers) and logs the
+# attempt; a library that swallows the refusal still fails the run below.
+export PYTHONPATH="$PWD/scripts/offline${PYTHONPATH:+:$PYTHONPATH}"
+export MSKSEG_OFFLINE_GUARD=1
+export MSKSEG_NET_LOG="${MSKSEG_NET_LOG:-$(mktemp -t mskseg-net-XXXXXX.log)}"
+: > "$MSKSEG_NET_LOG"
 
 pytest_cmd=("$MSKSEG_PY" -m pytest -p no:cacheprovider)
 
@@ -48,8 +56,17 @@ else
     echo "== [2/2] notebooks: exit $nb_rc"
 fi
 
-if [[ $lint_rc -ne 0 || $unit_rc -ne 0 || $nb_rc -ne 0 ]]; then
-    echo "== FAILED: lint exit $lint_rc, unit tests exit $unit_rc, notebooks exit $nb_rc" >&2
+net_rc=0
+if [[ -s "$MSKSEG_NET_LOG" ]]; then
+    echo "== outbound network attempts (refused by the offline guard):" >&2
+    sort "$MSKSEG_NET_LOG" | uniq -c | sort -rn | head -20 >&2
+    net_rc=1
+else
+    echo "== offline guard: no outbound network attempt in any process"
+fi
+
+if [[ $lint_rc -ne 0 || $unit_rc -ne 0 || $nb_rc -ne 0 || $net_rc -ne 0 ]]; then
+    echo "== FAILED: lint exit $lint_rc, unit tests exit $unit_rc, notebooks exit $nb_rc, network attempts $net_rc" >&2
     exit 1
 fi
 echo "== all passed"

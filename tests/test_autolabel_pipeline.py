@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 import torch
 from autolabel_fakes import THIGH, BoxFillSegmenter, OracleDetector, canonical_labels, phantom
+from subprocess_env import pythonpath
 
 from mskseg_lib import distributed as dist
 from mskseg_lib.autolabel import pipeline as pl
@@ -194,7 +195,7 @@ def test_rank_share_covers_every_volume_once():
 
 def test_torchrun_two_ranks_split_the_volumes(tmp_path):
     _write_inputs(tmp_path / "in", n=5)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": f"{ROOT}:{ROOT / 'tests'}"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": pythonpath(ROOT, ROOT / "tests")}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            str(ROOT / "tests" / "autolabel_rank_worker.py"), str(tmp_path / "in"), str(tmp_path / "out")]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)

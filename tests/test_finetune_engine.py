@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from subprocess_env import pythonpath
 
 from mskseg_lib.data.tables import load_tables
 from mskseg_lib.evaluation.zero_shot import RunMismatch
@@ -498,7 +499,7 @@ def test_torchrun_two_processes_gloo_end_with_identical_weights(ft_cfg, tmp_path
     cfg_file = tmp_path / "cfg.yaml"
     cfg_file.write_text(yaml.safe_dump(cfg))
     out = tmp_path / "out"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": pythonpath(ROOT)}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            str(ROOT / "tests" / "ddp_train_worker.py"), str(cfg_file), str(out)]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
@@ -523,7 +524,7 @@ def test_grid_runs_launch_torchrun_with_a_job_file(ft_cfg, tmp_path, monkeypatch
 
     from mskseg_lib.finetuning.runner import grid_runs, launch_torchrun
 
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
+    monkeypatch.setenv("PYTHONPATH", pythonpath(ROOT, ROOT / "tests"))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     exp = _experiment()
     runs = grid_runs([exp], 1)

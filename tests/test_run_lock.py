@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from subprocess_env import pythonpath
 
 from mskseg_lib import cli, run_lock
 
@@ -31,7 +32,7 @@ def other_holder(tmp_path: Path):
     """A second process holding the lock of ``tmp_path / 'runs'``; killed at the end."""
     runs = tmp_path / "runs"
     proc = subprocess.Popen([sys.executable, "-c", HOLDER_SCRIPT, str(runs)], stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+                            env={**os.environ, "PYTHONPATH": pythonpath(Path(__file__).resolve().parents[1])})
     try:
         assert proc.stdout.readline().strip() == "held"
         yield runs, proc
@@ -117,7 +118,7 @@ def test_children_of_the_holder_run_under_its_lock(tmp_path: Path) -> None:
             pass
         # a process the holder starts (a papermill kernel, a torchrun rank) inherits MSKSEG_RUN_LOCK
         out = subprocess.run([sys.executable, "-c", child, str(runs)], capture_output=True, text=True, timeout=60,
-                             env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+                             env={**os.environ, "PYTHONPATH": pythonpath(Path(__file__).resolve().parents[1])})
         assert out.returncode == 0, out.stderr
         assert out.stdout.strip() == "ran"
         # without the variable the same child is refused

@@ -304,16 +304,23 @@ def run_notebooks(
                 os.environ[ledger.NOTEBOOK_ENV] = nb.stem
                 record["status"] = "running"
                 write("running")
+                # papermill rewrites its output after every cell: it works on a temporary name, and
+                # the executed copy appears under its final name only whole (done or failed)
+                partial = atomic.temp_path_for(output)
                 try:
                     with provenance.timed(timings, nb.stem), run_progress.Heartbeat(line, log, heartbeat_s):
-                        pm.execute_notebook(
-                            str(nb),
-                            str(output),
-                            parameters={"profile": str(profile), "params": cfg},
-                            kernel_name=kernel_name,
-                            progress_bar=progress_bar,
-                            cwd=str(folder),
-                        )
+                        try:
+                            pm.execute_notebook(
+                                str(nb),
+                                str(partial),
+                                parameters={"profile": str(profile), "params": cfg},
+                                kernel_name=kernel_name,
+                                progress_bar=progress_bar,
+                                cwd=str(folder),
+                            )
+                        finally:
+                            if partial.exists():
+                                os.replace(partial, output)
                 except BaseException as exc:
                     interrupted = isinstance(exc, (KeyboardInterrupt, SystemExit))
                     record["status"] = "interrupted" if interrupted else "failed"

@@ -10,12 +10,17 @@ How each stage resumes (what a kill costs):
 * finetune: per epoch; ``checkpoint_latest.pt`` holds model, optimizer, scheduler and early-stopping
   state, so a killed epoch is redone from the last finished one and the run ends identical;
   scoring is per subject like zero-shot;
+* train-detector: per detector; ultralytics' ``best.pt`` counts only once the run record is
+  written at the end, so a killed training is redone from its start (seeded, deterministic);
+* autolabel (batch): per volume, each output written under a temporary name then renamed;
+* video3d: per (model, volume), with a fingerprint of what shapes it;
 * ``mskseg run``: per notebook (a new run folder each start); a notebook's stages resume as above.
 """
 from __future__ import annotations
 
 import copy
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -55,10 +60,37 @@ def tiny_profile(base: Path) -> Path:
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": pythonpath(ROOT), "OMP_NUM_THREADS": "1", "MSKSEG_PROFILE": "fixture"}
+    return {**os.environ, "PYTHONPATH": pythonpath(ROOT, ROOT / "tests"), "OMP_NUM_THREADS": "1",
+            "MSKSEG_PROFILE": "fixture"}
 
 
-STAGES = (("prepare", "data_root"), ("zero-shot", "runs_dir"), ("finetune", "runs_dir"))
+def _autolabel_input(base: Path) -> Path:
+    """A folder with the spine cohort's image volumes (links), what a user points AutoLabel at."""
+    folder = base / "autolabel_in"
+    folder.mkdir(exist_ok=True)
+    import pandas as pd
+
+    subjects = pd.read_parquet(base / "data_root" / "prepared" / "subjects.parquet")
+    for row in subjects[subjects["dataset"] == SPINE].itertuples():
+        link = folder / f"{row.subject_id}.nii.gz"
+        if not link.exists():
+            link.symlink_to(Path(row.image_nifti).resolve())
+    return folder
+
+
+def stages(base: Path, profile: Path) -> list[tuple[str, list[str], str]]:
+    """(name, command, folder compared) per stage, in pipeline order."""
+    return [
+        ("prepare", stage_command("prepare", profile), "data_root"),
+        ("zero-shot", stage_command("zero-shot", profile), "runs_dir"),
+        ("finetune", stage_command("finetune", profile), "runs_dir"),
+        ("train-detector", stage_command("train-detector", profile, "--dataset", SPINE), "runs_dir"),
+        ("autolabel", stage_command("autolabel", profile, "--dataset", SPINE, "--model", "lite_medsam", "--input",
+                                    str(base / "autolabel_in"), "--output", str(base / "runs_dir" / "autolabel_cli")),
+         "runs_dir"),
+        ("video3d", [sys.executable, str(ROOT / "tests" / "stage_driver.py"), "video3d", str(profile)], "runs_dir"),
+        ("run", stage_command("run", profile, "--only", "01"), "tables_dir"),
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +98,11 @@ def reference(tmp_path_factory):
     """Every stage once, uninterrupted; the wall seconds of each."""
     base = tmp_path_factory.mktemp("reference")
     profile = tiny_profile(base)
-    seconds = {stage: run_stage(stage_command(stage, profile), _env(), ROOT, 900) for stage, _ in STAGES}
+    seconds = {}
+    for name, cmd, _ in stages(base, profile):
+        if name == "autolabel":
+            _autolabel_input(base)
+        seconds[name] = run_stage(cmd, _env(), ROOT, 900)
     return base, seconds
 
 
@@ -76,19 +112,21 @@ def test_each_stage_killed_at_seeded_points_resumes_to_the_uninterrupted_result(
     ref_base, seconds = reference
     profile = tiny_profile(tmp_path)
     reports = {}
-    for i, (stage, folder_key) in enumerate(STAGES):
-        watched = [tmp_path / "data_root", tmp_path / "runs_dir"]
-        kills = seeded_kill_points(SEED + i, seconds[stage], KILLS_PER_STAGE)
-        report = kill_and_resume(stage_command(stage, profile), _env(), ROOT, watched, kills, timeout_s=900)
-        reports[stage] = report
-        assert report.partial == [], (stage, report.partial)
-        assert report.killed >= 1, (stage, report)  # at least one kill landed inside the stage
+    for i, (name, cmd, _) in enumerate(stages(tmp_path, profile)):
+        if name == "autolabel":
+            _autolabel_input(tmp_path)
+        watched = [tmp_path / "data_root", tmp_path / "runs_dir", tmp_path / "tables_dir"]
+        kills = seeded_kill_points(SEED + i, seconds[name], KILLS_PER_STAGE)
+        report = kill_and_resume(cmd, _env(), ROOT, watched, kills, timeout_s=900)
+        reports[name] = report
+        assert report.partial == [], (name, report.partial)
+        assert report.killed >= 1, (name, report)  # at least one kill landed inside the stage
+    print({name: {**vars(r), "reference_s": round(seconds[name], 1)} for name, r in reports.items()})
+    for folder in ("data_root", "runs_dir", "tables_dir"):  # every stage's outputs, once all have run
         for pattern in ("**/*.csv", "**/*.parquet"):
-            diffs = table_differences(ref_base / folder_key, tmp_path / folder_key, pattern)
-            assert diffs == [], (stage, diffs[:10])
-    assert nifti_differences(ref_base / "data_root", tmp_path / "data_root") == []
-    assert nifti_differences(ref_base / "runs_dir", tmp_path / "runs_dir") == []
-    print({s: vars(r) for s, r in reports.items()})
+            diffs = table_differences(ref_base / folder, tmp_path / folder, pattern)
+            assert diffs == [], (folder, diffs[:10])
+        assert nifti_differences(ref_base / folder, tmp_path / folder) == [], folder
 
 
 def test_the_partial_file_check_finds_a_truncated_file(tmp_path):

@@ -41,17 +41,20 @@ from mskseg_lib.config import load_profile
 ROOT = Path(__file__).resolve().parents[1]
 SPINE = "Spine_2D_T2ax_Clinical_Anatomical_38"
 KNEE = "Knee_3D_CUBE_Research_Anatomical_300"
-KILLS_PER_STAGE = 3
+KILLS_PER_STAGE = 2
 SEED = 20261201
 
 
 def tiny_profile(base: Path) -> Path:
-    """The fixture profile cut to two datasets x 3 subjects and a two-run grid, under ``base``."""
+    """The fixture profile cut to two datasets x 3 subjects, LiteMedSAM with exact boxes, a two-run
+    grid (frozen and trained encoder) and two video3d schemes, under ``base``."""
     cfg = copy.deepcopy(load_profile("fixture"))
     cfg["paths"] = {k: str(base / k) for k in cfg["paths"]}
     cfg["cohort"]["datasets"] = [SPINE, KNEE]
     cfg["cohort"]["subjects_per_dataset"] = 3
     cfg["zero_shot"]["models"] = ["lite_medsam"]
+    cfg["zero_shot"]["conditions"] = [{"name": "gt_box", "shift_grid_px": 0}]
+    cfg["video3d"]["schemes"] = ["boxes_per_slice", "box_carry"]
     cfg["finetune"]["experiments"] = [{"group": "strategy", "train_on": [SPINE], "strategy": ["partial", "full"]}]
     path = base / "tiny.yaml"
     base.mkdir(parents=True, exist_ok=True)
@@ -71,7 +74,7 @@ def _autolabel_input(base: Path) -> Path:
     import pandas as pd
 
     subjects = pd.read_parquet(base / "data_root" / "prepared" / "subjects.parquet")
-    for row in subjects[subjects["dataset"] == SPINE].itertuples():
+    for row in subjects[subjects["dataset"] == SPINE].head(2).itertuples():
         link = folder / f"{row.subject_id}.nii.gz"
         if not link.exists():
             link.symlink_to(Path(row.image_nifti).resolve())

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 #: columns that hold wall times, dates or machine facts: they differ between any two runs
-TIMING_WORDS = ("seconds", "minutes", "_s", "time", "elapsed", "created", "utc", "hostname", "duration", "per_frame",
+TIMING_WORDS = ("seconds", "minutes", "time", "elapsed", "created", "utc", "hostname", "duration", "per_frame",
                 "s_per_", "status_run", "reused")
 
 
@@ -146,7 +146,7 @@ def seeded_kill_points(seed: int, reference_s: float, n: int) -> list[float]:
 
 def _timing(column: str) -> bool:
     c = column.lower()
-    return any(w in c for w in TIMING_WORDS)
+    return c.endswith("_s") or any(w in c for w in TIMING_WORDS)  # "_s" only as a unit suffix, never "_slice"
 
 
 #: logs of what one start did (a resumed start reports reused volumes as "skipped (done)"), not results

@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from subprocess_env import pythonpath
+from subprocess_env import registry_env
 
 from mskseg_lib.envcheck import compare, read_lock
 
@@ -130,7 +130,7 @@ def test_install_missing_installs_only_what_is_missing_and_replaces_nothing(tmp_
     lock = tmp_path / "lock.txt"
     lock.write_text(f"iniconfig=={iniconfig}\npip==0.1\n")
     out = subprocess.run([py, "-m", "mskseg_lib.envcheck", "--lock", str(lock), "--install"], cwd=ROOT,
-                         env={**os.environ, "PYTHONPATH": pythonpath(ROOT)}, capture_output=True, text=True, timeout=300)
+                         env=registry_env(ROOT), capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "kept at your versions: pip" in out.stdout
     assert version("iniconfig") == iniconfig and version("pip") == pip_before

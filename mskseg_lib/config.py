@@ -176,6 +176,7 @@ SCHEMA: dict[str, Any] = {
             "augment": dict,  # ultralytics augmentation hyper-parameters, given to the trainer as they are
             "nominal_batch_size": int,  # ultralytics nbs: images per optimizer step (optional; 64)
             "max_train_images": int,  # training images per dataset, spread evenly; 0 = all (optional)
+            "max_val_images": int,  # validation images scored each epoch, spread evenly; 0 = all (optional)
             "optimizer": str,  # ultralytics optimizer: auto, SGD, AdamW, ... (optional; auto)
             "lr0": NUM,  # initial learning rate (optional; ignored by optimizer auto)
         },
@@ -217,6 +218,7 @@ SCHEMA: dict[str, Any] = {
 OPTIONAL_DEFAULTS: dict[str, Any] = {"datasets": [], "models.cpu_compile": False, "biomarkers.max_real_subjects": 0,
                                      "autolabel.detector.nominal_batch_size": 64,
                                      "autolabel.detector.max_train_images": 0,
+                                     "autolabel.detector.max_val_images": 0,
                                      "autolabel.detector.optimizer": "auto", "autolabel.detector.lr0": 0.01}
 
 ALLOWED_VALUES = {

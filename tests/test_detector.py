@@ -213,23 +213,35 @@ def test_training_data_yaml(trained, tmp_path):
         D.training_data_yaml(empty_val, tmp_path / "d3")
 
 
-def test_max_train_images_keeps_an_even_spread_and_names_the_cap(tmp_path):
-    export_yaml = write_export(tmp_path / "data", "Spread", {"train": 9, "val": 1, "test": 1})
+def test_image_caps_keep_an_even_spread_and_name_the_cap(tmp_path):
+    """max_train_images and max_val_images: an even spread of each split, test never cut, the
+    caps in the digest and the fingerprint, and the trainer sees only the kept images."""
+    export_yaml = write_export(tmp_path / "data", "Spread", {"train": 9, "val": 5, "test": 3})
     export = D._scan_export(export_yaml)
-    assert D._capped(export, 0) is export and D._capped(export, 9) is export
+    assert D._capped(export, 0) is export and D._capped(export, 9, 5) is export
     capped = D._capped(export, 3)
     assert [img.name for img, _ in capped.files["train"]] == ["train00.png", "train04.png", "train08.png"]
     assert capped.files["val"] == export.files["val"] and capped.files["test"] == export.files["test"]
     assert capped.digest != export.digest != D._capped(export, 4).digest
-    # the trainer sees only the kept images, and the cap is part of what decides the weights
+    val_capped = D._capped(export, 3, 2)
+    assert [img.name for img, _ in val_capped.files["val"]] == ["val00.png", "val04.png"]
+    assert val_capped.files["test"] == export.files["test"]
+    assert len({export.digest, capped.digest, val_capped.digest, D._capped(export, 0, 2).digest}) == 4
+    # the trainer sees only the kept images, and the caps are part of what decides the weights
     project = Project(tmp_path)
     seen: dict = {}
+
+    def on_start(trainer) -> None:
+        seen.update(train=list(trainer.train_loader.dataset.im_files), val=list(trainer.test_loader.dataset.im_files))
+
     run = D.train_detector("Spread", tmp_path / "data" / "prepared", project.detectors_dir,
-                           dataclasses.replace(SETTINGS, max_train_images=3), seed=SEED, device="cpu", progress=False,
-                           callbacks={"on_train_start": lambda t: seen.update(files=list(t.train_loader.dataset.im_files))})
-    assert sorted(Path(f).name for f in seen["files"]) == ["train00.png", "train04.png", "train08.png"]
+                           dataclasses.replace(SETTINGS, max_train_images=3, max_val_images=2), seed=SEED,
+                           device="cpu", progress=False, callbacks={"on_train_start": on_start})
+    assert sorted(Path(f).name for f in seen["train"]) == ["train00.png", "train04.png", "train08.png"]
+    assert sorted(Path(f).name for f in seen["val"]) == ["val00.png", "val04.png"]
     record = json.loads((run.weights.parent / D.RUN_RECORD).read_text())
     assert record["fingerprint_inputs"]["max_train_images"] == 3 and record["n_images"]["train"] == 3
+    assert record["fingerprint_inputs"]["max_val_images"] == 2 and record["n_images"]["val"] == 2
 
 
 def test_second_call_reuses_and_changed_setting_retrains(trained, monkeypatch):

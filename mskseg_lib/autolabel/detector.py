@@ -112,7 +112,9 @@ class DetectorSettings:
     epoch is a handful of batches, so a small ``nbs`` (equal to ``batch_size``) gives the
     optimizer one step per batch instead of one per epoch. ``max_train_images`` (0: all) trains
     on that many training images spread evenly over the sorted export (subjects and slices), a
-    count trim for CPU profiles; validation and test images are never trimmed. ``optimizer``
+    count trim for CPU profiles; ``max_val_images`` (0: all) does the same for the validation
+    images the trainer scores after every epoch to keep the best weights (that pass costs about
+    as much per image as a training step on CPU). Test images are never trimmed. ``optimizer``
     and ``lr0`` are ultralytics' (``auto`` picks the optimizer and its learning rate itself and
     ignores ``lr0``).
     """
@@ -129,6 +131,7 @@ class DetectorSettings:
     augment: Mapping[str, Any] = field(default_factory=lambda: dict(STUDY_AUGMENT))
     nominal_batch_size: int = 64
     max_train_images: int = 0
+    max_val_images: int = 0
     optimizer: str = "auto"
     lr0: float = 0.01
 
@@ -321,16 +324,25 @@ def _scan_export(export_yaml: Path) -> _Export:
     return _Export(export_yaml, names, files, h.hexdigest()[:20])
 
 
-def _capped(export: _Export, max_train_images: int) -> _Export:
-    """The export with at most ``max_train_images`` training images, spread evenly through the
-    sorted list (so every subject and the whole slice range stay represented); 0 keeps all. The
-    digest names the cap, so a capped mirror and trained weights are never taken for full ones."""
-    train = export.files["train"]
-    if max_train_images <= 0 or len(train) <= max_train_images:
+def _even_spread(pairs: list, at_most: int) -> list:
+    """At most ``at_most`` items of ``pairs``, spread evenly through the list (0: all)."""
+    if at_most <= 0 or len(pairs) <= at_most:
+        return pairs
+    keep = np.unique(np.round(np.linspace(0, len(pairs) - 1, at_most)).astype(int))
+    return [pairs[i] for i in keep]
+
+
+def _capped(export: _Export, max_train_images: int, max_val_images: int = 0) -> _Export:
+    """The export with at most ``max_train_images`` training and ``max_val_images`` validation
+    images, each spread evenly through its sorted list (so every subject and the whole slice range
+    stay represented); 0 keeps all, and the test split is never cut. The digest names each cap in
+    force, so a capped mirror and trained weights are never taken for full ones."""
+    caps = {"train": int(max_train_images), "val": int(max_val_images)}
+    files = {**export.files, **{split: _even_spread(export.files[split], n) for split, n in caps.items()}}
+    cut = [f"{split}<={n}" for split, n in caps.items() if len(files[split]) < len(export.files[split])]
+    if not cut:
         return export
-    keep = np.unique(np.round(np.linspace(0, len(train) - 1, max_train_images)).astype(int))
-    files = {**export.files, "train": [train[i] for i in keep]}
-    digest = hashlib.sha256(f"{export.digest}:train<={max_train_images}".encode()).hexdigest()[:20]
+    digest = hashlib.sha256(":".join([export.digest, *cut]).encode()).hexdigest()[:20]
     return dataclasses.replace(export, files=files, digest=digest)
 
 
@@ -461,6 +473,7 @@ def _fingerprint_inputs(settings: DetectorSettings, seed: int, dataset: str, aug
         "patience": int(settings.patience),
         **({"nominal_batch_size": int(settings.nominal_batch_size)} if settings.nominal_batch_size != 64 else {}),
         **({"max_train_images": int(settings.max_train_images)} if settings.max_train_images else {}),
+        **({"max_val_images": int(settings.max_val_images)} if settings.max_val_images else {}),
         **({"optimizer": str(settings.optimizer), "lr0": float(settings.lr0)} if settings.optimizer != "auto" else {}),
         "seed": int(seed),
         "augment": dict(sorted(augment.items())),
@@ -502,7 +515,8 @@ class _Plan:
 def _plan(dataset: str, prepared_dir: Path, detectors_dir: Path, settings: DetectorSettings, seed: int) -> _Plan:
     """Scan the export and name the run folder; the fingerprint covers settings, seed and export."""
     augment = validate_augment(settings.augment)
-    export = _capped(_scan_export(export_yaml_path(prepared_dir, dataset)), int(settings.max_train_images))
+    export = _capped(_scan_export(export_yaml_path(prepared_dir, dataset)), int(settings.max_train_images),
+                     int(settings.max_val_images))
     root = detector_dir(detectors_dir, dataset)
     inputs = _fingerprint_inputs(settings, seed, dataset, augment, export)
     return _Plan(dataset, export, root, root / str(settings.model), inputs, _fingerprint(inputs))
@@ -799,7 +813,8 @@ def evaluate_detector(weights: Path, dataset: str, prepared_dir: Path, detectors
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    export = _capped(_scan_export(export_yaml_path(prepared_dir, dataset)), int(settings.max_train_images))
+    export = _capped(_scan_export(export_yaml_path(prepared_dir, dataset)), int(settings.max_train_images),
+                     int(settings.max_val_images))
     n_split = len(export.files[split])
     if n_split == 0:
         raise DataError(export.yaml_path, f"the {split} split has no images to evaluate on")

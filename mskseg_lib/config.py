@@ -212,10 +212,12 @@ SCHEMA: dict[str, Any] = {
         "example_offsets": list,  # slices shown in figure 7c, relative to the prompted slice
     },
     "notebooks": dict,  # "01" -> options of that notebook
+    "expected_minutes": dict,  # "01" -> wall minutes where the profile was sized: the ETA before a first run (optional)
 }
 
 # keys a profile may leave out (dotted: inside a section the profile has)
-OPTIONAL_DEFAULTS: dict[str, Any] = {"datasets": [], "models.cpu_compile": False, "biomarkers.max_real_subjects": 0,
+OPTIONAL_DEFAULTS: dict[str, Any] = {"datasets": [], "expected_minutes": {}, "models.cpu_compile": False,
+                                     "biomarkers.max_real_subjects": 0,
                                      "autolabel.detector.nominal_batch_size": 64,
                                      "autolabel.detector.max_train_images": 0,
                                      "autolabel.detector.max_val_images": 0,

@@ -282,10 +282,16 @@ def run_notebooks(
             )
 
         write("running")
-        recorded = run_progress.recorded_seconds(resolve_path(cfg, "runs_dir"), exclude=run_dir)
+        here = run_progress.recorded_seconds(resolve_path(cfg, "runs_dir"), exclude=run_dir)
+        stems = [nb.stem for nb in notebooks]
+        # before this profile has run here: the times it was sized by (its expected_minutes)
+        recorded = {**run_progress.profile_seconds(cfg.get("expected_minutes") or {}, stems), **here}
+        origin = ("from earlier runs" if all(s in here for s in stems) else
+                  "from the profile's expected_minutes" if not any(s in here for s in stems) else
+                  "from earlier runs and the profile's expected_minutes")
         total = len(notebooks)
-        eta, unknown = run_progress.eta_seconds([nb.stem for nb in notebooks], recorded)
-        expected = (f"expected {run_progress.format_duration(eta)} from earlier runs" if not unknown else
+        eta, unknown = run_progress.eta_seconds(stems, recorded)
+        expected = (f"expected {run_progress.format_duration(eta)} {origin}" if not unknown else
                     f"no recorded time yet for {len(unknown)} of them" if len(unknown) < total else "no earlier run recorded")
         log(f"run {cfg['profile']}: {total} notebook(s) -> {run_dir} ({expected})")
         with _kernel_environment(str(profile), ledger_path):

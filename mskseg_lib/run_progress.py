@@ -2,8 +2,10 @@
 
 A run's ETA comes from the wall times earlier runs of the same profile recorded in their
 ``manifest.json`` (``<runs_dir>/<stamp>/manifest.json``, the newest successful time of each
-notebook), so it needs no model of the work and improves as the profile is run. A notebook
-without a recorded time makes the ETA a lower bound, and the message says so. While a notebook
+notebook), so it needs no model of the work and improves as the profile is run. Before a
+profile has run here, its ``expected_minutes`` (the times measured where the profile was sized,
+e.g. ``default`` on a 2-core CPU) stand in (:func:`profile_seconds`). A notebook without any
+time makes the ETA a lower bound, and the message says so. While a notebook
 runs, ``Heartbeat`` repeats the line every ``every_s`` seconds (papermill's own bar counts cells,
 and the notebooks show per-slice and per-step bars inside long cells).
 """
@@ -14,7 +16,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-__all__ = ["Heartbeat", "eta_seconds", "format_duration", "progress_line", "recorded_seconds"]
+__all__ = ["Heartbeat", "eta_seconds", "format_duration", "profile_seconds", "progress_line", "recorded_seconds"]
 
 
 def recorded_seconds(runs_dir: Path, exclude: Path | None = None) -> dict[str, float]:
@@ -37,6 +39,24 @@ def recorded_seconds(runs_dir: Path, exclude: Path | None = None) -> dict[str, f
             if r.get("status") == "ok" and r.get("seconds") is not None:
                 found.setdefault(str(r["notebook"]), float(r["seconds"]))
     return found
+
+
+def profile_seconds(expected_minutes: Mapping[str, float], notebooks: Sequence[str]) -> dict[str, float]:
+    """Notebook stem -> seconds from a profile's ``expected_minutes`` (keys are notebook numbers,
+    ``"03"``, or whole stems); the stand-in for a notebook no earlier run here recorded.
+
+    Parameters
+    ----------
+    expected_minutes : the profile's ``expected_minutes`` mapping (may be empty).
+    notebooks : stems of the notebooks of the run (``03_finetune_ablations``).
+    """
+    out = {}
+    for stem in notebooks:
+        for key in (stem, stem.split("_", 1)[0]):
+            if key in expected_minutes:
+                out[stem] = 60.0 * float(expected_minutes[key])
+                break
+    return out
 
 
 def eta_seconds(remaining: Sequence[str], recorded: Mapping[str, float], current: str | None = None,

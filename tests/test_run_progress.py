@@ -4,7 +4,14 @@ from __future__ import annotations
 import json
 import threading
 
-from mskseg_lib.run_progress import Heartbeat, eta_seconds, format_duration, progress_line, recorded_seconds
+from mskseg_lib.run_progress import (
+    Heartbeat,
+    eta_seconds,
+    format_duration,
+    profile_seconds,
+    progress_line,
+    recorded_seconds,
+)
 
 
 def _manifest(folder, records):
@@ -54,3 +61,11 @@ def test_heartbeat_repeats_the_line_until_stopped():
     assert set(said) == {"tick"}
     two.clear()
     assert not two.wait(0.1) and len(said) == n  # stopped
+
+
+def test_profile_expected_minutes_stand_in_for_notebooks_never_run_here():
+    stems = ["01_a", "02_b", "03_c"]
+    got = profile_seconds({"01": 2.5, "02_b": 4.0, "07": 3.0}, stems)
+    assert got == {"01_a": 150.0, "02_b": 240.0}  # by number or whole stem; other notebooks ignored
+    assert profile_seconds({}, stems) == {}
+    assert eta_seconds(stems, got) == (390.0, ["03_c"])

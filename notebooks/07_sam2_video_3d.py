@@ -282,8 +282,8 @@ else:
     display(check.runs[["dataset", "subject_id", "scheme", "status", "seconds", "encoded_slices"]].round(2))
     bench = bench_video3d(volumes.iloc[0].to_dict(), "tiny", repeats=1, settings=settings, models=inputs["models"])
     sources_of_first = sources.get(str(volumes.iloc[0]["dataset"]), "synthetic")
-    timing = pd.DataFrame([{"route": "in-memory frames", "s_per_frame": bench["memory_s_per_frame"]},
-                           {"route": "JPEG folder (write + init_state + track)", "s_per_frame": bench["jpeg_s_per_frame"]}])
+    timing = pd.DataFrame([{"route": "in-memory frames", "seconds_per_frame": bench["memory_s_per_frame"]},
+                           {"route": "JPEG folder (write + init_state + track)", "seconds_per_frame": bench["jpeg_s_per_frame"]}])
     timing["frames"] = bench["n_frames"]
     save_table(timing.round(4), cfg, "tableX07e_video3d_frames_route_timing", notebook="07",
                data_source=sources_of_first,

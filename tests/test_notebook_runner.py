@@ -74,6 +74,17 @@ def test_discover_sorted_and_only(setup: dict) -> None:
         discover_notebooks(["01", "07"], nbdir)
 
 
+def test_first_run_takes_its_eta_from_the_profiles_expected_minutes(setup: dict) -> None:
+    """No earlier run here: the profile's expected_minutes give the ETA, and the first line says so."""
+    cfg = {**setup["cfg"], "expected_minutes": {"01": 0.5}}
+    profile = setup["tmp"] / "timed.yaml"
+    profile.write_text(yaml.safe_dump(cfg))
+    lines: list[str] = []
+    run_notebooks(str(profile), ["01"], notebooks_dir=setup["nbdir"], progress_bar=False, log=lines.append)
+    assert "expected 30s from the profile's expected_minutes" in lines[0]
+    assert lines[1].startswith("[1/1] 01_write: 0s in (recorded 30s); run ") and "ETA 30s" in lines[1]
+
+
 def test_unknown_only_fails_before_creating_a_run(setup: dict) -> None:
     with pytest.raises(NotebookSelectionError):
         run_notebooks(str(setup["profile"]), ["09"], notebooks_dir=setup["nbdir"])

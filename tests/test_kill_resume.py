@@ -47,12 +47,13 @@ SEED = 20261201
 
 
 def tiny_profile(base: Path) -> Path:
-    """The fixture profile cut to two datasets x 3 subjects, LiteMedSAM with exact boxes, a two-run
+    """The fixture profile cut to two datasets x 3 thin subjects, LiteMedSAM with exact boxes, a two-run
     grid (frozen and trained encoder) and two video3d schemes, under ``base``."""
     cfg = copy.deepcopy(load_profile("fixture"))
     cfg["paths"] = {k: str(base / k) for k in cfg["paths"]}
     cfg["cohort"]["datasets"] = [SPINE, KNEE]
     cfg["cohort"]["subjects_per_dataset"] = 3
+    cfg["cohort"]["slice_scale"] = 0.1  # thinner volumes (the knee: 16 frames for video3d), every stage shorter
     cfg["zero_shot"]["models"] = ["lite_medsam"]
     cfg["zero_shot"]["conditions"] = [{"name": "gt_box", "shift_grid_px": 0}]
     cfg["video3d"]["schemes"] = ["boxes_per_slice", "box_carry"]

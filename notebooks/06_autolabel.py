@@ -267,7 +267,7 @@ if not zoo:
     print("no zoo segmenter available in this profile: pipeline demo not run")
 else:
     report = label_volumes(volume_path, out_dir, **fp_autolabel.label_inputs(cfg, spec.name, runs[spec.name].weights, zoo[0]),
-                           progress=False)
+                           progress=False, cache_dir=fp_autolabel.embedding_store(cfg))  # the study encoded it
     display(pd.DataFrame(report.rows))
     show_skipped(report.skipped)
     out, source = nib.load(out_dir / f"{items[0].name}.nii.gz"), read_volume(items[0])

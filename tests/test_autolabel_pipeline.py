@@ -131,6 +131,28 @@ def test_autolabel_folder_writes_source_grid_resumes_and_skips_corrupt(tmp_path)
     assert changed.rows[0]["status"] == "labelled"  # a changed setting relabels
 
 
+def test_a_store_makes_a_second_labelling_of_the_same_volume_encode_nothing(tmp_path):
+    """With an embedding store (notebook 06 passes the run's), a volume whose slices were already
+    encoded with this model is labelled from stored embeddings: zero encodes, the same labels."""
+    from mskseg_lib.evaluation.embedding_cache import EmbeddingCache
+
+    truths = _write_inputs(tmp_path / "in", n=1)
+    items = find_volumes(tmp_path / "in")
+    vol = read_volume(items[0])
+    seg = BoxFillSegmenter(128, pl.slicing(vol, SPEC).display_slice(0).shape)
+    seg.checkpoint = {"sha256": "ab" * 32}  # weights of known digest: the store may share them
+    store = EmbeddingCache(tmp_path / "store")
+    src = oracle_source(vol, truths[0])
+    pl.autolabel(items, tmp_path / "first", seg, src, settings(), progress=False, cache=store)
+    n_slices = seg.encoded
+    assert n_slices > 0
+    report = pl.autolabel(items, tmp_path / "second", seg, src, settings(), progress=False, cache=store)
+    assert report.rows[0]["status"] == "labelled" and seg.encoded == n_slices  # nothing encoded again
+    assert np.array_equal(np.asarray(nib.load(tmp_path / "second" / "case0.nii.gz").dataobj), truths[0])
+    pl.autolabel(items, tmp_path / "third", seg, src, settings(), progress=False)  # no store: encoded
+    assert seg.encoded == 2 * n_slices
+
+
 def test_dicom_series_round_trip_keeps_affine_and_shape(tmp_path):
     from test_dicom_io import HEADER
 

@@ -421,8 +421,10 @@ class AutolabelSettings:
 
 
 def label_one(item: VolumeInput, out_dir: Path, segmenter: Segmenter, source: PromptSource,
-              settings: AutolabelSettings, model_ids: Mapping[str, Any], *, progress: bool = False) -> dict[str, Any]:
-    """Label one volume and write its outputs; returns its report row."""
+              settings: AutolabelSettings, model_ids: Mapping[str, Any], *, progress: bool = False,
+              cache: EmbeddingCache | None = None) -> dict[str, Any]:
+    """Label one volume and write its outputs; returns its report row. With an embedding store
+    (``cache``), slices another stage encoded with this model are read, not encoded."""
     t0 = time.perf_counter()
     spec = settings.spec
     if getattr(source, "resize_mode", settings.resize_mode) != settings.resize_mode:
@@ -431,7 +433,7 @@ def label_one(item: VolumeInput, out_dir: Path, segmenter: Segmenter, source: Pr
     volume = read_volume(item)
     sl = slicing(volume, spec, settings.clip_percentiles, settings.resize_mode)
     raw, timings = segment_volume(sl, segmenter, [source], encode_batch_size=settings.encode_batch_size,
-                                  progress=progress, desc=item.name)
+                                  progress=progress, desc=item.name, cache=cache)
     pred = raw[source.name]
     t1 = time.perf_counter()
     labels = postprocess_volume(pred.labels, sl.slice_axis, spec, settings.postprocess)
@@ -510,7 +512,8 @@ def skipped_table(rows: Sequence[Mapping[str, Any]], dataset: str = "") -> pd.Da
 
 def _label_or_report(item: VolumeInput, out_dir: Path, segmenter: Segmenter, source: PromptSource,
                      settings: AutolabelSettings, model_ids: Mapping[str, Any], progress: bool,
-                     on_error: Callable[[VolumeInput, Exception], None] | None) -> dict[str, Any]:
+                     on_error: Callable[[VolumeInput, Exception], None] | None,
+                     cache: EmbeddingCache | None = None) -> dict[str, Any]:
     """One volume's report row: skipped when done, labelled, or failed with the reason.
 
     A ``DataError`` gives the file and problem (``path``, ``problem``); any other error its type,
@@ -519,7 +522,7 @@ def _label_or_report(item: VolumeInput, out_dir: Path, segmenter: Segmenter, sou
     try:
         if is_done(item, out_dir, fingerprint(item, {**settings.as_record(), **model_ids})):
             return {"volume": item.name, "input": str(item.path), "status": "skipped (done)", "message": ""}
-        return label_one(item, out_dir, segmenter, source, settings, model_ids, progress=progress)
+        return label_one(item, out_dir, segmenter, source, settings, model_ids, progress=progress, cache=cache)
     except Exception as exc:  # noqa: BLE001 - one bad volume must not stop the batch
         message = str(exc) if isinstance(exc, DataError) else f"{type(exc).__name__}: {exc}"
         row = {"volume": item.name, "input": str(item.path), "status": "failed", "message": message}
@@ -556,7 +559,8 @@ def _merge_reports(out_dir: Path, ctx: dist.DistContext, settings: AutolabelSett
 def autolabel(items: Sequence[VolumeInput], out_dir: Path, segmenter: Segmenter, source: PromptSource,
               settings: AutolabelSettings, *, model_ids: Mapping[str, Any] | None = None,
               ctx: dist.DistContext | None = None, progress: bool = True, run_record: Mapping[str, Any] | None = None,
-              on_error: Callable[[VolumeInput, Exception], None] | None = None) -> AutolabelReport:
+              on_error: Callable[[VolumeInput, Exception], None] | None = None,
+              cache: EmbeddingCache | None = None) -> AutolabelReport:
     """Label this rank's share of ``items`` into ``out_dir``; skip volumes already done.
 
     A volume that fails (``DataError``: unreadable, truncated, non-finite; or any other error,
@@ -578,6 +582,8 @@ def autolabel(items: Sequence[VolumeInput], out_dir: Path, segmenter: Segmenter,
     progress : a progress bar per rank.
     run_record : provenance merged into ``autolabel_report.json`` (command, versions, ...).
     on_error : called with (volume, exception) for each failed volume.
+    cache : an embedding store (e.g. the run's, when the volumes are ones the study already
+        encoded); None: every slice is encoded.
 
     Returns
     -------
@@ -596,7 +602,7 @@ def autolabel(items: Sequence[VolumeInput], out_dir: Path, segmenter: Segmenter,
     try:
         for item in bar:
             row = _label_or_report(item, out_dir, segmenter, source, settings, model_ids,
-                                   progress and len(mine) == 1, on_error)
+                                   progress and len(mine) == 1, on_error, cache)
             row["rank"] = ctx.rank
             report.rows.append(row)
     finally:  # the other ranks wait for this file and this barrier, whatever happened here

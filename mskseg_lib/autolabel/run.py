@@ -30,6 +30,7 @@ from mskseg_lib.autolabel.models import choose_segmenter
 from mskseg_lib.autolabel.pipeline import AutolabelReport, AutolabelSettings, autolabel, detector_prompts, join_ranks
 from mskseg_lib.data.errors import DataError
 from mskseg_lib.errors import UserError
+from mskseg_lib.evaluation.embedding_cache import EmbeddingCache
 from mskseg_lib.models.checkpoints import sha256_file
 from mskseg_lib.models.interface import pick_device
 from mskseg_lib.models.settings import ModelSettings
@@ -45,7 +46,7 @@ class DetectorMismatch(UserError, ValueError):
 def label_volumes(input_path: str | Path, out_dir: str | Path, settings: AutolabelSettings, detector_weights: Path, *,
                   model_keys: Sequence[str] = ("lite_medsam",), models: ModelSettings | None = None,
                   detector: DetectorSettings | None = None, run_record: Mapping[str, Any] | None = None,
-                  progress: bool = True) -> AutolabelReport:
+                  progress: bool = True, cache_dir: Path | None = None) -> AutolabelReport:
     """Label every volume under ``input_path`` into ``out_dir``; under torchrun, split across ranks.
 
     Parameters
@@ -61,6 +62,9 @@ def label_volumes(input_path: str | Path, out_dir: str | Path, settings: Autolab
     detector : the detector's thresholds (default: the study's, at the pipeline's image size).
     run_record : provenance merged into ``autolabel_report.json`` (e.g. profile and seed).
     progress : progress bars.
+    cache_dir : an embedding store to read and fill (``notebook 06`` passes the run's, whose
+        study already encoded the demo volume); None, the default for a site's batch: every
+        slice is encoded and nothing is kept (about 2 MB per slice).
 
     Returns
     -------
@@ -92,7 +96,8 @@ def label_volumes(input_path: str | Path, out_dir: str | Path, settings: Autolab
                   "started_utc": utc_now_iso(), "git": git_info(), "versions": collect_versions(),
                   "detector_weights": str(weights), "device": str(ctx.device)}
         return autolabel(items, Path(out_dir), segmenter, source, settings, model_ids=model_ids, ctx=ctx,
-                         progress=progress, run_record=record)
+                         progress=progress, run_record=record,
+                         cache=EmbeddingCache(Path(cache_dir)) if cache_dir is not None else None)
     finally:
         dist.stop(ctx)
 

@@ -11,12 +11,11 @@ def pythonpath(*folders: object) -> str:
 
 
 def registry_env(*folders: object) -> dict[str, str]:
-    """This process's environment without the offline guard, ``folders`` first on PYTHONPATH.
+    """This process's environment without the offline guard (its switch ``MSKSEG_OFFLINE_GUARD``
+    left out), ``folders`` first on PYTHONPATH.
 
     For the one kind of subprocess allowed to reach out: ``pip`` installing from the package
     registry (``envcheck --install``). Everything else keeps the guard (:func:`pythonpath`)."""
-    guard = os.path.join("scripts", "offline")
-    kept = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and not p.rstrip("/").endswith(guard)]
-    env = {k: v for k, v in os.environ.items() if k not in {"MSKSEG_OFFLINE_GUARD", "PYTHONPATH"}}
-    env["PYTHONPATH"] = os.pathsep.join([*(str(f) for f in folders), *kept])
+    env = {k: v for k, v in os.environ.items() if k != "MSKSEG_OFFLINE_GUARD"}
+    env["PYTHONPATH"] = pythonpath(*folders)
     return env
